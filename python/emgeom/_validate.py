@@ -1,0 +1,190 @@
+"""Input validation shared by every public function.
+
+Each helper converts a user value to the exact type the kernels need or raises an
+:mod:`emgeom.errors` exception whose message names the argument, what was expected and what
+was given. Public functions call these before anything reaches Rust.
+"""
+
+from __future__ import annotations
+
+import importlib
+import math
+import numbers
+from collections.abc import Sequence
+from types import ModuleType
+from typing import Any
+
+import numpy as np
+from numpy.typing import NDArray
+
+from emgeom.errors import InvalidTypeError, InvalidValueError, MissingDependencyError, ShapeError
+
+__all__ = [
+    "as_float",
+    "as_image",
+    "as_int",
+    "as_matrix",
+    "as_shape2",
+    "as_vectors",
+    "describe",
+    "n_threads_arg",
+    "require",
+]
+
+
+def describe(value: Any) -> str:
+    """A short description of a value for error messages."""
+    if isinstance(value, np.ndarray):
+        return f"array of shape {value.shape} and dtype {value.dtype}"
+    text = repr(value)
+    return text if len(text) <= 80 else text[:77] + "..."
+
+
+def as_float(
+    value: Any,
+    name: str,
+    *,
+    positive: bool = False,
+    nonnegative: bool = False,
+    low: float | None = None,
+    high: float | None = None,
+) -> float:
+    """Return ``value`` as a finite Python float, checking the requested range."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Real | np.floating | np.integer):
+        if isinstance(value, np.ndarray) and value.ndim == 0 and value.dtype.kind in "fiu":
+            value = value.item()
+        else:
+            raise InvalidTypeError(f"{name}: expected a real number, got {describe(value)}")
+    v = float(value)
+    if not math.isfinite(v):
+        raise InvalidValueError(f"{name}: expected a finite number, got {v}")
+    if positive and v <= 0:
+        raise InvalidValueError(f"{name}: expected a positive number, got {v}")
+    if nonnegative and v < 0:
+        raise InvalidValueError(f"{name}: expected a number >= 0, got {v}")
+    if low is not None and v < low:
+        raise InvalidValueError(f"{name}: expected a number >= {low}, got {v}")
+    if high is not None and v > high:
+        raise InvalidValueError(f"{name}: expected a number <= {high}, got {v}")
+    return v
+
+
+def as_int(value: Any, name: str, *, low: int | None = None, high: int | None = None) -> int:
+    """Return ``value`` as a Python int (integral floats are refused: say what you mean)."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral | np.integer):
+        raise InvalidTypeError(f"{name}: expected an integer, got {describe(value)}")
+    v = int(value)
+    if low is not None and v < low:
+        raise InvalidValueError(f"{name}: expected an integer >= {low}, got {v}")
+    if high is not None and v > high:
+        raise InvalidValueError(f"{name}: expected an integer <= {high}, got {v}")
+    return v
+
+
+def _to_float_array(value: Any, name: str) -> NDArray[np.float64]:
+    try:
+        arr = np.asarray(value)
+    except Exception as exc:  # ragged lists etc.
+        raise InvalidTypeError(f"{name}: expected numbers, got {describe(value)}") from exc
+    if arr.dtype.kind not in "fiub" or arr.dtype.kind == "b":
+        raise InvalidTypeError(f"{name}: expected real numbers, got {describe(value)}")
+    return np.asarray(arr, dtype=np.float64)
+
+
+def as_matrix(value: Any, name: str, shape: tuple[int, ...] = (2, 2)) -> NDArray[np.float64]:
+    """Return a finite float64 array of exactly ``shape`` (a flat sequence of the right length
+    is reshaped row-major)."""
+    arr = _to_float_array(value, name)
+    size = int(np.prod(shape))
+    if arr.shape != shape:
+        if arr.ndim == 1 and arr.size == size:
+            arr = arr.reshape(shape)
+        else:
+            raise ShapeError(
+                f"{name}: expected shape {shape} (or {size} numbers), got shape {arr.shape}"
+            )
+    if not np.all(np.isfinite(arr)):
+        raise InvalidValueError(f"{name}: all entries must be finite, got {arr.tolist()}")
+    return np.array(arr, dtype=np.float64)
+
+
+def as_vectors(value: Any, name: str, width: int, *, allow_single: bool = True) -> NDArray[Any]:
+    """Return an ``(N, width)`` finite float64 array (a single vector becomes ``(1, width)``)."""
+    arr = _to_float_array(value, name)
+    if allow_single and arr.ndim == 1 and arr.shape[0] == width:
+        arr = arr[None, :]
+    if arr.ndim != 2 or arr.shape[1] != width:
+        raise ShapeError(f"{name}: expected shape (N, {width}), got shape {arr.shape}")
+    if not np.all(np.isfinite(arr)):
+        bad = int(np.count_nonzero(~np.isfinite(arr)))
+        raise InvalidValueError(f"{name}: all entries must be finite ({bad} are NaN or inf)")
+    return arr
+
+
+def as_image(
+    value: Any,
+    name: str = "image",
+    *,
+    allow_stack: bool = True,
+    dtype: Any = None,
+) -> NDArray[Any]:
+    """Return a C-contiguous float image ``(y, x)`` or stack ``(n, y, x)``.
+
+    float32 and float64 are kept; integer, unsigned, bool-free real images (MRC modes 0, 1, 6)
+    are converted to float32; float16 to float32. NaN/inf, empty arrays, complex data and
+    other dimensionalities raise.
+    """
+    if not isinstance(value, np.ndarray):
+        try:
+            value = np.asarray(value)
+        except Exception as exc:
+            raise InvalidTypeError(f"{name}: expected a numpy array, got {describe(value)}") from exc
+    arr = value
+    if arr.dtype.kind == "c":
+        raise InvalidTypeError(f"{name}: expected a real image, got complex dtype {arr.dtype}")
+    if arr.dtype.kind not in "fiu":
+        raise InvalidTypeError(f"{name}: expected a real-valued image, got {describe(arr)}")
+    ndims = (2, 3) if allow_stack else (2,)
+    if arr.ndim not in ndims:
+        what = "(y, x) or (n, y, x)" if allow_stack else "(y, x)"
+        raise ShapeError(f"{name}: expected a {what} array, got shape {arr.shape}")
+    if arr.size == 0:
+        raise ShapeError(f"{name}: expected a non-empty image, got shape {arr.shape}")
+    if dtype is not None:
+        target = np.dtype(dtype)
+    elif arr.dtype in (np.float32, np.float64):
+        target = arr.dtype
+    else:
+        target = np.dtype(np.float32)
+    out = np.ascontiguousarray(arr, dtype=target)
+    if not np.isfinite(out).all():
+        bad = int(np.count_nonzero(~np.isfinite(out)))
+        raise InvalidValueError(f"{name}: {bad} pixel(s) are NaN or inf; expected finite values")
+    return out
+
+
+def n_threads_arg(n_threads: Any) -> int | None:
+    """Validate ``n_threads``: ``None`` (all cores) or an integer >= 1."""
+    if n_threads is None:
+        return None
+    return as_int(n_threads, "n_threads", low=1, high=1024)
+
+
+def require(module: str, extra: str) -> ModuleType:
+    """Import an optional dependency or raise :class:`MissingDependencyError` with the fix."""
+    try:
+        return importlib.import_module(module)
+    except ImportError as exc:
+        raise MissingDependencyError(
+            f"this function needs the optional package {module!r}: "
+            f"pip install 'emgeom[{extra}]'"
+        ) from exc
+
+
+def as_shape2(value: Any, name: str) -> tuple[int, int]:
+    """Return a ``(ny, nx)`` output shape of positive integers."""
+    if not isinstance(value, Sequence | np.ndarray) or len(value) != 2:
+        raise ShapeError(f"{name}: expected (ny, nx), got {describe(value)}")
+    ny = as_int(value[0], f"{name}[0]", low=1)
+    nx = as_int(value[1], f"{name}[1]", low=1)
+    return ny, nx

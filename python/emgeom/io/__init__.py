@@ -1,0 +1,1 @@
+"""File-format adapters. Unit conversions (µm, nm, radians) happen here and nowhere else."""

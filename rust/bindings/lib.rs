@@ -1,0 +1,21 @@
+//! `emgeom._core`: thin pyo3 shims over the pure kernels in `emgeom-kernels`.
+//!
+//! Every shim follows one pattern: `PyReadonlyArray` → `.as_array()` → `py.detach(...)` (GIL
+//! released) → kernel inside [`common::guarded`] (a panic becomes `emgeom.errors.InternalError`,
+//! a `KernelError` becomes `emgeom.errors.InvalidValueError`) → `into_pyarray`. Input validation
+//! with user-facing messages happens in the Python layer first; the kernels re-check cheaply.
+//!
+//! Each capability registers its functions from its own file so that work on one capability
+//! never touches another's shims.
+
+use pyo3::prelude::*;
+
+mod common;
+mod resample;
+
+#[pymodule]
+fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
+    m.add("__version__", env!("CARGO_PKG_VERSION"))?;
+    resample::register(m)?;
+    Ok(())
+}
