@@ -1,0 +1,115 @@
+"""RELION optics tables: read and write ``_rlnMagMat00/01/10/11`` per optics group.
+
+``rlnMagMat00`` is "element 1,1" (row, column) of RELION's MagMat (3dem/relion
+``src/metadata_label.h``); absent columns mean the identity (``ObservationModel``). Reading and
+writing STAR files uses the optional ``starfile`` package (``pip install 'emgeom[star]'``).
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from typing import Any
+
+import numpy as np
+
+from emgeom._validate import require
+from emgeom.anisomag import AnisoMag
+from emgeom.errors import EmgeomFileError, FileFormatError, InvalidTypeError, InvalidValueError
+from emgeom.io._atomic import atomic_output
+
+__all__ = ["MAGMAT_COLUMNS", "read_relion_optics", "write_relion_optics"]
+
+MAGMAT_COLUMNS = ("rlnMagMat00", "rlnMagMat01", "rlnMagMat10", "rlnMagMat11")
+
+
+def _read_blocks(path: str) -> dict[str, Any]:
+    starfile = require("starfile", "star")
+    if not os.path.isfile(path):
+        raise EmgeomFileError(f"{path}: no such file")
+    try:
+        blocks = starfile.read(path, always_dict=True)
+    except Exception as exc:
+        raise FileFormatError(f"{path}: not a readable STAR file ({exc})") from exc
+    if "optics" not in blocks:
+        raise FileFormatError(
+            f"{path}: no data_optics block (blocks: {', '.join(blocks) or 'none'}); "
+            "RELION ≥ 3.1 keeps rlnMagMat in the optics table"
+        )
+    return dict(blocks)
+
+
+def read_relion_optics(path: str | os.PathLike[str]) -> dict[int, AnisoMag]:
+    """Read ``{rlnOpticsGroup: AnisoMag}`` from a RELION ≥ 3.1 STAR file's optics table.
+
+    Groups without ``rlnMagMat*`` columns get the identity. ``D = MagMatᵀ`` (see
+    :meth:`emgeom.anisomag.AnisoMag.from_relion`).
+    """
+    p = os.fspath(path)
+    optics = _read_blocks(p)["optics"]
+    if "rlnOpticsGroup" not in optics.columns:
+        raise FileFormatError(f"{p}: optics table has no rlnOpticsGroup column")
+    present = [c for c in MAGMAT_COLUMNS if c in optics.columns]
+    if present and len(present) != 4:
+        raise FileFormatError(f"{p}: optics table has only {present} of {list(MAGMAT_COLUMNS)}")
+    out: dict[int, AnisoMag] = {}
+    for _, row in optics.iterrows():
+        group = int(row["rlnOpticsGroup"])
+        if present:
+            m = np.array([float(row[c]) for c in MAGMAT_COLUMNS]).reshape(2, 2)
+            try:
+                out[group] = AnisoMag.from_relion(m)
+            except InvalidValueError as exc:
+                raise FileFormatError(f"{p}: optics group {group}: {exc}") from exc
+        else:
+            out[group] = AnisoMag(np.eye(2))
+    return out
+
+
+def write_relion_optics(
+    star_in: str | os.PathLike[str],
+    star_out: str | os.PathLike[str],
+    anisomag: Mapping[int, AnisoMag] | AnisoMag,
+    *,
+    force: bool = False,
+) -> None:
+    """Copy a RELION STAR file, setting ``rlnMagMat*`` of its optics groups.
+
+    Parameters
+    ----------
+    star_in, star_out : path-like
+        Input STAR file (with a ``data_optics`` block) and output path. The output is written
+        atomically and never replaces an existing file unless ``force``.
+    anisomag : AnisoMag or mapping {rlnOpticsGroup: AnisoMag}
+        One value for every group, or per group (groups not listed keep their values).
+    """
+    starfile = require("starfile", "star")
+    p_in = os.fspath(star_in)
+    blocks = _read_blocks(p_in)
+    optics = blocks["optics"].copy()
+    if isinstance(anisomag, AnisoMag):
+        values = {int(g): anisomag for g in optics["rlnOpticsGroup"]}
+    elif isinstance(anisomag, Mapping):
+        values = dict(anisomag)
+        for g, v in values.items():
+            if not isinstance(v, AnisoMag):
+                raise InvalidTypeError(f"anisomag[{g!r}]: expected an AnisoMag, got {type(v)}")
+    else:
+        raise InvalidTypeError(
+            f"anisomag: expected an AnisoMag or a mapping of them, got {type(anisomag)}"
+        )
+    groups = [int(g) for g in optics["rlnOpticsGroup"]]
+    unknown = sorted(set(values) - set(groups))
+    if unknown:
+        raise InvalidValueError(f"anisomag: optics groups {unknown} are not in {p_in} ({groups})")
+    for c in MAGMAT_COLUMNS:
+        if c not in optics.columns:
+            optics[c] = 1.0 if c in ("rlnMagMat00", "rlnMagMat11") else 0.0
+    for i, g in enumerate(groups):
+        if g in values:
+            mag = values[g].to_relion()
+            for c, v in zip(MAGMAT_COLUMNS, mag.ravel(), strict=True):
+                optics.loc[optics.index[i], c] = float(v)
+    blocks["optics"] = optics
+    with atomic_output(star_out, force=force) as tmp:
+        starfile.write(blocks, tmp, overwrite=True)
