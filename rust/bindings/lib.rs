@@ -12,10 +12,12 @@ use pyo3::prelude::*;
 
 mod common;
 mod resample;
+mod tilt;
 
 #[pymodule]
 fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add("__version__", env!("CARGO_PKG_VERSION"))?;
     resample::register(m)?;
+    tilt::register(m)?;
     Ok(())
 }

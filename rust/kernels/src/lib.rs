@@ -9,6 +9,7 @@
 //! axis, `x` = column = fast axis); coordinates and vectors are `(x, y[, z])`; pixel centres sit
 //! on integer indices.
 
+pub mod defocus;
 pub mod error;
 pub mod parallel;
 pub mod warp;
