@@ -104,8 +104,10 @@ def test_motioncor_stretch_axis_and_scale() -> None:
 def test_cistem_correction_is_inverse_of_d() -> None:
     am = AnisoMag.from_cistem(19.6, 1.005, 0.995)
     q = np.array(
-        [[math.cos(math.radians(19.6)), math.sin(math.radians(19.6))],
-         [-math.sin(math.radians(19.6)), math.cos(math.radians(19.6))]]
+        [
+            [math.cos(math.radians(19.6)), math.sin(math.radians(19.6))],
+            [-math.sin(math.radians(19.6)), math.cos(math.radians(19.6))],
+        ]
     )
     c = q @ np.diag([1.005, 0.995]) @ q.T  # cisTEM's content map
     np.testing.assert_allclose(c @ am.distortion, np.eye(2), atol=1e-14)
@@ -137,8 +139,9 @@ def test_warp1_has_opposite_rotation_sense() -> None:
 # --- round trips ------------------------------------------------------------------------------
 
 aniso_matrices = st.builds(
-    lambda s1, ratio, axis, rot_deg: rot(axis) @ np.diag([s1, s1 / ratio]) @ rot(-axis)
-    @ rot(rot_deg),
+    lambda s1, ratio, axis, rot_deg: (
+        rot(axis) @ np.diag([s1, s1 / ratio]) @ rot(-axis) @ rot(rot_deg)
+    ),
     st.floats(0.8, 1.25),
     st.floats(1.0, 1.15),
     st.floats(-180, 180),
@@ -149,7 +152,6 @@ aniso_matrices = st.builds(
 @settings(max_examples=200, deadline=None)
 @given(d=aniso_matrices)
 def test_full_matrix_formats_round_trip(d: np.ndarray) -> None:
-    am = AnisoMag(d)
     for name in ("cryosparc", "relion", "warp", "matrix"):
         value = convert(d, source="matrix", target=name)
         back = convert(value, source=name, target="matrix")
@@ -298,16 +300,21 @@ def test_fill_is_the_image_mean() -> None:
         (lambda: AnisoMag.from_motioncor(-1.0, 1.0, 10), InvalidValueError, "> 0"),
         (lambda: AnisoMag.from_motioncor(1.0, 1.0, float("nan")), InvalidValueError, "finite"),
         (lambda: AnisoMag.from_cistem(10, 1.0, -0.5), InvalidValueError, "> 0"),
-        (lambda: convert(FORUM_M, source="cryosparc", target="gctf"), UnknownConventionError,
-         "known"),
+        (
+            lambda: convert(FORUM_M, source="cryosparc", target="gctf"),
+            UnknownConventionError,
+            "known",
+        ),
         (lambda: convert(FORUM_M, source=3, target="relion"), InvalidTypeError, "source"),
-        (lambda: AnisoMag.from_cryosparc(FORUM_M).rescale(0, 1), InvalidValueError,
-         "from_pixel_a"),
+        (lambda: AnisoMag.from_cryosparc(FORUM_M).rescale(0, 1), InvalidValueError, "from_pixel_a"),
         (lambda: anisomag.correct(np.zeros((0, 4)), np.eye(2)), ShapeError, "non-empty"),
         (lambda: anisomag.correct(np.full((4, 4), np.nan), np.eye(2)), InvalidValueError, "NaN"),
         (lambda: anisomag.correct(np.zeros((4, 4)), "x"), InvalidTypeError, "am"),
-        (lambda: anisomag.correct(np.zeros((4, 4)), np.eye(2), order=2), InvalidValueError,
-         "order"),
+        (
+            lambda: anisomag.correct(np.zeros((4, 4)), np.eye(2), order=2),
+            InvalidValueError,
+            "order",
+        ),
         (lambda: anisomag.correct(np.zeros((2, 2, 2, 2)), np.eye(2)), ShapeError, "image"),
     ],
 )

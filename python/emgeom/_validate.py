@@ -93,7 +93,8 @@ def _to_float_array(value: Any, name: str) -> NDArray[np.float64]:
 
 def as_matrix(value: Any, name: str, shape: tuple[int, ...] = (2, 2)) -> NDArray[np.float64]:
     """Return a finite float64 array of exactly ``shape`` (a flat sequence of the right length
-    is reshaped row-major)."""
+    is reshaped row-major).
+    """
     arr = _to_float_array(value, name)
     size = int(np.prod(shape))
     if arr.shape != shape:
@@ -138,7 +139,9 @@ def as_image(
         try:
             value = np.asarray(value)
         except Exception as exc:
-            raise InvalidTypeError(f"{name}: expected a numpy array, got {describe(value)}") from exc
+            raise InvalidTypeError(
+                f"{name}: expected a numpy array, got {describe(value)}"
+            ) from exc
     arr = value
     if arr.dtype.kind == "c":
         raise InvalidTypeError(f"{name}: expected a real image, got complex dtype {arr.dtype}")
@@ -176,8 +179,7 @@ def require(module: str, extra: str) -> ModuleType:
         return importlib.import_module(module)
     except ImportError as exc:
         raise MissingDependencyError(
-            f"this function needs the optional package {module!r}: "
-            f"pip install 'emgeom[{extra}]'"
+            f"this function needs the optional package {module!r}: pip install 'emgeom[{extra}]'"
         ) from exc
 
 

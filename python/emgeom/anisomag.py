@@ -187,25 +187,6 @@ class AnisoMag:
             (column-major) order, or the 2×2 matrix ``[[M11, M12], [M21, M22]]``.
             ``D = Magᵀ``.
         """
-        if isinstance(value, str):
-            try:
-                numbers = [float(v) for v in value.replace(";", ",").split(",")]
-            except ValueError as exc:
-                raise InvalidValueError(
-                    f"value: expected Warp's 'M11, M21, M12, M22', got {value!r}"
-                ) from exc
-            value = numbers
-        arr = np.asarray(value, dtype=object)
-        if arr.ndim == 1:
-            if arr.size == 3:
-                raise InvalidValueError(
-                    f"value: {describe(value)} has 3 numbers: that is Warp 1.x's "
-                    "MagnificationCorrection (x scale, y scale, angle), a different convention "
-                    "that emgeom does not guess; Warp 2 / M writes 4 numbers"
-                )
-            if arr.size == 4:
-                m11, m21, m12, m22 = (as_float(v, "value") for v in arr)
-                value = [[m11, m12], [m21, m22]]
         return cls._from("warp", value)
 
     @classmethod
@@ -249,8 +230,9 @@ class AnisoMag:
             )
 
     def to_cryosparc(self) -> NDArray[np.float64]:
-        """cryoSPARC M (2×2, identity subtracted): ``M = D⁻ᵀ − I``; ``.ravel()`` for
-        ``ctf/anisomag``."""
+        """CryoSPARC M (2×2, identity subtracted): ``M = D⁻ᵀ − I``; ``.ravel()`` for
+        ``ctf/anisomag``.
+        """
         return np.asarray(self._export("cryosparc"))
 
     def to_relion(self) -> NDArray[np.float64]:
@@ -270,13 +252,15 @@ class AnisoMag:
 
     def to_cistem(self) -> CistemMag:
         """mag_distortion_correct / cisTEM (angle_deg, major, minor) for an exact correction
-        (``major = 1/σ2``, ``minor = 1/σ1``)."""
+        (``major = 1/σ2``, ``minor = 1/σ1``).
+        """
         self._warn_rotation("cisTEM")
         return CistemMag(*self._export("cistem"))
 
     def to_warp(self) -> str:
         """Warp 2 / M ``MagnificationCorrection`` attribute text ``"M11, M21, M12, M22"``
-        (``Mag = Dᵀ``, column-major)."""
+        (``Mag = Dᵀ``, column-major).
+        """
         mag = self._export("warp")
         return ", ".join(f"{v:.9g}" for v in (mag[0, 0], mag[1, 0], mag[0, 1], mag[1, 1]))
 
@@ -297,7 +281,7 @@ class AnisoMag:
 
     @property
     def determinant(self) -> float:
-        """det D (> 0). 1/√det D is the pixel-size scale."""
+        """Det D (> 0). 1/√det D is the pixel-size scale."""
         return float(np.linalg.det(self._d))
 
     @property
@@ -358,7 +342,8 @@ class AnisoMag:
     def rescale(self, from_pixel_a: float, to_pixel_a: float) -> AnisoMag:
         """The same images with their declared pixel size changed from ``from_pixel_a`` to
         ``to_pixel_a`` (Å): ``D' = D · to/from`` (cryoSPARC: ``(I+M)' = (I+M)·from/to``, the
-        cryosparc-tools rule)."""
+        cryosparc-tools rule).
+        """
         a = as_float(from_pixel_a, "from_pixel_a", positive=True)
         b = as_float(to_pixel_a, "to_pixel_a", positive=True)
         return AnisoMag(self._d * (b / a))
@@ -442,12 +427,7 @@ def convert(value: Any, *, source: str, target: str) -> Any:
     """
     src = _convention_name(source, "source")
     tgt = _convention_name(target, "target")
-    if src == "matrix":
-        am = AnisoMag(value)
-    elif src == "warp":
-        am = AnisoMag.from_warp(value)
-    else:
-        am = AnisoMag._from(src, value)
+    am = AnisoMag(value) if src == "matrix" else AnisoMag._from(src, value)
     exporters = {
         "matrix": lambda: am.distortion,
         "cryosparc": am.to_cryosparc,
@@ -551,4 +531,4 @@ def distort(
     border.
     """
     d = _as_anisomag(am).distortion
-    return _resample(image, np.linalg.inv(d), order, fill, n_threads)
+    return _resample(image, np.asarray(np.linalg.inv(d), dtype=np.float64), order, fill, n_threads)

@@ -34,11 +34,11 @@ def _from_values(source: str, values: list[float]) -> AnisoMag:
     if name in ("matrix", "canonical", "d"):
         return AnisoMag(values)
     conv = conventions.get("anisomag", source)
-    if conv.name == "warp":
-        return AnisoMag.from_warp(values)
     if conv.name == "warp1":
-        return AnisoMag.from_warp1(*values) if len(values) == 3 else AnisoMag.from_warp1(
-            values[0], values[1], values[2], pixel_size_a=values[3]
+        return (
+            AnisoMag.from_warp1(*values)
+            if len(values) == 3
+            else AnisoMag.from_warp1(values[0], values[1], values[2], pixel_size_a=values[3])
         )
     return AnisoMag._from(conv.name, values)
 
@@ -77,28 +77,35 @@ def print_report(info: dict[str, Any], target: str | None) -> None:
         echo(f"answer ({target}): {info['answer']}")
         echo("")
     echo(f"cryoSPARC M (I+M minus I):  {_fmt_matrix(info['cryosparc_M'])}")
-    echo(f"RELION MagMat 00 01 10 11:  {' '.join(f'{v:.6f}' for v in np.ravel(info['relion_MagMat']))}")
+    magmat = " ".join(f"{v:.6f}" for v in np.ravel(info["relion_MagMat"]))
+    echo(f"RELION MagMat 00 01 10 11:  {magmat}")
     echo(f"MotionCor2/3:               {mc['args']}   (pixel-exact: output pixel = p/major)")
     a = mc["area_normalised"]
     echo(f"  area-normalised:          -Mag {a[0]:.6f} {a[1]:.6f} {a[2]:.3f}")
     echo(f"  if micrographs y-flipped: {mc['args_if_y_flipped']}")
-    echo(f"cisTEM / mag_distortion:    angle {ci['angle_deg']:.3f}  major {ci['major']:.6f}  "
-         f"minor {ci['minor']:.6f}")
-    echo(f"Warp 2 / M MagnificationCorrection: \"{info['warp_MagnificationCorrection']}\"")
+    echo(
+        f"cisTEM / mag_distortion:    angle {ci['angle_deg']:.3f}  major {ci['major']:.6f}  "
+        f"minor {ci['minor']:.6f}"
+    )
+    echo(f'Warp 2 / M MagnificationCorrection: "{info["warp_MagnificationCorrection"]}"')
     echo(f"emgeom D (x_obs = D x_true): {_fmt_matrix(info['distortion_D'])}")
     echo("")
     s1, s2 = info["singular_values"]
     echo(f"anisotropy:      {info['anisotropy_percent']:.3f} %  (σ1 {s1:.6f}, σ2 {s2:.6f})")
-    echo(f"major axis:      {info['major_axis_deg']:.3f}° (lowest magnification; axis "
-         "(cos a, -sin a) in (x = column, y = row) array coordinates)")
+    echo(
+        f"major axis:      {info['major_axis_deg']:.3f}° (lowest magnification; axis "
+        "(cos a, -sin a) in (x = column, y = row) array coordinates)"
+    )
     scale = info["pixel_size_scale"]
     echo(f"pixel size:      true = {scale:.6f} × nominal ({100 * (scale - 1):+.3f} %)")
     echo(f"rotation part:   {info['rotation_deg']:.4f}° (not representable in MotionCor/cisTEM)")
     if "determinant_check" in info:
         chk = info["determinant_check"]
         verdict = "agrees" if chk["agrees"] else "DOES NOT AGREE: check the numbers"
-        echo(f"determinant:     det(I+M) = {chk['det_I_plus_M']:.8f}, logged "
-             f"{chk['logged']:.8f}: {verdict}")
+        echo(
+            f"determinant:     det(I+M) = {chk['det_I_plus_M']:.8f}, logged "
+            f"{chk['logged']:.8f}: {verdict}"
+        )
     echo("")
     echo(f"frame: {info['frame_note']}")
 
@@ -145,7 +152,10 @@ def convert_cmd(
 
 
 def _load_anisomag(
-    source: str | None, values: list[float] | None, cs: Path | None, star: Path | None,
+    source: str | None,
+    values: list[float] | None,
+    cs: Path | None,
+    star: Path | None,
     group: int | None,
 ) -> AnisoMag:
     given = sum(x is not None for x in (values or None, cs, star))
@@ -208,11 +218,12 @@ def correct_cmd(
     scale = am.pixel_size_scale
     typer.echo(
         f"{verb} {input_mrc} -> {output_mrc} ({am}); pixel size unchanged "
-        f"({'%.4f Å' % mrc.pixel_size_a if mrc.pixel_size_a else 'not in header'}); "
+        f"({f'{mrc.pixel_size_a:.4f} Å' if mrc.pixel_size_a else 'not in header'}); "
         f"true/nominal pixel before correction {scale:.6f}"
     )
     if not math.isclose(scale, 1.0, abs_tol=5e-3):
         typer.echo(
             f"note: det D differs from 1 by {100 * abs(1 - am.determinant):.2f} %: the correction "
-            "also changes the isotropic scale", err=True
+            "also changes the isotropic scale",
+            err=True,
         )

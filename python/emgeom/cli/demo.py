@@ -19,7 +19,7 @@ FORUM_DETERMINANT = 0.99867812
 
 def sample_path(name: str) -> Path:
     """Path of a bundled sample file (``emgeom/data/<name>``)."""
-    return Path(str(resources.files("emgeom").joinpath("data", name)))
+    return Path(str(resources.files("emgeom") / "data" / name))
 
 
 def _prepare_folder(output: Path, force: bool) -> None:
@@ -97,8 +97,12 @@ def _ellipse_figure(am: Any, path: Path) -> str | None:
     fig, ax = plt.subplots(figsize=(5, 5))
     ax.plot(circle[0], circle[1], "--", color="0.6", label="true (circle)")
     ax.plot(ellipse[0], ellipse[1], color="C3", label=f"observed (anisotropy ×{exaggerate:.0f})")
-    ax.plot([-1.2 * np.cos(a), 1.2 * np.cos(a)], [1.2 * np.sin(a), -1.2 * np.sin(a)], color="C0",
-            label=f"major axis {am.major_axis_deg:.1f}° (lowest magnification)")
+    ax.plot(
+        [-1.2 * np.cos(a), 1.2 * np.cos(a)],
+        [1.2 * np.sin(a), -1.2 * np.sin(a)],
+        color="C0",
+        label=f"major axis {am.major_axis_deg:.1f}° (lowest magnification)",
+    )
     ax.set_aspect("equal")
     ax.invert_yaxis()  # row 0 at the top, as images are displayed
     ax.set_xlabel("x (column)")

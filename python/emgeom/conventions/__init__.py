@@ -7,8 +7,8 @@ URL), how confident we are, and the functions that convert to and from the canon
 Each entry has its own test in ``tests/test_conventions*.py``.
 
 >>> from emgeom import conventions
->>> conventions.get("anisomag", "relion").sources[0].where
-'src/jaz/single_particle/obs_model.cpp: ObservationModel::applyAnisoMag; src/projector.cpp: Projector::project'
+>>> conventions.get("anisomag", "relion").sources[0].repository
+'3dem/relion'
 """
 
 from __future__ import annotations

@@ -117,8 +117,7 @@ def _params(value: Any, names: Sequence[str], what: str) -> list[float]:
             )
     else:
         raise InvalidTypeError(
-            f"{what}: expected ({', '.join(names)}) as a sequence or mapping, "
-            f"got {describe(value)}"
+            f"{what}: expected ({', '.join(names)}) as a sequence or mapping, got {describe(value)}"
         )
     return [as_float(v, f"{what}.{n}") for v, n in zip(items, names, strict=True)]
 
@@ -240,7 +239,25 @@ register(
 
 
 def _warp_to_d(value: Any) -> Matrix:
-    return as_matrix(value, "warp MagnificationCorrection", (2, 2)).T.copy()
+    what = "warp MagnificationCorrection"
+    if isinstance(value, str):  # the XML attribute text
+        try:
+            value = [float(v) for v in value.replace(";", ",").split(",")]
+        except ValueError as exc:
+            raise InvalidValueError(
+                f"{what}: expected 'M11, M21, M12, M22', got {value!r}"
+            ) from exc
+    arr = np.asarray(value, dtype=object)
+    if arr.ndim == 1 and arr.size == 3:
+        raise InvalidValueError(
+            f"{what}: {describe(value)} has 3 numbers: that is Warp 1.x's MagnificationCorrection "
+            "(x scale, y scale, angle), a different convention that emgeom does not guess; "
+            "Warp 2 / M writes 4 numbers"
+        )
+    if arr.ndim == 1 and arr.size == 4:  # XML order is column-major
+        m11, m21, m12, m22 = (as_float(v, what) for v in arr)
+        value = [[m11, m12], [m21, m22]]
+    return as_matrix(value, what, (2, 2)).T.copy()
 
 
 def _d_to_warp(d: Matrix) -> Matrix:
@@ -269,7 +286,7 @@ register(
             ),
         ),
         confidence="high",
-        notes="Warp 1.x files carry an older 3-number `MagnificationCorrection=\"x, y, angle\"` "
+        notes='Warp 1.x files carry an older 3-number `MagnificationCorrection="x, y, angle"` '
         "('a different, weird convention', WarpLib/Movie.cs) which emgeom refuses rather "
         "than guesses; Warp 1's PixelSizeX/Y/Angle are the `warp1` convention.",
         to_canonical=_warp_to_d,
@@ -375,8 +392,7 @@ register(
             ),
             Source(
                 "cisTEM",
-                "src/core/functions.cpp: ReturnMagDistortionCorrectedPixelSize "
-                "(p / ((J + N)/2))",
+                "src/core/functions.cpp: ReturnMagDistortionCorrectedPixelSize (p / ((J + N)/2))",
                 repository="timothygrant80/cisTEM",
             ),
             Source(

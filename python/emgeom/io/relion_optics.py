@@ -108,8 +108,8 @@ def write_relion_optics(
     for i, g in enumerate(groups):
         if g in values:
             mag = values[g].to_relion()
-            for c, v in zip(MAGMAT_COLUMNS, mag.ravel(), strict=True):
-                optics.loc[optics.index[i], c] = float(v)
+            for c, entry in zip(MAGMAT_COLUMNS, mag.ravel().tolist(), strict=True):
+                optics.loc[optics.index[i], c] = float(entry)
     blocks["optics"] = optics
     with atomic_output(star_out, force=force) as tmp:
         starfile.write(blocks, tmp, overwrite=True)
