@@ -27,3 +27,28 @@ def warp_affine_f64(
     fill: float | None = None,
     n_threads: int | None = None,
 ) -> NDArray[np.float64]: ...
+
+# --- common (rust/bindings/common.rs) -------------------------------------------------------
+
+def _panic_in_kernel_for_tests() -> None: ...
+
+# --- tilt (rust/bindings/tilt.rs) -------------------------------------------------------------
+
+def particle_defocus_f32(
+    positions: NDArray[np.float64],
+    coeffs: NDArray[np.float64],
+    out: NDArray[np.float32],
+    n_threads: int | None = None,
+) -> None: ...
+def particle_defocus_f64(
+    positions: NDArray[np.float64],
+    coeffs: NDArray[np.float64],
+    out: NDArray[np.float64],
+    n_threads: int | None = None,
+) -> None: ...
+def project_f64(
+    positions: NDArray[np.float64],
+    rows: NDArray[np.float64],
+    out: NDArray[np.float64],
+    n_threads: int | None = None,
+) -> None: ...

@@ -1,0 +1,238 @@
+"""IMOD alignment files (``.tlt``, ``.xf``, ``.xtilt``, ctfplotter ``.defocus``) → canonical.
+
+Sources: IMOD man pages tiltalign (``RotationAngle``: "rotation (CCW positive) from the Y-axis
+(the tilt axis after the views are aligned) to the suspected tilt axis in the unaligned
+views"), xfproduct/``.xf`` format (``A11 A12 A21 A22 DX DY`` mapping raw → aligned about the
+image centre), ctfphaseflip ("At positive tilt angles, the right side of the images should be
+more underfocused than the left side; if not, then [-invert] is needed"), ctfplotter (defocus
+file versions 2 and 3, nm); ``flib/tilt/tilt.f90`` (tilt sign, design note §2.3); RELION's
+import ``src/tomography_python_programs/align_tilt_series/imod/_utils.py`` (YTilt = ``.tlt``,
+ZRot from ``.xf``, XTilt = 0) and yet-another-imod-wrapper ``utils/xf.py``
+(``specimen_shifts = −A⁻¹·(DX, DY)``).
+
+Canonical mapping: ``θ = .tlt``, ``ψ = atan2(−A21, A11)``, ``s = −A⁻¹·(DX, DY)·pixel``,
+``χ = .xtilt`` (sign not verified against tilt.f90; RELION ignores it), ``h = +1`` (IMOD
+convention) or ``−1`` when ctfphaseflip/ctfplotter needed ``-invert``. Defocus files are in nm
+(converted here).
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+from numpy.typing import NDArray
+
+from emgeom._validate import as_float
+from emgeom.errors import EmgeomFileError, FileFormatError, InvalidValueError
+from emgeom.tilt._geometry import TiltGeometry
+
+__all__ = ["read_ctfplotter_defocus", "read_imod", "read_tlt", "read_xf"]
+
+NM_TO_A = 10.0
+
+
+def _rows(path: Path) -> list[list[str]]:
+    try:
+        text = path.read_text(encoding="utf-8", errors="replace")
+    except FileNotFoundError:
+        raise EmgeomFileError(f"{path}: file not found") from None
+    return [
+        ln.split() for ln in text.splitlines() if ln.strip() and not ln.lstrip().startswith("#")
+    ]
+
+
+def read_tlt(path: str | os.PathLike[str]) -> NDArray[np.float64]:
+    """Tilt angles (degrees) from an IMOD ``.tlt``/``.rawtlt``/``.xtilt`` (first column)."""
+    p = Path(path)
+    try:
+        a = np.array([float(r[0]) for r in _rows(p)])
+    except ValueError:
+        raise FileFormatError(f"{p}: expected one number per line") from None
+    if a.size == 0:
+        raise FileFormatError(f"{p}: no angles")
+    return a
+
+
+def read_xf(path: str | os.PathLike[str]) -> NDArray[np.float64]:
+    """``(T, 6)`` rows ``A11 A12 A21 A22 DX DY`` of an IMOD ``.xf``."""
+    p = Path(path)
+    rows = _rows(p)
+    if any(len(r) != 6 for r in rows):
+        raise FileFormatError(f"{p}: expected 6 numbers per line (A11 A12 A21 A22 DX DY)")
+    try:
+        return np.array([[float(v) for v in r] for r in rows])
+    except ValueError:
+        raise FileFormatError(f"{p}: non-numeric value") from None
+
+
+def read_ctfplotter_defocus(
+    path: str | os.PathLike[str], n_views: int | None = None
+) -> dict[str, NDArray[np.float64]]:
+    """Per-view defocus from a ctfplotter ``.defocus`` file (versions 2 and 3), in Å.
+
+    Version 2: ``startView endView startAngle endAngle defocus_nm`` (the first line carries
+    a trailing ``2``). Version 3: a header ``flags 0 0. 0. 0. 3`` (flags: 1 astigmatism,
+    4 phase shift, 32 cut-on frequency), then ``start end a1 a2 defocus1 [defocus2 astigAngle]
+    [phase] [cuton]``. Views are 1-based and ranges are inclusive; a range assigns its value
+    to every view in it.
+
+    Returns
+    -------
+    dict
+        ``defocus_u_a``, ``defocus_v_a``, ``astigmatism_deg`` (length ``n_views``, NaN for
+        views not listed) and ``views`` (the 0-based views that were listed).
+    """
+    p = Path(path)
+    rows = _rows(p)
+    if not rows:
+        raise FileFormatError(f"{p}: empty defocus file")
+    flags = 0
+    first = rows[0]
+    if len(first) == 6 and first[5] == "3" and float(first[2]) == 0 and float(first[4]) == 0:
+        flags = int(first[0])
+        rows = rows[1:]
+        version = 3
+    else:
+        version = 2
+        if len(first) == 6:  # "1 1 -57.00 -57.00 1360 2": trailing version number
+            rows = [first[:5], *rows[1:]]
+    astig = bool(flags & 1)
+    entries = []
+    for r in rows:
+        try:
+            v = [float(x) for x in r]
+        except ValueError:
+            raise FileFormatError(f"{p}: non-numeric line {' '.join(r)!r}") from None
+        need = 7 if astig else 5
+        if len(v) < need:
+            raise FileFormatError(
+                f"{p}: version {version} line needs >= {need} values, got {' '.join(r)!r}"
+            )
+        d1 = v[4]
+        d2 = v[5] if astig else d1
+        ang = v[6] if astig else 0.0
+        entries.append((int(v[0]), int(v[1]), d1, d2, ang))
+    n = n_views if n_views is not None else max(max(e[0], e[1]) for e in entries)
+    u = np.full(n, np.nan)
+    vv = np.full(n, np.nan)
+    an = np.full(n, np.nan)
+    listed = []
+    for s, e, d1, d2, a in entries:
+        lo, hi = min(s, e), max(s, e)
+        if lo < 1 or hi > n:
+            raise FileFormatError(f"{p}: view range {s}-{e} outside 1..{n}")
+        for k in range(lo - 1, hi):
+            u[k], vv[k], an[k] = d1 * NM_TO_A, d2 * NM_TO_A, a
+            listed.append(k)
+    return {
+        "defocus_u_a": u,
+        "defocus_v_a": vv,
+        "astigmatism_deg": an,
+        "views": np.array(sorted(set(listed))),
+    }
+
+
+def read_imod(
+    tlt: str | os.PathLike[str],
+    *,
+    xf: str | os.PathLike[str] | None = None,
+    xtilt: str | os.PathLike[str] | None = None,
+    defocus: str | os.PathLike[str] | None = None,
+    pixel_size_a: float | None = None,
+    invert: bool = False,
+    axis_deg: float | None = None,
+) -> TiltGeometry:
+    """Read an IMOD alignment into the canonical model.
+
+    Parameters
+    ----------
+    tlt : path
+        ``.tlt`` (final tilt angles used by ``tilt``; first column).
+    xf : path, optional
+        ``.xf``: tilt axis ``ψ = atan2(−A21, A11)`` and shifts ``−A⁻¹·(DX, DY)``.
+    xtilt : path, optional
+        ``.xtilt`` per-view x-axis tilt (degrees; sign unverified, see module notes).
+    defocus : path, optional
+        ctfplotter ``.defocus`` (nm → Å). Views it does not list are an error.
+    pixel_size_a : float, optional
+        Pixel size of the aligned stack (Å): required when the ``.xf`` has shifts.
+    invert : bool
+        True if ctfphaseflip/ctfplotter needed ``-invert`` for this series (then ``h = −1``).
+    axis_deg : float, optional
+        Tilt axis when no ``.xf`` is given (e.g. ctfplotter ``-aAngle``); default 0.
+
+    Returns
+    -------
+    TiltGeometry
+        ``hand = −1 if invert else +1``: IMOD's convention (ctfphaseflip without ``-invert``)
+        is canonical ``h = +1`` by definition.
+    """
+    tlt_p = Path(tlt)
+    tilt = read_tlt(tlt_p)
+    n = tilt.size
+    notes = [
+        f"hand: h = {-1 if invert else +1:+d} (IMOD convention = canonical +1; -invert -> -1; "
+        "ctfphaseflip man page)",
+    ]
+    shifts = np.zeros((n, 2))
+    if xf is not None:
+        m = read_xf(xf)
+        if m.shape[0] != n:
+            raise FileFormatError(f"{xf}: {m.shape[0]} transforms for {n} tilts in {tlt_p}")
+        a = m[:, :4].reshape(-1, 2, 2)
+        axis = np.degrees(np.arctan2(-a[:, 1, 0], a[:, 0, 0]))
+        det = np.linalg.det(a)
+        if np.any(np.abs(det - 1) > 0.02):
+            notes.append(
+                f".xf includes magnification/stretch (det {det.min():.4f}..{det.max():.4f})"
+            )
+        d = m[:, 4:6]
+        if np.any(d != 0):
+            if pixel_size_a is None:
+                raise InvalidValueError(
+                    "pixel_size_a: needed to convert the .xf shifts (pixels) to Å"
+                )
+            px = as_float(pixel_size_a, "pixel_size_a", positive=True)
+            shifts = -np.einsum("tij,tj->ti", np.linalg.inv(a), d) * px
+    else:
+        axis = np.full(n, 0.0 if axis_deg is None else as_float(axis_deg, "axis_deg"))
+    xt = np.zeros(n)
+    if xtilt is not None:
+        xt = read_tlt(xtilt)
+        if xt.size != n:
+            raise FileFormatError(f"{xtilt}: {xt.size} values for {n} tilts")
+        if np.any(xt != 0):
+            notes.append("x_tilt from .xtilt: sign vs RELION XTilt not verified")
+    d0: NDArray[np.float64] | None
+    du: NDArray[np.float64] | None
+    dv: NDArray[np.float64] | None
+    ang: NDArray[np.float64] | None
+    if defocus is not None:
+        dd = read_ctfplotter_defocus(defocus, n_views=n)
+        missing = np.flatnonzero(np.isnan(dd["defocus_u_a"]))
+        if missing.size:
+            raise FileFormatError(
+                f"{defocus}: no defocus for views {(missing + 1).tolist()} (1-based)"
+            )
+        du, dv, ang = dd["defocus_u_a"], dd["defocus_v_a"], dd["astigmatism_deg"]
+        d0 = None
+    else:
+        du = dv = ang = None
+        d0 = np.zeros(n)
+        notes.append("defocus: none given (zeros)")
+    return TiltGeometry(
+        tilt,
+        axis,
+        d0,
+        x_tilt_deg=xt,
+        shifts_a=shifts,
+        hand=-1 if invert else +1,
+        defocus_u_a=du,
+        defocus_v_a=dv,
+        astigmatism_deg=ang,
+        pixel_size_a=pixel_size_a,
+        source=f"imod:{tlt_p}",
+        notes=notes,
+    )

@@ -1,0 +1,535 @@
+"""RELION 4/5 tomography tables ↔ canonical :class:`~emgeom.tilt.TiltGeometry`.
+
+Sources (3dem/relion): ``src/jaz/tomography/tomogram.cpp`` (``Tomogram::getDepthOffset``,
+``Tomogram::getCtf``: ``ΔfU,V += rlnTomoHand · pixelSize · rlnTomoDefocusSlope ·
+(ProjZ · (pos − centre))``), ``src/jaz/tomography/tomogram_set.cpp`` (``TomogramSet::loadTomogram``:
+projection ``P = S(shift/px)·S(image centre)·Rz(ZRot)·Ry(YTilt)·Rx(XTilt)·S(−volume centre)``, or
+the RELION-4 ``rlnTomoProjX/Y/Z/W`` rows used verbatim when present).
+
+Canonical mapping: ``θ = rlnTomoYTilt``, ``ψ = rlnTomoZRot``, ``χ = rlnTomoXTilt``,
+``s = (rlnTomoXShiftAngst, rlnTomoYShiftAngst)``, ``h = −rlnTomoHand``,
+``κ = rlnTomoDefocusSlope`` (default 1); per-tilt ``rlnDefocusU/V/Angle`` (Å).
+Paths inside a RELION star file are relative to the RELION project directory (where RELION
+ran): they are resolved against the current directory first, then against the folders above
+the star file.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from numpy.typing import NDArray
+
+from emgeom.errors import (
+    EmgeomFileError,
+    FileFormatError,
+    InvalidTypeError,
+    InvalidValueError,
+)
+from emgeom.io._tilt_star import StarBlock, read_star, write_star
+from emgeom.tilt._geometry import (
+    TiltGeometry,
+    angles_from_matrices,
+    particle_defocus,
+    rotation_matrices,
+)
+
+__all__ = [
+    "add_particle_defocus",
+    "read_relion",
+    "read_relion_tomograms",
+    "resolve_relion_path",
+    "to_relion",
+]
+
+_GEOM5 = ("rlnTomoXTilt", "rlnTomoYTilt", "rlnTomoZRot")
+_PROJ = ("rlnTomoProjX", "rlnTomoProjY", "rlnTomoProjZ", "rlnTomoProjW")
+
+
+def resolve_relion_path(
+    name: str, star_path: Path, project_dir: str | os.PathLike[str] | None = None
+) -> Path:
+    """Find a file named inside a RELION star file.
+
+    Order: absolute path; ``project_dir`` if given; the current directory (RELION's project
+    directory when run from it); then every folder above ``star_path``.
+    """
+    p = Path(name)
+    if p.is_absolute():
+        if p.exists():
+            return p
+        raise EmgeomFileError(f"{star_path}: referenced file {name} does not exist")
+    tried = []
+    candidates = []
+    if project_dir is not None:
+        candidates.append(Path(project_dir) / p)
+    candidates.append(Path.cwd() / p)
+    candidates += [parent / p for parent in star_path.resolve().parents]
+    for c in candidates:
+        tried.append(str(c.parent))
+        if c.exists():
+            return c
+    raise EmgeomFileError(
+        f"{star_path}: cannot find {name!r} (paths in RELION star files are relative to the "
+        f"project directory); looked in the current directory and the folders above the star "
+        f"file. Run from the project directory or pass project_dir="
+    )
+
+
+def _floats(block: StarBlock, label: str, where: str) -> NDArray[np.float64]:
+    try:
+        vals = block.column(label)
+    except KeyError:
+        raise FileFormatError(f"{where}: missing column _{label}") from None
+    try:
+        arr = np.array([float(v) for v in vals])
+    except ValueError as exc:
+        raise FileFormatError(f"{where}: column _{label} is not numeric ({exc})") from None
+    if not np.all(np.isfinite(arr)):
+        raise FileFormatError(f"{where}: column _{label} has NaN/inf values")
+    return arr
+
+
+def _vec4(block: StarBlock, label: str, where: str) -> NDArray[np.float64]:
+    try:
+        vals = block.column(label)
+    except KeyError:
+        raise FileFormatError(f"{where}: missing column _{label}") from None
+    out = []
+    for v in vals:
+        try:
+            parts = [float(x) for x in v.strip("[]").split(",")]
+        except ValueError:
+            raise FileFormatError(f"{where}: _{label} value {v!r} is not a 4-vector") from None
+        if len(parts) != 4:
+            raise FileFormatError(f"{where}: _{label} value {v!r} is not a 4-vector")
+        out.append(parts)
+    return np.array(out)
+
+
+def _global_records(blocks: Mapping[str, StarBlock], path: Path) -> list[dict[str, str]]:
+    g = blocks.get("global")
+    if g is None:
+        raise FileFormatError(f"{path}: no data_global block (not a RELION tomograms.star)")
+    recs = g.records()
+    if not recs or "rlnTomoName" not in recs[0]:
+        raise FileFormatError(f"{path}: data_global has no _rlnTomoName column")
+    return recs
+
+
+def read_relion_tomograms(
+    tomograms_star: str | os.PathLike[str],
+    *,
+    project_dir: str | os.PathLike[str] | None = None,
+) -> dict[str, TiltGeometry]:
+    """Every tomogram of a RELION ``tomograms.star`` (name → :class:`TiltGeometry`)."""
+    path = Path(tomograms_star)
+    blocks = read_star(path)
+    return {
+        rec["rlnTomoName"]: _geometry_from_record(rec, blocks, path, project_dir)
+        for rec in _global_records(blocks, path)
+    }
+
+
+def read_relion(
+    tomograms_star: str | os.PathLike[str],
+    tomo_name: str | None = None,
+    *,
+    project_dir: str | os.PathLike[str] | None = None,
+) -> TiltGeometry:
+    """Read one tilt series from a RELION 5 ``tomograms.star`` (or RELION-4/WarpTools layout).
+
+    Parameters
+    ----------
+    tomograms_star : path
+        The global table (``data_global`` with ``_rlnTomoName``, ``_rlnTomoHand``, ...).
+    tomo_name : str, optional
+        Which tomogram; may be omitted when the file holds exactly one.
+    project_dir : path, optional
+        RELION project directory for the relative ``_rlnTomoTiltSeriesStarFile`` paths
+        (default: current directory, then the folders above ``tomograms_star``).
+
+    Returns
+    -------
+    TiltGeometry
+        Canonical geometry; ``hand = −rlnTomoHand`` (RELION ``Tomogram::getCtf`` adds
+        ``+rlnTomoHand·z'``; canonical subtracts ``h·z'``). ``notes`` states the layout read.
+
+    Notes
+    -----
+    Per-tilt table: ``_rlnTomoXTilt/YTilt/ZRot`` (+ ``X/YShiftAngst``) — RELION 5; or
+    ``_rlnTomoProjX/Y/Z/W`` — RELION 4 / WarpTools export, used in preference when present
+    (as RELION does). Defocus: ``_rlnDefocusU/V`` (Å), ``_rlnDefocusAngle``.
+    """
+    path = Path(tomograms_star)
+    blocks = read_star(path)
+    recs = _global_records(blocks, path)
+    names = [r["rlnTomoName"] for r in recs]
+    if tomo_name is None:
+        if len(recs) != 1:
+            raise InvalidValueError(
+                f"tomo_name: {path} holds {len(recs)} tomograms, name one of {names}"
+            )
+        rec = recs[0]
+    else:
+        matches = [r for r in recs if r["rlnTomoName"] == tomo_name]
+        if not matches:
+            raise InvalidValueError(f"tomo_name: {tomo_name!r} not in {path}; available: {names}")
+        rec = matches[0]
+    return _geometry_from_record(rec, blocks, path, project_dir)
+
+
+def _geometry_from_record(
+    rec: dict[str, str],
+    blocks: Mapping[str, StarBlock],
+    path: Path,
+    project_dir: str | os.PathLike[str] | None,
+) -> TiltGeometry:
+    name = rec["rlnTomoName"]
+    where = f"{path} (tomogram {name})"
+    if "rlnTomoHand" not in rec:
+        raise FileFormatError(f"{where}: missing column _rlnTomoHand in data_global")
+    try:
+        relion_hand = float(rec["rlnTomoHand"])
+    except ValueError:
+        raise FileFormatError(
+            f"{where}: _rlnTomoHand {rec['rlnTomoHand']!r} is not a number"
+        ) from None
+    if relion_hand not in (1.0, -1.0):
+        raise FileFormatError(f"{where}: _rlnTomoHand must be +1 or -1, got {relion_hand}")
+    slope = float(rec.get("rlnTomoDefocusSlope", "1.0"))
+    pixel = (
+        float(rec["rlnTomoTiltSeriesPixelSize"]) if "rlnTomoTiltSeriesPixelSize" in rec else None
+    )
+    shape = None
+    if all(k in rec for k in ("rlnTomoSizeX", "rlnTomoSizeY", "rlnTomoSizeZ")):
+        shape = tuple(
+            round(float(rec[k])) for k in ("rlnTomoSizeX", "rlnTomoSizeY", "rlnTomoSizeZ")
+        )
+    # per-tilt table: referenced file, or an embedded block named after the tomogram
+    if "rlnTomoTiltSeriesStarFile" in rec:
+        ts_path = resolve_relion_path(rec["rlnTomoTiltSeriesStarFile"], path, project_dir)
+        ts_blocks = read_star(ts_path)
+        tb = ts_blocks.get(name) or next((b for b in ts_blocks.values() if b.is_loop), None)
+        src = str(ts_path)
+    else:
+        tb = blocks.get(name)
+        src = f"{path} data_{name}"
+    if tb is None or not tb.is_loop:
+        raise FileFormatError(f"{where}: no per-tilt table found ({src})")
+    notes = [
+        f"hand: h = -rlnTomoHand = {-int(relion_hand):+d} (RELION tomogram.cpp getCtf adds "
+        f"+rlnTomoHand*pixel*slope*dz)"
+    ]
+    if tb.has("rlnTomoProjX"):
+        px, py, pz, _pw = (_vec4(tb, lab, src) for lab in _PROJ)
+        r = np.stack([px[:, :3], py[:, :3], pz[:, :3]], axis=1)
+        err = np.abs(r @ np.transpose(r, (0, 2, 1)) - np.eye(3)).max()
+        if err > 1e-3 or np.any(np.linalg.det(r) < 0):
+            raise FileFormatError(
+                f"{src}: _rlnTomoProjX/Y/Z rotation part is not a proper rotation (error {err:.2g})"
+            )
+        tilt, axis, xtilt = angles_from_matrices(r)
+        trans = np.stack([px[:, 3], py[:, 3]], axis=1)
+        shifts = np.zeros((len(tilt), 2))
+        if np.any(np.abs(trans) > 1e-6):
+            notes.append(
+                "layout: RELION-4 _rlnTomoProjX/Y/Z/W matrices (used in preference to "
+                "X/YTilt/ZRot, as RELION does); their translations include the image centre, "
+                "which is not in the star file: image shifts set to 0 (depth/defocus exact)"
+            )
+        else:
+            notes.append(
+                "layout: _rlnTomoProjX/Y/Z/W matrices without translations (WarpTools export); "
+                "image shifts 0"
+            )
+    else:
+        for lab in _GEOM5:
+            if not tb.has(lab):
+                raise FileFormatError(
+                    f"{src}: missing column _{lab} (and no _rlnTomoProjX/Y/Z/W matrices)"
+                )
+        xtilt, tilt, axis = (_floats(tb, lab, src) for lab in _GEOM5)
+        if tb.has("rlnTomoXShiftAngst"):
+            shifts = np.stack(
+                [_floats(tb, "rlnTomoXShiftAngst", src), _floats(tb, "rlnTomoYShiftAngst", src)],
+                axis=1,
+            )
+        else:
+            shifts = np.zeros((len(tilt), 2))
+        notes.append("layout: RELION 5 _rlnTomoXTilt/YTilt/ZRot + X/YShiftAngst")
+    du = _floats(tb, "rlnDefocusU", src)
+    dv = _floats(tb, "rlnDefocusV", src) if tb.has("rlnDefocusV") else du
+    ang = _floats(tb, "rlnDefocusAngle", src) if tb.has("rlnDefocusAngle") else np.zeros_like(du)
+    tilt_names = None
+    for lab in ("rlnMicrographName", "rlnMicrographMovieName"):
+        if tb.has(lab):
+            tilt_names = tb.column(lab)
+            break
+    return TiltGeometry(
+        tilt,
+        axis,
+        None,
+        x_tilt_deg=xtilt,
+        shifts_a=shifts,
+        hand=-int(relion_hand),
+        defocus_slope=slope,
+        defocus_u_a=du,
+        defocus_v_a=dv,
+        astigmatism_deg=ang,
+        volume_shape=shape,
+        pixel_size_a=pixel,
+        source=f"relion:{src}",
+        notes=notes,
+        names=tilt_names,
+    )
+
+
+# ---------------------------------------------------------------------------- writer
+def _g(v: float) -> str:
+    return f"{v:.6f}"
+
+
+def to_relion(
+    geometry: TiltGeometry,
+    path: str | os.PathLike[str],
+    *,
+    tomo_name: str = "TS_01",
+    layout: str = "relion5",
+    voltage_kv: float = 300.0,
+    cs_mm: float = 2.7,
+    amplitude_contrast: float = 0.1,
+    force: bool = False,
+) -> Path:
+    """Write a RELION ``tomograms.star`` (global table + the per-tilt table embedded in the
+    same file as ``data_<tomo_name>``), atomically and without overwriting unless ``force``.
+
+    Parameters
+    ----------
+    geometry : TiltGeometry
+        Needs ``pixel_size_a`` and ``volume_shape`` (RELION requires both).
+    layout : {"relion5", "relion4"}
+        ``relion5``: ``_rlnTomoXTilt/YTilt/ZRot/X,YShiftAngst``; ``relion4``:
+        ``_rlnTomoProjX/Y/Z/W`` rows (rotation only, zero translation, like WarpTools).
+    voltage_kv, cs_mm, amplitude_contrast : float
+        Optics written to the global table.
+
+    ``_rlnTomoHand = −h`` and ``_rlnTomoDefocusSlope = κ``.
+    """
+    if not isinstance(geometry, TiltGeometry):
+        raise InvalidTypeError(f"geometry: expected a TiltGeometry, got {type(geometry).__name__}")
+    if geometry.pixel_size_a is None or geometry.volume_shape is None:
+        raise InvalidValueError(
+            "geometry: to_relion needs pixel_size_a and volume_shape (RELION requires both)"
+        )
+    if layout not in ("relion5", "relion4"):
+        raise InvalidValueError(f"layout: expected 'relion5' or 'relion4', got {layout!r}")
+    nx, ny, nz = geometry.volume_shape
+    glob = StarBlock(
+        name="global",
+        columns=[
+            "rlnTomoName",
+            "rlnVoltage",
+            "rlnSphericalAberration",
+            "rlnAmplitudeContrast",
+            "rlnTomoHand",
+            "rlnTomoDefocusSlope",
+            "rlnTomoTiltSeriesPixelSize",
+            "rlnTomoSizeX",
+            "rlnTomoSizeY",
+            "rlnTomoSizeZ",
+        ],
+        rows=[
+            [
+                tomo_name,
+                _g(voltage_kv),
+                _g(cs_mm),
+                _g(amplitude_contrast),
+                f"{float(geometry.relion_hand):.1f}",
+                _g(geometry.defocus_slope),
+                _g(geometry.pixel_size_a),
+                str(nx),
+                str(ny),
+                str(nz),
+            ]
+        ],
+    )
+    du = geometry.defocus_u_a if geometry.defocus_u_a is not None else geometry.defocus_a
+    dv = geometry.defocus_v_a if geometry.defocus_v_a is not None else geometry.defocus_a
+    ang = (
+        geometry.astigmatism_deg
+        if geometry.astigmatism_deg is not None
+        else np.zeros(geometry.n_tilts)
+    )
+    if layout == "relion5":
+        cols = [
+            "rlnTomoXTilt",
+            "rlnTomoYTilt",
+            "rlnTomoZRot",
+            "rlnTomoXShiftAngst",
+            "rlnTomoYShiftAngst",
+        ]
+        geo_rows = [
+            [_g(x), _g(t), _g(a), _g(s[0]), _g(s[1])]
+            for x, t, a, s in zip(
+                geometry.x_tilt_deg,
+                geometry.tilt_deg,
+                geometry.axis_deg,
+                geometry.shifts_a,
+                strict=True,
+            )
+        ]
+    else:
+        cols = list(_PROJ)
+        r = rotation_matrices(geometry.tilt_deg, geometry.axis_deg, geometry.x_tilt_deg)
+        geo_rows = [
+            ["[" + ",".join(f"{v:.9g}" for v in (*m[i], 0.0)) + "]" for i in range(3)]
+            + ["[0,0,0,1]"]
+            for m in r
+        ]
+    cols += ["rlnDefocusU", "rlnDefocusV", "rlnDefocusAngle"]
+    rows = [[*gr, _g(u), _g(v), _g(a)] for gr, u, v, a in zip(geo_rows, du, dv, ang, strict=True)]
+    if geometry.names is not None:
+        cols = ["rlnMicrographName", *cols]
+        rows = [[n, *r_] for n, r_ in zip(geometry.names, rows, strict=True)]
+    per_tilt = StarBlock(name=tomo_name, columns=cols, rows=rows)
+    return write_star(
+        path,
+        [glob, per_tilt],
+        force=force,
+        header=f"written by emgeom (canonical hand h = {geometry.hand:+d} -> rlnTomoHand "
+        f"{geometry.relion_hand:+d})",
+    )
+
+
+# ---------------------------------------------------------------------------- particles
+def _particle_positions(
+    block: StarBlock, rows: Sequence[int], g: TiltGeometry, where: str
+) -> NDArray[np.float64]:
+    cols = block.columns
+    idx = {c: i for i, c in enumerate(cols)}
+
+    def col(lab: str) -> NDArray[np.float64]:
+        try:
+            return np.array([float(block.rows[r][idx[lab]]) for r in rows])
+        except ValueError:
+            raise FileFormatError(f"{where}: column _{lab} is not numeric") from None
+
+    if all(f"rlnCenteredCoordinate{a}Angst" in idx for a in "XYZ"):
+        p = np.stack([col(f"rlnCenteredCoordinate{a}Angst") for a in "XYZ"], axis=1)
+    elif all(f"rlnCoordinate{a}" in idx for a in "XYZ"):
+        if g.pixel_size_a is None or g.volume_shape is None:
+            raise FileFormatError(
+                f"{where}: _rlnCoordinateX/Y/Z (pixels) need rlnTomoTiltSeriesPixelSize and "
+                "rlnTomoSizeX/Y/Z in tomograms.star"
+            )
+        px = np.stack([col(f"rlnCoordinate{a}") for a in "XYZ"], axis=1)
+        p = (px - np.array(g.volume_shape) / 2.0) * g.pixel_size_a
+    else:
+        raise FileFormatError(
+            f"{where}: missing particle coordinates (_rlnCenteredCoordinateX/Y/ZAngst or "
+            "_rlnCoordinateX/Y/Z)"
+        )
+    if all(f"rlnOrigin{a}Angst" in idx for a in "XYZ"):
+        p = p - np.stack([col(f"rlnOrigin{a}Angst") for a in "XYZ"], axis=1)
+    return p
+
+
+def add_particle_defocus(
+    particles: Any,
+    geometries: Mapping[str, TiltGeometry] | str | os.PathLike[str],
+    *,
+    project_dir: str | os.PathLike[str] | None = None,
+) -> Any:
+    """Add per-tilt defocus to a RELION 5 particle table.
+
+    Parameters
+    ----------
+    particles : path, dict of StarBlock, or pandas.DataFrame
+        A particle star (``data_particles`` with ``_rlnTomoName`` and
+        ``_rlnCenteredCoordinateX/Y/ZAngst`` — or ``_rlnCoordinateX/Y/Z`` in tilt-series
+        pixels — minus ``_rlnOriginX/Y/ZAngst`` when present).
+    geometries : mapping name → TiltGeometry, or a tomograms.star path
+    project_dir : path, optional
+        For resolving paths inside ``tomograms.star``.
+
+    Returns
+    -------
+    Same kind as ``particles`` (blocks dict for a path) with two new columns
+    ``_emgeomTiltDefocusU`` and ``_emgeomTiltDefocusV``: per-tilt defoci in Å as bracketed
+    lists ``[d1,d2,...]`` in the tilt order of the tilt-series table (RELION's own style for
+    per-tilt lists, cf. ``_rlnTomoVisibleFrames``). For a DataFrame the new columns hold
+    float32 arrays.
+    """
+    if isinstance(geometries, str | os.PathLike):
+        geometries = read_relion_tomograms(geometries, project_dir=project_dir)
+    df_mode = False
+    if isinstance(particles, str | os.PathLike):
+        blocks = read_star(particles)
+        where = str(particles)
+    elif isinstance(particles, Mapping):
+        blocks = dict(particles)
+        where = "particles"
+    elif hasattr(particles, "columns") and hasattr(particles, "to_dict"):
+        df_mode = True
+        df = particles
+        cols = [str(c).lstrip("_") for c in df.columns]
+        blocks = {
+            "particles": StarBlock(
+                name="particles",
+                columns=cols,
+                rows=[[str(v) for v in row] for row in df.itertuples(index=False, name=None)],
+            )
+        }
+        where = "DataFrame"
+    else:
+        raise InvalidTypeError(
+            f"particles: expected a star-file path, a dict of blocks or a DataFrame, "
+            f"got {type(particles).__name__}"
+        )
+    pb = blocks.get("particles") or next((b for b in blocks.values() if b.is_loop), None)
+    if pb is None:
+        raise FileFormatError(f"{where}: no particle table (data_particles)")
+    if "rlnTomoName" not in pb.columns:
+        raise FileFormatError(f"{where}: missing column _rlnTomoName")
+    it = pb.columns.index("rlnTomoName")
+    by_tomo: dict[str, list[int]] = {}
+    for i, r in enumerate(pb.rows):
+        by_tomo.setdefault(r[it], []).append(i)
+    u_all: list[NDArray[np.float32] | None] = [None] * len(pb.rows)
+    v_all: list[NDArray[np.float32] | None] = [None] * len(pb.rows)
+    for tomo, rows in by_tomo.items():
+        if tomo not in geometries:
+            raise FileFormatError(
+                f"{where}: particles reference tomogram {tomo!r}, not in the tomogram table "
+                f"({sorted(geometries)})"
+            )
+        g = geometries[tomo]
+        p = _particle_positions(pb, rows, g, where)
+        comp_u, comp_v = ("u", "v") if g.defocus_u_a is not None else ("mean", "mean")
+        du = particle_defocus(g, p, component=comp_u)
+        dv = particle_defocus(g, p, component=comp_v)
+        for k, ri in enumerate(rows):
+            u_all[ri], v_all[ri] = du[k], dv[k]
+    if df_mode:
+        out = df.copy()
+        out["emgeomTiltDefocusU"] = u_all
+        out["emgeomTiltDefocusV"] = v_all
+        return out
+    fmt = "[" + "{}" + "]"
+    new_cols = [*pb.columns, "emgeomTiltDefocusU", "emgeomTiltDefocusV"]
+    new_rows = [
+        [
+            *r,
+            fmt.format(",".join(f"{x:.1f}" for x in u)),
+            fmt.format(",".join(f"{x:.1f}" for x in v)),
+        ]
+        for r, u, v in zip(pb.rows, u_all, v_all, strict=True)
+        if u is not None and v is not None
+    ]
+    blocks[pb.name] = StarBlock(name=pb.name, columns=new_cols, rows=new_rows)
+    return blocks

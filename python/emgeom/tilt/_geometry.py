@@ -1,0 +1,649 @@
+"""The canonical tilt-series geometry and the bulk per-particle defocus.
+
+Canonical model (design note ``handedness.md`` §5, cited in ``docs/conventions.md``):
+
+* tomogram frame right-handed, Å, origin at the tomogram centre (voxel index ``N/2``, 0-based,
+  on each axis);
+* per tilt ``R_t = Rz(ψ_t)·Ry(θ_t)·Rx(χ_t)`` (active rotations of column vectors), ``θ`` in the
+  IMOD/AreTomo/RELION sign (image ``x = x·cosθ + z·sinθ``), ``ψ`` = tilt-axis angle in the raw
+  image, counter-clockwise from +Y, ``χ`` = x-axis tilt;
+* image position ``q_t = [R_t p]_xy + s_t`` (Å from the raw-image centre);
+* depth ``z'_t = (row 3 of R_t)·p``; defocus ``Δf_t(p) = Δf0_t − h·κ·z'_t`` (Å, underfocus
+  positive). ``h = +1`` is the IMOD convention (aligned view, positive tilt: the right side is
+  more underfocused) = RELION ``rlnTomoHand = −1``.
+"""
+
+from __future__ import annotations
+
+import warnings
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+from numpy.typing import NDArray
+
+from emgeom import _core
+from emgeom._validate import as_float, as_vectors, describe, n_threads_arg
+from emgeom.errors import (
+    InvalidTypeError,
+    InvalidValueError,
+    LossyConversionWarning,
+    ShapeError,
+)
+
+__all__ = [
+    "CENTRE_CONVENTIONS",
+    "TiltGeometry",
+    "particle_defocus",
+    "project",
+    "rotation_matrices",
+    "voxels_to_centered_a",
+]
+
+#: accepted centre conventions of :func:`voxels_to_centered_a`
+CENTRE_CONVENTIONS = ("n/2", "floor", "imod")
+
+_FLOAT_DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
+
+
+def _rx(a: NDArray[np.float64]) -> NDArray[np.float64]:
+    c, s = np.cos(a), np.sin(a)
+    m = np.zeros((a.size, 3, 3))
+    m[:, 0, 0] = 1
+    m[:, 1, 1], m[:, 1, 2], m[:, 2, 1], m[:, 2, 2] = c, -s, s, c
+    return m
+
+
+def _ry(a: NDArray[np.float64]) -> NDArray[np.float64]:
+    c, s = np.cos(a), np.sin(a)
+    m = np.zeros((a.size, 3, 3))
+    m[:, 1, 1] = 1
+    m[:, 0, 0], m[:, 0, 2], m[:, 2, 0], m[:, 2, 2] = c, s, -s, c
+    return m
+
+
+def _rz(a: NDArray[np.float64]) -> NDArray[np.float64]:
+    c, s = np.cos(a), np.sin(a)
+    m = np.zeros((a.size, 3, 3))
+    m[:, 2, 2] = 1
+    m[:, 0, 0], m[:, 0, 1], m[:, 1, 0], m[:, 1, 1] = c, -s, s, c
+    return m
+
+
+def rotation_matrices(tilt_deg: Any, axis_deg: Any, x_tilt_deg: Any = 0.0) -> NDArray[np.float64]:
+    """``R_t = Rz(axis)·Ry(tilt)·Rx(x_tilt)`` for every tilt, shape ``(T, 3, 3)``.
+
+    Parameters
+    ----------
+    tilt_deg, axis_deg, x_tilt_deg : array_like
+        Degrees, canonical signs (see module docstring); broadcast against each other.
+    """
+    t, a, x = np.broadcast_arrays(
+        np.atleast_1d(np.asarray(tilt_deg, dtype=np.float64)),
+        np.atleast_1d(np.asarray(axis_deg, dtype=np.float64)),
+        np.atleast_1d(np.asarray(x_tilt_deg, dtype=np.float64)),
+    )
+    return _rz(np.radians(a)) @ _ry(np.radians(t)) @ _rx(np.radians(x))
+
+
+def angles_from_matrices(r: NDArray[np.float64]) -> tuple[NDArray[np.float64], ...]:
+    """Invert :func:`rotation_matrices`: ``(tilt_deg, axis_deg, x_tilt_deg)`` of ``(T, 3, 3)``.
+
+    Uses ``R[2] = (−sinθ, cosθ·sinχ, cosθ·cosχ)`` and ``(R[0,0], R[1,0]) = cosθ·(cosψ, sinψ)``
+    (unique for ``|θ| < 90°``).
+    """
+    tilt = np.degrees(np.arcsin(np.clip(-r[:, 2, 0], -1.0, 1.0)))
+    xt = np.degrees(np.arctan2(r[:, 2, 1], r[:, 2, 2]))
+    axis = np.degrees(np.arctan2(r[:, 1, 0], r[:, 0, 0]))
+    return tilt, axis, xt
+
+
+def _per_tilt(value: Any, name: str, n: int | None) -> NDArray[np.float64]:
+    """A finite 1-D float64 array (scalars are returned as 0-d for broadcasting later)."""
+    if isinstance(value, bool | str | bytes) or value is None:
+        raise InvalidTypeError(f"{name}: expected a number or a 1-D array, got {describe(value)}")
+    try:
+        arr = np.asarray(value, dtype=np.float64)
+    except (TypeError, ValueError) as exc:
+        raise InvalidTypeError(f"{name}: expected numbers, got {describe(value)}") from exc
+    if arr.ndim > 1:
+        raise ShapeError(
+            f"{name}: expected a scalar or a 1-D per-tilt array, got shape {arr.shape}"
+        )
+    if arr.ndim == 1 and n is not None and arr.shape[0] != n:
+        raise ShapeError(
+            f"{name}: expected {n} per-tilt values (one per tilt in tilt_deg), got {arr.shape[0]}"
+        )
+    if not np.all(np.isfinite(arr)):
+        raise InvalidValueError(f"{name}: all values must be finite, got {arr.tolist()}")
+    return arr
+
+
+def _hand(value: Any) -> int:
+    if isinstance(value, bool) or not isinstance(value, int | float | np.integer | np.floating):
+        raise InvalidTypeError(f"hand: expected +1 or -1, got {describe(value)}")
+    if float(value) not in (1.0, -1.0):
+        raise InvalidValueError(
+            f"hand: expected +1 (IMOD convention, RELION rlnTomoHand -1) or -1, got {value!r}"
+        )
+    return int(value)
+
+
+def _frozen(a: NDArray[Any]) -> NDArray[Any]:
+    a = np.array(a, dtype=np.float64)
+    a.setflags(write=False)
+    return a
+
+
+class TiltGeometry:
+    """Geometry of one tilt series in emgeom's canonical convention.
+
+    Parameters
+    ----------
+    tilt_deg : array_like, shape (T,)
+        Tilt angle θ per tilt, degrees, IMOD/AreTomo/RELION sign (the specimen is actively
+        rotated by ``Ry(+θ)``; image ``x = x·cosθ + z·sinθ``). Warp's ``Angles`` are the
+        negative of this (use :func:`emgeom.tilt.read_warp`).
+    axis_deg : float or array_like, shape (T,)
+        Tilt-axis angle ψ in the raw image, degrees, counter-clockwise from +Y (IMOD
+        RotationAngle, AreTomo ROT, RELION ZRot, Warp AxisAngle).
+    defocus_a : float or array_like, shape (T,), or None
+        Defocus Δf0 of the tomogram centre in each tilt, Å, underfocus positive. ``None`` is
+        allowed when ``defocus_u_a`` and ``defocus_v_a`` are given (then their mean).
+    x_tilt_deg : float or array_like
+        x-axis tilt χ, degrees (RELION XTilt, Warp LevelAngleX). Default 0.
+    shifts_a : array_like, shape (T, 2), optional
+        Image shift ``s_t`` (x, y) in Å added after rotation (RELION X/YShiftAngst, AreTomo
+        TX/TY × pixel, Warp AxisOffsetX/Y). Default zeros.
+    hand : {+1, -1}
+        Canonical defocus handedness h (+1 = IMOD convention = RELION ``rlnTomoHand −1``).
+    defocus_slope : float
+        κ, multiplies the depth term (RELION ``rlnTomoDefocusSlope``), default 1.
+    defocus_u_a, defocus_v_a : array_like, optional
+        Astigmatic defoci per tilt (Å); the depth term is added to both.
+    astigmatism_deg : float or array_like, optional
+        Astigmatism angle (RELION ``rlnDefocusAngle``), degrees.
+    volume_shape : (int, int, int), optional
+        Tomogram size ``(nx, ny, nz)`` in pixels of ``pixel_size_a`` (x, y, z order).
+    pixel_size_a : float, optional
+        Tilt-series pixel size, Å.
+
+    Attributes carry the constructor's names (``geometry.tilt_deg``, ...), always canonical;
+    per-tilt arrays are read-only float64 arrays of length ``n_tilts``. ``source`` and
+    ``notes`` record where the geometry came from and how the hand was inferred.
+    """
+
+    __slots__ = (
+        "_defocus_a",
+        "astigmatism_deg",
+        "axis_deg",
+        "defocus_slope",
+        "defocus_u_a",
+        "defocus_v_a",
+        "hand",
+        "names",
+        "notes",
+        "pixel_size_a",
+        "shifts_a",
+        "source",
+        "tilt_deg",
+        "volume_shape",
+        "x_tilt_deg",
+    )
+
+    def __init__(
+        self,
+        tilt_deg: Any,
+        axis_deg: Any,
+        defocus_a: Any,
+        *,
+        x_tilt_deg: Any = 0.0,
+        shifts_a: Any = None,
+        hand: int = +1,
+        defocus_slope: float = 1.0,
+        defocus_u_a: Any = None,
+        defocus_v_a: Any = None,
+        astigmatism_deg: Any = None,
+        volume_shape: Sequence[int] | None = None,
+        pixel_size_a: float | None = None,
+        source: str = "",
+        notes: Sequence[str] = (),
+        names: Sequence[str] | None = None,
+    ) -> None:
+        tilt = _per_tilt(tilt_deg, "tilt_deg", None)
+        if tilt.ndim == 0:
+            tilt = tilt[None]
+        n = tilt.shape[0]
+        if n == 0:
+            raise ShapeError("tilt_deg: expected at least one tilt, got an empty array")
+        if np.any(np.abs(tilt) >= 90):
+            raise InvalidValueError(
+                f"tilt_deg: expected |tilt| < 90 degrees, got {tilt[np.abs(tilt) >= 90].tolist()}"
+            )
+
+        def full(v: Any, name: str) -> NDArray[np.float64]:
+            a = _per_tilt(v, name, n)
+            return _frozen(np.broadcast_to(a, (n,)))
+
+        self.tilt_deg = _frozen(tilt)
+        self.axis_deg = full(axis_deg, "axis_deg")
+        self.x_tilt_deg = full(x_tilt_deg, "x_tilt_deg")
+        if (defocus_u_a is None) != (defocus_v_a is None):
+            raise InvalidValueError(
+                "defocus_u_a, defocus_v_a: give both (astigmatic defocus) or neither"
+            )
+        if defocus_u_a is not None:
+            self.defocus_u_a: NDArray[np.float64] | None = full(defocus_u_a, "defocus_u_a")
+            self.defocus_v_a: NDArray[np.float64] | None = full(defocus_v_a, "defocus_v_a")
+        else:
+            self.defocus_u_a = self.defocus_v_a = None
+        if defocus_a is None:
+            if self.defocus_u_a is None or self.defocus_v_a is None:
+                raise InvalidValueError(
+                    "defocus_a: required (Å per tilt) unless defocus_u_a and defocus_v_a are given"
+                )
+            self._defocus_a = _frozen(0.5 * (self.defocus_u_a + self.defocus_v_a))
+        else:
+            self._defocus_a = full(defocus_a, "defocus_a")
+        if astigmatism_deg is not None and self.defocus_u_a is None:
+            raise InvalidValueError("astigmatism_deg: needs defocus_u_a and defocus_v_a")
+        self.astigmatism_deg = (
+            None if astigmatism_deg is None else full(astigmatism_deg, "astigmatism_deg")
+        )
+        if shifts_a is None:
+            self.shifts_a = _frozen(np.zeros((n, 2)))
+        else:
+            s = as_vectors(shifts_a, "shifts_a", 2, allow_single=False)
+            if s.shape[0] != n:
+                raise ShapeError(f"shifts_a: expected shape ({n}, 2), got {s.shape}")
+            self.shifts_a = _frozen(s)
+        self.hand = _hand(hand)
+        self.defocus_slope = as_float(defocus_slope, "defocus_slope", positive=True)
+        if volume_shape is None:
+            self.volume_shape: tuple[int, int, int] | None = None
+        else:
+            vs = tuple(volume_shape)
+            if len(vs) != 3 or any(
+                isinstance(v, bool) or not isinstance(v, int | np.integer) or v < 1 for v in vs
+            ):
+                raise InvalidValueError(
+                    f"volume_shape: expected (nx, ny, nz) positive integers, got {volume_shape!r}"
+                )
+            self.volume_shape = (int(vs[0]), int(vs[1]), int(vs[2]))
+        self.pixel_size_a = (
+            None if pixel_size_a is None else as_float(pixel_size_a, "pixel_size_a", positive=True)
+        )
+        self.source = str(source)
+        self.notes = tuple(str(s) for s in notes)
+        self.names = None if names is None else tuple(str(s) for s in names)
+        if self.names is not None and len(self.names) != n:
+            raise ShapeError(f"names: expected {n} per-tilt names, got {len(self.names)}")
+
+    # ------------------------------------------------------------------ basic properties
+    @property
+    def defocus_a(self) -> NDArray[np.float64]:
+        """Δf0 per tilt (Å, underfocus positive; mean of U and V when astigmatic)."""
+        return self._defocus_a
+
+    @property
+    def n_tilts(self) -> int:
+        """Number of tilts T."""
+        return int(self.tilt_deg.shape[0])
+
+    def rotation_matrices(self) -> NDArray[np.float64]:
+        """``R_t``, shape ``(T, 3, 3)``."""
+        return rotation_matrices(self.tilt_deg, self.axis_deg, self.x_tilt_deg)
+
+    def depth_rows(self) -> NDArray[np.float64]:
+        """Row 3 of every ``R_t``: ``(−sinθ, cosθ·sinχ, cosθ·cosχ)``, shape ``(T, 3)``."""
+        t = np.radians(self.tilt_deg)
+        x = np.radians(self.x_tilt_deg)
+        return np.stack([-np.sin(t), np.cos(t) * np.sin(x), np.cos(t) * np.cos(x)], axis=1)
+
+    def depth(self, positions_a: Any) -> NDArray[np.float64]:
+        """Depth ``z'_t(p)`` (Å), shape ``(N, T)``; positions ``(N, 3)`` Å from the centre."""
+        p = _positions(positions_a)
+        return p @ self.depth_rows().T
+
+    def coefficients(self, component: str = "mean") -> NDArray[np.float64]:
+        """The kernel's per-tilt ``(cx, cy, cz, b) = (−h·κ·r3_t, Δf0_t)``, shape ``(T, 4)``."""
+        base = self._base(component)
+        c = np.empty((self.n_tilts, 4))
+        c[:, :3] = -self.hand * self.defocus_slope * self.depth_rows()
+        c[:, 3] = base
+        return c
+
+    def _base(self, component: str) -> NDArray[np.float64]:
+        if component == "mean":
+            return self.defocus_a
+        if component in ("u", "v"):
+            v = self.defocus_u_a if component == "u" else self.defocus_v_a
+            if v is None:
+                raise InvalidValueError(
+                    f"component: {component!r} needs defocus_u_a/defocus_v_a in the geometry"
+                )
+            return v
+        raise InvalidValueError(f"component: expected 'mean', 'u' or 'v', got {component!r}")
+
+    # ------------------------------------------------------------------ hand exports
+    @property
+    def relion_hand(self) -> int:
+        """RELION ``rlnTomoHand`` (= −h); RELION ``tomogram.cpp`` ``Tomogram::getCtf`` adds
+        ``rlnTomoHand·pixel·slope·dz`` with ``dz = +z'``.
+        """
+        return -self.hand
+
+    @property
+    def warp_angles_inverted(self) -> bool:
+        """Warp/M ``AreAnglesInverted`` (= ``h == +1``); Warp ``TiltSeries.GetPositionInAllTilts``
+        adds ``+z'`` to the defocus when False.
+        """
+        return self.hand == +1
+
+    @property
+    def ctfphaseflip_invert(self) -> bool:
+        """Whether IMOD ctfphaseflip/ctfplotter need ``-invert`` (= ``h == −1``)."""
+        return self.hand == -1
+
+    @property
+    def pytom_hand(self) -> int:
+        """pytom-match-pick ``--defocus-handedness``.
+
+        pytom (``tmjob.py`` ``get_defocus_offsets``) uses ``Δf = Δf_t + z·cosθ ± x·sinθ``:
+        ``-1`` is exactly canonical ``h = −1``; ``+1`` has the x-term of ``h = +1`` but the
+        z-term of ``h = −1`` (not a rigid geometry). For ``h = +1`` pytom has no exact setting:
+        this returns ``+1`` (right for particles near ``z = 0``) and emits
+        :class:`~emgeom.errors.LossyConversionWarning`.
+        """
+        if self.hand == -1:
+            return -1
+        warnings.warn(
+            "pytom_hand: pytom-match-pick cannot represent canonical hand +1 "
+            "(its +1 flips only the x-term of the depth, design note §2.6); returning +1, "
+            "exact only for particles at z = 0",
+            LossyConversionWarning,
+            stacklevel=2,
+        )
+        return +1
+
+    def program_flags(self) -> dict[str, Any]:
+        """Every program's hand flag for this geometry (pytom without its warning)."""
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", LossyConversionWarning)
+            pytom = self.pytom_hand
+        return {
+            "canonical_hand": self.hand,
+            "relion_rlnTomoHand": self.relion_hand,
+            "warp_AreAnglesInverted": self.warp_angles_inverted,
+            "imod_ctfphaseflip_invert": self.ctfphaseflip_invert,
+            "pytom_defocus_handedness": pytom,
+            "pytom_exact": self.hand == -1,
+            "aretomo3_expected": "h = -1 after its own 180-degree axis fix",
+            "warp_Angles": (-self.tilt_deg).tolist(),
+        }
+
+    # ------------------------------------------------------------------ operations
+    def replace(self, **changes: Any) -> TiltGeometry:
+        """A copy with some constructor arguments changed (validated again)."""
+        kw: dict[str, Any] = {
+            "tilt_deg": self.tilt_deg,
+            "axis_deg": self.axis_deg,
+            "defocus_a": None if self.defocus_u_a is not None else self.defocus_a,
+            "x_tilt_deg": self.x_tilt_deg,
+            "shifts_a": self.shifts_a,
+            "hand": self.hand,
+            "defocus_slope": self.defocus_slope,
+            "defocus_u_a": self.defocus_u_a,
+            "defocus_v_a": self.defocus_v_a,
+            "astigmatism_deg": self.astigmatism_deg,
+            "volume_shape": self.volume_shape,
+            "pixel_size_a": self.pixel_size_a,
+            "source": self.source,
+            "notes": self.notes,
+            "names": self.names,
+        }
+        if "defocus_a" in changes and changes["defocus_a"] is not None:
+            kw["defocus_u_a"] = kw["defocus_v_a"] = kw["astigmatism_deg"] = None
+        kw.update(changes)
+        tilt = kw.pop("tilt_deg")
+        axis = kw.pop("axis_deg")
+        defocus = kw.pop("defocus_a")
+        return TiltGeometry(tilt, axis, defocus, **kw)
+
+    def invert_tilt_angles(self) -> TiltGeometry:
+        """θ → −θ (and χ → −χ) and h → −h: the same images and defoci in a z-mirrored tomogram.
+
+        ``Mz·R·Mz`` with ``Mz = diag(1, 1, −1)`` turns ``Rz(ψ)Ry(θ)Rx(χ)`` into
+        ``Rz(ψ)Ry(−θ)Rx(−χ)`` (Warp's inverted branch also negates LevelAngleX).
+        A point ``(x, y, z)`` of this geometry is the point ``(x, y, −z)`` of the result: it
+        projects to the same image position and has the same defocus (its depth ``z'`` changes
+        sign, so ``h`` must flip, design T9). The physical hand of the reconstruction flips.
+        Keeping the old ``h`` with inverted angles (what feeding Warp angles to IMOD does)
+        is a defocus-handedness error of ``2·|z'|``.
+        """
+        return self.replace(
+            tilt_deg=-self.tilt_deg,
+            x_tilt_deg=-self.x_tilt_deg,
+            hand=-self.hand,
+            notes=(*self.notes, "invert_tilt_angles: tomogram z-mirrored, hand flipped"),
+        )
+
+    def rotate_axis_180(self) -> TiltGeometry:
+        """ψ → ψ + 180° and h → −h (AreTomo3's "flip" of the physical hand).
+
+        ``Rz(ψ+180°)·Ry(θ) = Rz(ψ)·Ry(−θ)·Rz(180°)`` (design T6): the same images reconstruct
+        the point-inverted tomogram, a point ``p`` of this geometry is ``−p`` of the result
+        (same image position; depth ``z'`` changes sign so ``h`` flips to keep the defocus).
+        The physical hand of the reconstruction flips.
+        """
+        axis = (self.axis_deg + 360.0) % 360.0 - 180.0
+        return self.replace(
+            axis_deg=axis,
+            hand=-self.hand,
+            notes=(*self.notes, "rotate_axis_180: tomogram point-inverted, hand flipped"),
+        )
+
+    def mirror_x(self) -> TiltGeometry:
+        """Mirror the raw images in x (and the tomogram with them): ψ → −ψ, θ → −θ, s_x → −s_x.
+
+        ``Mx·Rz(ψ)Ry(θ)Rx(χ) = Rz(−ψ)Ry(−θ)Rx(χ)·Mx`` with ``Mx = diag(−1, 1, 1)``: a point
+        ``(x, y, z)`` of this geometry is ``(−x, y, z)`` of the result, its image position is
+        x-mirrored and its depth ``z'`` and defocus are unchanged: ``h`` is unchanged while the
+        physical hand flips (design T9, finding 9).
+        """
+        s = np.array(self.shifts_a)
+        s[:, 0] *= -1
+        return self.replace(
+            tilt_deg=-self.tilt_deg,
+            axis_deg=-self.axis_deg,
+            shifts_a=s,
+            notes=(*self.notes, "mirror_x: images and tomogram mirrored in x, hand unchanged"),
+        )
+
+    def with_hand(self, hand: int) -> TiltGeometry:
+        """A copy with canonical hand ``hand`` (+1 or −1), geometry unchanged."""
+        return self.replace(hand=_hand(hand))
+
+    # ------------------------------------------------------------------ evaluation
+    def particle_defocus(self, positions_a: Any, **kwargs: Any) -> NDArray[Any]:
+        """Shortcut for :func:`particle_defocus` (``geometry.particle_defocus(p)``)."""
+        return particle_defocus(self, positions_a, **kwargs)
+
+    def project(self, positions_a: Any, **kwargs: Any) -> NDArray[np.float64]:
+        """Shortcut for :func:`project`."""
+        return project(self, positions_a, **kwargs)
+
+    def summary(self) -> dict[str, Any]:
+        """A JSON-able description (canonical values and program flags)."""
+        return {
+            "source": self.source,
+            "n_tilts": self.n_tilts,
+            "tilt_deg": self.tilt_deg.tolist(),
+            "axis_deg": self.axis_deg.tolist(),
+            "x_tilt_deg": self.x_tilt_deg.tolist(),
+            "defocus_a": self.defocus_a.tolist(),
+            "shifts_a": self.shifts_a.tolist(),
+            "hand": self.hand,
+            "defocus_slope": self.defocus_slope,
+            "volume_shape": self.volume_shape,
+            "pixel_size_a": self.pixel_size_a,
+            "flags": self.program_flags(),
+            "notes": list(self.notes),
+        }
+
+    def __repr__(self) -> str:
+        t = self.tilt_deg
+        return (
+            f"TiltGeometry(n_tilts={self.n_tilts}, tilt_deg=[{t.min():.2f}..{t.max():.2f}], "
+            f"axis_deg≈{float(np.median(self.axis_deg)):.3f}, hand={self.hand:+d}, "
+            f"defocus_slope={self.defocus_slope}, source={self.source!r})"
+        )
+
+
+def _positions(positions_a: Any) -> NDArray[np.float64]:
+    if isinstance(positions_a, np.ndarray) and positions_a.ndim == 2 and positions_a.shape[1] != 3:
+        raise ShapeError(
+            f"positions_a: expected shape (N, 3) (x, y, z in Å from the tomogram centre), "
+            f"got shape {positions_a.shape}"
+        )
+    p = as_vectors(positions_a, "positions_a", 3)
+    return np.ascontiguousarray(p, dtype=np.float64)
+
+
+def _geometry(geometry: Any) -> TiltGeometry:
+    if not isinstance(geometry, TiltGeometry):
+        raise InvalidTypeError(f"geometry: expected a TiltGeometry, got {describe(geometry)}")
+    return geometry
+
+
+def particle_defocus(
+    geometry: TiltGeometry,
+    positions_a: Any,
+    *,
+    out: NDArray[Any] | None = None,
+    dtype: Any = np.float32,
+    component: str = "mean",
+    n_threads: int | None = None,
+) -> NDArray[Any]:
+    """Defocus of every particle in every tilt, ``(N, T)``, Å (underfocus positive).
+
+    ``Δf[n, t] = Δf0_t − h·κ·(r3_t · p_n)`` (canonical model; Rust kernel, GIL released).
+
+    Parameters
+    ----------
+    geometry : TiltGeometry
+    positions_a : array_like, shape (N, 3)
+        Particle positions ``(x, y, z)`` in Å from the tomogram centre (voxel index N/2); see
+        :func:`voxels_to_centered_a` for voxel coordinates.
+    out : ndarray, shape (N, T), optional
+        Preallocated C-contiguous, writeable float32/float64 output (written in place and
+        returned). Otherwise one is allocated with numpy.
+    dtype : float32 or float64
+        Output type when ``out`` is None (float32 rounding is ≈ 2e-3 Å at 3 µm defocus).
+    component : {"mean", "u", "v"}
+        Base defocus: ``defocus_a`` or the astigmatic ``defocus_u_a`` / ``defocus_v_a``
+        (the depth term is the same for both).
+    n_threads : int, optional
+        Worker threads (default: all cores).
+    """
+    g = _geometry(geometry)
+    p = _positions(positions_a)
+    nt = n_threads_arg(n_threads)
+    coeffs = np.ascontiguousarray(g.coefficients(component))
+    shape = (p.shape[0], g.n_tilts)
+    if out is None:
+        dt = np.dtype(dtype)
+        if dt not in _FLOAT_DTYPES:
+            raise InvalidTypeError(f"dtype: expected float32 or float64, got {dt}")
+        out = np.empty(shape, dtype=dt)
+    else:
+        if not isinstance(out, np.ndarray):
+            raise InvalidTypeError(f"out: expected a numpy array, got {describe(out)}")
+        if out.dtype not in _FLOAT_DTYPES:
+            raise InvalidTypeError(f"out: expected dtype float32 or float64, got {out.dtype}")
+        if out.shape != shape:
+            raise ShapeError(f"out: expected shape {shape} (particles, tilts), got {out.shape}")
+        if not out.flags.c_contiguous:
+            raise InvalidValueError("out: expected a C-contiguous array")
+        if not out.flags.writeable:
+            raise InvalidValueError("out: expected a writeable array")
+    if out.dtype == np.float32:
+        _core.particle_defocus_f32(p, coeffs, out, n_threads=nt)
+    else:
+        _core.particle_defocus_f64(p, coeffs, out, n_threads=nt)
+    return out
+
+
+def project(
+    geometry: TiltGeometry, positions_a: Any, *, n_threads: int | None = None
+) -> NDArray[np.float64]:
+    """Image positions ``(N, T, 2)``: ``q = [R_t p]_xy + s_t`` in Å from the raw-image centre,
+    ``(x, y)`` order (x = image column axis).
+    """
+    g = _geometry(geometry)
+    p = _positions(positions_a)
+    nt = n_threads_arg(n_threads)
+    r = g.rotation_matrices()
+    rows = np.empty((g.n_tilts, 8))
+    rows[:, 0:3] = r[:, 0, :]
+    rows[:, 3] = g.shifts_a[:, 0]
+    rows[:, 4:7] = r[:, 1, :]
+    rows[:, 7] = g.shifts_a[:, 1]
+    out = np.empty((p.shape[0], g.n_tilts, 2))
+    _core.project_f64(p, np.ascontiguousarray(rows), out, n_threads=nt)
+    return out
+
+
+def voxels_to_centered_a(
+    coords: Any,
+    volume_shape: Sequence[int],
+    voxel_size_a: float,
+    *,
+    convention: str = "n/2",
+) -> NDArray[np.float64]:
+    """Voxel coordinates ``(N, 3)`` (x, y, z) → Å from the tilt-rotation centre (canonical).
+
+    The canonical origin is the point the tilt geometry rotates about. Programs put it at
+    slightly different voxel positions; state which one your coordinates assume.
+
+    Parameters
+    ----------
+    coords : array_like, shape (N, 3)
+        Voxel coordinates (x, y, z) of the particles in the tomogram.
+    volume_shape : (nx, ny, nz)
+        Tomogram size in voxels (x, y, z order).
+    voxel_size_a : float
+        Voxel size, Å.
+    convention : {"n/2", "floor", "imod"}
+        ``"n/2"``: 0-based coordinates, centre at ``N/2`` (Warp
+        ``VolumeDimensionsPhysical/2``, RELION's depth reference ``w0/2.0`` in
+        ``Tomogram::getDepthOffset``, AreTomo3) — the default and emgeom's canonical centre;
+        ``"floor"``: 0-based, centre at ``floor(N/2)`` (RELION's projection matrices use
+        ``int(w0/2)``, CETS); ``"imod"``: 1-based coordinates (as 3dmod displays them), centre
+        at the geometric centre ``(N + 1)/2``. The three differ by at most half a voxel (odd
+        ``N`` for ``"floor"``; every ``N`` for ``"imod"``), i.e. ≤ 0.5·voxel·cosθ of depth.
+
+    Returns
+    -------
+    ndarray, shape (N, 3)
+        ``(coords − centre) · voxel_size_a``, Å.
+    """
+    c = as_vectors(coords, "coords", 3)
+    if isinstance(volume_shape, str | bytes) or len(volume_shape) != 3:
+        raise ShapeError(f"volume_shape: expected (nx, ny, nz), got {volume_shape!r}")
+    n = np.array(
+        [as_float(v, f"volume_shape[{i}]", positive=True) for i, v in enumerate(volume_shape)]
+    )
+    vs = as_float(voxel_size_a, "voxel_size_a", positive=True)
+    conv = str(convention).lower()
+    if conv == "n/2":
+        centre = n / 2
+    elif conv == "floor":
+        centre = np.floor(n / 2)
+    elif conv == "imod":
+        centre = (n + 1) / 2
+    else:
+        raise InvalidValueError(
+            f"convention: expected one of {CENTRE_CONVENTIONS}, got {convention!r}"
+        )
+    return np.asarray((c - centre) * vs, dtype=np.float64)
