@@ -72,3 +72,15 @@ where
 {
     py.detach(|| guarded(f)).map_err(|e| to_pyerr(py, e))
 }
+
+/// Test hook: a kernel that panics inside `run_detached`, so the test suite can prove that a
+/// panic surfaces as `emgeom.errors.InternalError` and never as pyo3's `PanicException`.
+#[pyfunction]
+fn _panic_in_kernel_for_tests(py: Python<'_>) -> PyResult<()> {
+    run_detached(py, || -> Result<(), KernelError> { panic!("deliberate test panic") })
+}
+
+pub fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
+    m.add_function(wrap_pyfunction!(_panic_in_kernel_for_tests, m)?)?;
+    Ok(())
+}

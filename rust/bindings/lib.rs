@@ -11,13 +11,16 @@
 use pyo3::prelude::*;
 
 mod common;
+mod crossmag;
 mod resample;
 mod tilt;
 
 #[pymodule]
 fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add("__version__", env!("CARGO_PKG_VERSION"))?;
+    common::register(m)?;
     resample::register(m)?;
     tilt::register(m)?;
+    crossmag::register(m)?;
     Ok(())
 }
