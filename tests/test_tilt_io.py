@@ -1,0 +1,450 @@
+"""Readers/writers of tilt-series geometry on real third-party files (../shared/data)."""
+
+from __future__ import annotations
+
+import math
+import shutil
+import warnings
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from emgeom import errors, tilt
+from emgeom.io import _tilt_star as star
+from emgeom.reference import defocus as ref
+
+try:
+    from .conftest import shared_file
+except ImportError:  # tests/ not a package
+    from conftest import shared_file  # type: ignore[no-redef]
+
+pytestmark = pytest.mark.realdata
+
+RELION = ("relion5_tomo_tutorial", "relion")
+IMOD = ("relion5_tomo_tutorial", "imod_TS_03")
+P163 = "cryoet_alignment"
+
+
+def relion_ts03():
+    return tilt.read_relion(shared_file(*RELION, "CtfRefine", "job027", "tomograms.star"), "TS_03")
+
+
+def imod_ts03(mode="only_astigmatism"):
+    return tilt.read_imod(
+        shared_file(*IMOD, "TS_03.tlt"),
+        xf=shared_file(*IMOD, "TS_03.xf"),
+        defocus=shared_file(*IMOD, f"TS_03_{mode}.defocus"),
+        pixel_size_a=1.35,
+    )
+
+
+def warp_p163():
+    return tilt.read_warp(
+        shared_file(P163, "TomoBabel_cets-warpm", "tests", "data", "Position_16_3.xml")
+    )
+
+
+def aretomo_p163(**kw):
+    return tilt.read_aretomo(
+        shared_file(P163, "TomoBabel_cets-aretomo3", "tests", "data", "Position_16_3.aln"),
+        ctf=shared_file(P163, "tests", "data", "test_8col_CTF.txt"),
+        pixel_size_a=1.54,
+        **kw,
+    )
+
+
+def relion_p163():
+    return tilt.read_relion(
+        shared_file(P163, "tests", "data", "relion", "matching_tomograms.star"),
+        "24jul16a_Position_16_3.tomostar",
+    )
+
+
+# ------------------------------------------------------------------ RELION 5 tutorial vs IMOD
+def test_relion5_tutorial_ts03(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)  # not the project dir: resolved via the star file's parents
+    g = relion_ts03()
+    assert g.n_tilts == 40 and g.hand == +1 and g.relion_hand == -1
+    assert g.warp_angles_inverted is True and g.ctfphaseflip_invert is False
+    assert g.tilt_deg[0] == -57.0 and g.tilt_deg[-1] == 60.0
+    assert g.axis_deg[0] == pytest.approx(85.105602)
+    assert g.shifts_a[0] == pytest.approx([-238.32805, -131.41936])
+    assert g.defocus_u_a is not None and g.defocus_v_a is not None
+    # first row of CtfRefine/job027/tilt_series/TS_03.star: U 15794.168404, V 16063.352232
+    assert g.defocus_u_a[0] == pytest.approx(15794.168404)
+    assert g.defocus_v_a[0] == pytest.approx(16063.352232)
+    assert g.volume_shape == (4000, 4000, 2000) and g.pixel_size_a == 1.35
+    assert any("rlnTomoHand" in n for n in g.notes)
+
+
+def test_relion_formula_replicated_on_real_file():
+    """emgeom's canonical defocus == RELION Tomogram::getCtf built from the file's own numbers."""
+    g = relion_ts03()
+    rng = np.random.default_rng(0)
+    p = rng.uniform(-2000, 2000, (50, 3))
+    got = tilt.particle_defocus(g, p, component="u", dtype=np.float64)
+    px = g.pixel_size_a
+    assert px is not None and g.defocus_u_a is not None
+    for t in range(g.n_tilts):
+        # P = ... Rz(ZRot)·Ry(YTilt)·Rx(XTilt) ...; dz_px = ProjZ[:3]·(pos − centre) in pixels
+        proj_z = ref.rotation(g.tilt_deg[t], g.axis_deg[t], g.x_tilt_deg[t])[2]
+        dz_px = (p / px) @ proj_z
+        relion = g.defocus_u_a[t] + (-1.0) * px * 1.0 * dz_px  # rlnTomoHand = -1 in the file
+        np.testing.assert_allclose(got[:, t], relion, atol=1e-6)
+
+
+def test_relion_and_imod_agree_for_ts03():
+    g, gi = relion_ts03(), imod_ts03()
+    np.testing.assert_allclose(gi.tilt_deg, g.tilt_deg, atol=1e-9)
+    np.testing.assert_allclose(gi.axis_deg, g.axis_deg, atol=0.05)
+    assert gi.hand == g.hand == +1  # IMOD convention == RELION rlnTomoHand -1
+    # shifts: −A⁻¹·d·pixel from the .xf vs RELION's imported shifts (two alignment runs)
+    for k in range(2):
+        assert np.corrcoef(gi.shifts_a[:, k], g.shifts_a[:, k])[0, 1] > 0.99
+    assert np.abs(gi.shifts_a - g.shifts_a).max() < 40.0
+    # per-tilt defocus: ctfplotter (nm) vs CTFFIND4+CtfRefine (Å), same series
+    ratio = gi.defocus_a / g.defocus_a
+    assert np.median(ratio) == pytest.approx(1.0, abs=0.02)
+    near = np.abs(g.tilt_deg) <= 15
+    assert np.median(np.abs(gi.defocus_a - g.defocus_a)[near]) < 150.0
+
+
+def test_imod_defocus_versions():
+    from emgeom.io.imod import read_ctfplotter_defocus
+
+    v2 = read_ctfplotter_defocus(shared_file(*IMOD, "TS_03_plain_estimation.defocus"))
+    assert v2["defocus_u_a"][0] == 13600.0 and v2["defocus_u_a"][1] == 12430.0
+    assert np.array_equal(v2["defocus_u_a"], v2["defocus_v_a"])
+    v3 = read_ctfplotter_defocus(shared_file(*IMOD, "TS_03_astigmatism_and_phase_shift.defocus"))
+    assert v3["defocus_u_a"][0] == pytest.approx(14839.0)
+    assert v3["defocus_v_a"][0] == pytest.approx(10687.0)
+    assert v3["astigmatism_deg"][0] == pytest.approx(32.44)
+    v37 = read_ctfplotter_defocus(
+        shared_file(*IMOD, "TS_03_astigmatism_phase_shift_and_cutoff_freq.defocus")
+    )
+    assert v37["defocus_u_a"][0] == pytest.approx(13314.0)
+    ph = read_ctfplotter_defocus(shared_file(*IMOD, "TS_03_only_phase_shift.defocus"))
+    assert ph["defocus_u_a"][1] == pytest.approx(9870.0)
+    assert len(v2["views"]) == 40
+
+
+def test_imod_invert_flag_and_errors(tmp_path):
+    gi = tilt.read_imod(shared_file(*IMOD, "TS_03.tlt"), invert=True, axis_deg=85.0)
+    assert gi.hand == -1 and gi.ctfphaseflip_invert is True and gi.relion_hand == +1
+    with pytest.raises(errors.InvalidValueError, match="pixel_size_a"):
+        tilt.read_imod(shared_file(*IMOD, "TS_03.tlt"), xf=shared_file(*IMOD, "TS_03.xf"))
+    short = tmp_path / "short.tlt"
+    short.write_text("-3\n0\n3\n")
+    with pytest.raises(errors.FileFormatError, match="40 transforms for 3 tilts"):
+        tilt.read_imod(short, xf=shared_file(*IMOD, "TS_03.xf"), pixel_size_a=1.35)
+    with pytest.raises(errors.EmgeomFileError, match="not found"):
+        tilt.read_imod(tmp_path / "missing.tlt")
+
+
+# ------------------------------------------------------------------ Position_16_3 in 3 formats
+def test_warp_xml_position_16_3():
+    g = warp_p163()
+    assert g.n_tilts == 31 and g.hand == -1 and g.warp_angles_inverted is False
+    # Warp Angles +45.01 … −44.99 => canonical −45.01 … 44.99
+    assert g.tilt_deg[0] == pytest.approx(-45.01) and g.tilt_deg[-1] == pytest.approx(44.99)
+    assert g.axis_deg == pytest.approx(np.full(31, 83.939545))
+    assert g.defocus_a[0] == pytest.approx(22167.659)  # GridCTF 2.2167659 µm
+    assert g.defocus_u_a is not None and g.defocus_v_a is not None
+    assert g.defocus_u_a[0] - g.defocus_v_a[0] == pytest.approx(76.084905, abs=1e-3)
+    assert g.shifts_a[0] == pytest.approx([4.265467, 23.410513])
+    assert g.pixel_size_a == 1.54
+    assert g.names is not None and "_031_-45.00_" in g.names[0]
+
+
+def test_warp_xml_utf16_cryocat():
+    path = shared_file("warp_tomo", "cryocat_TS_017", "017.xml")
+    assert path.read_bytes()[:2] == b"\xff\xfe"  # really UTF-16
+    g = tilt.read_warp(path)
+    assert g.n_tilts == 60 and g.hand == -1
+    assert g.tilt_deg[0] == 52.0 and g.tilt_deg[-1] == -66.0
+    assert g.axis_deg[0] == pytest.approx(83.22321)
+    assert g.defocus_a[0] == pytest.approx(34098.15)
+    assert 32400 < g.defocus_a.min() and g.defocus_a.max() < 34300  # README: 3.25–3.42 µm
+    assert g.pixel_size_a == pytest.approx(1.971)
+
+
+def test_position_16_3_across_formats_and_warp_export_sign():
+    gw, ga, gr = warp_p163(), aretomo_p163(), relion_p163()
+    # geometry: same series in Warp, AreTomo3 and the WarpTools->RELION-5 export
+    np.testing.assert_allclose(ga.tilt_deg, gw.tilt_deg, atol=1e-9)  # TILT = −Angle exactly
+    np.testing.assert_allclose(gr.tilt_deg, gw.tilt_deg, atol=1e-4)
+    np.testing.assert_allclose(gr.axis_deg, gw.axis_deg, atol=1e-4)
+    np.testing.assert_allclose(ga.axis_deg, gw.axis_deg, atol=0.01)
+    # defocus: RELION export = (GridCTF ± delta/2)·1e4
+    assert gr.defocus_u_a is not None and gw.defocus_u_a is not None
+    np.testing.assert_allclose(gr.defocus_u_a, gw.defocus_u_a, atol=0.06)
+    # AreTomo3's own CTF: ~540 Å lower on average, correlated
+    assert np.corrcoef(ga.defocus_a, gw.defocus_a)[0, 1] > 0.95
+    assert np.mean(gw.defocus_a - ga.defocus_a) == pytest.approx(540, abs=60)
+    # hands: Warp (AreAnglesInverted False) and AreTomo3 (dfHand -1, axis refined) agree on
+    # h = -1; WarpTools' export wrote rlnTomoHand -1 = h = +1 (GetRelionHand(False) = -1):
+    assert gw.hand == ga.hand == -1
+    assert gr.hand == +1
+    # consequence: RELION's defocus for an off-axis particle differs from Warp's by 2|z'|
+    p = np.array([[1000.0, 0.0, 0.0]])
+    d_w = tilt.particle_defocus(gw, p, component="u", dtype=np.float64)
+    d_r = tilt.particle_defocus(gr, p, component="u", dtype=np.float64)
+    np.testing.assert_allclose(np.abs(d_r - d_w), 2 * np.abs(gw.depth(p)), atol=0.1)
+    assert np.max(np.abs(d_r - d_w)) == pytest.approx(
+        2 * 1000 * math.sin(math.radians(45.01)), abs=1
+    )
+
+
+def test_aretomo_hand_rules_and_errors():
+    assert aretomo_p163(axis_refined=False).hand == +1
+    assert aretomo_p163(hand=+1).hand == +1
+    g = tilt.read_aretomo(
+        shared_file(P163, "TomoBabel_cets-aretomo3", "tests", "data", "Position_16_3.aln"),
+        pixel_size_a=1.54,
+    )
+    assert g.hand == -1 and any("assumed" in n for n in g.notes)
+    assert g.shifts_a[0] == pytest.approx([-3.761 * 1.54, 12.890 * 1.54])
+    with pytest.raises(errors.InvalidValueError, match="pixel_size_a"):
+        tilt.read_aretomo(
+            shared_file(P163, "TomoBabel_cets-aretomo3", "tests", "data", "Position_16_3.aln")
+        )
+
+
+def test_warp_export_tomograms_star_and_cryocat():
+    gs = tilt.read_relion_tomograms(
+        shared_file("warp_tomo", "cryocat_warp2_relion5", "warp2_matching_tomograms.star")
+    )
+    assert len(gs) == 5
+    g = gs["TS_1.tomostar"]
+    assert g.n_tilts == 41 and g.hand == +1  # rlnTomoHand -1 as written by WarpTools
+    assert g.axis_deg == pytest.approx(np.full(41, -85.6), abs=0.01)
+    assert any("ProjX" in n for n in g.notes)
+
+
+def test_imod_conversion_files_from_cryoet_alignment():
+    d = (P163, "tests", "data", "convert", "imod_1")
+    g = tilt.read_imod(
+        shared_file(*d, "tilt_1.tlt"),
+        xf=shared_file(*d, "tilt_1.xf"),
+        xtilt=shared_file(*d, "tilt_1.xtilt"),
+        pixel_size_a=1.0,
+    )
+    assert g.n_tilts == 59
+    assert g.tilt_deg[0] == pytest.approx(-52.24)
+    # the README: .xf rotation atan2(A21, A11) = 99.5…100.4° => ψ = −that
+    assert np.all((g.axis_deg > -100.5) & (g.axis_deg < -99.4))
+
+
+# ------------------------------------------------------------------ path resolution
+def test_relion_paths_resolve_cwd_first(tmp_path, monkeypatch):
+    src = shared_file(*RELION, "CtfRefine", "job027", "tomograms.star")
+    proj = tmp_path / "proj"
+    (proj / "CtfRefine" / "job027" / "tilt_series").mkdir(parents=True)
+    shutil.copy(src, proj / "CtfRefine" / "job027" / "tomograms.star")
+    ts = shared_file(*RELION, "CtfRefine", "job027", "tilt_series", "TS_03.star")
+    text = ts.read_text().replace("-57.00000    85.105602", "-57.00000    11.000000", 1)
+    (proj / "CtfRefine" / "job027" / "tilt_series" / "TS_03.star").write_text(text)
+    # run from the real tutorial project dir: the file under cwd wins
+    monkeypatch.chdir(src.parents[2])
+    g = tilt.read_relion(proj / "CtfRefine" / "job027" / "tomograms.star", "TS_03")
+    assert g.axis_deg[0] == pytest.approx(85.105602)
+    # run from elsewhere: found via the star file's parent folders (the modified copy)
+    monkeypatch.chdir(tmp_path)
+    g = tilt.read_relion(proj / "CtfRefine" / "job027" / "tomograms.star", "TS_03")
+    assert g.axis_deg[0] == pytest.approx(11.0)
+    # explicit project_dir wins over both
+    g = tilt.read_relion(
+        proj / "CtfRefine" / "job027" / "tomograms.star", "TS_03", project_dir=src.parents[2]
+    )
+    assert g.axis_deg[0] == pytest.approx(85.105602)
+    (proj / "CtfRefine" / "job027" / "tilt_series" / "TS_03.star").unlink()
+    with pytest.raises(errors.EmgeomFileError, match="project directory"):
+        tilt.read_relion(proj / "CtfRefine" / "job027" / "tomograms.star", "TS_01")
+
+
+def test_relion_bad_files(tmp_path):
+    src = shared_file(*RELION, "CtfRefine", "job027", "tomograms.star")
+    with pytest.raises(errors.InvalidValueError, match="5 tomograms"):
+        tilt.read_relion(src)
+    with pytest.raises(errors.InvalidValueError, match="TS_99"):
+        tilt.read_relion(src, "TS_99")
+    bad = tmp_path / "t.star"
+    bad.write_text(src.read_text().replace("_rlnTomoHand #6", "_rlnTomoHandX #6"))
+    with pytest.raises(errors.FileFormatError, match="_rlnTomoHand"):
+        tilt.read_relion(bad, "TS_03", project_dir=src.parents[2])
+    bad.write_text(src.read_text().replace("-1.00000", "0.50000"))
+    with pytest.raises(errors.FileFormatError, match="must be"):
+        tilt.read_relion(bad, "TS_03", project_dir=src.parents[2])
+    ts = tmp_path / "ts.star"
+    ts.write_text(
+        "data_TS\n\nloop_\n_rlnTomoYTilt #1\n_rlnTomoZRot #2\n_rlnDefocusU #3\n0 85 1000\n"
+    )
+    glob = tmp_path / "g.star"
+    glob.write_text(
+        f"data_global\n\nloop_\n_rlnTomoName #1\n_rlnTomoHand #2\n"
+        f"_rlnTomoTiltSeriesStarFile #3\nTS -1 {ts}\n"
+    )
+    with pytest.raises(errors.FileFormatError, match="_rlnTomoXTilt"):
+        tilt.read_relion(glob)
+    ts.write_text("data_TS\n\nloop_\n_rlnTomoXTilt #1\n_rlnTomoYTilt #2\n_rlnTomoZRot #3\n0 0 85\n")
+    with pytest.raises(errors.FileFormatError, match="_rlnDefocusU"):
+        tilt.read_relion(glob)
+    ts.write_text(
+        "data_TS\n\nloop_\n_rlnTomoXTilt #1\n_rlnTomoYTilt #2\n_rlnTomoZRot #3\n"
+        "_rlnDefocusU #4\n0 nan 85 1000\n"
+    )
+    with pytest.raises(errors.FileFormatError, match="NaN"):
+        tilt.read_relion(glob)
+
+
+def test_warp_bad_files(tmp_path):
+    p = tmp_path / "x.xml"
+    p.write_text("<Foo/>")
+    with pytest.raises(errors.FileFormatError, match="TiltSeries"):
+        tilt.read_warp(p)
+    p.write_text(
+        '<TiltSeries AreAnglesInverted="Maybe"><Angles>1\n2</Angles>'
+        "<AxisAngle>3\n3</AxisAngle></TiltSeries>"
+    )
+    with pytest.raises(errors.FileFormatError, match="AreAnglesInverted"):
+        tilt.read_warp(p)
+    p.write_text(
+        '<TiltSeries AreAnglesInverted="True"><Angles>1\n2</Angles>'
+        "<AxisAngle>3\n3\n3</AxisAngle></TiltSeries>"
+    )
+    with pytest.raises(errors.FileFormatError, match="3 AxisAngle values for 2"):
+        tilt.read_warp(p)
+
+
+# ------------------------------------------------------------------ writers
+@pytest.mark.parametrize("layout", ["relion5", "relion4"])
+def test_to_relion_round_trip(tmp_path, layout):
+    g = relion_ts03()
+    out = tmp_path / "tomograms.star"
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        tilt.to_relion(g, out, tomo_name="TS_03", layout=layout)
+    g2 = tilt.read_relion(out, "TS_03")
+    np.testing.assert_allclose(g2.tilt_deg, g.tilt_deg, atol=1e-5)
+    np.testing.assert_allclose(g2.axis_deg, g.axis_deg, atol=1e-5)
+    np.testing.assert_allclose(g2.x_tilt_deg, g.x_tilt_deg, atol=1e-5)
+    assert g2.defocus_u_a is not None and g.defocus_u_a is not None
+    np.testing.assert_allclose(g2.defocus_u_a, g.defocus_u_a, atol=1e-5)
+    assert g2.hand == g.hand and g2.volume_shape == g.volume_shape
+    if layout == "relion5":
+        np.testing.assert_allclose(g2.shifts_a, g.shifts_a, atol=1e-5)
+    p = np.random.default_rng(2).uniform(-3000, 3000, (100, 3))
+    np.testing.assert_allclose(
+        tilt.particle_defocus(g2, p, dtype=np.float64),
+        tilt.particle_defocus(g, p, dtype=np.float64),
+        atol=1e-3,
+    )
+    # no clobber without force; force replaces
+    with pytest.raises(errors.OutputExistsError):
+        tilt.to_relion(g, out, tomo_name="TS_03")
+    tilt.to_relion(g.with_hand(-1), out, tomo_name="TS_03", force=True)
+    assert tilt.read_relion(out).hand == -1
+    assert "_rlnTomoHand" in out.read_text()
+    assert list(tmp_path.iterdir()) == [out]  # no temporary files left behind
+
+
+def test_to_warp_round_trip_and_hand(tmp_path):
+    gw = warp_p163()
+    out = tmp_path / "TS.xml"
+    tilt.to_warp(gw, out)
+    g2 = tilt.read_warp(out)
+    np.testing.assert_allclose(g2.tilt_deg, gw.tilt_deg, atol=1e-6)
+    np.testing.assert_allclose(g2.axis_deg, gw.axis_deg, atol=1e-6)
+    np.testing.assert_allclose(g2.shifts_a, gw.shifts_a, atol=1e-5)
+    np.testing.assert_allclose(g2.defocus_a, gw.defocus_a, atol=1e-3)
+    assert g2.defocus_u_a is not None and gw.defocus_u_a is not None
+    np.testing.assert_allclose(g2.defocus_u_a, gw.defocus_u_a, atol=1e-3)
+    assert g2.hand == gw.hand == -1 and 'AreAnglesInverted="False"' in out.read_text()
+    # RELION-5 geometry (h=+1) -> Warp: angles negated, AreAnglesInverted True
+    g = relion_ts03()
+    tilt.to_warp(g, out, force=True)
+    text = out.read_text()
+    assert 'AreAnglesInverted="True"' in text and "<Angles>57\n" in text
+    g3 = tilt.read_warp(out)
+    np.testing.assert_allclose(g3.tilt_deg, g.tilt_deg, atol=1e-6)
+    assert g3.hand == +1
+    with pytest.raises(errors.OutputExistsError):
+        tilt.to_warp(g, out)
+    with pytest.warns(errors.LossyConversionWarning, match="LevelAngleX"):
+        tilt.to_warp(g.replace(x_tilt_deg=np.linspace(0, 1, g.n_tilts)), tmp_path / "b.xml")
+
+
+def test_warp_relion_warp_chain(tmp_path):
+    """Warp XML -> RELION (emgeom writer, correct hand) -> back: same per-particle defocus."""
+    gw = warp_p163().replace(volume_shape=(4096, 4096, 2000))
+    tilt.to_relion(gw, tmp_path / "t.star", tomo_name="P", layout="relion4")
+    gr = tilt.read_relion(tmp_path / "t.star")
+    assert gr.relion_hand == +1  # emgeom writes +1 where WarpTools writes -1
+    p = np.random.default_rng(5).uniform(-3000, 3000, (64, 3))
+    np.testing.assert_allclose(
+        tilt.particle_defocus(gr, p, dtype=np.float64),
+        tilt.particle_defocus(gw, p, dtype=np.float64),
+        atol=1e-3,
+    )
+
+
+# ------------------------------------------------------------------ particle tables
+def _particle_star(path: Path, rows: list[tuple[str, float, float, float]]) -> None:
+    lines = [
+        "data_particles",
+        "",
+        "loop_",
+        "_rlnTomoName #1",
+        "_rlnCenteredCoordinateXAngst #2",
+        "_rlnCenteredCoordinateYAngst #3",
+        "_rlnCenteredCoordinateZAngst #4",
+    ]
+    lines += [f"{n} {x} {y} {z}" for n, x, y, z in rows]
+    path.write_text("\n".join(lines) + "\n")
+
+
+def test_add_particle_defocus(tmp_path):
+    src = shared_file(*RELION, "CtfRefine", "job027", "tomograms.star")
+    pstar = tmp_path / "particles.star"
+    _particle_star(
+        pstar,
+        [("TS_03", 100.0, -200.0, 300.0), ("TS_01", -500.0, 0.0, 50.0), ("TS_03", 0.0, 0.0, 0.0)],
+    )
+    blocks = tilt.add_particle_defocus(pstar, src, project_dir=src.parents[2])
+    pb = blocks["particles"]
+    assert pb.columns[-2:] == ["emgeomTiltDefocusU", "emgeomTiltDefocusV"]
+    g = relion_ts03()
+    row = pb.records()[0]
+    u = np.array([float(v) for v in row["emgeomTiltDefocusU"].strip("[]").split(",")])
+    want = tilt.particle_defocus(g, [[100.0, -200.0, 300.0]], component="u", dtype=np.float64)
+    np.testing.assert_allclose(u, want[0], atol=0.06)
+    assert g.defocus_u_a is not None
+    centre = np.array([float(v) for v in pb.records()[2]["emgeomTiltDefocusU"][1:-1].split(",")])
+    np.testing.assert_allclose(centre, g.defocus_u_a, atol=0.06)
+    out = tmp_path / "out.star"
+    star.write_star(out, list(blocks.values()))
+    assert len(star.read_star(out)["particles"].rows) == 3
+    bad = tmp_path / "bad.star"
+    _particle_star(bad, [("TS_99", 0, 0, 0)])
+    with pytest.raises(errors.FileFormatError, match="TS_99"):
+        tilt.add_particle_defocus(bad, src, project_dir=src.parents[2])
+
+
+def test_add_particle_defocus_dataframe():
+    pd = pytest.importorskip("pandas")
+    g = tilt.TiltGeometry([-3.0, 0.0, 3.0], 85.0, 20000.0, hand=+1)
+    df = pd.DataFrame(
+        {
+            "rlnTomoName": ["A", "A"],
+            "rlnCenteredCoordinateXAngst": [1000.0, 0.0],
+            "rlnCenteredCoordinateYAngst": [0.0, 0.0],
+            "rlnCenteredCoordinateZAngst": [0.0, 500.0],
+        }
+    )
+    out = tilt.add_particle_defocus(df, {"A": g})
+    assert list(out.columns)[-2:] == ["emgeomTiltDefocusU", "emgeomTiltDefocusV"]
+    np.testing.assert_allclose(
+        out["emgeomTiltDefocusU"][0], tilt.particle_defocus(g, [[1000.0, 0, 0]])[0]
+    )
+    assert "emgeomTiltDefocusU" not in df.columns
