@@ -52,3 +52,71 @@ def project_f64(
     out: NDArray[np.float64],
     n_threads: int | None = None,
 ) -> None: ...
+
+# --- crossmag (rust/bindings/crossmag.rs) -----------------------------------------------------
+
+def rescale_separable_f32(
+    image: NDArray[np.float32],
+    output_shape: tuple[int, int],
+    zoom: tuple[float, float],
+    method: str,
+    n_threads: int | None = None,
+) -> NDArray[np.float32]: ...
+def rescale_separable_f64(
+    image: NDArray[np.float64],
+    output_shape: tuple[int, int],
+    zoom: tuple[float, float],
+    method: str,
+    n_threads: int | None = None,
+) -> NDArray[np.float64]: ...
+def rescale_fourier_f32(
+    image: NDArray[np.float32],
+    output_shape: tuple[int, int],
+    n_threads: int | None = None,
+) -> NDArray[np.float32]: ...
+def correlate_f32(
+    a: NDArray[np.float32],
+    b: NDArray[np.float32],
+    pad: tuple[int, int],
+    taper: float,
+    filter: tuple[float, float, float, float],
+    method: str,
+    n_peaks: int,
+    min_sep: float,
+    max_shift: float,
+    return_map: bool,
+    n_threads: int | None = None,
+) -> tuple[
+    NDArray[np.float64], NDArray[np.float64], tuple[float, float, int], NDArray[np.float32] | None
+]: ...
+
+class CrossmagReference:
+    @property
+    def pad(self) -> tuple[int, int]: ...
+    @property
+    def region(self) -> tuple[int, int]: ...
+
+def crossmag_prepare(
+    image: NDArray[np.float32],
+    origin: tuple[int, int],
+    region: tuple[int, int],
+    pad: tuple[int, int],
+    taper: float,
+    filter: tuple[float, float, float, float],
+    method: str,
+    n_threads: int | None = None,
+) -> CrossmagReference: ...
+def crossmag_evaluate(
+    reference: CrossmagReference,
+    moving: NDArray[np.float32],
+    affines: NDArray[np.float64],
+    half: tuple[int, int],
+    taper: float,
+    allowed: tuple[int, int, int, int, float, float, float],
+    n_peaks: int,
+    min_sep: float,
+    want_map: bool,
+    n_threads: int | None = None,
+) -> tuple[
+    list[tuple[NDArray[np.float64], tuple[float, float, int], float]], NDArray[np.float32] | None
+]: ...

@@ -13,5 +13,9 @@ pub mod defocus;
 pub mod error;
 pub mod parallel;
 pub mod warp;
+pub mod fft;
+pub mod rescale;
+pub mod xcorr;
+pub mod crossmag;
 
 pub use error::KernelError;

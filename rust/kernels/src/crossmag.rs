@@ -1,0 +1,447 @@
+//! Cross-magnification alignment core: a prepared (filtered, Fourier-transformed) reference
+//! search region, and the evaluation of many (scale, rotation) search points against it in
+//! parallel, each re-warping only the small moving patch.
+//!
+//! Geometry of one evaluation (all at the correlation sampling):
+//! * The reference region is a `(wy, wx)` crop of the (binned) reference starting at integer
+//!   `(x0, y0)` (it may extend past the image; those pixels have zero weight). It is tapered
+//!   (cosine ramps at the edges of its valid part), made zero-mean and zero-padded to `(py, px)`
+//!   with `py ≥ wy + hy`, `px ≥ wx + hx` so that no wrap-around reaches a valid position.
+//! * The moving patch has `(2hy+1, 2hx+1)` pixels; patch pixel `(i, j)` has offset
+//!   `o = (j − hx, i − hy)` from the image of the moving centre and samples the (pre-shrunk)
+//!   moving image at `A·(j, i, 1)` (bicubic). A soft validity mask (cosine ramp of `taper` px
+//!   inside the moving image's border) weights it; the weighted mean is removed. The patch is
+//!   placed in the padded frame by wrapping its offsets around `(0, 0)`.
+//! * `C(d) = Σ_x R(x)·P(x − d)` is then maximal where the moving centre lies at region pixel `d`.
+//! * Each peak is scored by the Pearson CCC between the filtered patch and the filtered
+//!   reference over the patch footprint, and by the fraction of the patch weight that falls on
+//!   valid reference pixels (SerialEM `ShiftManager.cpp : AutoAlign` weighs `CCC·frac^(1/6)`).
+
+use ndarray::{s, Array2, ArrayView2, Axis};
+use rayon::prelude::*;
+
+use crate::fft::{self, nice_size, C32};
+use crate::warp::{self, Affine, Fill, Interpolation};
+use crate::xcorr::{self, ramp, Allowed, FilterParams, MapStats, Method};
+use crate::KernelError;
+
+/// A prepared reference search region.
+pub struct Reference {
+    /// Padded frame `(py, px)`.
+    pub pad: (usize, usize),
+    /// Region size `(wy, wx)`.
+    pub region: (usize, usize),
+    /// `F(R0)·H` (xcorr) or `F(R0)` (phase), transposed half-spectrum layout of [`crate::fft`].
+    pub spec: Array2<C32>,
+    /// Filtered region `R'` (√H applied), `(wy, wx)`.
+    pub filtered: Array2<f32>,
+    /// 1 where the region pixel lies inside the reference image, else 0, `(wy, wx)`.
+    pub valid: Array2<f32>,
+    pub filter: FilterParams,
+    pub method: Method,
+}
+
+/// 1-D weights of a crop `[o, o + w)` of an axis of length `n`: ramp inside the valid span.
+fn span_weights(o: isize, w: usize, n: usize, taper: f64) -> (Vec<f64>, Vec<f32>) {
+    let lo = o.max(0);
+    let hi = (o + w as isize).min(n as isize);
+    let mut wt = vec![0.0; w];
+    let mut valid = vec![0.0f32; w];
+    for (i, (a, v)) in wt.iter_mut().zip(valid.iter_mut()).enumerate() {
+        let p = o + i as isize;
+        if p >= lo && p < hi {
+            let d = ((p - lo) as f64 + 0.5).min((hi - p) as f64 - 0.5);
+            *a = ramp(d, taper);
+            *v = 1.0;
+        }
+    }
+    (wt, valid)
+}
+
+/// Prepare the reference region `image[y0 .. y0+wy, x0 .. x0+wx]` (see the module docs).
+#[allow(clippy::too_many_arguments)]
+pub fn prepare_reference(
+    image: ArrayView2<f32>,
+    origin: (isize, isize),
+    region: (usize, usize),
+    pad: (usize, usize),
+    taper: f64,
+    filter: &FilterParams,
+    method: Method,
+) -> Result<Reference, KernelError> {
+    filter.check()?;
+    let (ny, nx) = image.dim();
+    let (wy, wx) = region;
+    let (x0, y0) = origin;
+    if ny == 0 || nx == 0 || wy == 0 || wx == 0 {
+        return Err(KernelError::shape(
+            "reference",
+            "non-empty",
+            format!("{:?} / {:?}", (ny, nx), region),
+        ));
+    }
+    if pad.0 < wy || pad.1 < wx {
+        return Err(KernelError::shape(
+            "pad",
+            format!(">= {region:?}"),
+            format!("{pad:?}"),
+        ));
+    }
+    let (wty, vy) = span_weights(y0, wy, ny, taper);
+    let (wtx, vx) = span_weights(x0, wx, nx, taper);
+    let val = |i: usize, j: usize| -> f64 {
+        let y = y0 + i as isize;
+        let x = x0 + j as isize;
+        if y >= 0 && x >= 0 && (y as usize) < ny && (x as usize) < nx {
+            image[[y as usize, x as usize]] as f64
+        } else {
+            0.0
+        }
+    };
+    let (sw, swv) = (0..wy)
+        .into_par_iter()
+        .map(|i| {
+            let (mut a, mut b) = (0.0, 0.0);
+            if wty[i] > 0.0 {
+                for j in 0..wx {
+                    let w = wty[i] * wtx[j];
+                    a += w;
+                    b += w * val(i, j);
+                }
+            }
+            (a, b)
+        })
+        .reduce(|| (0.0, 0.0), |p, q| (p.0 + q.0, p.1 + q.1));
+    if sw <= 0.0 {
+        return Err(KernelError::value(
+            "expected_center",
+            "the search region does not overlap the reference image",
+        ));
+    }
+    let mu = swv / sw;
+    let mut r0 = Array2::<f32>::zeros(pad);
+    r0.axis_iter_mut(Axis(0))
+        .into_par_iter()
+        .take(wy)
+        .enumerate()
+        .for_each(|(i, mut row)| {
+            if wty[i] > 0.0 {
+                for j in 0..wx {
+                    let w = wty[i] * wtx[j];
+                    if w > 0.0 {
+                        row[j] = (w * (val(i, j) - mu)) as f32;
+                    }
+                }
+            }
+        });
+    let valid = Array2::from_shape_fn((wy, wx), |(i, j)| vy[i] * vx[j]);
+    let plan = fft::plan(pad.0, pad.1)?;
+    let mut spec = plan.forward(r0.view())?;
+    drop(r0);
+    // filtered region R' (sqrt of the filter on one side)
+    let mut half = spec.clone();
+    xcorr::apply_filter(&mut half, pad.0, pad.1, filter, 0.5);
+    let filtered_full = plan.inverse(half)?;
+    let filtered = filtered_full.slice(s![..wy, ..wx]).to_owned();
+    if method == Method::XCorr {
+        xcorr::apply_filter(&mut spec, pad.0, pad.1, filter, 1.0);
+    }
+    Ok(Reference {
+        pad,
+        region,
+        spec,
+        filtered,
+        valid,
+        filter: *filter,
+        method,
+    })
+}
+
+/// One evaluated peak of a search point.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct PeakEval {
+    /// Sub-pixel position of the moving centre in region pixels.
+    pub x: f64,
+    pub y: f64,
+    pub value: f32,
+    /// Pearson CCC of the filtered images over the patch footprint at the integer peak.
+    pub ccc: f64,
+    /// Fraction of the patch weight on valid reference pixels.
+    pub overlap: f64,
+}
+
+/// Result of one search point.
+pub struct PointResult {
+    pub peaks: Vec<PeakEval>,
+    pub stats: MapStats,
+    /// Correlation map over the region `(wy, wx)` (only when requested).
+    pub map: Option<Array2<f32>>,
+    /// Σ of the patch mask weights (0 means an empty patch).
+    pub mask_sum: f64,
+}
+
+/// Patch/search parameters shared by all points of a call.
+#[derive(Clone, Copy, Debug)]
+pub struct PatchParams {
+    pub hy: usize,
+    pub hx: usize,
+    /// Width (moving-image pixels of the pre-shrunk image) of the soft mask ramp.
+    pub taper: f64,
+    pub allowed: Allowed,
+    pub n_peaks: usize,
+    pub min_sep: f64,
+}
+
+fn patch_and_mask(
+    moving: ArrayView2<f32>,
+    a: &Affine,
+    p: &PatchParams,
+) -> Result<(Array2<f32>, Array2<f32>, f64), KernelError> {
+    let (ky, kx) = (2 * p.hy + 1, 2 * p.hx + 1);
+    let mut patch = Array2::<f32>::zeros((ky, kx));
+    warp::warp_affine(
+        moving,
+        a,
+        Interpolation::Cubic,
+        Fill::Value(0.0),
+        patch.view_mut(),
+    )?;
+    let (ny, nx) = moving.dim();
+    let mut mask = Array2::<f32>::zeros((ky, kx));
+    mask.axis_iter_mut(Axis(0))
+        .enumerate()
+        .for_each(|(i, mut row)| {
+            for j in 0..kx {
+                let sx = a[0][0] * j as f64 + a[0][1] * i as f64 + a[0][2];
+                let sy = a[1][0] * j as f64 + a[1][1] * i as f64 + a[1][2];
+                let dx = (sx + 0.5).min(nx as f64 - 0.5 - sx);
+                let dy = (sy + 0.5).min(ny as f64 - 0.5 - sy);
+                row[j] = (ramp(dx, p.taper) * ramp(dy, p.taper)) as f32;
+            }
+        });
+    let (mut sw, mut swv) = (0.0f64, 0.0f64);
+    for (m, v) in mask.iter().zip(patch.iter()) {
+        sw += *m as f64;
+        swv += *m as f64 * *v as f64;
+    }
+    if sw > 0.0 {
+        let mu = (swv / sw) as f32;
+        patch.zip_mut_with(&mask, |v, m| *v = *m * (*v - mu));
+    } else {
+        patch.fill(0.0);
+    }
+    Ok((patch, mask, sw))
+}
+
+/// Filter a small patch with √H on its own padded frame (same cycles/pixel as the reference).
+fn filter_patch(patch: &Array2<f32>, f: &FilterParams) -> Result<Array2<f32>, KernelError> {
+    let (ky, kx) = patch.dim();
+    if f.is_identity() {
+        return Ok(patch.clone());
+    }
+    let m = 12usize;
+    let (py, px) = (nice_size(ky + 2 * m), nice_size(kx + 2 * m));
+    let mut buf = Array2::<f32>::zeros((py, px));
+    buf.slice_mut(s![m..m + ky, m..m + kx]).assign(patch);
+    let plan = fft::plan(py, px)?;
+    let mut spec = plan.forward(buf.view())?;
+    xcorr::apply_filter(&mut spec, py, px, f, 0.5);
+    let out = plan.inverse(spec)?;
+    Ok(out.slice(s![m..m + ky, m..m + kx]).to_owned())
+}
+
+fn evaluate_one(
+    r: &Reference,
+    moving: ArrayView2<f32>,
+    a: &Affine,
+    p: &PatchParams,
+    want_map: bool,
+) -> Result<PointResult, KernelError> {
+    let (py, px) = r.pad;
+    let (wy, wx) = r.region;
+    if py < wy + p.hy || px < wx + p.hx {
+        return Err(KernelError::shape(
+            "pad",
+            format!(">= region + patch half ({}, {})", wy + p.hy, wx + p.hx),
+            format!("{:?}", r.pad),
+        ));
+    }
+    let (patch, mask, mask_sum) = patch_and_mask(moving, a, p)?;
+    if mask_sum <= 1e-9 {
+        return Ok(PointResult {
+            peaks: Vec::new(),
+            stats: MapStats::default(),
+            map: None,
+            mask_sum,
+        });
+    }
+    let (ky, kx) = patch.dim();
+    let mut framed = Array2::<f32>::zeros(r.pad);
+    for i in 0..ky {
+        let fy = (i as isize - p.hy as isize).rem_euclid(py as isize) as usize;
+        for j in 0..kx {
+            let fx = (j as isize - p.hx as isize).rem_euclid(px as isize) as usize;
+            framed[[fy, fx]] = patch[[i, j]];
+        }
+    }
+    let plan = fft::plan(py, px)?;
+    let (fp, pf) = rayon::join(
+        || plan.forward(framed.view()),
+        || filter_patch(&patch, &r.filter),
+    );
+    let (fp, pf) = (fp?, pf?);
+    let g = match r.method {
+        Method::XCorr => {
+            xcorr::cross_power(&r.spec, &fp, py, px, &FilterParams::NONE, Method::XCorr)
+        }
+        Method::Phase => xcorr::cross_power(&r.spec, &fp, py, px, &r.filter, Method::Phase),
+    };
+    drop(fp);
+    let map = plan.inverse(g)?;
+    let (peaks, stats) = xcorr::find_peaks(map.view(), p.n_peaks, p.min_sep, &p.allowed);
+    // footprint = mask > 0.05; Pearson over it
+    let (mut spp, mut msum) = (0.0f64, 0.0f64);
+    for (v, m) in pf.iter().zip(mask.iter()) {
+        if *m > 0.05 {
+            spp += (*v as f64) * (*v as f64);
+        }
+        msum += *m as f64;
+    }
+    let evals = peaks
+        .par_iter()
+        .map(|pk| {
+            let (mut spr, mut srr, mut ov) = (0.0f64, 0.0f64, 0.0f64);
+            for i in 0..ky {
+                let y = pk.iy as isize + i as isize - p.hy as isize;
+                if y < 0 || y >= wy as isize {
+                    continue;
+                }
+                let frow = r.filtered.row(y as usize);
+                let vrow = r.valid.row(y as usize);
+                for j in 0..kx {
+                    let x = pk.ix as isize + j as isize - p.hx as isize;
+                    if x < 0 || x >= wx as isize {
+                        continue;
+                    }
+                    let m = mask[[i, j]];
+                    ov += m as f64 * vrow[x as usize] as f64;
+                    if m > 0.05 {
+                        let rv = frow[x as usize] as f64;
+                        spr += rv * pf[[i, j]] as f64;
+                        srr += rv * rv;
+                    }
+                }
+            }
+            let ccc = if spp > 0.0 && srr > 0.0 {
+                (spr / (spp * srr).sqrt()).clamp(-1.0, 1.0)
+            } else {
+                0.0
+            };
+            PeakEval {
+                x: pk.x,
+                y: pk.y,
+                value: pk.value,
+                ccc,
+                overlap: if msum > 0.0 { ov / msum } else { 0.0 },
+            }
+        })
+        .collect();
+    let map = if want_map {
+        Some(map.slice(s![..wy, ..wx]).to_owned())
+    } else {
+        None
+    };
+    Ok(PointResult {
+        peaks: evals,
+        stats,
+        map,
+        mask_sum,
+    })
+}
+
+/// Evaluate search points (one affine patch → moving map each) in parallel against `r`.
+/// `want_map` returns the region correlation map of the first point.
+pub fn evaluate_points(
+    r: &Reference,
+    moving: ArrayView2<f32>,
+    affines: &[Affine],
+    p: &PatchParams,
+    want_map: bool,
+) -> Result<Vec<PointResult>, KernelError> {
+    if moving.dim().0 == 0 || moving.dim().1 == 0 {
+        return Err(KernelError::shape(
+            "moving",
+            "non-empty",
+            format!("{:?}", moving.dim()),
+        ));
+    }
+    let contiguous = moving.as_standard_layout();
+    let mv = contiguous.view();
+    affines
+        .par_iter()
+        .enumerate()
+        .map(|(k, a)| evaluate_one(r, mv, a, p, want_map && k == 0))
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn scene(ny: usize, nx: usize) -> Array2<f32> {
+        Array2::from_shape_fn((ny, nx), |(y, x)| {
+            let (x, y) = (x as f64, y as f64);
+            let mut v = 0.0;
+            for k in 0..40 {
+                let h = |a: f64| ((a * 12.9898).sin() * 43758.5453).rem_euclid(1.0);
+                let cx = h(k as f64 + 0.1) * nx as f64;
+                let cy = h(k as f64 + 0.7) * ny as f64;
+                let s = 2.0 + (k % 4) as f64;
+                v += (-((x - cx).powi(2) + (y - cy).powi(2)) / (2.0 * s * s)).exp();
+            }
+            v as f32
+        })
+    }
+
+    #[test]
+    fn finds_a_translated_patch() {
+        let img = scene(96, 112);
+        // moving = crop of 31x41 centred at (x, y) = (60, 40) in the reference
+        let (cx, cy) = (60usize, 40usize);
+        let mov = img
+            .slice(s![cy - 15..=cy + 15, cx - 20..=cx + 20])
+            .to_owned();
+        let region = (96usize, 112usize);
+        let (hy, hx) = (16usize, 21usize);
+        let pad = (nice_size(96 + hy), nice_size(112 + hx));
+        let r = prepare_reference(
+            img.view(),
+            (0, 0),
+            region,
+            pad,
+            6.0,
+            &FilterParams::SERIALEM,
+            Method::XCorr,
+        )
+        .unwrap();
+        // patch pixel (j, i) -> moving (j - hx + 20, i - hy + 15)
+        let a: Affine = [[1.0, 0.0, 20.0 - hx as f64], [0.0, 1.0, 15.0 - hy as f64]];
+        let p = PatchParams {
+            hy,
+            hx,
+            taper: 3.0,
+            allowed: Allowed::all(96, 112),
+            n_peaks: 5,
+            min_sep: 4.0,
+        };
+        let res = evaluate_points(&r, mov.view(), &[a], &p, true).unwrap();
+        let best = res[0].peaks[0];
+        assert!(
+            (best.x - 60.0).abs() < 0.3 && (best.y - 40.0).abs() < 0.3,
+            "{best:?}"
+        );
+        assert!(best.ccc > 0.9, "{best:?}");
+        assert!(best.overlap > 0.99);
+        assert_eq!(res[0].map.as_ref().unwrap().dim(), region);
+    }
+}

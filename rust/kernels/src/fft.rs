@@ -1,0 +1,288 @@
+//! 2-D real FFTs (f32) on `realfft`/`rustfft` with plans cached per shape.
+//!
+//! Layout of a spectrum: the forward transform of a real `(ny, nx)` image is returned
+//! **transposed**, as a `(nx/2 + 1, ny)` complex array `spec[kx, ky]` (row = x frequency
+//! `0..=nx/2`, column = y frequency `0..ny` in FFT order). Keeping the column transforms in
+//! place avoids two transposes per correlation; every consumer in this crate (filters,
+//! cross-power spectra, Fourier cropping) indexes it as `spec[[kx, ky]]`.
+//!
+//! Normalisation: [`Plan2::forward`] is unnormalised (`F(0) = Σ f`), [`Plan2::inverse`]
+//! divides by `ny·nx`, so `inverse(forward(f)) = f`.
+//!
+//! Plans are built once per `(ny, nx)` and shared (thread-safe, `Arc`) through [`plan`]. Rows and
+//! columns are transformed in parallel with rayon (scratch buffers per worker).
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, OnceLock};
+
+use ndarray::{Array2, ArrayView2, Axis};
+use rayon::prelude::*;
+use realfft::{ComplexToReal, RealFftPlanner, RealToComplex};
+use rustfft::num_complex::Complex32;
+use rustfft::{Fft, FftPlanner};
+
+use crate::KernelError;
+
+/// Complex f32.
+pub type C32 = Complex32;
+
+/// Cached plans for one `(ny, nx)` real 2-D transform.
+pub struct Plan2 {
+    pub ny: usize,
+    pub nx: usize,
+    /// `nx / 2 + 1`
+    pub nxc: usize,
+    r2c: Arc<dyn RealToComplex<f32>>,
+    c2r: Arc<dyn ComplexToReal<f32>>,
+    col_fwd: Arc<dyn Fft<f32>>,
+    col_inv: Arc<dyn Fft<f32>>,
+}
+
+struct Planners {
+    real: RealFftPlanner<f32>,
+    complex: FftPlanner<f32>,
+    cache: HashMap<(usize, usize), Arc<Plan2>>,
+}
+
+fn planners() -> &'static Mutex<Planners> {
+    static P: OnceLock<Mutex<Planners>> = OnceLock::new();
+    P.get_or_init(|| {
+        Mutex::new(Planners {
+            real: RealFftPlanner::new(),
+            complex: FftPlanner::new(),
+            cache: HashMap::new(),
+        })
+    })
+}
+
+/// The (cached) plan for a real `(ny, nx)` transform. Sizes must be ≥ 1.
+pub fn plan(ny: usize, nx: usize) -> Result<Arc<Plan2>, KernelError> {
+    if ny == 0 || nx == 0 {
+        return Err(KernelError::shape(
+            "fft",
+            "non-empty (ny, nx)",
+            format!("({ny}, {nx})"),
+        ));
+    }
+    let mut p = planners().lock().unwrap_or_else(|e| e.into_inner());
+    if let Some(pl) = p.cache.get(&(ny, nx)) {
+        return Ok(Arc::clone(pl));
+    }
+    let r2c = p.real.plan_fft_forward(nx);
+    let c2r = p.real.plan_fft_inverse(nx);
+    let col_fwd = p.complex.plan_fft_forward(ny);
+    let col_inv = p.complex.plan_fft_inverse(ny);
+    let pl = Arc::new(Plan2 {
+        ny,
+        nx,
+        nxc: nx / 2 + 1,
+        r2c,
+        c2r,
+        col_fwd,
+        col_inv,
+    });
+    p.cache.insert((ny, nx), Arc::clone(&pl));
+    Ok(pl)
+}
+
+/// Smallest `m ≥ n` whose prime factors are all 2, 3 or 5 (and even when `n > 1`), a size that
+/// rustfft transforms efficiently.
+pub fn nice_size(n: usize) -> usize {
+    let mut m = n.max(1);
+    loop {
+        if m == 1 || m % 2 == 0 {
+            let mut r = m;
+            for f in [2usize, 3, 5] {
+                while r % f == 0 {
+                    r /= f;
+                }
+            }
+            if r == 1 {
+                return m;
+            }
+        }
+        m += 1;
+    }
+}
+
+/// Blocked parallel transpose of a row-major `(rows, cols)` complex buffer into `(cols, rows)`.
+fn transpose(src: &[C32], rows: usize, cols: usize, dst: &mut [C32]) {
+    const B: usize = 32;
+    dst.par_chunks_mut(rows * B)
+        .enumerate()
+        .for_each(|(cb, chunk)| {
+            let c0 = cb * B;
+            let c1 = (c0 + B).min(cols);
+            for r0 in (0..rows).step_by(B) {
+                let r1 = (r0 + B).min(rows);
+                for c in c0..c1 {
+                    let drow = &mut chunk[(c - c0) * rows..(c - c0 + 1) * rows];
+                    for r in r0..r1 {
+                        drow[r] = src[r * cols + c];
+                    }
+                }
+            }
+        });
+}
+
+impl Plan2 {
+    /// Forward transform of a real `(ny, nx)` image into the transposed `(nx/2+1, ny)` spectrum.
+    pub fn forward(&self, input: ArrayView2<f32>) -> Result<Array2<C32>, KernelError> {
+        if input.dim() != (self.ny, self.nx) {
+            return Err(KernelError::shape(
+                "fft input",
+                format!("({}, {})", self.ny, self.nx),
+                format!("{:?}", input.dim()),
+            ));
+        }
+        let (ny, nx, nxc) = (self.ny, self.nx, self.nxc);
+        let mut rows = vec![C32::new(0.0, 0.0); ny * nxc];
+        let r2c = &self.r2c;
+        rows.par_chunks_mut(nxc)
+            .zip(input.axis_iter(Axis(0)).into_par_iter())
+            .with_min_len(4)
+            .for_each_init(
+                || (vec![0.0f32; nx], r2c.make_scratch_vec()),
+                |(buf, scratch), (out, row)| {
+                    for (b, v) in buf.iter_mut().zip(row.iter()) {
+                        *b = *v;
+                    }
+                    // Lengths are right by construction; realfft only errors on wrong lengths.
+                    let _ = r2c.process_with_scratch(buf, out, scratch);
+                },
+            );
+        let mut spec = vec![C32::new(0.0, 0.0); ny * nxc];
+        transpose(&rows, ny, nxc, &mut spec);
+        drop(rows);
+        let col = &self.col_fwd;
+        let scratch_len = col.get_inplace_scratch_len();
+        let per = (nxc / (4 * rayon::current_num_threads()).max(1)).max(1);
+        spec.par_chunks_mut(ny * per).for_each_init(
+            || vec![C32::new(0.0, 0.0); scratch_len],
+            |scratch, chunk| col.process_with_scratch(chunk, scratch),
+        );
+        Array2::from_shape_vec((nxc, ny), spec)
+            .map_err(|e| KernelError::value("fft", e.to_string()))
+    }
+
+    /// Inverse of [`forward`](Self::forward) (normalised by `1/(ny·nx)`); consumes the spectrum.
+    pub fn inverse(&self, spec: Array2<C32>) -> Result<Array2<f32>, KernelError> {
+        if spec.dim() != (self.nxc, self.ny) {
+            return Err(KernelError::shape(
+                "spectrum",
+                format!("({}, {})", self.nxc, self.ny),
+                format!("{:?}", spec.dim()),
+            ));
+        }
+        let (ny, nx, nxc) = (self.ny, self.nx, self.nxc);
+        let mut spec = spec.into_raw_vec_and_offset().0;
+        let col = &self.col_inv;
+        let scratch_len = col.get_inplace_scratch_len();
+        let per = (nxc / (4 * rayon::current_num_threads()).max(1)).max(1);
+        spec.par_chunks_mut(ny * per).for_each_init(
+            || vec![C32::new(0.0, 0.0); scratch_len],
+            |scratch, chunk| col.process_with_scratch(chunk, scratch),
+        );
+        let mut rows = vec![C32::new(0.0, 0.0); ny * nxc];
+        transpose(&spec, nxc, ny, &mut rows);
+        drop(spec);
+        let mut out = Array2::<f32>::zeros((ny, nx));
+        let norm = 1.0 / (ny as f32 * nx as f32);
+        let c2r = &self.c2r;
+        let even = nx % 2 == 0;
+        out.axis_iter_mut(Axis(0))
+            .into_par_iter()
+            .zip(rows.par_chunks_mut(nxc))
+            .with_min_len(4)
+            .for_each_init(
+                || (vec![0.0f32; nx], c2r.make_scratch_vec()),
+                |(buf, scratch), (mut orow, inrow)| {
+                    inrow[0].im = 0.0;
+                    if even {
+                        inrow[nxc - 1].im = 0.0;
+                    }
+                    let _ = c2r.process_with_scratch(inrow, buf, scratch);
+                    for (o, v) in orow.iter_mut().zip(buf.iter()) {
+                        *o = *v * norm;
+                    }
+                },
+            );
+        Ok(out)
+    }
+}
+
+/// Signed frequency index of FFT bin `k` of an `n`-point transform (`k` or `k − n`).
+#[inline(always)]
+pub fn signed_freq(k: usize, n: usize) -> isize {
+    if k <= n / 2 {
+        k as isize
+    } else {
+        k as isize - n as isize
+    }
+}
+
+/// Weight of half-spectrum row `kx` in a full-spectrum sum (Parseval): 1 for `kx = 0` and for
+/// the Nyquist row of an even `nx`, 2 otherwise.
+#[inline(always)]
+pub fn half_weight(kx: usize, nx: usize) -> f32 {
+    if kx == 0 || (nx % 2 == 0 && kx == nx / 2) {
+        1.0
+    } else {
+        2.0
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn naive_dft(img: &Array2<f32>) -> Array2<C32> {
+        let (ny, nx) = img.dim();
+        let nxc = nx / 2 + 1;
+        let mut out = Array2::<C32>::zeros((nxc, ny));
+        for kx in 0..nxc {
+            for ky in 0..ny {
+                let mut acc = rustfft::num_complex::Complex64::new(0.0, 0.0);
+                for y in 0..ny {
+                    for x in 0..nx {
+                        let ph = -2.0
+                            * std::f64::consts::PI
+                            * (kx as f64 * x as f64 / nx as f64 + ky as f64 * y as f64 / ny as f64);
+                        acc += rustfft::num_complex::Complex64::new(ph.cos(), ph.sin())
+                            * img[[y, x]] as f64;
+                    }
+                }
+                out[[kx, ky]] = C32::new(acc.re as f32, acc.im as f32);
+            }
+        }
+        out
+    }
+
+    #[test]
+    fn forward_matches_dft_and_roundtrips() {
+        for &(ny, nx) in &[(6usize, 8usize), (7, 5), (9, 12), (1, 4)] {
+            let img = Array2::from_shape_fn((ny, nx), |(y, x)| {
+                ((y * 7 + x * 3) % 11) as f32 - 0.3 * x as f32
+            });
+            let p = plan(ny, nx).unwrap();
+            let f = p.forward(img.view()).unwrap();
+            let d = naive_dft(&img);
+            for (a, b) in f.iter().zip(d.iter()) {
+                assert!((a - b).norm() < 1e-3, "{a} vs {b}");
+            }
+            let back = p.inverse(f).unwrap();
+            for (a, b) in back.iter().zip(img.iter()) {
+                assert!((a - b).abs() < 1e-4);
+            }
+        }
+    }
+
+    #[test]
+    fn nice_sizes() {
+        assert_eq!(nice_size(1), 1);
+        assert_eq!(nice_size(7), 8);
+        assert_eq!(nice_size(1229), 1250);
+        assert_eq!(nice_size(1024), 1024);
+        assert_eq!(nice_size(11), 12);
+    }
+}

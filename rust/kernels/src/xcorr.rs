@@ -1,0 +1,614 @@
+//! Filtered cross-correlation: taper and pad, the IMOD four-parameter radial filter,
+//! unnormalised cross-correlation or phase correlation, top-k peaks with parabolic sub-pixel
+//! refinement.
+//!
+//! Correlation convention: `C(d) = Σ_x a(x)·b(x − d)` (circular over the padded frame). It peaks
+//! at the displacement `d = (dx, dy)` for which `a(x) ≈ b(x − d)`, i.e. the content of `b` moved
+//! by `+d` lands on `a`. This is the sign of `cv2.phaseCorrelate(b, a)` and minus the value
+//! returned by `skimage.registration.phase_cross_correlation(a, b)` (which returns the
+//! correction, in (row, col) order).
+//!
+//! Filter (IMOD `libcfshr/filtxcorr.c : XCorrSetCTFnoScl`, the filter of tiltxcorr, xfalign and
+//! SerialEM's AutoAlign), with `s` the spatial frequency in cycles/pixel:
+//! * low-pass/band part: 1 for `r1 ≤ s ≤ r2`, `exp(−(s − r)²/(2σ2²))` outside (`r` = nearest of
+//!   `r1, r2`; only the `r2` side if `r1 < 0`); inverted (`1 − ·`) when `σ2 < 0`;
+//! * high-pass part (multiplied): `1 − exp(−(s − |r1|)²/(2σ1²))` for `σ1 > 0` (0 below `|r1|` when
+//!   `r1 < 0`), or `s²·exp(−s²/(2σ1²))` normalised to a maximum of 1 for `σ1 < 0`;
+//! * a σ of 0 switches its part off; both 0 = no filtering; values < 1e-6 become 0.
+//!
+//! Unlike IMOD we evaluate the formula exactly at each frequency (no 1-D table with nearest-entry
+//! lookup) and do not rescale the filter to a mean of 1 (`XCorrSetCTF` does; the scale cancels
+//! in every normalised quantity we report).
+
+use ndarray::{Array2, ArrayView2, Axis};
+use rayon::prelude::*;
+
+use crate::fft::{self, signed_freq, C32};
+use crate::KernelError;
+
+/// IMOD filter parameters (cycles/pixel).
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct FilterParams {
+    pub sigma1: f64,
+    pub sigma2: f64,
+    pub radius1: f64,
+    pub radius2: f64,
+}
+
+impl FilterParams {
+    /// SerialEM AutoAlign defaults (`ShiftManager.cpp`: mSigma1 0.03, mSigma2 0.05, mRadius2 0.25).
+    pub const SERIALEM: FilterParams = FilterParams {
+        sigma1: 0.03,
+        sigma2: 0.05,
+        radius1: 0.0,
+        radius2: 0.25,
+    };
+    pub const NONE: FilterParams = FilterParams {
+        sigma1: 0.0,
+        sigma2: 0.0,
+        radius1: 0.0,
+        radius2: 0.0,
+    };
+
+    pub fn is_identity(&self) -> bool {
+        self.sigma1.abs() <= 1e-6 && self.sigma2.abs() <= 1e-6
+    }
+
+    pub fn check(&self) -> Result<(), KernelError> {
+        for (v, n) in [
+            (self.sigma1, "sigma1"),
+            (self.sigma2, "sigma2"),
+            (self.radius1, "radius1"),
+            (self.radius2, "radius2"),
+        ] {
+            if !v.is_finite() {
+                return Err(KernelError::value(
+                    "filter",
+                    format!("{n} must be finite, got {v}"),
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    /// Filter value at spatial frequency `s` (cycles/pixel).
+    pub fn value(&self, s: f64) -> f64 {
+        if self.is_identity() {
+            return 1.0;
+        }
+        let (r1p, r1n) = if self.radius1 >= 0.0 {
+            (self.radius1, 0.0)
+        } else {
+            (0.0, -self.radius1)
+        };
+        let beta = if self.sigma2.abs() > 1e-6 {
+            -0.5 / (self.sigma2 * self.sigma2)
+        } else {
+            0.0
+        };
+        let alpha = if self.sigma1.abs() > 1e-6 {
+            -0.5 / (self.sigma1 * self.sigma1)
+        } else {
+            0.0
+        };
+        let mut v = if s < r1p {
+            (beta * (s - r1p) * (s - r1p)).exp()
+        } else if s > self.radius2 {
+            (beta * (s - self.radius2) * (s - self.radius2)).exp()
+        } else {
+            1.0
+        };
+        if self.sigma2 < -1e-6 {
+            v = 1.0 - v;
+        }
+        if self.sigma1 > 1e-6 {
+            v *= if s < r1n {
+                0.0
+            } else {
+                1.0 - (alpha * (s - r1n) * (s - r1n)).exp()
+            };
+        } else if self.sigma1 < -1e-6 {
+            // maximum of s²·exp(alpha s²) is at s² = −1/alpha: value (−1/alpha)·e^{−1}
+            let delmax = (-1.0 / alpha) * (-1.0f64).exp();
+            v *= s * s * (alpha * s * s).exp() / delmax;
+        }
+        if v < 1e-6 {
+            0.0
+        } else {
+            v
+        }
+    }
+}
+
+/// Multiply a transposed half-spectrum (`(nx/2+1, ny)`, see [`crate::fft`]) of an `(ny, nx)`
+/// image by `H(s)^power`.
+pub fn apply_filter(spec: &mut Array2<C32>, ny: usize, nx: usize, f: &FilterParams, power: f64) {
+    if f.is_identity() || power == 0.0 {
+        return;
+    }
+    spec.axis_iter_mut(Axis(0))
+        .into_par_iter()
+        .enumerate()
+        .for_each(|(kx, mut row)| {
+            let fx = kx as f64 / nx as f64;
+            for (ky, v) in row.iter_mut().enumerate() {
+                let fy = signed_freq(ky, ny) as f64 / ny as f64;
+                let h = f.value((fx * fx + fy * fy).sqrt());
+                let h = if power == 1.0 { h } else { h.powf(power) };
+                *v *= h as f32;
+            }
+        });
+}
+
+/// Cosine ramp weight at distance `t` (pixels, measured from the outer edge of the data, the
+/// first pixel centre being at 0.5) over a taper of `width` pixels: 0 outside, 1 inside.
+#[inline]
+pub fn ramp(t: f64, width: f64) -> f64 {
+    if t <= 0.0 {
+        0.0
+    } else if width <= 0.0 || t >= width {
+        1.0
+    } else {
+        0.5 * (1.0 - (std::f64::consts::PI * t / width).cos())
+    }
+}
+
+/// 1-D taper weights of `n` samples with a cosine ramp of `width` pixels at both ends.
+pub fn taper_1d(n: usize, width: f64) -> Vec<f64> {
+    (0..n)
+        .map(|i| {
+            let d = (i as f64 + 0.5).min(n as f64 - i as f64 - 0.5);
+            ramp(d, width)
+        })
+        .collect()
+}
+
+/// `w·(img − μ_w)` with the separable taper `w` (ramps of `taper` px) and `μ_w` the weighted mean,
+/// written into the top-left corner of a zero `(py, px)` frame.
+pub fn taper_pad(
+    img: ArrayView2<f32>,
+    taper: f64,
+    pad: (usize, usize),
+) -> Result<Array2<f32>, KernelError> {
+    let (ny, nx) = img.dim();
+    if pad.0 < ny || pad.1 < nx {
+        return Err(KernelError::shape(
+            "pad",
+            format!(">= ({ny}, {nx})"),
+            format!("{pad:?}"),
+        ));
+    }
+    let wy = taper_1d(ny, taper);
+    let wx = taper_1d(nx, taper);
+    let (mut sw, mut swv) = (0.0f64, 0.0f64);
+    for (y, row) in img.axis_iter(Axis(0)).enumerate() {
+        let (mut a, mut b) = (0.0, 0.0);
+        for (x, v) in row.iter().enumerate() {
+            let w = wx[x];
+            a += w;
+            b += w * *v as f64;
+        }
+        sw += wy[y] * a;
+        swv += wy[y] * b;
+    }
+    let mu = if sw > 0.0 { swv / sw } else { 0.0 };
+    let mut out = Array2::<f32>::zeros(pad);
+    out.axis_iter_mut(Axis(0))
+        .into_par_iter()
+        .take(ny)
+        .enumerate()
+        .for_each(|(y, mut orow)| {
+            let row = img.row(y);
+            for x in 0..nx {
+                orow[x] = (wy[y] * wx[x] * (row[x] as f64 - mu)) as f32;
+            }
+        });
+    Ok(out)
+}
+
+/// Correlation method.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Method {
+    /// Unnormalised (filtered) cross-correlation.
+    XCorr,
+    /// Phase correlation (cross-power spectrum divided by its modulus), then filtered.
+    Phase,
+}
+
+/// Cross-power spectrum `A·conj(B)` (filtered with `H`, or phase-normalised then filtered).
+pub fn cross_power(
+    a: &Array2<C32>,
+    b: &Array2<C32>,
+    ny: usize,
+    nx: usize,
+    f: &FilterParams,
+    method: Method,
+) -> Array2<C32> {
+    let mut g = Array2::<C32>::zeros(a.dim());
+    g.axis_iter_mut(Axis(0))
+        .into_par_iter()
+        .zip(
+            a.axis_iter(Axis(0))
+                .into_par_iter()
+                .zip(b.axis_iter(Axis(0)).into_par_iter()),
+        )
+        .enumerate()
+        .for_each(|(kx, (mut grow, (arow, brow)))| {
+            let fx = kx as f64 / nx as f64;
+            for ky in 0..ny {
+                let mut v = arow[ky] * brow[ky].conj();
+                if method == Method::Phase {
+                    let m = v.norm();
+                    v = if m > 1e-30 { v / m } else { C32::new(0.0, 0.0) };
+                }
+                if !f.is_identity() {
+                    let fy = signed_freq(ky, ny) as f64 / ny as f64;
+                    v *= f.value((fx * fx + fy * fy).sqrt()) as f32;
+                }
+                grow[ky] = v;
+            }
+        });
+    g
+}
+
+/// One correlation peak.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Peak {
+    /// Sub-pixel position in map pixels (x = column, y = row).
+    pub x: f64,
+    pub y: f64,
+    /// Integer position of the maximum.
+    pub ix: usize,
+    pub iy: usize,
+    /// Map value at the integer maximum.
+    pub value: f32,
+}
+
+/// IMOD `parabolicFitPosition`: vertex offset of the parabola through 3 points, clamped to ±0.5.
+#[inline]
+pub fn parabolic_offset(y1: f64, y2: f64, y3: f64) -> f64 {
+    let denom = 2.0 * (y1 + y3 - 2.0 * y2);
+    let mut c = 0.0;
+    if denom.abs() > (1e-2 * (y1 - y3)).abs() && denom != 0.0 {
+        c = (y1 - y3) / denom;
+    }
+    c.clamp(-0.5, 0.5)
+}
+
+/// Which map positions may hold a peak.
+#[derive(Clone, Copy, Debug)]
+pub struct Allowed {
+    /// Rectangle `[x0, x1) × [y0, y1)` of map indices.
+    pub x0: usize,
+    pub x1: usize,
+    pub y0: usize,
+    pub y1: usize,
+    /// Optional disk (centre x, centre y, radius) in map pixels; `radius < 0` = none.
+    pub cx: f64,
+    pub cy: f64,
+    pub radius: f64,
+}
+
+impl Allowed {
+    pub fn all(ny: usize, nx: usize) -> Self {
+        Allowed {
+            x0: 0,
+            x1: nx,
+            y0: 0,
+            y1: ny,
+            cx: 0.0,
+            cy: 0.0,
+            radius: -1.0,
+        }
+    }
+    #[inline]
+    fn contains(&self, x: usize, y: usize) -> bool {
+        if x < self.x0 || x >= self.x1 || y < self.y0 || y >= self.y1 {
+            return false;
+        }
+        if self.radius >= 0.0 {
+            let dx = x as f64 - self.cx;
+            let dy = y as f64 - self.cy;
+            return dx * dx + dy * dy <= self.radius * self.radius;
+        }
+        true
+    }
+}
+
+/// Statistics of the map over the allowed positions.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct MapStats {
+    pub mean: f64,
+    pub std: f64,
+    pub count: usize,
+}
+
+/// Top-`n` local maxima (strictly above their 8 neighbours, neighbours taken circularly) inside
+/// `allowed`, at least `min_sep` pixels apart, highest first, with parabolic sub-pixel offsets
+/// (per axis, IMOD `XCorrPeakFind`); plus the mean and standard deviation of the allowed map.
+pub fn find_peaks(
+    map: ArrayView2<f32>,
+    n: usize,
+    min_sep: f64,
+    allowed: &Allowed,
+) -> (Vec<Peak>, MapStats) {
+    let (ny, nx) = map.dim();
+    if ny == 0 || nx == 0 || n == 0 {
+        return (Vec::new(), MapStats::default());
+    }
+    let y0 = allowed.y0.min(ny);
+    let y1 = allowed.y1.min(ny);
+    let at = |y: usize, x: usize| map[[y, x]];
+    let results: Vec<(Vec<(f32, usize, usize)>, f64, f64, usize)> = (y0..y1)
+        .into_par_iter()
+        .with_min_len(8)
+        .map(|y| {
+            let mut cands = Vec::new();
+            let (mut s, mut s2, mut c) = (0.0f64, 0.0f64, 0usize);
+            let ym = (y + ny - 1) % ny;
+            let yp = (y + 1) % ny;
+            for x in allowed.x0.min(nx)..allowed.x1.min(nx) {
+                if !allowed.contains(x, y) {
+                    continue;
+                }
+                let v = at(y, x);
+                s += v as f64;
+                s2 += (v as f64) * (v as f64);
+                c += 1;
+                let xm = (x + nx - 1) % nx;
+                let xp = (x + 1) % nx;
+                if v > at(y, xm)
+                    && v >= at(y, xp)
+                    && v > at(ym, x)
+                    && v >= at(yp, x)
+                    && v > at(ym, xm)
+                    && v > at(ym, xp)
+                    && v >= at(yp, xm)
+                    && v >= at(yp, xp)
+                {
+                    cands.push((v, x, y));
+                }
+            }
+            (cands, s, s2, c)
+        })
+        .collect();
+    let (mut s, mut s2, mut c) = (0.0, 0.0, 0usize);
+    let mut cands = Vec::new();
+    for (cv, a, b, k) in results {
+        cands.extend(cv);
+        s += a;
+        s2 += b;
+        c += k;
+    }
+    let stats = if c > 0 {
+        let mean = s / c as f64;
+        MapStats {
+            mean,
+            std: (s2 / c as f64 - mean * mean).max(0.0).sqrt(),
+            count: c,
+        }
+    } else {
+        MapStats::default()
+    };
+    let keep = (n * 50).max(200);
+    if cands.len() > keep {
+        cands.select_nth_unstable_by(keep, |a, b| b.0.total_cmp(&a.0));
+        cands.truncate(keep);
+    }
+    cands.sort_by(|a, b| b.0.total_cmp(&a.0).then(a.2.cmp(&b.2)).then(a.1.cmp(&b.1)));
+    let mut peaks: Vec<Peak> = Vec::with_capacity(n);
+    for (v, x, y) in cands {
+        if peaks.len() >= n {
+            break;
+        }
+        if peaks.iter().any(|p| {
+            let dx = p.ix as f64 - x as f64;
+            let dy = p.iy as f64 - y as f64;
+            dx * dx + dy * dy < min_sep * min_sep
+        }) {
+            continue;
+        }
+        let cx = parabolic_offset(
+            at(y, (x + nx - 1) % nx) as f64,
+            v as f64,
+            at(y, (x + 1) % nx) as f64,
+        );
+        let cy = parabolic_offset(
+            at((y + ny - 1) % ny, x) as f64,
+            v as f64,
+            at((y + 1) % ny, x) as f64,
+        );
+        peaks.push(Peak {
+            x: x as f64 + cx,
+            y: y as f64 + cy,
+            ix: x,
+            iy: y,
+            value: v,
+        });
+    }
+    (peaks, stats)
+}
+
+/// Result of a translation correlation.
+pub struct Translation {
+    /// Peaks; `x, y` are signed displacements `d` (wrapped to `(−n/2, n/2]`).
+    pub peaks: Vec<Peak>,
+    /// Peak values divided by `sqrt(Σa'²·Σb'²)` of the filtered, tapered images (a global
+    /// normalised correlation in [−1, 1]).
+    pub normalized: Vec<f64>,
+    pub stats: MapStats,
+    /// The correlation map (padded frame, zero displacement at index (0, 0)), if requested.
+    pub map: Option<Array2<f32>>,
+    pub pad: (usize, usize),
+}
+
+/// Energy `Σ|x|²` of the real image behind a half-spectrum (Parseval), filtered by `H`.
+fn filtered_energy(spec: &Array2<C32>, ny: usize, nx: usize, f: &FilterParams) -> f64 {
+    spec.axis_iter(Axis(0))
+        .into_par_iter()
+        .enumerate()
+        .map(|(kx, row)| {
+            let fx = kx as f64 / nx as f64;
+            let w = fft::half_weight(kx, nx) as f64;
+            row.iter()
+                .enumerate()
+                .map(|(ky, v)| {
+                    let fy = signed_freq(ky, ny) as f64 / ny as f64;
+                    w * v.norm_sqr() as f64 * f.value((fx * fx + fy * fy).sqrt())
+                })
+                .sum::<f64>()
+        })
+        .sum::<f64>()
+        / (ny as f64 * nx as f64)
+}
+
+/// Translation between `a` and `b` (any shapes): both tapered (`taper` px cosine ramp, weighted
+/// mean removed) into a common `pad` frame at the origin, correlated with `method` and filter
+/// `f`; top `n_peaks` peaks at least `min_sep` apart (and within `max_shift` of zero if ≥ 0).
+#[allow(clippy::too_many_arguments)]
+pub fn correlate_translation(
+    a: ArrayView2<f32>,
+    b: ArrayView2<f32>,
+    pad: (usize, usize),
+    taper: f64,
+    f: &FilterParams,
+    method: Method,
+    n_peaks: usize,
+    min_sep: f64,
+    max_shift: f64,
+    return_map: bool,
+) -> Result<Translation, KernelError> {
+    f.check()?;
+    let (py, px) = pad;
+    let ta = taper_pad(a, taper, pad)?;
+    let tb = taper_pad(b, taper, pad)?;
+    let plan = fft::plan(py, px)?;
+    let (fa, fb) = rayon::join(|| plan.forward(ta.view()), || plan.forward(tb.view()));
+    let (fa, fb) = (fa?, fb?);
+    let (ea, eb) = rayon::join(
+        || filtered_energy(&fa, py, px, f),
+        || filtered_energy(&fb, py, px, f),
+    );
+    let g = cross_power(&fa, &fb, py, px, f, method);
+    drop((fa, fb));
+    let map = plan.inverse(g)?;
+    // search in the wrapped frame: shift the map so that zero displacement is at the centre
+    let (cy, cx) = (py / 2, px / 2);
+    let mut centred = Array2::<f32>::zeros((py, px));
+    centred
+        .axis_iter_mut(Axis(0))
+        .into_par_iter()
+        .enumerate()
+        .for_each(|(y, mut row)| {
+            let sy = (y + py - cy) % py;
+            for x in 0..px {
+                row[x] = map[[sy, (x + px - cx) % px]];
+            }
+        });
+    let mut allowed = Allowed::all(py, px);
+    if max_shift >= 0.0 {
+        allowed.cx = cx as f64;
+        allowed.cy = cy as f64;
+        allowed.radius = max_shift;
+    }
+    let (mut peaks, stats) = find_peaks(centred.view(), n_peaks, min_sep, &allowed);
+    for p in peaks.iter_mut() {
+        p.x -= cx as f64;
+        p.y -= cy as f64;
+    }
+    let norm = if method == Method::XCorr && ea > 0.0 && eb > 0.0 {
+        1.0 / (ea * eb).sqrt()
+    } else {
+        0.0
+    };
+    let normalized = peaks.iter().map(|p| p.value as f64 * norm).collect();
+    Ok(Translation {
+        peaks,
+        normalized,
+        stats,
+        map: if return_map { Some(map) } else { None },
+        pad,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn blob_image(ny: usize, nx: usize, dx: f64, dy: f64) -> Array2<f32> {
+        let pts = [
+            (20.3, 17.1, 3.0),
+            (40.7, 33.2, 2.0),
+            (12.0, 45.5, 4.0),
+            (50.2, 10.3, 2.5),
+        ];
+        Array2::from_shape_fn((ny, nx), |(y, x)| {
+            pts.iter()
+                .map(|&(px, py, s)| {
+                    let rx = x as f64 - px - dx;
+                    let ry = y as f64 - py - dy;
+                    (-(rx * rx + ry * ry) / (2.0 * s * s)).exp()
+                })
+                .sum::<f64>() as f32
+        })
+    }
+
+    #[test]
+    fn translation_sign_and_subpixel() {
+        let a = blob_image(64, 72, 3.4, -2.2);
+        let b = blob_image(64, 72, 0.0, 0.0);
+        let t = correlate_translation(
+            a.view(),
+            b.view(),
+            (64, 72),
+            4.0,
+            &FilterParams::NONE,
+            Method::XCorr,
+            3,
+            3.0,
+            -1.0,
+            false,
+        )
+        .unwrap();
+        let p = t.peaks[0];
+        assert!((p.x - 3.4).abs() < 0.2, "{p:?}");
+        assert!((p.y + 2.2).abs() < 0.2, "{p:?}");
+        assert!(t.normalized[0] > 0.5 && t.normalized[0] <= 1.0001);
+    }
+
+    #[test]
+    fn filter_shape() {
+        let f = FilterParams::SERIALEM;
+        assert_eq!(f.value(0.0), 0.0);
+        assert!((f.value(0.2) - (1.0 - (-0.04f64 / (2.0 * 0.0009)).exp())).abs() < 1e-9);
+        assert!(
+            (f.value(0.3)
+                - (-(0.05f64 * 0.05) / (2.0 * 0.0025)).exp() * (1.0 - (-0.09f64 / 0.0018).exp()))
+            .abs()
+                < 1e-9
+        );
+        assert_eq!(FilterParams::NONE.value(0.3), 1.0);
+        let d = FilterParams {
+            sigma1: -0.05,
+            sigma2: 0.0,
+            radius1: 0.0,
+            radius2: 0.0,
+        };
+        assert!((d.value(0.05 * 2f64.sqrt()) - 1.0).abs() < 1e-9);
+    }
+
+    #[test]
+    fn peaks_are_sorted_and_separated() {
+        let mut m = Array2::<f32>::zeros((32, 32));
+        m[[5, 5]] = 3.0;
+        m[[5, 6]] = 2.9;
+        m[[20, 20]] = 2.0;
+        m[[10, 25]] = 1.0;
+        let (p, st) = find_peaks(m.view(), 5, 3.0, &Allowed::all(32, 32));
+        assert_eq!(p.len(), 3);
+        assert_eq!((p[0].ix, p[0].iy), (5, 5));
+        assert_eq!((p[1].ix, p[1].iy), (20, 20));
+        assert!(p[0].x > 5.0 && p[0].x < 5.5);
+        assert_eq!(st.count, 1024);
+    }
+}
