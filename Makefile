@@ -12,8 +12,9 @@ export PIP_CACHE_DIR := $(CURDIR)/.cache/pip
 export CARGO_HOME := $(CURDIR)/.cache/cargo
 export PIP_DISABLE_PIP_VERSION_CHECK := 1
 export MPLBACKEND := Agg
+export NO_MKDOCS_2_WARNING := 1
 
-.PHONY: test install rust-test lint pytest bench demo clean
+.PHONY: test install rust-test lint pytest docs bench demo clean
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -33,7 +34,10 @@ lint: install
 pytest: install
 	$(PY) -m pytest -q --benchmark-disable
 
-test: rust-test lint pytest
+docs: install
+	$(VENV)/bin/mkdocs build --strict --quiet -d .cache/site
+
+test: rust-test lint pytest docs
 
 # Full benchmarks against the peers (slow; results go to benches/RESULTS.md by hand).
 bench: install
