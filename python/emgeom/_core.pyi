@@ -116,6 +116,7 @@ def crossmag_evaluate(
     n_peaks: int,
     min_sep: float,
     want_map: bool,
+    score_affines: NDArray[np.float64],
     n_threads: int | None = None,
 ) -> tuple[
     list[tuple[NDArray[np.float64], tuple[float, float, int], float]], NDArray[np.float32] | None

@@ -467,6 +467,7 @@ class _Setup:
     n_peaks: int
     min_sep: float
     threads: int | None
+    score_affines: NDArray[np.float64] = field(default_factory=lambda: np.zeros((0, 2, 3)))
 
 
 def _patch_affine(st: _Setup, sigma: float, theta_deg: float) -> NDArray[np.float64]:
@@ -533,6 +534,7 @@ class _Region:
             st.n_peaks,
             st.min_sep,
             want_map,
+            st.score_affines,
             st.threads,
         )
         evals = [
@@ -788,6 +790,10 @@ def align(
         n_peaks=npk,
         min_sep=max(4.0, 0.15 * min(hy, hx)),
         threads=threads,
+    )
+    # common CCC footprint: inside the moving image at the extremes of the search range
+    st.score_affines = np.stack(
+        [_patch_affine(st, 1.0 - ss, theta0 + dt) for dt in ((-rs, 0.0, rs) if rs > 0 else (0.0,))]
     )
     full = _Region(st, (x0, y0), size, allowed_full, st.ref_taper)
     n_eval = 0

@@ -194,7 +194,7 @@ type PointOut<'py> = (Bound<'py, PyArray2<f64>>, (f64, f64, usize), f64);
 /// `(peaks (k, 5) [x, y, value, ccc, overlap], (mean, std, count), mask_sum)` and the map of
 /// the first point (or None).
 #[pyfunction]
-#[pyo3(signature = (reference, moving, affines, half, taper, allowed, n_peaks, min_sep, want_map, n_threads=None))]
+#[pyo3(signature = (reference, moving, affines, half, taper, allowed, n_peaks, min_sep, want_map, score_affines, n_threads=None))]
 #[allow(clippy::too_many_arguments)]
 fn crossmag_evaluate<'py>(
     py: Python<'py>,
@@ -207,26 +207,32 @@ fn crossmag_evaluate<'py>(
     n_peaks: usize,
     min_sep: f64,
     want_map: bool,
+    score_affines: PyReadonlyArray3<'py, f64>,
     n_threads: Option<usize>,
 ) -> PyResult<(Vec<PointOut<'py>>, Option<Bound<'py, PyArray2<f32>>>)> {
     let r = Arc::clone(&reference.get().inner);
     let mv = moving.as_array();
     let av = affines.as_array();
-    if av.shape()[1] != 2 || av.shape()[2] != 3 {
+    let sv = score_affines.as_array();
+    if av.shape()[1] != 2 || av.shape()[2] != 3 || sv.shape()[1] != 2 || sv.shape()[2] != 3 {
         return Err(pyo3::exceptions::PyValueError::new_err(format!(
-            "affines: expected shape (n, 2, 3), got {:?}",
-            av.shape()
+            "affines/score_affines: expected shape (n, 2, 3), got {:?} / {:?}",
+            av.shape(),
+            sv.shape()
         )));
     }
-    let affs: Vec<Affine> = av
-        .outer_iter()
-        .map(|a| {
-            [
-                [a[[0, 0]], a[[0, 1]], a[[0, 2]]],
-                [a[[1, 0]], a[[1, 1]], a[[1, 2]]],
-            ]
-        })
-        .collect();
+    let to_affs = |v: ndarray::ArrayView3<f64>| -> Vec<Affine> {
+        v.outer_iter()
+            .map(|a| {
+                [
+                    [a[[0, 0]], a[[0, 1]], a[[0, 2]]],
+                    [a[[1, 0]], a[[1, 1]], a[[1, 2]]],
+                ]
+            })
+            .collect()
+    };
+    let affs = to_affs(av);
+    let score_affs = to_affs(sv);
     let params = PatchParams {
         hy: half.0,
         hx: half.1,
@@ -242,6 +248,7 @@ fn crossmag_evaluate<'py>(
         },
         n_peaks,
         min_sep,
+        score_affines: score_affs,
     };
     let results = run_detached(py, move || {
         with_threads(n_threads, || {

@@ -181,7 +181,7 @@ pub struct PointResult {
 }
 
 /// Patch/search parameters shared by all points of a call.
-#[derive(Clone, Copy, Debug)]
+#[derive(Clone, Debug)]
 pub struct PatchParams {
     pub hy: usize,
     pub hx: usize,
@@ -190,13 +190,18 @@ pub struct PatchParams {
     pub allowed: Allowed,
     pub n_peaks: usize,
     pub min_sep: f64,
+    /// The CCC is computed only over patch pixels that fall inside the moving image (mask
+    /// > 0.05) for *every* one of these maps (typically the extremes of the search range), so
+    /// that the scores of different search points are measured over the same footprint and are
+    /// comparable. Empty = each point's own footprint.
+    pub score_affines: Vec<Affine>,
 }
 
 fn patch_and_mask(
     moving: ArrayView2<f32>,
     a: &Affine,
     p: &PatchParams,
-) -> Result<(Array2<f32>, Array2<f32>, f64), KernelError> {
+) -> Result<(Array2<f32>, Array2<f32>, Array2<bool>, f64), KernelError> {
     let (ky, kx) = (2 * p.hy + 1, 2 * p.hx + 1);
     let mut patch = Array2::<f32>::zeros((ky, kx));
     warp::warp_affine(
@@ -207,18 +212,22 @@ fn patch_and_mask(
         patch.view_mut(),
     )?;
     let (ny, nx) = moving.dim();
+    let weight = |b: &Affine, i: usize, j: usize| -> f64 {
+        let sx = b[0][0] * j as f64 + b[0][1] * i as f64 + b[0][2];
+        let sy = b[1][0] * j as f64 + b[1][1] * i as f64 + b[1][2];
+        let dx = (sx + 0.5).min(nx as f64 - 0.5 - sx);
+        let dy = (sy + 0.5).min(ny as f64 - 0.5 - sy);
+        ramp(dx, p.taper) * ramp(dy, p.taper)
+    };
     let mut mask = Array2::<f32>::zeros((ky, kx));
-    mask.axis_iter_mut(Axis(0))
-        .enumerate()
-        .for_each(|(i, mut row)| {
-            for j in 0..kx {
-                let sx = a[0][0] * j as f64 + a[0][1] * i as f64 + a[0][2];
-                let sy = a[1][0] * j as f64 + a[1][1] * i as f64 + a[1][2];
-                let dx = (sx + 0.5).min(nx as f64 - 0.5 - sx);
-                let dy = (sy + 0.5).min(ny as f64 - 0.5 - sy);
-                row[j] = (ramp(dx, p.taper) * ramp(dy, p.taper)) as f32;
-            }
-        });
+    let mut score = Array2::<bool>::from_elem((ky, kx), false);
+    for i in 0..ky {
+        for j in 0..kx {
+            let w = weight(a, i, j);
+            mask[[i, j]] = w as f32;
+            score[[i, j]] = w > 0.05 && p.score_affines.iter().all(|b| weight(b, i, j) > 0.05);
+        }
+    }
     let (mut sw, mut swv) = (0.0f64, 0.0f64);
     for (m, v) in mask.iter().zip(patch.iter()) {
         sw += *m as f64;
@@ -230,7 +239,7 @@ fn patch_and_mask(
     } else {
         patch.fill(0.0);
     }
-    Ok((patch, mask, sw))
+    Ok((patch, mask, score, sw))
 }
 
 /// Filter a small patch with √H on its own padded frame (same cycles/pixel as the reference).
@@ -266,7 +275,7 @@ fn evaluate_one(
             format!("{:?}", r.pad),
         ));
     }
-    let (patch, mask, mask_sum) = patch_and_mask(moving, a, p)?;
+    let (patch, mask, score, mask_sum) = patch_and_mask(moving, a, p)?;
     if mask_sum <= 1e-9 {
         return Ok(PointResult {
             peaks: Vec::new(),
@@ -301,8 +310,8 @@ fn evaluate_one(
     let (peaks, stats) = xcorr::find_peaks(map.view(), p.n_peaks, p.min_sep, &p.allowed);
     // footprint = mask > 0.05; Pearson over it
     let (mut spp, mut msum) = (0.0f64, 0.0f64);
-    for (v, m) in pf.iter().zip(mask.iter()) {
-        if *m > 0.05 {
+    for ((v, m), sc) in pf.iter().zip(mask.iter()).zip(score.iter()) {
+        if *sc {
             spp += (*v as f64) * (*v as f64);
         }
         msum += *m as f64;
@@ -325,7 +334,7 @@ fn evaluate_one(
                     }
                     let m = mask[[i, j]];
                     ov += m as f64 * vrow[x as usize] as f64;
-                    if m > 0.05 {
+                    if score[[i, j]] {
                         let rv = frow[x as usize] as f64;
                         spr += rv * pf[[i, j]] as f64;
                         srr += rv * rv;
@@ -433,6 +442,7 @@ mod tests {
             allowed: Allowed::all(96, 112),
             n_peaks: 5,
             min_sep: 4.0,
+            score_affines: vec![a],
         };
         let res = evaluate_points(&r, mov.view(), &[a], &p, true).unwrap();
         let best = res[0].peaks[0];
