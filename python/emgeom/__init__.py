@@ -24,6 +24,7 @@ _SUBMODULES = {
     "anisomag",
     "conventions",
     "crossmag",
+    "dask",
     "errors",
     "io",
     "reference",
