@@ -1,0 +1,394 @@
+"""Tilt-series geometry conventions: Warp/M, RELION 5, RELION 4 matrices, IMOD, AreTomo3, pytom.
+
+Canonical form (emgeom, :mod:`emgeom.tilt`): per tilt ``R = Rz(ψ)·Ry(θ)·Rx(χ)`` with θ in the
+IMOD/AreTomo/RELION sign and ψ the tilt axis CCW from +Y in the raw image; defocus
+``Δf = Δf0 − h·κ·z'``; ``h = +1`` is the IMOD convention. Each entry converts one tilt's stored
+numbers to ``{"tilt_deg", "axis_deg", "x_tilt_deg", "hand"}`` and back. Evidence and test
+references: ``docs/conventions.md`` (tilt section) and design note ``handedness.md``.
+"""
+
+from __future__ import annotations
+
+import math
+import warnings
+from typing import Any
+
+import numpy as np
+
+from emgeom._validate import as_float
+from emgeom.conventions import Convention, Source, register
+from emgeom.errors import InvalidValueError, LossyConversionWarning
+
+__all__: list[str] = []
+
+
+def _h(value: Any, name: str) -> int:
+    v = as_float(value, name)
+    if v not in (1.0, -1.0):
+        raise InvalidValueError(f"{name}: expected +1 or -1, got {value!r}")
+    return int(v)
+
+
+def _canon(tilt: float, axis: float, xt: float, hand: int) -> dict[str, Any]:
+    return {"tilt_deg": tilt, "axis_deg": axis, "x_tilt_deg": xt, "hand": hand}
+
+
+# ---------------------------------------------------------------- Warp / M
+def _warp_to(
+    angle_deg: float,
+    axis_angle_deg: float,
+    level_angle_x_deg: float = 0.0,
+    level_angle_y_deg: float = 0.0,
+    are_angles_inverted: bool = False,
+) -> dict[str, Any]:
+    return _canon(
+        -(as_float(angle_deg, "angle_deg") + as_float(level_angle_y_deg, "level_angle_y_deg")),
+        as_float(axis_angle_deg, "axis_angle_deg"),
+        as_float(level_angle_x_deg, "level_angle_x_deg"),
+        +1 if bool(are_angles_inverted) else -1,
+    )
+
+
+def _warp_from(tilt_deg: float, axis_deg: float, x_tilt_deg: float, hand: int) -> dict[str, Any]:
+    return {
+        "Angle": -float(tilt_deg),
+        "AxisAngle": float(axis_deg),
+        "LevelAngleX": float(x_tilt_deg),
+        "LevelAngleY": 0.0,
+        "AreAnglesInverted": _h(hand, "hand") == +1,
+    }
+
+
+register(
+    Convention(
+        name="warp",
+        quantity="tilt",
+        program="Warp / M (WarpTools 2.x)",
+        parameters="XML <Angles>, <AxisAngle>, LevelAngleX/Y, AreAnglesInverted; GridCTF µm",
+        meaning="θ = −(Angle + LevelAngleY), ψ = AxisAngle, χ = LevelAngleX; "
+        "h = +1 if AreAnglesInverted else −1; Δf0[Å] = GridCTF[µm]·1e4",
+        sources=(
+            Source(
+                "Warp 2.0",
+                "WarpLib/TiltSeries/TiltSeries.cs: GetPositionInAllTilts, AreAnglesInverted",
+                "warpem/warp",
+                "tilt matrix Euler(0, Angle+LevelAngleY, −AxisAngle)·RotateX(LevelAngleX); "
+                "defocus + 1e-4·z' (µm) unless inverted",
+            ),
+            Source("Warp 2.0", "WarpLib/Tools/Matrix3.cs: Euler, RotateX", "warpem/warp"),
+            Source(
+                "WarpTools",
+                "WarpLib/TiltSeries/RelionParticleSeriesExport.cs: GetRelionHand",
+                "warpem/warp",
+                "exports rlnTomoHand = −1 for AreAnglesInverted False (opposite of what RELION "
+                "needs to reproduce Warp's defocus; tested with real data)",
+            ),
+        ),
+        confidence="high",
+        notes="Warp's tilt angle is the negative of IMOD/AreTomo/RELION's for the same "
+        "tomogram (ts_import inverts mdoc angles by default). AreAnglesInverted only negates "
+        "the depth term (verified, test T5).",
+        to_canonical=_warp_to,
+        from_canonical=_warp_from,
+        aliases=("m", "warptools"),
+    )
+)
+
+
+# ---------------------------------------------------------------- RELION 5
+def _relion5_to(
+    x_tilt_deg: float, y_tilt_deg: float, z_rot_deg: float, tomo_hand: float
+) -> dict[str, Any]:
+    return _canon(
+        as_float(y_tilt_deg, "y_tilt_deg"),
+        as_float(z_rot_deg, "z_rot_deg"),
+        as_float(x_tilt_deg, "x_tilt_deg"),
+        -_h(tomo_hand, "tomo_hand"),
+    )
+
+
+def _relion5_from(tilt_deg: float, axis_deg: float, x_tilt_deg: float, hand: int) -> dict[str, Any]:
+    return {
+        "rlnTomoXTilt": float(x_tilt_deg),
+        "rlnTomoYTilt": float(tilt_deg),
+        "rlnTomoZRot": float(axis_deg),
+        "rlnTomoHand": -_h(hand, "hand"),
+    }
+
+
+register(
+    Convention(
+        name="relion5",
+        quantity="tilt",
+        program="RELION 5 (tomography)",
+        parameters="_rlnTomoXTilt/_rlnTomoYTilt/_rlnTomoZRot (deg), _rlnTomoX/YShiftAngst, "
+        "_rlnTomoHand, _rlnTomoDefocusSlope, _rlnDefocusU/V/Angle (Å)",
+        meaning="θ = YTilt, ψ = ZRot, χ = XTilt, s = (XShiftAngst, YShiftAngst); "
+        "h = −rlnTomoHand; κ = rlnTomoDefocusSlope",
+        sources=(
+            Source(
+                "RELION 5.0",
+                "src/jaz/tomography/tomogram.cpp: Tomogram::getCtf, Tomogram::getDepthOffset",
+                "3dem/relion",
+                "ΔfU,V += rlnTomoHand·pixelSize·defocusSlope·(ProjZ·(pos − centre))",
+            ),
+            Source(
+                "RELION 5.0",
+                "src/jaz/tomography/tomogram_set.cpp: TomogramSet::loadTomogram",
+                "3dem/relion",
+                "P = S(shift)·S(centre)·Rz(ZRot)·Ry(YTilt)·Rx(XTilt)·S(−centre)",
+            ),
+            Source(
+                "RELION 5.0",
+                "src/tomography_python_programs/align_tilt_series/imod/_utils.py",
+                "3dem/relion",
+                "YTilt = IMOD .tlt, ZRot from .xf, XTilt = 0",
+            ),
+        ),
+        confidence="high",
+        notes="RELION's GUI default rlnTomoHand = −1 (EMPIAR-10164 tutorial) is the IMOD "
+        "convention (canonical h = +1).",
+        to_canonical=_relion5_to,
+        from_canonical=_relion5_from,
+        aliases=("relion", "relion-5"),
+    )
+)
+
+
+# ---------------------------------------------------------------- RELION 4 projection matrices
+def _relion4_to(proj_x: Any, proj_y: Any, proj_z: Any, tomo_hand: float) -> dict[str, Any]:
+    from emgeom.tilt import angles_from_matrices
+
+    r = np.array([np.asarray(v, dtype=float)[:3] for v in (proj_x, proj_y, proj_z)])
+    if r.shape != (3, 3) or not np.allclose(r @ r.T, np.eye(3), atol=1e-3):
+        raise InvalidValueError("proj_x/y/z: the 3×3 rotation part must be orthonormal")
+    t, a, x = angles_from_matrices(r[None])
+    return _canon(float(t[0]), float(a[0]), float(x[0]), -_h(tomo_hand, "tomo_hand"))
+
+
+def _relion4_from(tilt_deg: float, axis_deg: float, x_tilt_deg: float, hand: int) -> dict[str, Any]:
+    from emgeom.tilt import rotation_matrices
+
+    r = rotation_matrices(tilt_deg, axis_deg, x_tilt_deg)[0]
+    return {
+        "rlnTomoProjX": [*r[0], 0.0],
+        "rlnTomoProjY": [*r[1], 0.0],
+        "rlnTomoProjZ": [*r[2], 0.0],
+        "rlnTomoProjW": [0.0, 0.0, 0.0, 1.0],
+        "rlnTomoHand": -_h(hand, "hand"),
+    }
+
+
+register(
+    Convention(
+        name="relion4",
+        quantity="tilt",
+        program="RELION 4 / WarpTools RELION export (projection matrices)",
+        parameters="_rlnTomoProjX/Y/Z/W (rows of the 4×4 projection, tilt-series pixels), "
+        "_rlnTomoHand",
+        meaning="R = rows ProjX/Y/Z[0:3] = Rz(ψ)Ry(θ)Rx(χ); z' = ProjZ[0:3]·p; h = −rlnTomoHand",
+        sources=(
+            Source(
+                "RELION 4.0/5.0",
+                "src/jaz/tomography/tomogram_set.cpp: TomogramSet::loadTomogram",
+                "3dem/relion",
+                "matrices used verbatim when present ('has relion-4 definition')",
+            ),
+            Source(
+                "WarpTools",
+                "WarpTools/Commands/Tiltseries/ExportParticlesTiltseries.cs",
+                "warpem/warp",
+                "writes rows of Warp's tilt matrix, zero translation",
+            ),
+        ),
+        confidence="high",
+        notes="Translations (W column) include the image centre, which the star file does not "
+        "carry; emgeom reads the rotation only (depth/defocus are exact).",
+        to_canonical=_relion4_to,
+        from_canonical=_relion4_from,
+        aliases=("relion-4", "relion_matrices"),
+    )
+)
+
+
+# ---------------------------------------------------------------- IMOD
+def _imod_to(
+    tlt_deg: float, xf_a11: float, xf_a21: float, invert: bool = False, xtilt_deg: float = 0.0
+) -> dict[str, Any]:
+    return _canon(
+        as_float(tlt_deg, "tlt_deg"),
+        math.degrees(math.atan2(-as_float(xf_a21, "xf_a21"), as_float(xf_a11, "xf_a11"))),
+        as_float(xtilt_deg, "xtilt_deg"),
+        -1 if bool(invert) else +1,
+    )
+
+
+def _imod_from(tilt_deg: float, axis_deg: float, x_tilt_deg: float, hand: int) -> dict[str, Any]:
+    a = math.radians(axis_deg)
+    return {
+        "tlt": float(tilt_deg),
+        "xf_rotation": [math.cos(a), math.sin(a), -math.sin(a), math.cos(a)],
+        "xtilt": float(x_tilt_deg),
+        "ctfphaseflip_invert": _h(hand, "hand") == -1,
+    }
+
+
+register(
+    Convention(
+        name="imod",
+        quantity="tilt",
+        program="IMOD (tilt, tiltalign, ctfplotter, ctfphaseflip)",
+        parameters=".tlt (deg), .xf rows A11 A12 A21 A22 DX DY (raw → aligned), .xtilt, "
+        "ctfplotter .defocus (nm), ctfphaseflip -invert",
+        meaning="θ = .tlt, ψ = atan2(−A21, A11), s = −A⁻¹·(DX, DY)·pixel; "
+        "h = +1 (−1 with ctfphaseflip -invert)",
+        sources=(
+            Source(
+                "IMOD 4.11",
+                "https://bio3d.colorado.edu/imod/doc/man/ctfphaseflip.html",
+                note="'At positive tilt angles, the right side of the images should be more "
+                "underfocused than the left side; if not, then this option [-invert] is needed'",
+            ),
+            Source(
+                "IMOD 4.11",
+                "https://bio3d.colorado.edu/imod/doc/man/tiltalign.html",
+                note="RotationAngle CCW from the Y axis",
+            ),
+            Source("IMOD 4.7", "flib/tilt/tilt.f90", "LabShare-Archive/IMOD", "tilt sign"),
+            Source(
+                "yet-another-imod-wrapper",
+                "src/yet_another_imod_wrapper/utils/xf.py: XF.specimen_shifts",
+                "teamtomo/yet-another-imod-wrapper",
+                "specimen shifts = −A⁻¹·(DX, DY)",
+            ),
+        ),
+        confidence="high",
+        notes="The x-axis tilt (.xtilt) sign relative to RELION XTilt is not verified; RELION's "
+        "IMOD import sets XTilt = 0.",
+        to_canonical=_imod_to,
+        from_canonical=_imod_from,
+        aliases=("etomo", "ctfphaseflip", "ctfplotter"),
+    )
+)
+
+
+# ---------------------------------------------------------------- AreTomo3
+def _aretomo_to(
+    tilt_deg: float, rot_deg: float, df_hand: int = +1, axis_refined: bool = True
+) -> dict[str, Any]:
+    from emgeom.io.aretomo import aretomo3_hand
+
+    return _canon(
+        as_float(tilt_deg, "tilt_deg"),
+        as_float(rot_deg, "rot_deg"),
+        0.0,
+        aretomo3_hand(_h(df_hand, "df_hand"), axis_refined=bool(axis_refined)),
+    )
+
+
+def _aretomo_from(tilt_deg: float, axis_deg: float, x_tilt_deg: float, hand: int) -> dict[str, Any]:
+    if float(x_tilt_deg) != 0.0:
+        warnings.warn(
+            "aretomo3: the .aln has no x-axis tilt; dropped", LossyConversionWarning, stacklevel=2
+        )
+    h = _h(hand, "hand")
+    if h == +1:
+        # AreTomo3's own CTF model is h = −1: describe the same data with the axis rotated
+        return {
+            "TILT": float(tilt_deg),
+            "ROT": (float(axis_deg) + 360.0) % 360.0 - 180.0,
+            "note": "h=+1 expressed as h=-1 with ROT+180 and positions p -> -p",
+        }
+    return {"TILT": float(tilt_deg), "ROT": float(axis_deg)}
+
+
+register(
+    Convention(
+        name="aretomo3",
+        quantity="tilt",
+        program="AreTomo3 (≥ 2.0.6)",
+        parameters=".aln SEC ROT GMAG TX TY ... TILT; _CTF.txt column 8 dfHand",
+        meaning="θ = TILT, ψ = ROT, s = (TX, TY)·pixel; h = −1 unless dfHand = −1 with a fixed "
+        "axis (then +1)",
+        sources=(
+            Source(
+                "AreTomo3 2.3",
+                "AreTomo/FindCtf/CTiltInducedZ.cpp: DoIt",
+                "czimaginginstitute/AreTomo3",
+                "tile ΔZ = −x·tan(tilt) …, defocus = Δf_c + hand·ΔZ",
+            ),
+            Source(
+                "AreTomo3 2.3",
+                "AreTomo/CAreTomoMain.cpp",
+                "czimaginginstitute/AreTomo3",
+                "ROT += 180° when the measured hand is −1 and the axis may be refined",
+            ),
+            Source(
+                "AreTomo3 2.3",
+                "AreTomo/FindCtf/CRefineCtfMain.cpp: mFindHandedness",
+                "czimaginginstitute/AreTomo3",
+            ),
+        ),
+        confidence="medium",
+        notes="AreTomo3's manual states +Z points to the source with 'positive defocus "
+        "handedness'; its physics premise is questioned in the design note (finding 7). The "
+        "mapping follows its code, and agrees with Warp on the real Position_16_3 series.",
+        to_canonical=_aretomo_to,
+        from_canonical=_aretomo_from,
+        aliases=("aretomo", "aretomo2"),
+    )
+)
+
+
+# ---------------------------------------------------------------- pytom-match-pick
+def _pytom_to(tilt_deg: float, defocus_handedness: int) -> dict[str, Any]:
+    d = as_float(defocus_handedness, "defocus_handedness")
+    if d == -1:
+        return _canon(as_float(tilt_deg, "tilt_deg"), 0.0, 0.0, -1)
+    if d == +1:
+        warnings.warn(
+            "pytom defocus_handedness +1 is not a rigid geometry (x-term of h=+1, z-term of "
+            "h=-1); returning h=+1, exact only at z = 0",
+            LossyConversionWarning,
+            stacklevel=2,
+        )
+        return _canon(as_float(tilt_deg, "tilt_deg"), 0.0, 0.0, +1)
+    raise InvalidValueError(
+        f"defocus_handedness: expected +1 or -1 (0 disables the depth term), got {d}"
+    )
+
+
+def _pytom_from(tilt_deg: float, axis_deg: float, x_tilt_deg: float, hand: int) -> dict[str, Any]:
+    h = _h(hand, "hand")
+    if h == +1:
+        warnings.warn(
+            "pytom cannot represent canonical hand +1; writing +1 (exact only at z = 0)",
+            LossyConversionWarning,
+            stacklevel=2,
+        )
+    return {"tilt_angles": float(tilt_deg), "defocus_handedness": h}
+
+
+register(
+    Convention(
+        name="pytom",
+        quantity="tilt",
+        program="pytom-match-pick",
+        parameters="--tilt-angles (deg), --defocus-handedness {-1, 0, +1}",
+        meaning="Δf = Δf_t + z·cosθ' + x·sinθ', θ' = −θ if handedness < 0: −1 ≡ h = −1; "
+        "+1 is not rigid",
+        sources=(
+            Source(
+                "pytom-match-pick 0.7",
+                "src/pytom_tm/tmjob.py: get_defocus_offsets",
+                "SBC-Utrecht/pytom-match-pick",
+            ),
+        ),
+        confidence="high",
+        notes="Reported: pytom's RELION-5 reader passes rlnTomoHand through although its −1 "
+        "means the opposite of RELION's −1 (design §2.6).",
+        to_canonical=_pytom_to,
+        from_canonical=_pytom_from,
+        aliases=("pytom-match-pick", "pytom_tm"),
+    )
+)
