@@ -1,0 +1,250 @@
+"""``emgeom tilt``: per-particle defocus, format conversion and explanation of tilt series."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Any
+
+import numpy as np
+import typer
+
+from emgeom.cli._common import echo_json
+from emgeom.errors import InvalidValueError
+
+app = typer.Typer(
+    help="Tilt-series geometry: per-particle defocus, convert Warp/RELION/IMOD/AreTomo, "
+    "explain each program's handedness flags.",
+    no_args_is_help=True,
+)
+
+_FORMATS = ("warp", "relion", "imod", "aretomo")
+
+
+def _detect(path: Path) -> str:
+    suf = path.suffix.lower()
+    if suf == ".xml":
+        return "warp"
+    if suf == ".star":
+        return "relion"
+    if suf == ".aln":
+        return "aretomo"
+    if suf in (".tlt", ".rawtlt"):
+        return "imod"
+    raise InvalidValueError(
+        f"{path}: cannot tell the format from the extension; use --from {{{','.join(_FORMATS)}}}"
+    )
+
+
+def _read(
+    fmt: str,
+    path: Path,
+    *,
+    tomo_name: str | None,
+    project_dir: Path | None,
+    xf: Path | None,
+    defocus: Path | None,
+    ctf: Path | None,
+    pixel_size_a: float | None,
+    invert: bool,
+    axis_fixed: bool,
+) -> dict[str, Any]:
+    """Read ``path`` as ``fmt``; returns name → TiltGeometry."""
+    from emgeom import tilt
+
+    fmt = fmt.lower()
+    if fmt == "warp":
+        return {path.stem: tilt.read_warp(path)}
+    if fmt == "relion":
+        if tomo_name is not None:
+            return {tomo_name: tilt.read_relion(path, tomo_name, project_dir=project_dir)}
+        return dict(tilt.read_relion_tomograms(path, project_dir=project_dir))
+    if fmt == "imod":
+        return {
+            path.stem: tilt.read_imod(
+                path, xf=xf, defocus=defocus, pixel_size_a=pixel_size_a, invert=invert
+            )
+        }
+    if fmt == "aretomo":
+        if ctf is None:
+            sibling = path.with_name(path.stem + "_CTF.txt")
+            ctf = sibling if sibling.exists() else None
+        return {
+            path.stem: tilt.read_aretomo(
+                path, ctf=ctf, pixel_size_a=pixel_size_a, axis_refined=not axis_fixed
+            )
+        }
+    raise InvalidValueError(f"--from: expected one of {_FORMATS}, got {fmt!r}")
+
+
+TomoOpt = Annotated[str | None, typer.Option("--tomo-name", help="Tomogram in a RELION star.")]
+ProjOpt = Annotated[
+    Path | None,
+    typer.Option("--project-dir", help="RELION project directory for relative paths."),
+]
+XfOpt = Annotated[Path | None, typer.Option("--xf", help="IMOD .xf (with a .tlt input).")]
+DefOpt = Annotated[Path | None, typer.Option("--defocus", help="IMOD ctfplotter .defocus (nm).")]
+CtfOpt = Annotated[
+    Path | None, typer.Option("--ctf", help="AreTomo3 _CTF.txt (default: <stem>_CTF.txt).")
+]
+PxOpt = Annotated[
+    float | None, typer.Option("--pixel-size", help="Tilt-series pixel size, Å (IMOD/AreTomo).")
+]
+InvOpt = Annotated[
+    bool, typer.Option("--invert", help="IMOD: ctfphaseflip needed -invert (hand -1).")
+]
+FixOpt = Annotated[
+    bool, typer.Option("--axis-fixed", help="AreTomo3 ran with -TiltAxis a -1 (axis fixed).")
+]
+
+
+@app.command("explain")
+def explain(
+    files: Annotated[list[Path], typer.Argument(help="Warp .xml, RELION .star, .aln or .tlt.")],
+    tomo_name: TomoOpt = None,
+    project_dir: ProjOpt = None,
+    xf: XfOpt = None,
+    defocus: DefOpt = None,
+    ctf: CtfOpt = None,
+    pixel_size_a: PxOpt = None,
+    invert: InvOpt = False,
+    axis_fixed: FixOpt = False,
+    full: Annotated[bool, typer.Option("--full", help="Print every per-tilt value.")] = False,
+) -> None:
+    """Print the canonical geometry of each file and every program's flags for it (JSON)."""
+    out: dict[str, Any] = {}
+    for f in files:
+        geoms = _read(
+            _detect(f),
+            f,
+            tomo_name=tomo_name,
+            project_dir=project_dir,
+            xf=xf,
+            defocus=defocus,
+            ctf=ctf,
+            pixel_size_a=pixel_size_a,
+            invert=invert,
+            axis_fixed=axis_fixed,
+        )
+        for name, g in geoms.items():
+            if full:
+                info = g.summary()
+            else:
+                t = g.tilt_deg
+                info = {
+                    "source": g.source,
+                    "n_tilts": g.n_tilts,
+                    "tilt_deg_range": [float(t.min()), float(t.max())],
+                    "axis_deg_median": float(np.median(g.axis_deg)),
+                    "defocus_a_range": [float(g.defocus_a.min()), float(g.defocus_a.max())],
+                    "hand": g.hand,
+                    "defocus_slope": g.defocus_slope,
+                    "flags": {k: v for k, v in g.program_flags().items() if k != "warp_Angles"},
+                    "notes": list(g.notes),
+                }
+            out[f"{f}:{name}" if len(geoms) > 1 else str(f)] = info
+    echo_json(out)
+
+
+@app.command("convert")
+def convert(
+    source: Annotated[Path, typer.Argument(help="Input file.")],
+    output: Annotated[Path, typer.Option("-o", "--output", help="Output file.")],
+    from_: Annotated[
+        str | None,
+        typer.Option("--from", help="warp, relion, imod or aretomo (default: by extension)."),
+    ] = None,
+    to: Annotated[str, typer.Option("--to", help="relion, relion4, warp or json.")] = "relion",
+    tomo_name: TomoOpt = None,
+    project_dir: ProjOpt = None,
+    xf: XfOpt = None,
+    defocus: DefOpt = None,
+    ctf: CtfOpt = None,
+    pixel_size_a: PxOpt = None,
+    invert: InvOpt = False,
+    axis_fixed: FixOpt = False,
+    volume_shape: Annotated[
+        str | None,
+        typer.Option("--volume-shape", help="nx,ny,nz in tilt-series pixels (RELION needs it)."),
+    ] = None,
+    force: Annotated[bool, typer.Option("--force", help="Overwrite the output.")] = False,
+) -> None:
+    """Convert one tilt series between Warp XML, RELION 5/4 star, IMOD and AreTomo files.
+
+    The canonical hand is carried over: e.g. Warp AreAnglesInverted=False becomes RELION
+    rlnTomoHand +1 (WarpTools' own export writes -1; see docs/conventions.md).
+    """
+    from emgeom import tilt
+
+    fmt = from_ or _detect(source)
+    geoms = _read(
+        fmt,
+        source,
+        tomo_name=tomo_name,
+        project_dir=project_dir,
+        xf=xf,
+        defocus=defocus,
+        ctf=ctf,
+        pixel_size_a=pixel_size_a,
+        invert=invert,
+        axis_fixed=axis_fixed,
+    )
+    if len(geoms) != 1:
+        raise InvalidValueError(f"--tomo-name: {source} holds {sorted(geoms)}; choose one")
+    name, g = next(iter(geoms.items()))
+    if volume_shape is not None:
+        try:
+            vs = tuple(int(v) for v in volume_shape.split(","))
+        except ValueError:
+            raise InvalidValueError(
+                f"--volume-shape: expected nx,ny,nz integers, got {volume_shape!r}"
+            ) from None
+        g = g.replace(volume_shape=vs)
+    if g.pixel_size_a is None and pixel_size_a is not None:
+        g = g.replace(pixel_size_a=pixel_size_a)
+    target = to.lower()
+    if target in ("relion", "relion5", "relion4"):
+        tilt.to_relion(
+            g,
+            output,
+            tomo_name=tomo_name or name,
+            layout="relion4" if target == "relion4" else "relion5",
+            force=force,
+        )
+    elif target == "warp":
+        tilt.to_warp(g, output, force=force)
+    elif target == "json":
+        import json
+
+        from emgeom.cli._common import to_jsonable
+        from emgeom.io._atomic import atomic_output
+
+        with atomic_output(output, force=force) as tmp:
+            tmp.write_text(json.dumps(to_jsonable(g.summary()), indent=2))
+    else:
+        raise InvalidValueError(f"--to: expected relion, relion4, warp or json, got {to!r}")
+    echo_json({"written": str(output), "hand": g.hand, "flags": g.program_flags()})
+
+
+@app.command("defocus")
+def defocus_cmd(
+    relion: Annotated[Path, typer.Option("--relion", help="RELION tomograms.star.")],
+    particles: Annotated[Path, typer.Option("--particles", help="RELION 5 particle star.")],
+    output: Annotated[Path, typer.Option("-o", "--output", help="Output particle star.")],
+    project_dir: ProjOpt = None,
+    force: Annotated[bool, typer.Option("--force", help="Overwrite the output.")] = False,
+) -> None:
+    """Add per-tilt defocus (_emgeomTiltDefocusU/V, Å, lists in tilt order) to a particle star."""
+    from emgeom.io._tilt_star import write_star
+    from emgeom.io.relion_tomo import add_particle_defocus, read_relion_tomograms
+
+    geoms = read_relion_tomograms(relion, project_dir=project_dir)
+    blocks = add_particle_defocus(particles, geoms)
+    write_star(output, list(blocks.values()), force=force, header="per-tilt defocus by emgeom")
+    pb = blocks.get("particles") or next(b for b in blocks.values() if b.is_loop)
+    echo_json(
+        {
+            "written": str(output),
+            "particles": len(pb.rows),
+            "tomograms": {k: {"n_tilts": g.n_tilts, "hand": g.hand} for k, g in geoms.items()},
+        }
+    )

@@ -1,0 +1,146 @@
+"""``emgeom tilt`` command line on real files."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from emgeom import tilt
+from emgeom.cli import main
+
+try:
+    from .conftest import shared_file
+except ImportError:  # tests/ not a package
+    from conftest import shared_file  # type: ignore[no-redef]
+
+pytestmark = pytest.mark.realdata
+
+WARP = ("cryoet_alignment", "TomoBabel_cets-warpm", "tests", "data", "Position_16_3.xml")
+RELION = ("relion5_tomo_tutorial", "relion", "CtfRefine", "job027", "tomograms.star")
+
+
+def run(capsys, *args):
+    code = main(list(args))
+    out = capsys.readouterr()
+    return code, out.out, out.err
+
+
+def test_explain_warp_and_aretomo(capsys):
+    aln = shared_file(
+        "cryoet_alignment", "TomoBabel_cets-aretomo3", "tests", "data", "Position_16_3.aln"
+    )
+    ctf = shared_file("cryoet_alignment", "tests", "data", "test_8col_CTF.txt")
+    code, out, _ = run(capsys, "tilt", "explain", str(shared_file(*WARP)))
+    assert code == 0
+    info = json.loads(out)[str(shared_file(*WARP))]
+    assert info["hand"] == -1 and info["n_tilts"] == 31
+    assert info["flags"]["relion_rlnTomoHand"] == 1
+    assert info["flags"]["warp_AreAnglesInverted"] is False
+    assert info["tilt_deg_range"] == pytest.approx([-45.01, 44.99])
+    code, out, _ = run(
+        capsys, "tilt", "explain", str(aln), "--ctf", str(ctf), "--pixel-size", "1.54"
+    )
+    assert code == 0 and json.loads(out)[str(aln)]["hand"] == -1
+
+
+def test_explain_relion_all_tomograms(capsys):
+    code, out, _ = run(
+        capsys,
+        "tilt",
+        "explain",
+        str(shared_file(*RELION)),
+        "--project-dir",
+        str(shared_file(*RELION).parents[2]),
+    )
+    assert code == 0
+    info = json.loads(out)
+    assert len(info) == 5 and all(v["hand"] == 1 for v in info.values())
+    assert all(v["flags"]["imod_ctfphaseflip_invert"] is False for v in info.values())
+
+
+def test_convert_warp_to_relion_and_back(tmp_path, capsys):
+    out = tmp_path / "tomograms.star"
+    code, text, _ = run(
+        capsys,
+        "tilt",
+        "convert",
+        str(shared_file(*WARP)),
+        "--to",
+        "relion",
+        "-o",
+        str(out),
+        "--volume-shape",
+        "4096,4096,2000",
+    )
+    assert code == 0, text
+    g = tilt.read_relion(out)
+    gw = tilt.read_warp(shared_file(*WARP))
+    assert g.relion_hand == +1 and g.hand == gw.hand
+    np.testing.assert_allclose(g.tilt_deg, gw.tilt_deg, atol=1e-5)
+    # no clobber
+    code, _, err = run(
+        capsys,
+        "tilt",
+        "convert",
+        str(shared_file(*WARP)),
+        "--to",
+        "relion",
+        "-o",
+        str(out),
+        "--volume-shape",
+        "4096,4096,2000",
+    )
+    assert code == 2 and "already exists" in err
+    code, _, _ = run(
+        capsys, "tilt", "convert", str(out), "--to", "warp", "-o", str(tmp_path / "back.xml")
+    )
+    assert code == 0
+    np.testing.assert_allclose(
+        tilt.read_warp(tmp_path / "back.xml").tilt_deg, gw.tilt_deg, atol=1e-5
+    )
+    code, _, err = run(
+        capsys,
+        "tilt",
+        "convert",
+        str(shared_file(*WARP)),
+        "--to",
+        "relion",
+        "-o",
+        str(tmp_path / "x.star"),
+    )
+    assert code == 2 and "volume_shape" in err
+    code, _, err = run(capsys, "tilt", "convert", str(tmp_path / "x.mrc"), "-o", "y")
+    assert code == 2 and "extension" in err
+
+
+def test_defocus_command(tmp_path, capsys):
+    pstar = tmp_path / "particles.star"
+    pstar.write_text(
+        "data_particles\n\nloop_\n_rlnTomoName #1\n_rlnCenteredCoordinateXAngst #2\n"
+        "_rlnCenteredCoordinateYAngst #3\n_rlnCenteredCoordinateZAngst #4\n"
+        "TS_03 1000.0 0.0 0.0\nTS_01 0.0 0.0 500.0\n"
+    )
+    out = tmp_path / "out.star"
+    args = [
+        "tilt",
+        "defocus",
+        "--relion",
+        str(shared_file(*RELION)),
+        "--particles",
+        str(pstar),
+        "-o",
+        str(out),
+        "--project-dir",
+        str(shared_file(*RELION).parents[2]),
+    ]
+    code, text, _ = run(capsys, *args)
+    assert code == 0, text
+    assert json.loads(text)["particles"] == 2
+    body = out.read_text()
+    assert "_emgeomTiltDefocusU" in body and "_emgeomTiltDefocusV" in body
+    code, _, err = run(capsys, *args)
+    assert code == 2 and "already exists" in err
+    code, _, _ = run(capsys, *args, "--force")
+    assert code == 0
