@@ -13,15 +13,18 @@ writers :func:`to_relion`, :func:`to_warp`; particle tables: :func:`add_particle
 
 from __future__ import annotations
 
-from emgeom.tilt._geometry import (
-    CENTRE_CONVENTIONS,
-    TiltGeometry,
-    angles_from_matrices,
-    particle_defocus,
-    project,
-    rotation_matrices,
-    voxels_to_centered_a,
-)
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:  # the readers/writers import this package; load them lazily at run time
+    from emgeom.io.aretomo import read_aretomo
+    from emgeom.io.imod import read_imod
+    from emgeom.io.relion_tomo import (
+        add_particle_defocus,
+        read_relion,
+        read_relion_tomograms,
+        to_relion,
+    )
+    from emgeom.io.warp_xml import read_warp, to_warp
 
 __all__ = [
     "CENTRE_CONVENTIONS",
@@ -33,6 +36,7 @@ __all__ = [
     "read_aretomo",
     "read_imod",
     "read_relion",
+    "read_relion_tomograms",
     "read_warp",
     "rotation_matrices",
     "to_relion",
@@ -41,22 +45,26 @@ __all__ = [
 ]
 
 
-def __getattr__(name: str) -> object:
-    # readers/writers live in emgeom.io (unit conversions only there); imported lazily
-    if name in ("read_relion", "to_relion", "add_particle_defocus", "read_relion_tomograms"):
-        from emgeom.io import relion_tomo
+_LAZY = {
+    "read_relion": "relion_tomo",
+    "read_relion_tomograms": "relion_tomo",
+    "to_relion": "relion_tomo",
+    "add_particle_defocus": "relion_tomo",
+    "read_warp": "warp_xml",
+    "to_warp": "warp_xml",
+    "read_imod": "imod",
+    "read_aretomo": "aretomo",
+}
 
-        return getattr(relion_tomo, name)
-    if name in ("read_warp", "to_warp"):
-        from emgeom.io import warp_xml
 
-        return getattr(warp_xml, name)
-    if name == "read_imod":
-        from emgeom.io import imod
+def __getattr__(name: str) -> Any:
+    # readers/writers live in emgeom.io (unit conversions happen only there)
+    if name in _LAZY:
+        import importlib
 
-        return imod.read_imod
-    if name == "read_aretomo":
-        from emgeom.io import aretomo
-
-        return aretomo.read_aretomo
+        return getattr(importlib.import_module(f"emgeom.io.{_LAZY[name]}"), name)
     raise AttributeError(f"module 'emgeom.tilt' has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return __all__
