@@ -15,6 +15,16 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
+from emgeom.tilt._geometry import (
+    CENTRE_CONVENTIONS,
+    TiltGeometry,
+    angles_from_matrices,
+    particle_defocus,
+    project,
+    rotation_matrices,
+    voxels_to_centered_a,
+)
+
 if TYPE_CHECKING:  # the readers/writers import this package; load them lazily at run time
     from emgeom.io.aretomo import read_aretomo
     from emgeom.io.imod import read_imod
