@@ -19,7 +19,14 @@ from numpy.typing import NDArray
 
 from emgeom.errors import InvalidTypeError, InvalidValueError, MissingDependencyError, ShapeError
 
+#: Largest accepted output image side and size (a guard against typos that would try to
+#: allocate terabytes; 2**31 float32 pixels = 8 GiB).
+MAX_IMAGE_SIDE = 1 << 20
+MAX_IMAGE_PIXELS = 1 << 31
+
 __all__ = [
+    "MAX_IMAGE_PIXELS",
+    "MAX_IMAGE_SIDE",
     "as_float",
     "as_image",
     "as_int",
@@ -91,9 +98,11 @@ def _to_float_array(value: Any, name: str) -> NDArray[np.float64]:
     return np.asarray(arr, dtype=np.float64)
 
 
-def as_matrix(value: Any, name: str, shape: tuple[int, ...] = (2, 2)) -> NDArray[np.float64]:
+def as_matrix(
+    value: Any, name: str, shape: tuple[int, ...] = (2, 2), *, max_abs: float | None = None
+) -> NDArray[np.float64]:
     """Return a finite float64 array of exactly ``shape`` (a flat sequence of the right length
-    is reshaped row-major).
+    is reshaped row-major), optionally with every ``|entry| <= max_abs``.
     """
     arr = _to_float_array(value, name)
     size = int(np.prod(shape))
@@ -106,6 +115,8 @@ def as_matrix(value: Any, name: str, shape: tuple[int, ...] = (2, 2)) -> NDArray
             )
     if not np.all(np.isfinite(arr)):
         raise InvalidValueError(f"{name}: all entries must be finite, got {arr.tolist()}")
+    if max_abs is not None and np.abs(arr).max(initial=0.0) > max_abs:
+        raise InvalidValueError(f"{name}: entries must be within ±{max_abs:g}, got {arr.tolist()}")
     return np.array(arr, dtype=np.float64)
 
 
@@ -185,8 +196,14 @@ def require(module: str, extra: str) -> ModuleType:
 
 def as_shape2(value: Any, name: str) -> tuple[int, int]:
     """Return a ``(ny, nx)`` output shape of positive integers."""
-    if not isinstance(value, Sequence | np.ndarray) or len(value) != 2:
+    if isinstance(value, np.ndarray):
+        ok = value.ndim == 1 and value.shape[0] == 2
+    else:
+        ok = isinstance(value, Sequence) and not isinstance(value, str | bytes) and len(value) == 2
+    if not ok:
         raise ShapeError(f"{name}: expected (ny, nx), got {describe(value)}")
-    ny = as_int(value[0], f"{name}[0]", low=1)
-    nx = as_int(value[1], f"{name}[1]", low=1)
+    ny = as_int(value[0], f"{name}[0]", low=1, high=MAX_IMAGE_SIDE)
+    nx = as_int(value[1], f"{name}[1]", low=1, high=MAX_IMAGE_SIDE)
+    if ny * nx > MAX_IMAGE_PIXELS:
+        raise ShapeError(f"{name}: {ny} × {nx} exceeds {MAX_IMAGE_PIXELS} pixels per image")
     return ny, nx

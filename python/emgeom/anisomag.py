@@ -59,7 +59,7 @@ NEGLIGIBLE_ROTATION_DEG = 0.05
 
 
 def _validated_distortion(value: Any) -> NDArray[np.float64]:
-    d = as_matrix(value, "distortion", (2, 2))
+    d = as_matrix(value, "distortion", (2, 2), max_abs=1e3)
     s = np.linalg.svd(d, compute_uv=False)
     lo, hi = SINGULAR_VALUE_RANGE
     if s[1] < lo or s[0] > hi:
@@ -266,7 +266,7 @@ class AnisoMag:
 
     def to_warp1(self, pixel_size_a: float) -> Warp1PixelSize:
         """Warp 1.x (PixelSizeX, PixelSizeY, PixelSizeAngle) for nominal ``pixel_size_a`` (Å)."""
-        p = as_float(pixel_size_a, "pixel_size_a", positive=True)
+        p = as_float(pixel_size_a, "pixel_size_a", positive=True, high=1e6)
         self._warn_rotation("Warp 1")
         conv = conventions.get("anisomag", "warp1")
         assert conv.from_canonical is not None
@@ -344,8 +344,8 @@ class AnisoMag:
         ``to_pixel_a`` (Å): ``D' = D · to/from`` (cryoSPARC: ``(I+M)' = (I+M)·from/to``, the
         cryosparc-tools rule).
         """
-        a = as_float(from_pixel_a, "from_pixel_a", positive=True)
-        b = as_float(to_pixel_a, "to_pixel_a", positive=True)
+        a = as_float(from_pixel_a, "from_pixel_a", positive=True, high=1e6)
+        b = as_float(to_pixel_a, "to_pixel_a", positive=True, high=1e6)
         return AnisoMag(self._d * (b / a))
 
     def inverse(self) -> AnisoMag:

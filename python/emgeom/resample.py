@@ -88,6 +88,8 @@ def warp_affine(
     if order_i not in (1, 3):
         raise InvalidValueError(f"order: expected 1 (bilinear) or 3 (bicubic), got {order_i}")
     fill_v = None if fill is None else as_float(fill, "fill")
+    if fill_v is not None and abs(fill_v) > float(np.finfo(img.dtype).max):
+        raise InvalidValueError(f"fill: {fill_v} does not fit the image dtype {img.dtype}")
     threads = n_threads_arg(n_threads)
     stack = img if img.ndim == 3 else img[None]
     kernel = _core.warp_affine_f32 if img.dtype == np.float32 else _core.warp_affine_f64

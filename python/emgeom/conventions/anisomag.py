@@ -37,6 +37,10 @@ __all__ = [
 
 Matrix = NDArray[np.float64]
 _I2 = np.eye(2)
+#: Entries beyond this are not a magnification matrix (and would overflow the algebra).
+_MAX_ENTRY = 1e3
+#: Largest pixel size (Å) or scale accepted from a program's parameters.
+_MAX_SCALAR = 1e6
 
 
 class MotionCorMag(NamedTuple):
@@ -119,7 +123,10 @@ def _params(value: Any, names: Sequence[str], what: str) -> list[float]:
         raise InvalidTypeError(
             f"{what}: expected ({', '.join(names)}) as a sequence or mapping, got {describe(value)}"
         )
-    return [as_float(v, f"{what}.{n}") for v, n in zip(items, names, strict=True)]
+    return [
+        as_float(v, f"{what}.{n}", low=-_MAX_SCALAR, high=_MAX_SCALAR)
+        for v, n in zip(items, names, strict=True)
+    ]
 
 
 def _positive_scales(major: float, minor: float, what: str) -> None:
@@ -133,7 +140,7 @@ def _positive_scales(major: float, minor: float, what: str) -> None:
 
 
 def _cryosparc_to_d(value: Any) -> Matrix:
-    m = as_matrix(value, "cryosparc anisomag M", (2, 2))
+    m = as_matrix(value, "cryosparc anisomag M", (2, 2), max_abs=_MAX_ENTRY)
     a = _I2 + m
     if abs(np.linalg.det(a)) < 1e-12:
         raise InvalidValueError(
@@ -197,7 +204,7 @@ register(
 
 
 def _relion_to_d(value: Any) -> Matrix:
-    return as_matrix(value, "relion MagMat", (2, 2)).T.copy()
+    return as_matrix(value, "relion MagMat", (2, 2), max_abs=_MAX_ENTRY).T.copy()
 
 
 def _d_to_relion(d: Matrix) -> Matrix:
@@ -257,7 +264,7 @@ def _warp_to_d(value: Any) -> Matrix:
     if arr.ndim == 1 and arr.size == 4:  # XML order is column-major
         m11, m21, m12, m22 = (as_float(v, what) for v in arr)
         value = [[m11, m12], [m21, m22]]
-    return as_matrix(value, what, (2, 2)).T.copy()
+    return as_matrix(value, what, (2, 2), max_abs=_MAX_ENTRY).T.copy()
 
 
 def _d_to_warp(d: Matrix) -> Matrix:
@@ -419,7 +426,9 @@ register(
 
 def _warp1_to_d(value: Any) -> Matrix:
     if isinstance(value, Mapping) and "pixel_size_a" in value:
-        nominal = as_float(value["pixel_size_a"], "warp1.pixel_size_a", positive=True)
+        nominal = as_float(
+            value["pixel_size_a"], "warp1.pixel_size_a", positive=True, high=_MAX_SCALAR
+        )
         value = {k: v for k, v in value.items() if k != "pixel_size_a"}
     else:
         nominal = None

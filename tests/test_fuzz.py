@@ -1,0 +1,137 @@
+"""Robustness: hypothesis throws bad values at every public function.
+
+For each public function, one argument at a time is replaced by an arbitrary value (NaN, inf,
+huge and negative numbers, strings, None, nested lists, arrays of odd shapes and dtypes, empty
+arrays) while the others stay valid. The call must either succeed with a finite result or raise
+an ``emgeom.errors`` exception — never another exception type, a crash or a hang.
+
+CI runs ``EMGEOM_FUZZ_EXAMPLES`` (default 1000) examples per function; the ``slow`` marker's
+run (``pytest -m slow``) uses 20x more.
+"""
+
+from __future__ import annotations
+
+import os
+import warnings
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from hypothesis.extra import numpy as hnp
+
+from emgeom import anisomag, resample
+from emgeom.anisomag import AnisoMag
+from emgeom.errors import EmgeomError, EmgeomWarning
+
+EXAMPLES = int(os.environ.get("EMGEOM_FUZZ_EXAMPLES", "1000"))
+
+scalars = st.one_of(
+    st.floats(allow_nan=True, allow_infinity=True),
+    st.integers(-(2**70), 2**70),
+    st.sampled_from([0, -1, 1e-300, 1e300, True, None, "1.0", "", b"x", 1j]),
+)
+small_arrays = hnp.arrays(
+    dtype=st.sampled_from(
+        [np.float32, np.float64, np.int16, np.uint8, np.complex64, np.bool_, np.float16]
+    ),
+    shape=hnp.array_shapes(min_dims=0, max_dims=4, min_side=0, max_side=6),
+    elements=None,
+)
+garbage = st.one_of(
+    scalars,
+    small_arrays,
+    st.lists(scalars, max_size=6),
+    st.lists(st.lists(st.floats(allow_nan=True), max_size=3), max_size=3),
+    st.dictionaries(st.text(max_size=3), scalars, max_size=3),
+)
+
+IMG = np.random.default_rng(0).normal(size=(12, 10)).astype(np.float32)
+FORUM = [-0.00571369, -0.00932393, -0.01013075, 0.00451204]
+AM = AnisoMag.from_cryosparc(FORUM)
+
+# name -> (function, valid positional args, valid keyword args)
+CALLS: dict[str, tuple[Callable[..., Any], tuple[Any, ...], dict[str, Any]]] = {
+    "AnisoMag": (AnisoMag, ([[1.01, 0.0], [0.0, 0.99]],), {}),
+    "from_cryosparc": (AnisoMag.from_cryosparc, (FORUM,), {}),
+    "from_relion": (AnisoMag.from_relion, ([[1.01, 0.0], [0.0, 0.99]],), {}),
+    "from_motioncor": (AnisoMag.from_motioncor, (1.02, 0.98, 30.0), {}),
+    "from_cistem": (AnisoMag.from_cistem, (30.0, 1.02, 0.98), {}),
+    "from_warp": (AnisoMag.from_warp, ("1.01, 0, 0, 0.99",), {}),
+    "from_warp1": (AnisoMag.from_warp1, (1.02, 0.98, 30.0), {"pixel_size_a": 1.0}),
+    "convert": (anisomag.convert, (FORUM,), {"source": "cryosparc", "target": "motioncor2"}),
+    "rescale": (AM.rescale, (1.0, 1.1), {}),
+    "to_warp1": (AM.to_warp1, (1.0,), {}),
+    "correct": (anisomag.correct, (IMG, AM), {"order": 3, "fill": None, "n_threads": None}),
+    "distort": (anisomag.distort, (IMG, AM), {"order": 1, "fill": 0.0, "n_threads": 1}),
+    "warp_affine": (
+        resample.warp_affine,
+        (IMG, [[1.0, 0.1, 0.5], [0.0, 1.0, -1.0]], (8, 9)),
+        {"order": 3, "fill": None, "n_threads": None},
+    ),
+    "affine_about_center": (resample.affine_about_center, (np.eye(2), (3.0, 4.0)), {}),
+}
+
+
+def _slots(name: str) -> list[tuple[str, int | str]]:
+    _, args, kwargs = CALLS[name]
+    return [("arg", i) for i in range(len(args))] + [("kw", k) for k in kwargs]
+
+
+def _check_result(value: Any) -> None:
+    if isinstance(value, np.ndarray) and value.dtype.kind == "f":
+        assert np.isfinite(value).all(), "non-finite result"
+    elif isinstance(value, float):
+        assert np.isfinite(value), "non-finite result"
+    elif isinstance(value, tuple):
+        for v in value:
+            _check_result(v)
+
+
+def _run(name: str, slot: tuple[str, int | str], bad: Any) -> None:
+    func, args, kwargs = CALLS[name]
+    a, kw = list(args), dict(kwargs)
+    if slot[0] == "arg":
+        a[int(slot[1])] = bad
+    else:
+        kw[str(slot[1])] = bad
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", EmgeomWarning)
+        try:
+            result = func(*a, **kw)
+        except EmgeomError:
+            return
+    _check_result(result)
+
+
+def _fuzz(name: str, examples: int) -> None:
+    @settings(
+        max_examples=examples,
+        deadline=None,
+        suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
+        database=None,
+    )
+    @given(slot=st.sampled_from(_slots(name)), bad=garbage)
+    def inner(slot: tuple[str, int | str], bad: Any) -> None:
+        _run(name, slot, bad)
+
+    inner()
+
+
+@pytest.mark.parametrize("name", sorted(CALLS))
+def test_valid_call_succeeds(name: str) -> None:
+    func, args, kwargs = CALLS[name]
+    _check_result(func(*args, **kwargs))
+
+
+@pytest.mark.parametrize("name", sorted(CALLS))
+def test_bad_values_raise_only_emgeom_errors(name: str) -> None:
+    _fuzz(name, EXAMPLES)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", sorted(CALLS))
+def test_bad_values_raise_only_emgeom_errors_long(name: str) -> None:
+    _fuzz(name, 20 * EXAMPLES)
