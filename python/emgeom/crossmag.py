@@ -402,9 +402,9 @@ def correlate(
     -------
     CorrelationResult
         ``peaks[0].dx, .dy`` is the displacement d with ``reference(x) ≈ moving(x − d)``.
-        Compare: ``cv2.phaseCorrelate(moving, reference)`` returns ``+d`` as ``(x, y)``;
-        ``skimage.registration.phase_cross_correlation(reference, moving)`` returns
-        ``(dy, dx)``... as the *correction* ``+d`` in (row, col) order; see the tests.
+        Compare (tested): ``cv2.phaseCorrelate(moving, reference, window)`` returns ``+d`` as
+        ``(x, y)``; ``skimage.registration.phase_cross_correlation(reference, moving,
+        normalization=None)`` returns ``+d`` as ``(row, col) = (dy, dx)`` (scikit-image 0.26).
     """
     a = as_image(reference, "reference", allow_stack=False, dtype=np.float32)
     b = as_image(moving, "moving", allow_stack=False, dtype=np.float32)
@@ -542,6 +542,155 @@ class _Region:
             for (s, t), (pk, stats, _msum) in zip(points, out, strict=True)
         ]
         return evals, cmap
+
+
+def _track(evals: list[_Eval], pos: NDArray[np.float64], tol: float) -> NDArray[np.float64]:
+    """Score of the peak near ``pos`` (region px) at each search point (NaN if absent), so that
+    the same candidate position is compared across points.
+    """
+    out = np.full(len(evals), np.nan)
+    for k, e in enumerate(evals):
+        if len(e.peaks) == 0:
+            continue
+        d = np.hypot(e.peaks[:, 0] - pos[0], e.peaks[:, 1] - pos[1])
+        near = d <= tol
+        if near.any():
+            out[k] = float(e.scores()[near].max())
+    return out
+
+
+def _fit_1d(xs: Sequence[float], ys: NDArray[np.float64], lo: float, hi: float) -> float:
+    """Least-squares parabola through the scan; its vertex (clipped to [lo, hi]) when it is a
+    maximum, else the best sample. Fitting all points (instead of taking the argmax) averages
+    the noise of the scores (SerialEM interpolates with ``UtilInterpolatePeak``).
+    """
+    x = np.asarray(xs, dtype=np.float64)
+    ok = np.isfinite(ys)
+    if ok.sum() == 0:
+        return float(x[len(x) // 2])
+    best = float(x[ok][np.argmax(ys[ok])])
+    if ok.sum() < 3:
+        return best
+    xm = x[ok].mean()
+    a, b, _c = np.polyfit(x[ok] - xm, ys[ok], 2)
+    if a >= 0:
+        return best
+    return float(np.clip(xm - b / (2 * a), lo, hi))
+
+
+def _fit_local(grid: list[tuple[int, int]], ys: NDArray[np.float64]) -> tuple[float, float]:
+    """Stationary point (u, v) in [−1, 1]² of a quadratic fitted to scores on a ≤3×3 grid."""
+    g = np.asarray(grid, dtype=np.float64)
+    ok = np.isfinite(ys)
+    if ok.sum() == 0:
+        return 0.0, 0.0
+    best = g[ok][np.argmax(ys[ok])]
+    u, v, y = g[ok, 0], g[ok, 1], ys[ok]
+    has_u, has_v = np.ptp(g[:, 0]) > 0, np.ptp(g[:, 1]) > 0
+    if has_u and has_v and ok.sum() >= 6:
+        m = np.stack([np.ones_like(u), u, v, u * u, v * v, u * v], axis=1)
+        c = np.linalg.lstsq(m, y, rcond=None)[0]
+        h = np.array([[2 * c[3], c[5]], [c[5], 2 * c[4]]])
+        if np.all(np.linalg.eigvalsh(h) < 0):
+            st = np.linalg.solve(h, -c[1:3])
+            return float(np.clip(st[0], -1, 1)), float(np.clip(st[1], -1, 1))
+        return float(best[0]), float(best[1])
+    x = u if has_u else v
+    if ok.sum() >= 3:
+        a, b, _c = np.polyfit(x, y, 2)
+        if a < 0:
+            t = float(np.clip(-b / (2 * a), -1, 1))
+            return (t, 0.0) if has_u else (0.0, t)
+    return float(best[0]), float(best[1])
+
+
+_Level = tuple[
+    "_Setup",
+    tuple[int, int],
+    tuple[int, int],
+    tuple[int, int, int, int, float, float, float],
+    int,
+    int,
+]
+
+
+def _level(
+    ref: NDArray[np.float32],
+    mov: NDArray[np.float32],
+    b: int,
+    s: float,
+    lo: NDArray[np.float64],
+    hi: NDArray[np.float64],
+    ec: NDArray[np.float64],
+    r_px: float | None,
+    ext_x: float,
+    ext_y: float,
+    ss: float,
+    rs: float,
+    theta0: float,
+    tf: float,
+    filt: tuple[float, float, float, float],
+    method: str,
+    npk: int,
+    threads: int | None,
+) -> _Level:
+    """Binned reference, shrunk moving image and full search region at reference binning b."""
+    ref_b = ref if b == 1 else rescale(ref, 1.0 / b, "area", n_threads=threads)
+
+    def to_b(u: NDArray[np.float64]) -> NDArray[np.float64]:
+        return (u + 0.5) / b - 0.5
+
+    lo_b, hi_b = to_b(lo), to_b(hi)
+    x0, y0 = math.floor(lo_b[0]), math.floor(lo_b[1])
+    size = (math.ceil(hi_b[1]) - y0 + 1, math.ceil(hi_b[0]) - x0 + 1)
+    nyb, nxb = ref_b.shape
+    # allowed centre positions: inside the binned reference (and the circle)
+    ax0, ax1 = max(0, -x0), min(size[1], nxb - x0)
+    ay0, ay1 = max(0, -y0), min(size[0], nyb - y0)
+    if r_px is None:
+        circle = (0.0, 0.0, -1.0)
+    else:
+        ecb = to_b(ec)
+        circle = (float(ecb[0] - x0), float(ecb[1] - y0), r_px / b)
+    allowed = (ax0, ax1, ay0, ay1, *circle)
+    # shrink the moving image to (about) the binned reference sampling
+    z = s / b
+    if z <= 0.5:
+        z0, how = z, "area"
+    elif z <= 0.8:
+        z0, how = z, "lanczos3"
+    else:
+        z0, how = 1.0, ""
+    mov_s = mov if not how else rescale(mov, z0, how, n_threads=threads)
+    if min(mov_s.shape) < 8:
+        raise InvalidValueError(
+            f"moving: only {mov_s.shape} pixels at the correlation sampling (binning {b}); "
+            "the pixel-size ratio is too large for one step: align through a middle "
+            "magnification and use crossmag.compose"
+        )
+    c_s = (_center_of(mov.shape) + 0.5) * z0 - 0.5
+    hy = math.ceil(ext_y / b) + 2
+    hx = math.ceil(ext_x / b) + 2
+    st = _Setup(
+        ref_b=np.ascontiguousarray(ref_b, dtype=np.float32),
+        mov_s=np.ascontiguousarray(mov_s, dtype=np.float32),
+        binning=b,
+        zr=z / z0,
+        c_s=c_s,
+        half=(hy, hx),
+        mask_taper=max(2.0, tf * float(min(mov_s.shape))),
+        ref_taper=max(3.0, 0.03 * min(size)),
+        filt=filt,
+        method=method,
+        n_peaks=npk,
+        min_sep=max(4.0, 0.15 * min(hy, hx)),
+        threads=threads,
+    )
+    # common CCC footprint: inside the moving image at the extremes of the search range
+    st.score_affines = np.stack(
+        [_patch_affine(st, 1.0 - ss, theta0 + dt) for dt in ((-rs, 0.0, rs) if rs > 0 else (0.0,))]
+    )
+    return st, (x0, y0), size, allowed, nyb, nxb
 
 
 def _parabola(y1: float, y2: float, y3: float) -> float:
@@ -737,69 +886,58 @@ def align(
         hi = ec + r_px + np.array([ext_x, ext_y])
     width = float(max(hi[0] - lo[0], hi[1] - lo[1])) + 1
     b = max(1, math.ceil(width / csize))
-    ref_b = ref if b == 1 else rescale(ref, 1.0 / b, "area", n_threads=threads)
-
-    def to_b(u: NDArray[np.float64]) -> NDArray[np.float64]:
-        return (u + 0.5) / b - 0.5
-
-    lo_b, hi_b = to_b(lo), to_b(hi)
-    x0, y0 = math.floor(lo_b[0]), math.floor(lo_b[1])
-    size = (math.ceil(hi_b[1]) - y0 + 1, math.ceil(hi_b[0]) - x0 + 1)
-    nyb, nxb = ref_b.shape
-    # allowed centre positions: inside the binned reference (and the circle)
-    ax0, ax1 = max(0, -x0), min(size[1], nxb - x0)
-    ay0, ay1 = max(0, -y0), min(size[0], nyb - y0)
-    if r_px is None:
-        circle = (0.0, 0.0, -1.0)
-    else:
-        ecb = to_b(ec)
-        circle = (float(ecb[0] - x0), float(ecb[1] - y0), r_px / b)
-    allowed_full = (ax0, ax1, ay0, ay1, *circle)
-
-    # shrink the moving image to (about) the binned reference sampling
-    z = s / b
-    if z <= 0.5:
-        z0, how = z, "area"
-    elif z <= 0.8:
-        z0, how = z, "lanczos3"
-    else:
-        z0, how = 1.0, ""
-    mov_s = mov if not how else rescale(mov, z0, how, n_threads=threads)
-    if min(mov_s.shape) < 8:
-        raise InvalidValueError(
-            f"moving: only {mov_s.shape} pixels at the correlation sampling (binning {b}); "
-            "the pixel-size ratio is too large for one step: align through a middle "
-            "magnification and use crossmag.compose"
+    searching = ss > 0 or rs > 0
+    lv = _level(
+        ref,
+        mov,
+        b,
+        s,
+        lo,
+        hi,
+        ec,
+        r_px,
+        ext_x,
+        ext_y,
+        ss,
+        rs,
+        theta0,
+        tf,
+        filt,
+        method,
+        npk,
+        threads,
+    )
+    st, (x0, y0), size, _allowed, nyb, nxb = lv
+    hy, hx = st.half
+    # the coarse (scale, rotation) grid runs one pyramid level down (2× coarser) when the
+    # region is large: 4× cheaper per point; the refinement below is at full sampling
+    coarse = lv
+    if searching and min(size) >= 384 and min(st.mov_s.shape) >= 64:
+        coarse = _level(
+            ref,
+            mov,
+            2 * b,
+            s,
+            lo,
+            hi,
+            ec,
+            r_px,
+            ext_x,
+            ext_y,
+            ss,
+            rs,
+            theta0,
+            tf,
+            filt,
+            method,
+            npk,
+            threads,
         )
-    c_s = (_center_of(mov.shape) + 0.5) * z0 - 0.5
-    zr = z / z0
-    hy = math.ceil(ext_y / b) + 2
-    hx = math.ceil(ext_x / b) + 2
-    shrunk_min = float(min(mov_s.shape))
-    st = _Setup(
-        ref_b=np.ascontiguousarray(ref_b, dtype=np.float32),
-        mov_s=np.ascontiguousarray(mov_s, dtype=np.float32),
-        binning=b,
-        zr=zr,
-        c_s=c_s,
-        half=(hy, hx),
-        mask_taper=max(2.0, tf * shrunk_min),
-        ref_taper=max(3.0, 0.03 * min(size)),
-        filt=filt,
-        method=method,
-        n_peaks=npk,
-        min_sep=max(4.0, 0.15 * min(hy, hx)),
-        threads=threads,
-    )
-    # common CCC footprint: inside the moving image at the extremes of the search range
-    st.score_affines = np.stack(
-        [_patch_affine(st, 1.0 - ss, theta0 + dt) for dt in ((-rs, 0.0, rs) if rs > 0 else (0.0,))]
-    )
-    full = _Region(st, (x0, y0), size, allowed_full, st.ref_taper)
+    st_c, (x0c, y0c), size_c, allowed_c, _, _ = coarse
+    full = _Region(st_c, (x0c, y0c), size_c, allowed_c, st_c.ref_taper)
     n_eval = 0
 
     # --- coarse stage on the full region: scale scan, then rotation scan -------------------
-    sigma, theta = 1.0, theta0
     scale_step = min(_SCALE_STEP, ss / 2) if ss > 0 else 0.0
     rot_step = min(_ROT_STEP, rs / 2) if rs > 0 else 0.0
     if ss > 0:
@@ -807,28 +945,40 @@ def align(
         sig_list = [float(np.clip(1 + i * scale_step, 1 - ss, 1 + ss)) for i in range(-k, k + 1)]
     else:
         sig_list = [1.0]
-    evals, _ = full.evaluate(st, [(sg, theta0) for sg in sig_list])
-    n_eval += len(evals)
-    best_ev = max(evals, key=lambda e: e.best_score())
-    sigma = best_ev.sigma
     if rs > 0:
         k = math.ceil(rs / rot_step - 1e-9)
         th_list = [
             float(np.clip(theta0 + i * rot_step, theta0 - rs, theta0 + rs))
             for i in range(-k, k + 1)
-            if i != 0
         ]
-        evals2, _ = full.evaluate(st, [(sigma, t) for t in th_list])
-        n_eval += len(evals2)
-        cand = max(evals2, key=lambda e: e.best_score())
-        if cand.best_score() > best_ev.best_score():
-            best_ev = cand
-        theta = best_ev.theta
-    cmap = None
-    if return_map:
-        _, cmap = full.evaluate(st, [(best_ev.sigma, best_ev.theta)], want_map=True)
+    else:
+        th_list = [theta0]
+    # joint grid (more robust than SerialEM's scale-then-rotation order when both are off:
+    # a wrong rotation can hide the true peak from the scale scan)
+    grid = [(sg, th) for sg in sig_list for th in th_list]
+    evals, _ = full.evaluate(st_c, grid)
+    n_eval += len(evals)
+    tol = max(2.0, 0.5 * st_c.min_sep)
+    best_k = max(range(len(evals)), key=lambda q: evals[q].best_score())
+    best_ev = evals[best_k]
     if best_ev.best() < 0:
         return _not_found(ref_shape, mov_shape, p_r, p_m, s, theta0, ec)
+    pos = best_ev.peaks[best_ev.best(), :2].copy()
+    # quadratic fit on the 3×3 grid neighbourhood of the best point (tracked peak)
+    i_s, i_t = divmod(best_k, len(th_list))
+    i_s = min(max(i_s, 1), len(sig_list) - 2) if len(sig_list) >= 3 else 0
+    i_t = min(max(i_t, 1), len(th_list) - 2) if len(th_list) >= 3 else 0
+    nb = [
+        (u, v)
+        for u in ((-1, 0, 1) if len(sig_list) >= 3 else (0,))
+        for v in ((-1, 0, 1) if len(th_list) >= 3 else (0,))
+    ]
+    scores = _track([evals[(i_s + u) * len(th_list) + (i_t + v)] for u, v in nb], pos, tol)
+    du, dv = _fit_local(nb, scores)
+    sigma = float(np.clip(sig_list[i_s] + du * scale_step, 1 - ss, 1 + ss)) if ss > 0 else 1.0
+    theta = (
+        float(np.clip(th_list[i_t] + dv * rot_step, theta0 - rs, theta0 + rs)) if rs > 0 else theta0
+    )
 
     # ambiguity and significance from the full-region correlation of the chosen point
     sc = best_ev.scores()
@@ -838,17 +988,25 @@ def align(
     first = float(sc[order[0]])
     ratio = 100.0 if second <= 1e-6 else float(min(100.0, first / second)) if first > 0 else 0.0
     z_score = (float(top[2]) - best_ev.mean) / best_ev.std if best_ev.std > 0 else 0.0
-    px_, py_ = float(top[0]), float(top[1])
 
-    # --- refinement on a small region around the peak ------------------------------------
+    # coarse-level region px -> full-sampling region px
+    bc = st_c.binning
+
+    def to_fine(q: NDArray[np.float64]) -> NDArray[np.float64]:
+        u = (q + np.array([x0c, y0c]) + 0.5) * bc - 0.5
+        return (u + 0.5) / b - 0.5 - np.array([x0, y0])
+
+    pos = to_fine(pos)
+    top = top.copy()
+    top[:2] = to_fine(top[:2])
+
+    # --- refinement on a small region around the peak: 3×3 local grid + 2-D quadratic -----
     final = top
     if ss > 0 or rs > 0:
         margin = max(6, math.ceil(0.08 * min(hy, hx)))
-        cx_b, cy_b = px_ + x0, py_ + y0
+        cx_b, cy_b = float(pos[0]) + x0, float(pos[1]) + y0
         ox, oy = round(cx_b) - margin - 1, round(cy_b) - margin - 1
         small_size = (2 * margin + 3, 2 * margin + 3)
-        # the small region holds the candidate centres only; the reference content under the
-        # patch comes from the padded region, so enlarge it by the patch half-sizes
         e = 6  # extra border so the region taper (3 px) stays outside every patch footprint
         ox2, oy2 = ox - hx - e, oy - hy - e
         size2 = (small_size[0] + 2 * (hy + e), small_size[1] + 2 * (hx + e))
@@ -861,44 +1019,18 @@ def align(
             (a_x0, a_x1, a_y0, a_y1, float(cx_b - ox2), float(cy_b - oy2), float(margin)),
             3.0,
         )
-        ds, dt = scale_step, rot_step
-        trip_s: tuple[float, float, float] | None = None
-        trip_t: tuple[float, float, float] | None = None
-        for _ in range(2):
-            ds, dt = ds / 2, dt / 2
-            pts = [(sigma, theta)]
-            if ss > 0:
-                pts += [(sigma - ds, theta), (sigma + ds, theta)]
-            if rs > 0:
-                pts += [(sigma, theta - dt), (sigma, theta + dt)]
-            ev, _ = small.evaluate(st, pts)
-            n_eval += len(ev)
-            sc0 = ev[0].best_score()
-            i = 1
-            new_sigma, new_theta = sigma, theta
-            if ss > 0:
-                lo_s, hi_s = ev[i].best_score(), ev[i + 1].best_score()
-                trip_s = (lo_s, sc0, hi_s)
-                if lo_s > sc0 and lo_s >= hi_s and sigma - ds >= 1 - ss - 1e-9:
-                    new_sigma = sigma - ds
-                elif hi_s > sc0 and sigma + ds <= 1 + ss + 1e-9:
-                    new_sigma = sigma + ds
-                i += 2
-            if rs > 0:
-                lo_t, hi_t = ev[i].best_score(), ev[i + 1].best_score()
-                trip_t = (lo_t, sc0, hi_t)
-                if lo_t > sc0 and lo_t >= hi_t and theta - dt >= theta0 - rs - 1e-9:
-                    new_theta = theta - dt
-                elif hi_t > sc0 and theta + dt <= theta0 + rs + 1e-9:
-                    new_theta = theta + dt
-            if new_sigma == sigma and trip_s is not None:
-                sigma = float(np.clip(sigma + _parabola(*trip_s) * ds, 1 - ss, 1 + ss))
-            else:
-                sigma = new_sigma
-            if new_theta == theta and trip_t is not None:
-                theta = float(np.clip(theta + _parabola(*trip_t) * dt, theta0 - rs, theta0 + rs))
-            else:
-                theta = new_theta
+        pos_s = np.array([cx_b - ox2, cy_b - oy2])
+        ds = scale_step / 2 if ss > 0 else 0.0
+        dt = rot_step / 2 if rs > 0 else 0.0
+        us = (-1, 0, 1) if ss > 0 else (0,)
+        vs = (-1, 0, 1) if rs > 0 else (0,)
+        lgrid = [(u, v) for u in us for v in vs]
+        pts = [(sigma + u * ds, theta + v * dt) for u, v in lgrid]
+        ev, _ = small.evaluate(st, pts)
+        n_eval += len(ev)
+        du, dv = _fit_local(lgrid, _track(ev, pos_s, max(2.0, 0.5 * st.min_sep)))
+        sigma = float(np.clip(sigma + du * ds, 1 - ss, 1 + ss))
+        theta = float(np.clip(theta + dv * dt, theta0 - rs, theta0 + rs))
         ev, _ = small.evaluate(st, [(sigma, theta)])
         n_eval += 1
         if ev[0].best() >= 0:
@@ -907,9 +1039,31 @@ def align(
                 [pk[0] + ox2 - x0, pk[1] + oy2 - y0, pk[2], pk[3], pk[4]], dtype=np.float64
             )
     at_edge = bool(
-        (ss > 0 and abs(sigma - 1.0) >= ss - 0.26 * scale_step)
-        or (rs > 0 and abs(theta - theta0) >= rs - 0.26 * rot_step)
+        (ss > 0 and abs(sigma - 1.0) >= ss - 0.1 * scale_step)
+        or (rs > 0 and abs(theta - theta0) >= rs - 0.1 * rot_step)
     )
+
+    # --- honesty measures at full sampling, at the refined (scale, rotation) ---------------
+    cmap = None
+    if coarse is not lv or return_map:
+        full_f = full if coarse is lv else _Region(st, (x0, y0), size, _allowed, st.ref_taper)
+        ev_f, cmap = full_f.evaluate(st, [(sigma, theta)], want_map=return_map)
+        n_eval += 1
+        e_f = ev_f[0]
+        if len(e_f.peaks):
+            scf = e_f.scores()
+            d = np.hypot(e_f.peaks[:, 0] - final[0], e_f.peaks[:, 1] - final[1])
+            near = d <= max(2.0, 0.5 * st.min_sep)
+            mine = float(scf[near].max()) if near.any() else 0.0
+            others = scf[d > st.min_sep]
+            second = float(others.max()) if len(others) else 0.0
+            if mine <= 0:
+                ratio = 0.0
+            else:
+                ratio = 100.0 if second <= 1e-6 else float(min(100.0, mine / second))
+            k_near = int(np.argmax(np.where(near, scf, -np.inf))) if near.any() else -1
+            val = float(e_f.peaks[k_near, 2]) if k_near >= 0 else 0.0
+            z_score = (val - e_f.mean) / e_f.std if e_f.std > 0 else 0.0
 
     # --- geometry back to full reference pixels ------------------------------------------
     v = np.array([final[0] + x0, final[1] + y0])

@@ -154,6 +154,7 @@ def correlate_translation(
     if method == "phase":
         m = np.abs(g)
         g = np.where(m > 1e-30, g / np.where(m > 1e-30, m, 1), 0)
+        g[0, 0] = 0.0  # zero-mean images: the DC term is rounding noise
     g = g * _filter_grid(pad, filt)
     return np.real(np.fft.ifft2(g))
 

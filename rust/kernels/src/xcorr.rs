@@ -20,6 +20,9 @@
 //! lookup) and do not rescale the filter to a mean of 1 (`XCorrSetCTF` does; the scale cancels
 //! in every normalised quantity we report).
 
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, OnceLock};
+
 use ndarray::{Array2, ArrayView2, Axis};
 use rayon::prelude::*;
 
@@ -120,13 +123,29 @@ impl FilterParams {
     }
 }
 
-/// Multiply a transposed half-spectrum (`(nx/2+1, ny)`, see [`crate::fft`]) of an `(ny, nx)`
-/// image by `H(s)^power`.
-pub fn apply_filter(spec: &mut Array2<C32>, ny: usize, nx: usize, f: &FilterParams, power: f64) {
-    if f.is_identity() || power == 0.0 {
-        return;
+/// The filter `H^power` on the transposed half-spectrum grid of an `(ny, nx)` image
+/// (`(nx/2+1, ny)`), cached per (shape, parameters, power): search points reuse it.
+pub fn filter_table(ny: usize, nx: usize, f: &FilterParams, power: f64) -> Arc<Array2<f32>> {
+    type Key = (usize, usize, [u64; 5]);
+    static CACHE: OnceLock<Mutex<HashMap<Key, Arc<Array2<f32>>>>> = OnceLock::new();
+    let key: Key = (
+        ny,
+        nx,
+        [
+            f.sigma1.to_bits(),
+            f.sigma2.to_bits(),
+            f.radius1.to_bits(),
+            f.radius2.to_bits(),
+            power.to_bits(),
+        ],
+    );
+    let cache = CACHE.get_or_init(|| Mutex::new(HashMap::new()));
+    if let Some(t) = cache.lock().unwrap_or_else(|e| e.into_inner()).get(&key) {
+        return Arc::clone(t);
     }
-    spec.axis_iter_mut(Axis(0))
+    let nxc = nx / 2 + 1;
+    let mut t = Array2::<f32>::zeros((nxc, ny));
+    t.axis_iter_mut(Axis(0))
         .into_par_iter()
         .enumerate()
         .for_each(|(kx, mut row)| {
@@ -134,8 +153,31 @@ pub fn apply_filter(spec: &mut Array2<C32>, ny: usize, nx: usize, f: &FilterPara
             for (ky, v) in row.iter_mut().enumerate() {
                 let fy = signed_freq(ky, ny) as f64 / ny as f64;
                 let h = f.value((fx * fx + fy * fy).sqrt());
-                let h = if power == 1.0 { h } else { h.powf(power) };
-                *v *= h as f32;
+                *v = (if power == 1.0 { h } else { h.powf(power) }) as f32;
+            }
+        });
+    let t = Arc::new(t);
+    let mut c = cache.lock().unwrap_or_else(|e| e.into_inner());
+    if c.len() > 64 {
+        c.clear();
+    }
+    c.insert(key, Arc::clone(&t));
+    t
+}
+
+/// Multiply a transposed half-spectrum (`(nx/2+1, ny)`, see [`crate::fft`]) of an `(ny, nx)`
+/// image by `H(s)^power`.
+pub fn apply_filter(spec: &mut Array2<C32>, ny: usize, nx: usize, f: &FilterParams, power: f64) {
+    if f.is_identity() || power == 0.0 {
+        return;
+    }
+    let t = filter_table(ny, nx, f, power);
+    spec.axis_iter_mut(Axis(0))
+        .into_par_iter()
+        .zip(t.axis_iter(Axis(0)).into_par_iter())
+        .for_each(|(mut row, trow)| {
+            for (v, h) in row.iter_mut().zip(trow.iter()) {
+                *v *= *h;
             }
         });
 }
@@ -224,6 +266,11 @@ pub fn cross_power(
     f: &FilterParams,
     method: Method,
 ) -> Array2<C32> {
+    let table = if f.is_identity() {
+        None
+    } else {
+        Some(filter_table(ny, nx, f, 1.0))
+    };
     let mut g = Array2::<C32>::zeros(a.dim());
     g.axis_iter_mut(Axis(0))
         .into_par_iter()
@@ -234,16 +281,20 @@ pub fn cross_power(
         )
         .enumerate()
         .for_each(|(kx, (mut grow, (arow, brow)))| {
-            let fx = kx as f64 / nx as f64;
+            let trow = table.as_ref().map(|t| t.row(kx));
             for ky in 0..ny {
                 let mut v = arow[ky] * brow[ky].conj();
                 if method == Method::Phase {
+                    // the images are zero-mean: the DC term carries only rounding noise
                     let m = v.norm();
-                    v = if m > 1e-30 { v / m } else { C32::new(0.0, 0.0) };
+                    v = if m > 1e-30 && (kx, ky) != (0, 0) {
+                        v / m
+                    } else {
+                        C32::new(0.0, 0.0)
+                    };
                 }
-                if !f.is_identity() {
-                    let fy = signed_freq(ky, ny) as f64 / ny as f64;
-                    v *= f.value((fx * fx + fy * fy).sqrt()) as f32;
+                if let Some(t) = &trow {
+                    v *= t[ky];
                 }
                 grow[ky] = v;
             }
@@ -444,18 +495,16 @@ pub struct Translation {
 
 /// Energy `Σ|x|²` of the real image behind a half-spectrum (Parseval), filtered by `H`.
 fn filtered_energy(spec: &Array2<C32>, ny: usize, nx: usize, f: &FilterParams) -> f64 {
+    let table = filter_table(ny, nx, f, 1.0);
     spec.axis_iter(Axis(0))
         .into_par_iter()
+        .zip(table.axis_iter(Axis(0)).into_par_iter())
         .enumerate()
-        .map(|(kx, row)| {
-            let fx = kx as f64 / nx as f64;
+        .map(|(kx, (row, trow))| {
             let w = fft::half_weight(kx, nx) as f64;
             row.iter()
-                .enumerate()
-                .map(|(ky, v)| {
-                    let fy = signed_freq(ky, ny) as f64 / ny as f64;
-                    w * v.norm_sqr() as f64 * f.value((fx * fx + fy * fy).sqrt())
-                })
+                .zip(trow.iter())
+                .map(|(v, h)| w * v.norm_sqr() as f64 * *h as f64)
                 .sum::<f64>()
         })
         .sum::<f64>()
