@@ -2,8 +2,7 @@
 
 use emgeom_kernels::parallel::with_threads;
 use emgeom_kernels::warp::{self, Affine, Fill, Interpolation};
-use ndarray::Array3;
-use numpy::{IntoPyArray, PyArray3, PyReadonlyArray2, PyReadonlyArray3};
+use numpy::{PyArray3, PyArrayMethods, PyReadonlyArray2, PyReadonlyArray3};
 use pyo3::prelude::*;
 
 use crate::common::run_detached;
@@ -16,7 +15,10 @@ fn to_affine(a: &PyReadonlyArray2<'_, f64>) -> PyResult<Affine> {
             v.dim()
         )));
     }
-    Ok([[v[[0, 0]], v[[0, 1]], v[[0, 2]]], [v[[1, 0]], v[[1, 1]], v[[1, 2]]]])
+    Ok([
+        [v[[0, 0]], v[[0, 1]], v[[0, 2]]],
+        [v[[1, 0]], v[[1, 1]], v[[1, 2]]],
+    ])
 }
 
 macro_rules! warp_stack_fn {
@@ -38,15 +40,22 @@ macro_rules! warp_stack_fn {
             let src = images.as_array();
             let n = src.shape()[0];
             let fill = fill.map_or(Fill::Mean, Fill::Value);
-            let out = run_detached(py, move || {
-                let interp = Interpolation::from_order(order)?;
-                let mut out = Array3::<$t>::zeros((n, output_shape.0, output_shape.1));
-                with_threads(n_threads, || {
-                    warp::warp_affine_stack(src, &a, interp, fill, out.view_mut())
-                })??;
-                Ok(out)
-            })?;
-            Ok(out.into_pyarray(py))
+            // numpy allocates the output: large numpy arrays are backed by transparent huge
+            // pages, so first-touch page faults cost far less than for a Rust `Vec` (~1 ms vs
+            // ~10 ms for 64 MB here). `zeros` is a lazily-zeroed calloc, not a memset; the
+            // kernel writes every element exactly once.
+            let out = PyArray3::<$t>::zeros(py, [n, output_shape.0, output_shape.1], false);
+            {
+                let mut rw = out.readwrite();
+                let view = rw.as_array_mut();
+                run_detached(py, move || {
+                    let interp = Interpolation::from_order(order)?;
+                    with_threads(n_threads, || {
+                        warp::warp_affine_stack(src, &a, interp, fill, view)
+                    })?
+                })?;
+            }
+            Ok(out)
         }
     };
 }
