@@ -26,7 +26,7 @@ import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
 from emgeom import conventions, resample
-from emgeom._validate import as_float, as_image, as_int, as_matrix, describe, n_threads_arg
+from emgeom._validate import as_float, as_image, as_matrix, describe
 from emgeom.conventions.anisomag import (
     CistemMag,
     MotionCorMag,
@@ -473,15 +473,9 @@ def _resample(
     image: Any, matrix: NDArray[np.float64], order: int, fill: float | None, n_threads: Any
 ) -> NDArray[Any]:
     img = as_image(image, "image")
-    order_i = as_int(order, "order")
-    if order_i not in (1, 3):
-        raise InvalidValueError(f"order: expected 1 (bilinear) or 3 (bicubic), got {order_i}")
-    fill_v = None if fill is None else as_float(fill, "fill")
-    c = image_center(img.shape)
-    affine = resample.affine_about_center(matrix, c)
-    return resample.warp_affine(
-        img, affine, order=order_i, fill=fill_v, n_threads=n_threads_arg(n_threads)
-    )
+    affine = resample.affine_about_center(matrix, image_center(img.shape))
+    # order, fill and n_threads are validated by warp_affine
+    return resample.warp_affine(img, affine, order=order, fill=fill, n_threads=n_threads)
 
 
 def correct(
