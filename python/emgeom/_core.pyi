@@ -121,3 +121,35 @@ def crossmag_evaluate(
 ) -> tuple[
     list[tuple[NDArray[np.float64], tuple[float, float, int], float]], NDArray[np.float32] | None
 ]: ...
+
+# --- logpolar ---
+def log_polar_f32(
+    image: NDArray[np.float32],
+    center: tuple[float, float],
+    output_shape: tuple[int, int],
+    r_min: float,
+    r_max: float,
+    order: int,
+    n_threads: int | None = None,
+) -> NDArray[np.float32]: ...
+def log_polar_half_spectrum_f32(
+    magnitude: NDArray[np.float32],
+    nx: int,
+    output_shape: tuple[int, int],
+    r_min: float,
+    r_max: float,
+    order: int,
+    emphasis: bool = False,
+    n_threads: int | None = None,
+) -> NDArray[np.float32]: ...
+def fm_log_polar_f32(
+    image: NDArray[np.float32],
+    output_shape: tuple[int, int],
+    r_min: float,
+    r_max: float,
+    order: int,
+    taper_fraction: float,
+    magnitude: str,
+    emphasis: bool,
+    n_threads: int | None = None,
+) -> NDArray[np.float32]: ...

@@ -12,6 +12,7 @@ use pyo3::prelude::*;
 
 mod common;
 mod crossmag;
+mod logpolar;
 mod resample;
 mod tilt;
 
@@ -22,5 +23,6 @@ fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     resample::register(m)?;
     tilt::register(m)?;
     crossmag::register(m)?;
+    logpolar::register(m)?;
     Ok(())
 }

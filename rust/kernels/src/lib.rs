@@ -17,5 +17,6 @@ pub mod fft;
 pub mod rescale;
 pub mod xcorr;
 pub mod crossmag;
+pub mod logpolar;
 
 pub use error::KernelError;
