@@ -117,6 +117,7 @@ def crossmag_evaluate(
     min_sep: float,
     want_map: bool,
     score_affines: NDArray[np.float64],
+    refine_ccc: bool = False,
     n_threads: int | None = None,
 ) -> tuple[
     list[tuple[NDArray[np.float64], tuple[float, float, int], float]], NDArray[np.float32] | None
@@ -153,3 +154,45 @@ def fm_log_polar_f32(
     emphasis: bool,
     n_threads: int | None = None,
 ) -> NDArray[np.float32]: ...
+def dog_filter_f32(
+    image: NDArray[np.float32],
+    sigma_fine: float,
+    sigma_coarse: float,
+    n_threads: int | None = None,
+) -> NDArray[np.float32]: ...
+
+# --- hand ---
+def ctf_tile_profiles(
+    image: NDArray[np.float32],
+    tile: int,
+    step: int,
+    n_bins: int,
+    astig: float = 0.0,
+    astig_angle_rad: float = 0.0,
+    n_threads: int | None = None,
+) -> tuple[NDArray[np.float32], NDArray[np.float64], NDArray[np.uint32]]: ...
+def ctf_fit_defocus_1d(
+    profiles: NDArray[np.float32],
+    s_per_bin: float,
+    wavelength_a: float,
+    cs_a: float,
+    amplitude_contrast: float,
+    searches: NDArray[np.float64],
+    df_step: float,
+    n_threads: int | None = None,
+) -> tuple[NDArray[np.float64], NDArray[np.float64]]: ...
+def ctf_score_curves(
+    profiles: NDArray[np.float32],
+    s_per_bin: float,
+    wavelength_a: float,
+    cs_a: float,
+    amplitude_contrast: float,
+    searches: NDArray[np.float64],
+    df_start: NDArray[np.float64],
+    df_step: float,
+    n_steps: int,
+    n_threads: int | None = None,
+) -> NDArray[np.float64]: ...
+def ctf_flatten_profile(
+    profile: NDArray[np.float32], s_per_bin: float, wavelength_a: float, df_ref: float
+) -> NDArray[np.float64]: ...

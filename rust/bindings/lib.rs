@@ -12,6 +12,7 @@ use pyo3::prelude::*;
 
 mod common;
 mod crossmag;
+mod hand;
 mod logpolar;
 mod resample;
 mod tilt;
@@ -23,6 +24,7 @@ fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     resample::register(m)?;
     tilt::register(m)?;
     crossmag::register(m)?;
+    hand::register(m)?;
     logpolar::register(m)?;
     Ok(())
 }

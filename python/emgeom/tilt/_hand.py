@@ -642,6 +642,277 @@ def _slopes_from_ctffind5(
     return slope, err, notes
 
 
+# ------------------------------------------------------------------------- from images
+def _load_images(images: Any) -> Any:
+    if isinstance(images, str | os.PathLike):
+        from emgeom.io.mrc import read_mrc
+
+        return read_mrc(images).data
+    return images
+
+
+def _bin_image(img: NDArray[Any], b: int) -> NDArray[np.float32]:
+    if b == 1:
+        return np.ascontiguousarray(img, dtype=np.float32)
+    ny, nx = (img.shape[0] // b) * b, (img.shape[1] // b) * b
+    v = np.asarray(img[:ny, :nx], dtype=np.float32)
+    return np.ascontiguousarray(v.reshape(ny // b, b, nx // b, b).mean(axis=(1, 3)))
+
+
+def _slopes_from_images(
+    geometry: TiltGeometry,
+    images: Any,
+    *,
+    pixel_size_a: float | None,
+    voltage_kv: float,
+    cs_mm: float,
+    amplitude_contrast: float,
+    binning: int | None,
+    tile_size: int,
+    defocus_search_a: tuple[float, float] | None,
+    progress: Callable[[int, int], None] | None,
+    n_threads: int | None,
+) -> tuple[NDArray[np.float64], NDArray[np.float64], dict[str, Any]]:
+    """Per-tilt slope from the images: tile spectra (Rust) → strips parallel to the axis →
+    1-D CTF fit per strip (Rust) → weighted robust line fit of defocus vs distance across the
+    axis.
+    """
+    from emgeom import _core
+    from emgeom._validate import n_threads_arg
+    from emgeom.reference.ctf import electron_wavelength_a
+
+    nthr = n_threads_arg(n_threads)
+    stack = _load_images(images)
+    if isinstance(stack, np.ndarray):
+        arr = stack
+    else:
+        try:
+            arr = np.asarray(stack)
+        except (TypeError, ValueError) as exc:
+            raise InvalidTypeError(
+                f"images: expected a (T, ny, nx) array or an MRC path, got {describe(images)}"
+            ) from exc
+    if arr.ndim != 3:
+        raise ShapeError(f"images: expected a (T, ny, nx) stack, got shape {arr.shape}")
+    if arr.dtype.kind not in "fiu":
+        raise InvalidTypeError(f"images: expected real numbers, got dtype {arr.dtype}")
+    if arr.shape[0] != geometry.n_tilts:
+        raise ShapeError(
+            f"images: {arr.shape[0]} images for {geometry.n_tilts} tilts in the geometry "
+            "(one image per tilt, in the geometry's order)"
+        )
+    px_in = pixel_size_a if pixel_size_a is not None else geometry.pixel_size_a
+    if px_in is None:
+        raise InvalidValueError("pixel_size_a: required for images= (the geometry has none)")
+    px = as_float(px_in, "pixel_size_a", positive=True)
+    lam = electron_wavelength_a(as_float(voltage_kv, "voltage_kv", positive=True))
+    cs_a = as_float(cs_mm, "cs_mm", nonnegative=True) * 1e7
+    amp = as_float(amplitude_contrast, "amplitude_contrast", nonnegative=True, high=0.99)
+    b = max(1, round(3.0 / px)) if binning is None else as_int(binning, "binning", low=1)
+    tile = as_int(tile_size, "tile_size", low=32)
+    if tile % 2:
+        raise InvalidValueError(f"tile_size: expected an even number, got {tile}")
+    pxb = px * b
+    ny_b, nx_b = arr.shape[1] // b, arr.shape[2] // b
+    if min(ny_b, nx_b) < 4 * tile:
+        # at least ~7 tiles across the image (tiles overlap by half)
+        tile = max(32, min(tile, 1 << int(math.log2(max(min(ny_b, nx_b) // 4, 1)))))
+        if min(ny_b, nx_b) < tile:
+            raise ShapeError(
+                f"images: {arr.shape[1:]} binned by {b} is too small for CTF tiles (>= 32 px)"
+            )
+    step = tile // 2
+    n_bins = tile // 2
+    s_nyq = 0.25 / pxb**2
+    s_per_bin = s_nyq / n_bins
+    d0 = np.asarray(geometry.defocus_a, dtype=np.float64)
+    if defocus_search_a is not None:
+        lo_d, hi_d = (float(v) for v in defocus_search_a)
+        if not (0 < lo_d < hi_d):
+            raise InvalidValueError(
+                f"defocus_search_a: expected 0 < min < max (Å), got {defocus_search_a!r}"
+            )
+        ranges = np.tile([lo_d, hi_d], (geometry.n_tilts, 1))
+    elif np.all(d0 > 0):
+        ranges = np.stack([0.6 * d0, 1.4 * d0], axis=1)
+    else:
+        ranges = np.tile([5000.0, 60000.0], (geometry.n_tilts, 1))
+    # astigmatism held per tilt from the geometry (relative a = (U - V) / (2·mean))
+    if geometry.defocus_u_a is not None and geometry.defocus_v_a is not None:
+        astig = (geometry.defocus_u_a - geometry.defocus_v_a) / (
+            2 * np.maximum(geometry.defocus_a, 1.0)
+        )
+        ang = np.radians(
+            geometry.astigmatism_deg
+            if geometry.astigmatism_deg is not None
+            else np.zeros(geometry.n_tilts)
+        )
+    else:
+        astig = np.zeros(geometry.n_tilts)
+        ang = np.zeros(geometry.n_tilts)
+    astig = np.clip(astig, -0.45, 0.45)
+    dirs = _directions(geometry)
+    strip_prof: list[NDArray[Any]] = []
+    strip_u: list[float] = []
+    strip_xy: list[NDArray[Any]] = []
+    strip_tilt: list[int] = []
+    strip_n: list[int] = []
+    whole_prof: list[NDArray[Any]] = []
+    whole_search: list[list[float]] = []
+    whole_tilt: list[int] = []
+    tilt_shi: dict[int, float] = {}
+    for t in range(geometry.n_tilts):
+        img = arr[t]
+        if not np.all(np.isfinite(img)):
+            raise InvalidValueError(
+                f"images: image {t} contains NaN/inf values (mask or repair it first)"
+            )
+        if float(np.std(img)) == 0.0:
+            if progress is not None:
+                progress(t + 1, geometry.n_tilts)
+            continue
+        ib = _bin_image(img, b)
+        prof, cen, _counts = _core.ctf_tile_profiles(
+            ib, tile, step, n_bins, float(astig[t]), float(ang[t]), n_threads=nthr
+        )
+        cen_a = cen * pxb
+        u = cen_a @ dirs[t]
+        key = np.round(u / (step * pxb)).astype(np.int64)
+        dref = float(np.mean(ranges[t]))
+        tan = abs(math.tan(math.radians(float(geometry.tilt_deg[t]))))
+        # defocus spread inside one tile blurs the rings: stop the fit where the phase error
+        # across a tile reaches ~pi/2 (s <= 1/(2·λ·tile·px·tanθ)); the whole-image average
+        # (stage 1) is blurred by the spread over the whole image
+        s_hi = 0.9 * s_nyq
+        s_hi_whole = s_hi
+        if tan > 0:
+            s_hi = min(s_hi, 1.0 / (2 * lam * tile * pxb * tan))
+            s_hi_whole = min(s_hi_whole, 1.0 / (lam * float(np.ptp(u) + tile * pxb) * tan))
+        s_lo = max(1.0 / 40.0**2, 1.0 / (lam * dref))
+        tilt_shi[t] = max(s_hi, s_lo * 1.5)
+        whole_prof.append(prof.mean(axis=0))
+        whole_search.append(
+            [s_lo, max(s_hi_whole, s_lo * 1.5), float(ranges[t, 0]), float(ranges[t, 1]), dref]
+        )
+        whole_tilt.append(t)
+        for k in np.unique(key):
+            sel = key == k
+            strip_prof.append(prof[sel].mean(axis=0))
+            strip_xy.append(cen_a[sel].mean(axis=0))
+            strip_u.append(float(u[sel].mean()))
+            strip_tilt.append(t)
+            strip_n.append(int(np.count_nonzero(sel)))
+        if progress is not None:
+            progress(t + 1, geometry.n_tilts)
+    details: dict[str, Any] = {
+        "binning": b,
+        "tile_size": tile,
+        "binned_pixel_a": pxb,
+        "n_strips": len(strip_prof),
+    }
+    nan = np.full(geometry.n_tilts, np.nan)
+    if not strip_prof:
+        return nan, nan.copy(), details
+
+    def fit(profs: list[NDArray[Any]], srch: list[list[float]]) -> tuple[Any, Any]:
+        d, sc = _core.ctf_fit_defocus_1d(
+            np.ascontiguousarray(np.array(profs, dtype=np.float32)),
+            s_per_bin,
+            lam,
+            cs_a,
+            amp,
+            np.ascontiguousarray(np.array(srch, dtype=np.float64)),
+            25.0,
+            n_threads=nthr,
+        )
+        return np.asarray(d), np.asarray(sc)
+
+    # stage 1: the defocus of each tilt from the average of all its tiles (high SNR);
+    # stage 2: each strip searched only within what either hand allows around it
+    # (|u|·tanθ + margin, symmetric in the hand), which removes ring-jump outliers
+    d_whole, s_whole = fit(whole_prof, whole_search)
+    centre = {}
+    for t, d, sc, ws in zip(whole_tilt, d_whole, s_whole, whole_search, strict=True):
+        centre[t] = float(d) if (np.isfinite(d) and sc > 0.05) else ws[4]
+    details["tilt_defocus_a"] = {int(t): centre[t] for t in whole_tilt}
+    # stage 2: a joint fit per tilt of (centre defocus, slope across the axis) maximising the
+    # summed CTF correlation of all strips at defocus c + m·u_strip (the approach of CTFFIND5's
+    # and Warp's tilt fits), with a jackknife over strips for the slope's standard error
+    st_arr = np.array(strip_tilt)
+    u_arr = np.array(strip_u)
+    n_arr = np.array(strip_n, dtype=np.float64)
+    prof_arr = np.ascontiguousarray(np.array(strip_prof, dtype=np.float32))
+    dstep = 25.0
+    starts = np.zeros(len(strip_prof))
+    srch = np.zeros((len(strip_prof), 5))
+    plan: dict[int, tuple[float, float, float, int]] = {}
+    n_steps = 1
+    for t in whole_tilt:
+        tan = abs(math.tan(math.radians(float(geometry.tilt_deg[t]))))
+        m_max = 1.6 * tan + 0.4
+        sel = st_arr == t
+        umax = float(np.max(np.abs(u_arr[sel]))) if np.any(sel) else 0.0
+        half_c = 600.0 + 0.05 * centre[t]
+        w = half_c + m_max * umax + 2 * dstep
+        plan[t] = (m_max, half_c, centre[t] - w, int(2 * w / dstep) + 2)
+        n_steps = max(n_steps, plan[t][3])
+        starts[sel] = centre[t] - w
+        srch[sel] = [whole_search[whole_tilt.index(t)][0], tilt_shi[t], 1.0, 2.0, centre[t]]
+    curves = np.asarray(
+        _core.ctf_score_curves(
+            prof_arr,
+            s_per_bin,
+            lam,
+            cs_a,
+            amp,
+            np.ascontiguousarray(srch),
+            np.ascontiguousarray(starts),
+            dstep,
+            n_steps,
+            n_threads=nthr,
+        )
+    )
+    slope = np.full(geometry.n_tilts, np.nan)
+    err = np.full(geometry.n_tilts, np.nan)
+    best_score = np.full(geometry.n_tilts, np.nan)
+    n_m = 81
+    for t in whole_tilt:
+        sel = np.flatnonzero(st_arr == t)
+        if sel.size < 3:
+            continue
+        m_max, half_c, start, _ = plan[t]
+        ms = np.linspace(-m_max, m_max, n_m)
+        cs = np.arange(centre[t] - half_c, centre[t] + half_c + dstep / 2, dstep)
+        # contribution of each strip at (c, m): its curve at c + m·u, weighted by its tiles
+        dfq = cs[None, :, None] + ms[None, None, :] * u_arr[sel, None, None]
+        pos = (dfq - start) / dstep
+        i0 = np.clip(np.floor(pos).astype(np.int64), 0, n_steps - 2)
+        fr = np.clip(pos - i0, 0.0, 1.0)
+        cv = curves[sel]
+        rows = np.arange(sel.size)[:, None, None]
+        contrib = (cv[rows, i0] * (1 - fr) + cv[rows, i0 + 1] * fr) * n_arr[sel, None, None]
+        total = contrib.sum(axis=0)
+        k = int(np.argmax(total))
+        ic, im = np.unravel_index(k, total.shape)
+        slope[t] = ms[im]
+        best_score[t] = float(total[ic, im] / n_arr[sel].sum())
+        # jackknife over strips
+        loo = []
+        for j in range(sel.size):
+            tj = total - contrib[j]
+            loo.append(ms[np.unravel_index(int(np.argmax(tj)), tj.shape)[1]])
+        loo_a = np.array(loo)
+        jk = math.sqrt((sel.size - 1) / sel.size * float(np.sum((loo_a - loo_a.mean()) ** 2)))
+        # grid resolution floor; a slope at the edge of the search range is unreliable
+        err[t] = max(jk, (ms[1] - ms[0]) / 2)
+        if im in (0, n_m - 1) or best_score[t] <= 0.02:
+            slope[t] = err[t] = np.nan
+    details["tilt_fit_score"] = best_score.tolist()
+    details["strip_tilt"] = strip_tilt
+    details["strip_u_a"] = strip_u
+    return slope, err, details
+
+
 # ---------------------------------------------------------------------------- check_hand
 def check_hand(
     geometry: TiltGeometry,
@@ -748,9 +1019,7 @@ def check_hand(
         notes += n5
         source = "ctffind5"
     else:
-        from emgeom.tilt._images import slopes_from_images
-
-        slope, err, det = slopes_from_images(
+        slope, err, det = _slopes_from_images(
             geometry,
             images,
             pixel_size_a=pixel_size_a,

@@ -17,6 +17,7 @@ pub mod fft;
 pub mod rescale;
 pub mod xcorr;
 pub mod crossmag;
+pub mod ctf;
 pub mod logpolar;
 
 pub use error::KernelError;
