@@ -16,10 +16,13 @@
 //! result is bit-identical on every CPU and with or without the AVX2 code path.
 //!
 //! Speed: the work is ~4 flops per output value, so the kernel is bound by writing the output
-//! (164 MB for 10⁶ × 41 float32). Rows are computed in a small block that stays in L1 and are
-//! then copied to the output; on x86-64 with AVX2 (detected at run time, no `target-cpu`
-//! flags needed) the copy uses non-temporal (streaming) stores for large outputs, which avoids
-//! reading the destination cache lines before overwriting them.
+//! (164 MB for 10⁶ × 41 float32). On x86-64 with AVX2 (detected at run time, no `target-cpu`
+//! flags needed) and outputs ≥ 8 MB, float32 with ≥ 8 tilts is computed one aligned 8-lane
+//! vector of the *flat* output at a time (a vector spans at most two particles: per-phase lane
+//! tables of the coefficients plus a blend of the two particles' coordinates) and written with
+//! non-temporal stores, which skip reading the destination lines; other large cases compute
+//! rows into an L1 block and stream-copy it. Small outputs use ordinary stores (they may stay
+//! in cache for the caller).
 
 use crate::KernelError;
 use rayon::prelude::*;
@@ -176,7 +179,7 @@ mod x86 {
 
     /// Copy `src` to `dst` with 32-byte non-temporal stores for the aligned body.
     #[target_feature(enable = "avx2")]
-    unsafe fn stream_copy<T: Copy>(src: &[T], dst: &mut [T]) {
+    pub(super) unsafe fn stream_copy<T: Copy>(src: &[T], dst: &mut [T]) {
         debug_assert_eq!(src.len(), dst.len());
         let bytes = std::mem::size_of_val(src);
         let d = dst.as_mut_ptr() as *mut u8;
@@ -203,7 +206,7 @@ mod x86 {
     /// `stage` needs 8 elements of slack after `rows·nt`. Same operation order as the scalar
     /// path (`((b + cx·x) + cy·y) + cz·z`, no FMA): bit-identical results.
     #[target_feature(enable = "avx2")]
-    unsafe fn rows_f32_avx2(s: &Soa<f32>, pos: &[f64], stage: &mut [f32], nt: usize) {
+    pub(super) unsafe fn rows_f32_avx2(s: &Soa<f32>, pos: &[f64], stage: &mut [f32], nt: usize) {
         let nv = nt.div_ceil(8);
         let rows = pos.len() / 3;
         debug_assert!(stage.len() >= rows * nt + 8);
@@ -225,6 +228,133 @@ mod x86 {
                 _mm256_storeu_ps(d.add(o), acc);
             }
         }
+    }
+
+    /// Per-phase lane tables for the direct streaming path: for a vector whose first lane is
+    /// tilt `t0`, lane `l` holds tilt `(t0 + l) mod nt`, and belongs to the next particle when
+    /// `t0 + l >= nt` (mask lane all-ones). Needs `nt >= 8` (a vector spans at most 2 rows).
+    pub struct PhaseTables {
+        cx: Vec<[f32; 8]>,
+        cy: Vec<[f32; 8]>,
+        cz: Vec<[f32; 8]>,
+        b: Vec<[f32; 8]>,
+        m: Vec<[u32; 8]>,
+    }
+
+    pub fn phase_tables(s: &Soa<f32>, nt: usize) -> PhaseTables {
+        let mut t = PhaseTables {
+            cx: vec![],
+            cy: vec![],
+            cz: vec![],
+            b: vec![],
+            m: vec![],
+        };
+        for t0 in 0..nt {
+            let mut cx = [0f32; 8];
+            let (mut cy, mut cz, mut b, mut m) = ([0f32; 8], [0f32; 8], [0f32; 8], [0u32; 8]);
+            for l in 0..8 {
+                let k = t0 + l;
+                let (tt, next) = if k >= nt { (k - nt, true) } else { (k, false) };
+                cx[l] = s.cx[tt];
+                cy[l] = s.cy[tt];
+                cz[l] = s.cz[tt];
+                b[l] = s.b[tt];
+                m[l] = if next { u32::MAX } else { 0 };
+            }
+            t.cx.push(cx);
+            t.cy.push(cy);
+            t.cz.push(cz);
+            t.b.push(b);
+            t.m.push(m);
+        }
+        t
+    }
+
+    /// Direct path: every aligned 8-lane vector of the output is computed in registers and
+    /// written with a non-temporal store (no staging copy); the unaligned head and the tail
+    /// use the scalar formula (same operation order, same bits).
+    #[target_feature(enable = "avx2")]
+    pub unsafe fn block_direct_f32(
+        s: &Soa<f32>,
+        tab: &PhaseTables,
+        pos: &[f64],
+        out: &mut [f32],
+        nt: usize,
+    ) {
+        let len = out.len();
+        let rows = pos.len() / 3;
+        let d = out.as_mut_ptr();
+        let scalar = |e: usize| -> f32 {
+            let (r, t) = (e / nt, e % nt);
+            let (x, y, z) = (
+                pos[3 * r] as f32,
+                pos[3 * r + 1] as f32,
+                pos[3 * r + 2] as f32,
+            );
+            s.b[t] + s.cx[t] * x + s.cy[t] * y + s.cz[t] * z
+        };
+        let mis = ((d as usize) & 31) / 4;
+        let head = if mis == 0 { 0 } else { (8 - mis).min(len) };
+        for e in 0..head {
+            *d.add(e) = scalar(e);
+        }
+        let mut e = head;
+        if e + 8 <= len {
+            let mut r = e / nt;
+            let mut t0 = e % nt;
+            let load = |r: usize| -> (__m256, __m256, __m256) {
+                if r < rows {
+                    (
+                        _mm256_set1_ps(*pos.get_unchecked(3 * r) as f32),
+                        _mm256_set1_ps(*pos.get_unchecked(3 * r + 1) as f32),
+                        _mm256_set1_ps(*pos.get_unchecked(3 * r + 2) as f32),
+                    )
+                } else {
+                    (
+                        _mm256_setzero_ps(),
+                        _mm256_setzero_ps(),
+                        _mm256_setzero_ps(),
+                    )
+                }
+            };
+            let (mut x0, mut y0, mut z0) = load(r);
+            let (mut x1, mut y1, mut z1) = load(r + 1);
+            while e + 8 <= len {
+                let m = _mm256_castsi256_ps(_mm256_loadu_si256(
+                    tab.m.as_ptr().add(t0) as *const __m256i
+                ));
+                let x = _mm256_blendv_ps(x0, x1, m);
+                let y = _mm256_blendv_ps(y0, y1, m);
+                let z = _mm256_blendv_ps(z0, z1, m);
+                let mut acc = _mm256_add_ps(
+                    _mm256_loadu_ps(tab.b.as_ptr().add(t0) as *const f32),
+                    _mm256_mul_ps(_mm256_loadu_ps(tab.cx.as_ptr().add(t0) as *const f32), x),
+                );
+                acc = _mm256_add_ps(
+                    acc,
+                    _mm256_mul_ps(_mm256_loadu_ps(tab.cy.as_ptr().add(t0) as *const f32), y),
+                );
+                acc = _mm256_add_ps(
+                    acc,
+                    _mm256_mul_ps(_mm256_loadu_ps(tab.cz.as_ptr().add(t0) as *const f32), z),
+                );
+                _mm256_stream_ps(d.add(e), acc);
+                e += 8;
+                t0 += 8;
+                if t0 >= nt {
+                    t0 -= nt;
+                    r += 1;
+                    x0 = x1;
+                    y0 = y1;
+                    z0 = z1;
+                    (x1, y1, z1) = load(r + 1);
+                }
+            }
+        }
+        for k in e..len {
+            *d.add(k) = scalar(k);
+        }
+        _mm_sfence();
     }
 
     /// Streaming path: compute a few rows into an L1 block, then stream them out.
@@ -282,6 +412,14 @@ pub fn particle_defocus<T: Kernel>(
     let avx2 = std::is_x86_feature_detected!("avx2");
     #[cfg(not(target_arch = "x86_64"))]
     let avx2 = false;
+    // f32, >= 8 tilts, large output: per-phase lane tables for the direct streaming path
+    #[cfg(target_arch = "x86_64")]
+    let tables = if avx2 && stream && n_tilts >= 8 {
+        let mut dummy: [T; 0] = [];
+        T::f32_parts(&s, &mut dummy).map(|(sf, _)| x86::phase_tables(sf, n_tilts))
+    } else {
+        None
+    };
     pos_chunks(positions, out, n_tilts)
         .into_par_iter()
         .for_each(|(p, o)| {
@@ -290,6 +428,12 @@ pub fn particle_defocus<T: Kernel>(
                 if avx2 {
                     // SAFETY: AVX2 presence was checked at run time just above.
                     unsafe {
+                        if let Some(tab) = &tables {
+                            if let Some((sf, of)) = T::f32_parts(&s, o) {
+                                x86::block_direct_f32(sf, tab, p, of, n_tilts);
+                                return;
+                            }
+                        }
                         if stream {
                             x86::block_stream_avx2(&s, p, o, n_tilts)
                         } else {
@@ -434,8 +578,13 @@ mod tests {
     /// same bits: compare the first rows of a large run with a small run of the same rows.
     #[test]
     fn streaming_and_plain_paths_are_bit_identical() {
-        let nt = 37;
-        let n_big = 70_000; // 10.4 MB of f32: streaming path
+        for nt in [37usize, 5] {
+            bit_identical(nt);
+        }
+    }
+
+    fn bit_identical(nt: usize) {
+        let n_big = 9_000_000 / (4 * nt) + 100; // > 8 MB of f32: streaming paths
         let pos: Vec<f64> = (0..3 * n_big)
             .map(|i| ((i * 7919) % 10007) as f64 - 5003.5)
             .collect();
@@ -467,6 +616,63 @@ mod tests {
                 assert_eq!(small[i * nt + t], want);
             }
         }
+    }
+
+    /// Timing breakdown (run with `cargo test --release -p emgeom-kernels timing -- --ignored
+    /// --nocapture`): full kernel vs compute-only vs streaming-copy-only, one thread.
+    #[test]
+    #[ignore]
+    fn timing_breakdown() {
+        let (n, nt) = (1_000_000usize, 41usize);
+        let pos: Vec<f64> = (0..3 * n).map(|i| (i % 9973) as f64 - 4986.0).collect();
+        let coeffs: Vec<f64> = (0..4 * nt).map(|i| (i % 7) as f64 * 0.1 + 0.05).collect();
+        let mut out = vec![0.0f32; n * nt];
+        let s = soa::<f32>(&coeffs);
+        let time = |f: &mut dyn FnMut()| {
+            let mut best = f64::MAX;
+            for _ in 0..10 {
+                let t0 = std::time::Instant::now();
+                f();
+                best = best.min(t0.elapsed().as_secs_f64() * 1e3);
+            }
+            best
+        };
+        let one = crate::parallel::with_threads(Some(1), || {
+            time(&mut || particle_defocus(&pos, &coeffs, nt, &mut out).unwrap())
+        })
+        .unwrap();
+        let rows = STAGE_ELEMS / nt;
+        let mut stage = vec![0.0f32; rows * nt + 8];
+        let compute = time(&mut || {
+            for p in pos.chunks(3 * rows) {
+                unsafe { x86::rows_f32_avx2(&s, p, &mut stage, nt) };
+            }
+        });
+        let copy = time(&mut || {
+            for o in out.chunks_mut(rows * nt) {
+                let l = o.len();
+                unsafe { x86::stream_copy(&stage[..l], o) };
+            }
+        });
+        let fill = time(&mut || out.iter_mut().for_each(|v| *v = 1.0));
+        let memcpy = time(&mut || {
+            for o in out.chunks_mut(rows * nt) {
+                let l = o.len();
+                o.copy_from_slice(&stage[..l]);
+            }
+        });
+        let repmovsb = time(&mut || {
+            for o in out.chunks_mut(rows * nt) {
+                let l = o.len();
+                unsafe {
+                    std::arch::asm!("rep movsb", inout("rcx") l * 4 => _, inout("rsi") stage.as_ptr() => _, inout("rdi") o.as_mut_ptr() => _, options(nostack, preserves_flags));
+                }
+            }
+        });
+        let tab = x86::phase_tables(&s, nt);
+        let direct = time(&mut || unsafe { x86::block_direct_f32(&s, &tab, &pos, &mut out, nt) });
+        println!("direct-NT {direct:.2}");
+        println!("full 1thr {one:.2} ms, compute-only {compute:.2}, stream-copy-only {copy:.2}, plain fill {fill:.2}, memcpy {memcpy:.2}, rep movsb {repmovsb:.2}");
     }
 
     #[test]
