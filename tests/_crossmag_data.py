@@ -18,7 +18,9 @@ def master(kind: str = "edge", seed: int = 1) -> syn.Specimen:
 @lru_cache(maxsize=8)
 def view(kind: str = "edge", seed: int = 1, noise: float = 0.3, vseed: int = 2) -> syn.Acquisition:
     """A 20 Å/px View (818², the whole master) of :func:`master`."""
-    return syn.acquire(master(kind, seed), pixel_a=20.0, shape=(818, 818), noise_sigma=noise, seed=vseed)
+    return syn.acquire(
+        master(kind, seed), pixel_a=20.0, shape=(818, 818), noise_sigma=noise, seed=vseed
+    )
 
 
 def preview(
@@ -36,8 +38,13 @@ def preview(
     m = master(kind, seed)
     c = np.array([2047.5, 2047.5]) + rng.uniform(-spread_px, spread_px, 2)
     return syn.acquire(
-        m, pixel_a=pixel_a, shape=shape, center=c, rotation_deg=rotation_deg,
-        noise_sigma=noise, seed=int(rng.integers(1 << 30)),
+        m,
+        pixel_a=pixel_a,
+        shape=shape,
+        center=c,
+        rotation_deg=rotation_deg,
+        noise_sigma=noise,
+        seed=int(rng.integers(1 << 30)),
     )
 
 

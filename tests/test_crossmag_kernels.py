@@ -19,7 +19,9 @@ def smooth(shape, seed, cell=6):
 
 
 @pytest.mark.parametrize("method", ["xcorr", "phase"])
-@pytest.mark.parametrize("filt", [crossmag.DEFAULT_FILTER, None, (-0.05, 0.0, 0.0, 0.0), (0.0, -0.1, 0.1, 0.2)])
+@pytest.mark.parametrize(
+    "filt", [crossmag.DEFAULT_FILTER, None, (-0.05, 0.0, 0.0, 0.0), (0.0, -0.1, 0.1, 0.2)]
+)
 def test_correlation_map_equals_reference(method, filt):
     rng = np.random.default_rng(3)
     a = rng.standard_normal((60, 70)).astype(np.float32)
@@ -36,7 +38,9 @@ def test_imod_filter_reference_values():
     h = ref.imod_filter(s, 0.03, 0.05, 0.0, 0.25)
     assert h[0] == 0.0
     np.testing.assert_allclose(h[2], 1 - np.exp(-(0.25**2) / (2 * 0.03**2)))
-    np.testing.assert_allclose(h[3], np.exp(-(0.05**2) / (2 * 0.05**2)) * (1 - np.exp(-(0.09) / 0.0018)))
+    np.testing.assert_allclose(
+        h[3], np.exp(-(0.05**2) / (2 * 0.05**2)) * (1 - np.exp(-(0.09) / 0.0018))
+    )
 
 
 def test_top_k_peaks_sorted_separated_and_subpixel():
@@ -77,7 +81,9 @@ def test_subpixel_translation_and_peer_sign_conventions():
     (cx, cy), _ = cv2.phaseCorrelate(moving.astype(np.float32), reference.astype(np.float32), win)
     assert (cx, cy) == pytest.approx(tuple(d), abs=0.3)
     skr = pytest.importorskip("skimage.registration")
-    sh, _, _ = skr.phase_cross_correlation(reference, moving, upsample_factor=20, normalization=None)
+    sh, _, _ = skr.phase_cross_correlation(
+        reference, moving, upsample_factor=20, normalization=None
+    )
     assert (sh[1], sh[0]) == pytest.approx(tuple(d), abs=0.3)
 
 
@@ -87,12 +93,27 @@ def test_crossmag_point_kernel_equals_reference():
     moving = rng.standard_normal((30, 34)).astype(np.float32)
     a = np.array([[0.9, -0.1, 3.0], [0.1, 0.9, 2.0]])
     pad = (120, 128)
-    prep = _core.crossmag_prepare(reference, (-5, -3), (85, 95), pad, 4.0, crossmag.DEFAULT_FILTER, "xcorr", None)
+    prep = _core.crossmag_prepare(
+        reference, (-5, -3), (85, 95), pad, 4.0, crossmag.DEFAULT_FILTER, "xcorr", None
+    )
     assert prep.pad == pad and prep.region == (85, 95)
     out, cmap = _core.crossmag_evaluate(
-        prep, moving, a[None], (17, 19), 3.0, (0, 95, 0, 85, 0.0, 0.0, -1.0), 5, 4.0, True, a[None], None
+        prep,
+        moving,
+        a[None],
+        (17, 19),
+        3.0,
+        (0, 95, 0, 85, 0.0, 0.0, -1.0),
+        5,
+        4.0,
+        True,
+        a[None],
+        False,
+        None,
     )
-    expect = ref.crossmag_point(reference, (-5, -3), (85, 95), pad, 4.0, crossmag.DEFAULT_FILTER, moving, a, (17, 19), 3.0)
+    expect = ref.crossmag_point(
+        reference, (-5, -3), (85, 95), pad, 4.0, crossmag.DEFAULT_FILTER, moving, a, (17, 19), 3.0
+    )
     np.testing.assert_allclose(cmap, expect, atol=1e-5 * np.abs(expect).max())
     peaks = out[0][0]
     iy, ix = np.unravel_index(np.argmax(expect), expect.shape)
@@ -105,5 +126,7 @@ def test_correlate_is_deterministic_and_thread_count_independent():
     b = np.roll(a, 3, axis=1)
     r1 = crossmag.correlate(a, b, n_threads=1, return_map=True)
     r2 = crossmag.correlate(a, b, n_threads=2, return_map=True)
-    np.testing.assert_allclose(r1.correlation_map, r2.correlation_map, atol=1e-5 * np.abs(r1.correlation_map).max())
+    np.testing.assert_allclose(
+        r1.correlation_map, r2.correlation_map, atol=1e-5 * np.abs(r1.correlation_map).max()
+    )
     assert r1.shift == pytest.approx(r2.shift)

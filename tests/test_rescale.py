@@ -48,8 +48,9 @@ def test_factor_12_shape_and_binning_identity():
     out = rescale(img, 1 / 12.01, "area")
     assert out.shape == (341, 341)
     exact = rescale(img[:4092, :4092], 1 / 12, "area")
-    np.testing.assert_allclose(exact, img[:4092, :4092].reshape(341, 12, 341, 12).mean((1, 3)),
-                               atol=1e-5)
+    np.testing.assert_allclose(
+        exact, img[:4092, :4092].reshape(341, 12, 341, 12).mean((1, 3)), atol=1e-5
+    )
 
 
 @pytest.mark.parametrize("method", ["area", "lanczos3", "fourier", "bicubic", "bilinear"])

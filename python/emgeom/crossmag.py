@@ -46,6 +46,7 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
+from functools import lru_cache
 from typing import Any
 
 import numpy as np
@@ -72,10 +73,12 @@ DEFAULT_FILTER = (0.03, 0.05, 0.0, 0.25)
 
 #: Peak score = CCC · overlap^(1/6) (SerialEM ``ShiftManager.cpp : AutoAlign``).
 _OVERLAP_POWER = 1.0 / 6.0
-#: Decision thresholds of ``found`` (calibrated on the noise sweep of tests/test_crossmag_sweep.py).
-_MIN_RATIO = 1.15
-_MIN_Z = 6.0
-_MIN_CCC = 0.05
+#: Decision thresholds of ``found`` (calibrated on the noise sweep of
+#: tests/test_crossmag_sweep.py): the CCC must exceed 1.5× the CCC that the best of M search
+#: positions reaches on pure noise, ``sqrt(2 ln M · ρ / n)`` (n footprint pixels, ρ the
+#: correlation area of filtered white noise); the best peak must beat the second by 10%.
+_MIN_SIGNIFICANCE = 1.5
+_MIN_RATIO = 1.10
 _MIN_OVERLAP = 0.3
 _SCALE_STEP = 0.02  # SerialEM MultiTSTasks.cpp mCkAlignStep
 _ROT_STEP = 1.5  # SerialEM NavHelper.cpp AlignWithRotation step (degrees)
@@ -115,7 +118,9 @@ class AlignmentResult:
         False for blank, constant or featureless content, ambiguous or weak peaks, too little
         overlap; then the geometry is the best guess and must not be used.
     confidence : float
-        In [0, 1], built from ``ccc``, ``peak_ratio``, ``peak_z`` and ``overlap``.
+        In [0, 1]: the minimum of three ramps of ``significance`` (from ``ccc``),
+        ``peak_ratio`` and ``overlap``, each exactly 0.5 at its ``found`` threshold
+        (significance 1.5, ratio 1.10, overlap 0.3) and 1 at 3.0, 1.6 and 0.7.
     ccc : float
         Pearson CCC of the filtered images over the overlap at the final peak.
     overlap : float
@@ -124,9 +129,15 @@ class AlignmentResult:
         Best peak score / second-best peak score in the searched area (≈ 1 = ambiguous; capped
         at 100).
     peak_z : float
-        Peak height above the mean of the correlation map in its standard deviations.
+        Peak height above the mean of the correlation map in its standard deviations
+        (reported only; large-scale content makes it a poor decision measure).
+    significance : float
+        ``ccc`` divided by ``sqrt(2 ln M · ρ / n)``, the CCC that the best of the M searched
+        positions reaches on pure noise (n footprint pixels, ρ the correlation area of the
+        filtered noise); ``found`` needs ≥ 1.5.
     at_search_edge : bool
-        The refined scale or rotation lies at the edge of the searched range (widen it).
+        The refined scale or rotation was clipped to the edge of the searched range (the
+        optimum lies outside it: widen the range or fix the calibration; SerialEM's error 1).
     reference_pixel_a, moving_pixel_a : float
         Pixel sizes (Å) of the inputs.
     reference_shape, moving_shape : (int, int)
@@ -159,6 +170,7 @@ class AlignmentResult:
     moving_pixel_a: float
     reference_shape: tuple[int, int]
     moving_shape: tuple[int, int]
+    significance: float = 0.0
     binning: int = 1
     n_evaluations: int = 0
     correlation_map: NDArray[np.float32] | None = field(default=None, repr=False)
@@ -186,6 +198,7 @@ class AlignmentResult:
             overlap=self.overlap,
             peak_ratio=self.peak_ratio,
             peak_z=self.peak_z,
+            significance=self.significance,
             at_search_edge=self.at_search_edge,
         )
 
@@ -305,6 +318,7 @@ def compose(res_ab: AlignmentResult, res_bc: AlignmentResult) -> AlignmentResult
         overlap=min(res_ab.overlap, res_bc.overlap),
         peak_ratio=min(res_ab.peak_ratio, res_bc.peak_ratio),
         peak_z=min(res_ab.peak_z, res_bc.peak_z),
+        significance=min(res_ab.significance, res_bc.significance),
         at_search_edge=res_ab.at_search_edge or res_bc.at_search_edge,
         n_evaluations=res_ab.n_evaluations + res_bc.n_evaluations,
     )
@@ -482,14 +496,20 @@ def _patch_affine(st: _Setup, sigma: float, theta_deg: float) -> NDArray[np.floa
 class _Eval:
     sigma: float
     theta: float
-    peaks: NDArray[np.float64]  # (k, 5): x, y, value, ccc, overlap (region px)
+    peaks: NDArray[np.float64]  # (k, 6): x, y, value, ccc, overlap, value_interp (region px)
     mean: float
     std: float
+    count: int = 0  # allowed positions searched
 
     def scores(self) -> NDArray[np.float64]:
+        """CCC · overlap^(1/6), the CCC scaled by the interpolated/integer peak-height ratio so
+        that points whose peak falls between pixels are not penalised (smooth landscape).
+        """
         if len(self.peaks) == 0:
             return np.zeros(0)
-        ccc = self.peaks[:, 3]
+        v = self.peaks[:, 2]
+        corr = np.where(v > 0, self.peaks[:, 5] / np.where(v > 0, v, 1.0), 1.0)
+        ccc = self.peaks[:, 3] * np.clip(corr, 1.0, 1.5)
         ov = np.clip(self.peaks[:, 4], 0.0, 1.0)
         return np.where(ccc > 0, ccc * ov**_OVERLAP_POWER, ccc)
 
@@ -521,7 +541,11 @@ class _Region:
         )
 
     def evaluate(
-        self, st: _Setup, points: list[tuple[float, float]], want_map: bool = False
+        self,
+        st: _Setup,
+        points: list[tuple[float, float]],
+        want_map: bool = False,
+        refine: bool = True,
     ) -> tuple[list[_Eval], NDArray[np.float32] | None]:
         affs = np.stack([_patch_affine(st, s, t) for s, t in points])
         out, cmap = _core.crossmag_evaluate(
@@ -535,10 +559,11 @@ class _Region:
             st.min_sep,
             want_map,
             st.score_affines,
+            refine,
             st.threads,
         )
         evals = [
-            _Eval(s, t, np.asarray(pk), float(stats[0]), float(stats[1]))
+            _Eval(s, t, np.asarray(pk), float(stats[0]), float(stats[1]), int(stats[2]))
             for (s, t), (pk, stats, _msum) in zip(points, out, strict=True)
         ]
         return evals, cmap
@@ -727,23 +752,33 @@ def _not_found(
     )
 
 
-def _confidence(ccc: float, ratio: float, z: float, overlap: float) -> float:
-    """Monotone map of the measures to [0, 1]; 0.5 at the ``found`` thresholds."""
+def _confidence(significance: float, ratio: float, overlap: float) -> float:
+    """Monotone map of the measures to [0, 1]; exactly 0.5 at the ``found`` thresholds."""
 
-    def sat(x: float, lo: float, hi: float) -> float:
-        return float(np.clip((x - lo) / (hi - lo), 0.0, 1.0))
+    def part(x: float, lo: float, thr: float, hi: float) -> float:
+        if x >= thr:
+            return 0.5 + 0.5 * float(np.clip((x - thr) / (hi - thr), 0.0, 1.0))
+        return 0.5 * float(np.clip((x - lo) / (thr - lo), 0.0, 1.0))
 
-    parts = [
-        0.5 + 0.5 * sat(ratio, _MIN_RATIO, 2.0)
-        if ratio >= _MIN_RATIO
-        else 0.5 * sat(ratio, 1.0, _MIN_RATIO),
-        0.5 + 0.5 * sat(z, _MIN_Z, 3 * _MIN_Z) if z >= _MIN_Z else 0.5 * sat(z, 0.0, _MIN_Z),
-        0.5 + 0.5 * sat(ccc, _MIN_CCC, 0.4) if ccc >= _MIN_CCC else 0.5 * sat(ccc, 0.0, _MIN_CCC),
-        0.5 + 0.5 * sat(overlap, _MIN_OVERLAP, 0.8)
-        if overlap >= _MIN_OVERLAP
-        else 0.5 * sat(overlap, 0.0, _MIN_OVERLAP),
-    ]
-    return float(min(parts))
+    return min(
+        part(significance, 0.0, _MIN_SIGNIFICANCE, 3.0),
+        part(ratio, 1.0, _MIN_RATIO, 1.6),
+        part(overlap, 0.0, _MIN_OVERLAP, 0.7),
+    )
+
+
+@lru_cache(maxsize=16)
+def _noise_corr_area(filt: tuple[float, float, float, float]) -> float:
+    """ρ = N²·ΣH⁴/(ΣH²)²: the correlation area (px²) of white noise filtered by the IMOD filter,
+    so that the CCC of unrelated filtered noise over n pixels has variance ≈ ρ/n.
+    """
+    from emgeom.reference.crossmag import imod_filter
+
+    n = 128
+    f = np.fft.fftfreq(n)
+    h = imod_filter(np.sqrt(f[:, None] ** 2 + f[None, :] ** 2), *filt)
+    s2 = float((h**2).sum())
+    return float(n * n * (h**4).sum() / (s2 * s2)) if s2 > 0 else 1.0
 
 
 def align(
@@ -988,6 +1023,7 @@ def align(
     first = float(sc[order[0]])
     ratio = 100.0 if second <= 1e-6 else float(min(100.0, first / second)) if first > 0 else 0.0
     z_score = (float(top[2]) - best_ev.mean) / best_ev.std if best_ev.std > 0 else 0.0
+    n_positions = best_ev.count * (st_c.binning // b) ** 2
 
     # coarse-level region px -> full-sampling region px
     bc = st_c.binning
@@ -1020,17 +1056,28 @@ def align(
             3.0,
         )
         pos_s = np.array([cx_b - ox2, cy_b - oy2])
-        ds = scale_step / 2 if ss > 0 else 0.0
-        dt = rot_step / 2 if rs > 0 else 0.0
         us = (-1, 0, 1) if ss > 0 else (0,)
         vs = (-1, 0, 1) if rs > 0 else (0,)
         lgrid = [(u, v) for u in us for v in vs]
-        pts = [(sigma + u * ds, theta + v * dt) for u, v in lgrid]
-        ev, _ = small.evaluate(st, pts)
-        n_eval += len(ev)
-        du, dv = _fit_local(lgrid, _track(ev, pos_s, max(2.0, 0.5 * st.min_sep)))
-        sigma = float(np.clip(sigma + du * ds, 1 - ss, 1 + ss))
-        theta = float(np.clip(theta + dv * dt, theta0 - rs, theta0 + rs))
+        tol_f = max(2.0, 0.5 * st.min_sep)
+        # two rounds of step halving, each a 3×3 grid + quadratic fit; a round is repeated
+        # (up to 3 times) while the optimum sits on the edge of its grid
+        for div in (2.0, 4.0):
+            ds = scale_step / div if ss > 0 else 0.0
+            dt = rot_step / div if rs > 0 else 0.0
+            for _ in range(3):
+                pts = [(sigma + u * ds, theta + v * dt) for u, v in lgrid]
+                ev, _ = small.evaluate(st, pts)
+                n_eval += len(ev)
+                du, dv = _fit_local(lgrid, _track(ev, pos_s, tol_f))
+                new_s = float(np.clip(sigma + du * ds, 1 - ss, 1 + ss))
+                new_t = float(np.clip(theta + dv * dt, theta0 - rs, theta0 + rs))
+                moved_to_edge = (abs(du) > 0.999 and new_s != sigma) or (
+                    abs(dv) > 0.999 and new_t != theta
+                )
+                sigma, theta = new_s, new_t
+                if not moved_to_edge:
+                    break
         ev, _ = small.evaluate(st, [(sigma, theta)])
         n_eval += 1
         if ev[0].best() >= 0:
@@ -1039,8 +1086,7 @@ def align(
                 [pk[0] + ox2 - x0, pk[1] + oy2 - y0, pk[2], pk[3], pk[4]], dtype=np.float64
             )
     at_edge = bool(
-        (ss > 0 and abs(sigma - 1.0) >= ss - 0.1 * scale_step)
-        or (rs > 0 and abs(theta - theta0) >= rs - 0.1 * rot_step)
+        (ss > 0 and abs(sigma - 1.0) >= ss - 1e-6) or (rs > 0 and abs(theta - theta0) >= rs - 1e-6)
     )
 
     # --- honesty measures at full sampling, at the refined (scale, rotation) ---------------
@@ -1050,6 +1096,7 @@ def align(
         ev_f, cmap = full_f.evaluate(st, [(sigma, theta)], want_map=return_map)
         n_eval += 1
         e_f = ev_f[0]
+        n_positions = max(n_positions, e_f.count)
         if len(e_f.peaks):
             scf = e_f.scores()
             d = np.hypot(e_f.peaks[:, 0] - final[0], e_f.peaks[:, 1] - final[1])
@@ -1073,10 +1120,15 @@ def align(
     affine = np.hstack([lin, (center - lin @ _center_of(mov.shape))[:, None]])
     ccc = float(final[3])
     overlap = float(np.clip(final[4], 0.0, 1.0))
+    # significance: CCC relative to the best CCC pure noise reaches over the searched positions
+    n_foot = max(16.0, float(st.mov_s.shape[0] * st.mov_s.shape[1]) * st.zr * st.zr)
+    n_pos = max(2, n_positions)
+    noise_max = math.sqrt(2.0 * math.log(n_pos) * _noise_corr_area(filt) / n_foot)
+    significance = ccc / noise_max
     found = bool(
-        ratio >= _MIN_RATIO and z_score >= _MIN_Z and ccc >= _MIN_CCC and overlap >= _MIN_OVERLAP
+        significance >= _MIN_SIGNIFICANCE and ratio >= _MIN_RATIO and overlap >= _MIN_OVERLAP
     )
-    conf = _confidence(ccc, ratio, z_score, overlap)
+    conf = _confidence(significance, ratio, overlap)
     if not found:
         conf = min(conf, 0.49)
     res = _make_result(
@@ -1091,6 +1143,7 @@ def align(
         overlap=overlap,
         peak_ratio=float(ratio),
         peak_z=float(z_score),
+        significance=float(significance),
         at_search_edge=at_edge,
         binning=b,
         n_evaluations=n_eval,

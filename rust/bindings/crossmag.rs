@@ -191,10 +191,10 @@ type PointOut<'py> = (Bound<'py, PyArray2<f64>>, (f64, f64, usize), f64);
 
 /// Evaluate search points: `affines` (n, 2, 3) map patch pixel (j, i) to moving (x, y).
 /// `allowed` = (x0, x1, y0, y1, cx, cy, radius) in region pixels. Returns a list of
-/// `(peaks (k, 5) [x, y, value, ccc, overlap], (mean, std, count), mask_sum)` and the map of
+/// `(peaks (k, 6) [x, y, value, ccc, overlap, value_interp], (mean, std, count), mask_sum)` and the map of
 /// the first point (or None).
 #[pyfunction]
-#[pyo3(signature = (reference, moving, affines, half, taper, allowed, n_peaks, min_sep, want_map, score_affines, n_threads=None))]
+#[pyo3(signature = (reference, moving, affines, half, taper, allowed, n_peaks, min_sep, want_map, score_affines, refine_ccc=false, n_threads=None))]
 #[allow(clippy::too_many_arguments)]
 fn crossmag_evaluate<'py>(
     py: Python<'py>,
@@ -208,6 +208,7 @@ fn crossmag_evaluate<'py>(
     min_sep: f64,
     want_map: bool,
     score_affines: PyReadonlyArray3<'py, f64>,
+    refine_ccc: bool,
     n_threads: Option<usize>,
 ) -> PyResult<(Vec<PointOut<'py>>, Option<Bound<'py, PyArray2<f32>>>)> {
     let r = Arc::clone(&reference.get().inner);
@@ -249,6 +250,7 @@ fn crossmag_evaluate<'py>(
         n_peaks,
         min_sep,
         score_affines: score_affs,
+        refine_ccc,
     };
     let results = run_detached(py, move || {
         with_threads(n_threads, || {
@@ -258,13 +260,14 @@ fn crossmag_evaluate<'py>(
     let mut out = Vec::with_capacity(results.len());
     let mut map_out = None;
     for res in results {
-        let mut pk = Array2::<f64>::zeros((res.peaks.len(), 5));
+        let mut pk = Array2::<f64>::zeros((res.peaks.len(), 6));
         for (k, p) in res.peaks.iter().enumerate() {
             pk[[k, 0]] = p.x;
             pk[[k, 1]] = p.y;
             pk[[k, 2]] = p.value as f64;
             pk[[k, 3]] = p.ccc;
             pk[[k, 4]] = p.overlap;
+            pk[[k, 5]] = p.value_interp;
         }
         if let Some(m) = res.map {
             map_out = Some(m.into_pyarray(py));

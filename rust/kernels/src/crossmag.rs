@@ -164,6 +164,8 @@ pub struct PeakEval {
     pub x: f64,
     pub y: f64,
     pub value: f32,
+    /// Interpolated peak height (see [`xcorr::Peak::value_interp`]).
+    pub value_interp: f64,
     /// Pearson CCC of the filtered images over the patch footprint at the integer peak.
     pub ccc: f64,
     /// Fraction of the patch weight on valid reference pixels.
@@ -195,6 +197,9 @@ pub struct PatchParams {
     /// that the scores of different search points are measured over the same footprint and are
     /// comparable. Empty = each point's own footprint.
     pub score_affines: Vec<Affine>,
+    /// Refine the best-scoring peak on the real-space CCC: its sub-pixel position and its
+    /// CCC become those of the CCC maximum (3×3 neighbourhood, hill-climb, parabolas).
+    pub refine_ccc: bool,
 }
 
 fn patch_and_mask(
@@ -308,53 +313,135 @@ fn evaluate_one(
     drop(fp);
     let map = plan.inverse(g)?;
     let (peaks, stats) = xcorr::find_peaks(map.view(), p.n_peaks, p.min_sep, &p.allowed);
-    // footprint = mask > 0.05; Pearson over it
-    let (mut spp, mut msum) = (0.0f64, 0.0f64);
-    for ((v, m), sc) in pf.iter().zip(mask.iter()).zip(score.iter()) {
-        if *sc {
-            spp += (*v as f64) * (*v as f64);
-        }
-        msum += *m as f64;
-    }
-    let evals = peaks
-        .par_iter()
-        .map(|pk| {
-            let (mut spr, mut srr, mut ov) = (0.0f64, 0.0f64, 0.0f64);
-            for i in 0..ky {
-                let y = pk.iy as isize + i as isize - p.hy as isize;
-                if y < 0 || y >= wy as isize {
+    let msum: f64 = mask.iter().map(|m| *m as f64).sum();
+    // Pearson CCC (means removed) of the filtered patch and the filtered reference over the
+    // common footprint, and the overlap fraction, with the moving centre at region (ix, iy).
+    let ccc_at = |ix: isize, iy: isize| -> (f64, f64) {
+        let (mut n, mut sr, mut sp, mut srr, mut spp, mut spr, mut ov) =
+            (0.0f64, 0.0f64, 0.0f64, 0.0f64, 0.0f64, 0.0f64, 0.0f64);
+        for i in 0..ky {
+            let y = iy + i as isize - p.hy as isize;
+            if y < 0 || y >= wy as isize {
+                continue;
+            }
+            let frow = r.filtered.row(y as usize);
+            let vrow = r.valid.row(y as usize);
+            for j in 0..kx {
+                let x = ix + j as isize - p.hx as isize;
+                if x < 0 || x >= wx as isize {
                     continue;
                 }
-                let frow = r.filtered.row(y as usize);
-                let vrow = r.valid.row(y as usize);
-                for j in 0..kx {
-                    let x = pk.ix as isize + j as isize - p.hx as isize;
-                    if x < 0 || x >= wx as isize {
-                        continue;
-                    }
-                    let m = mask[[i, j]];
-                    ov += m as f64 * vrow[x as usize] as f64;
-                    if score[[i, j]] {
-                        let rv = frow[x as usize] as f64;
-                        spr += rv * pf[[i, j]] as f64;
-                        srr += rv * rv;
-                    }
+                let m = mask[[i, j]];
+                ov += m as f64 * vrow[x as usize] as f64;
+                if score[[i, j]] {
+                    let rv = frow[x as usize] as f64;
+                    let pv = pf[[i, j]] as f64;
+                    n += 1.0;
+                    sr += rv;
+                    sp += pv;
+                    srr += rv * rv;
+                    spp += pv * pv;
+                    spr += rv * pv;
                 }
             }
-            let ccc = if spp > 0.0 && srr > 0.0 {
-                (spr / (spp * srr).sqrt()).clamp(-1.0, 1.0)
-            } else {
-                0.0
-            };
+        }
+        let overlap = if msum > 0.0 { ov / msum } else { 0.0 };
+        if n < 25.0 {
+            return (0.0, overlap);
+        }
+        let vr = srr - sr * sr / n;
+        let vp = spp - sp * sp / n;
+        let cov = spr - sr * sp / n;
+        let ccc = if vr > 0.0 && vp > 0.0 {
+            (cov / (vr * vp).sqrt()).clamp(-1.0, 1.0)
+        } else {
+            0.0
+        };
+        (ccc, overlap)
+    };
+    let mut evals: Vec<PeakEval> = peaks
+        .par_iter()
+        .map(|pk| {
+            let (ccc, overlap) = ccc_at(pk.ix as isize, pk.iy as isize);
             PeakEval {
                 x: pk.x,
                 y: pk.y,
                 value: pk.value,
+                value_interp: pk.value_interp,
                 ccc,
-                overlap: if msum > 0.0 { ov / msum } else { 0.0 },
+                overlap,
             }
         })
         .collect();
+    if p.refine_ccc && !evals.is_empty() {
+        // sub-pixel position of the best-scoring peak from the CCC itself: the windowed
+        // correlation peak is biased by the taper/mask weights on strong large-scale content,
+        // the locally normalised CCC is not. Hill-climb to the CCC maximum (≤ 4 steps), then a
+        // per-axis parabola through the 3×3 neighbourhood.
+        let score = |e: &PeakEval| {
+            if e.ccc > 0.0 {
+                e.ccc * e.overlap.clamp(0.0, 1.0).powf(1.0 / 6.0)
+            } else {
+                e.ccc
+            }
+        };
+        let kbest = (0..evals.len())
+            .max_by(|&a, &b| score(&evals[a]).total_cmp(&score(&evals[b])))
+            .unwrap_or(0);
+        let (mut cx, mut cy) = (
+            evals[kbest].x.round() as isize,
+            evals[kbest].y.round() as isize,
+        );
+        let mut grid = [[0.0f64; 3]; 3];
+        let mut ovc = 0.0;
+        for _ in 0..4 {
+            let cells: Vec<(usize, usize, f64, f64)> = (0..9usize)
+                .into_par_iter()
+                .map(|q| {
+                    let (a, b) = (q / 3, q % 3);
+                    let (c, o) = ccc_at(cx + b as isize - 1, cy + a as isize - 1);
+                    (a, b, c, o)
+                })
+                .collect();
+            let (mut ba, mut bb, mut bv) = (1usize, 1usize, f64::NEG_INFINITY);
+            for &(a, b, c, o) in &cells {
+                grid[a][b] = c;
+                if a == 1 && b == 1 {
+                    ovc = o;
+                }
+                if c > bv {
+                    bv = c;
+                    ba = a;
+                    bb = b;
+                }
+            }
+            if ba == 1 && bb == 1 {
+                break;
+            }
+            cx += bb as isize - 1;
+            cy += ba as isize - 1;
+        }
+        let ox = xcorr::parabolic_offset(grid[1][0], grid[1][1], grid[1][2]);
+        let oy = xcorr::parabolic_offset(grid[0][1], grid[1][1], grid[2][1]);
+        // height of the CCC maximum between pixels (vertex of the two parabolas)
+        let rise = |y1: f64, y2: f64, y3: f64| -> f64 {
+            let d = y1 + y3 - 2.0 * y2;
+            if d < -1e-12 {
+                (-(y1 - y3) * (y1 - y3) / (8.0 * d)).min(0.25 * y2.abs())
+            } else {
+                0.0
+            }
+        };
+        let c = grid[1][1];
+        let ccc_max =
+            (c + rise(grid[1][0], c, grid[1][2]) + rise(grid[0][1], c, grid[2][1])).min(1.0);
+        let e = &mut evals[kbest];
+        e.x = cx as f64 + ox;
+        e.y = cy as f64 + oy;
+        e.ccc = ccc_max;
+        e.value_interp = e.value as f64;
+        e.overlap = ovc;
+    }
     let map = if want_map {
         Some(map.slice(s![..wy, ..wx]).to_owned())
     } else {
@@ -443,6 +530,7 @@ mod tests {
             n_peaks: 5,
             min_sep: 4.0,
             score_affines: vec![a],
+            refine_ccc: true,
         };
         let res = evaluate_points(&r, mov.view(), &[a], &p, true).unwrap();
         let best = res[0].peaks[0];

@@ -313,6 +313,8 @@ pub struct Peak {
     pub iy: usize,
     /// Map value at the integer maximum.
     pub value: f32,
+    /// Peak height interpolated by the per-axis parabolas (≥ `value`).
+    pub value_interp: f64,
 }
 
 /// IMOD `parabolicFitPosition`: vertex offset of the parabola through 3 points, clamped to ±0.5.
@@ -324,6 +326,21 @@ pub fn parabolic_offset(y1: f64, y2: f64, y3: f64) -> f64 {
         c = (y1 - y3) / denom;
     }
     c.clamp(-0.5, 0.5)
+}
+
+/// Sub-pixel offset of a peak from 3 samples: a Gaussian (log-parabola) fit when all three
+/// are positive (much less biased than a parabola on the sharp, roughly Gaussian peaks of a
+/// filtered correlation), else IMOD's parabola; clamped to ±0.5.
+#[inline]
+pub fn peak_offset(y1: f64, y2: f64, y3: f64) -> f64 {
+    if y1 > 0.0 && y2 > 0.0 && y3 > 0.0 {
+        let (l1, l2, l3) = (y1.ln(), y2.ln(), y3.ln());
+        let denom = 2.0 * (l1 + l3 - 2.0 * l2);
+        if denom < -1e-12 {
+            return ((l1 - l3) / denom).clamp(-0.5, 0.5);
+        }
+    }
+    parabolic_offset(y1, y2, y3)
 }
 
 /// Which map positions may hold a peak.
@@ -376,7 +393,7 @@ pub struct MapStats {
 
 /// Top-`n` local maxima (strictly above their 8 neighbours, neighbours taken circularly) inside
 /// `allowed`, at least `min_sep` pixels apart, highest first, with parabolic sub-pixel offsets
-/// (per axis, IMOD `XCorrPeakFind`); plus the mean and standard deviation of the allowed map.
+/// (per axis, after IMOD `XCorrPeakFind`, with a Gaussian fit when possible: [`peak_offset`]); plus the mean and standard deviation of the allowed map.
 pub fn find_peaks(
     map: ArrayView2<f32>,
     n: usize,
@@ -459,22 +476,34 @@ pub fn find_peaks(
         }) {
             continue;
         }
-        let cx = parabolic_offset(
+        let cx = peak_offset(
             at(y, (x + nx - 1) % nx) as f64,
             v as f64,
             at(y, (x + 1) % nx) as f64,
         );
-        let cy = parabolic_offset(
+        let cy = peak_offset(
             at((y + ny - 1) % ny, x) as f64,
             v as f64,
             at((y + 1) % ny, x) as f64,
         );
+        let rise = |y1: f64, y2: f64, y3: f64| -> f64 {
+            let d = y1 + y3 - 2.0 * y2;
+            if d < -1e-30 {
+                (-(y1 - y3) * (y1 - y3) / (8.0 * d)).min((y2.abs()).max(1e-30))
+            } else {
+                0.0
+            }
+        };
+        let (xl, xr) = (at(y, (x + nx - 1) % nx) as f64, at(y, (x + 1) % nx) as f64);
+        let (yu, yd) = (at((y + ny - 1) % ny, x) as f64, at((y + 1) % ny, x) as f64);
+        let value_interp = v as f64 + rise(xl, v as f64, xr) + rise(yu, v as f64, yd);
         peaks.push(Peak {
             x: x as f64 + cx,
             y: y as f64 + cy,
             ix: x,
             iy: y,
             value: v,
+            value_interp,
         });
     }
     (peaks, stats)
