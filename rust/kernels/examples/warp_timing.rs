@@ -68,7 +68,18 @@ fn main() {
     println!("mean: {t:.1} ms wall, {c:.1} ms CPU");
     // A sub-pixel translation walks the source row by row (the prefetch-friendly best case).
     let shift = [[1.0, 0.0, 0.3], [0.0, 1.0, 0.6]];
-    for (name, m) in [("anisomag", &a), ("translation", &shift)] {
+    let c2 = n as f64 / 2.0;
+    let noshear = [
+        [1.0058, 0.0, c2 - 1.0058 * c2],
+        [0.0, 0.9956, c2 - 0.9956 * c2],
+    ];
+    let shearonly = [[1.0, 0.0101, -0.0101 * c2], [0.0093, 1.0, -0.0093 * c2]];
+    for (name, m) in [
+        ("anisomag", &a),
+        ("translation", &shift),
+        ("noshear", &noshear),
+        ("shearonly", &shearonly),
+    ] {
         for interp in [Interpolation::Linear, Interpolation::Cubic] {
             let mut run =
                 || warp_affine(src.view(), m, interp, Fill::Mean, out.view_mut()).unwrap();
