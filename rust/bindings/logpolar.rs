@@ -105,9 +105,29 @@ fn fm_log_polar_f32<'py>(
     Ok(out.into_pyarray(py))
 }
 
+/// Difference-of-Gaussians band-pass (Fourier space, periodic), mean removed.
+#[pyfunction]
+#[pyo3(signature = (image, sigma_fine, sigma_coarse, n_threads=None))]
+fn dog_filter_f32<'py>(
+    py: Python<'py>,
+    image: PyReadonlyArray2<'py, f32>,
+    sigma_fine: f64,
+    sigma_coarse: f64,
+    n_threads: Option<usize>,
+) -> PyResult<Bound<'py, PyArray2<f32>>> {
+    let src = image.as_array();
+    let out = run_detached(py, move || {
+        with_threads(n_threads, || {
+            logpolar::dog_filter(src, sigma_fine, sigma_coarse)
+        })?
+    })?;
+    Ok(out.into_pyarray(py))
+}
+
 pub fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(log_polar_f32, m)?)?;
     m.add_function(wrap_pyfunction!(log_polar_half_spectrum_f32, m)?)?;
     m.add_function(wrap_pyfunction!(fm_log_polar_f32, m)?)?;
+    m.add_function(wrap_pyfunction!(dog_filter_f32, m)?)?;
     Ok(())
 }

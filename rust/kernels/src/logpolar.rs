@@ -516,6 +516,66 @@ pub fn spectrum_log_polar(
     Ok(half_sample(mag.t(), py, px, grid, order, emphasis))
 }
 
+/// Difference-of-Gaussians band-pass of an image, applied in Fourier space (periodic
+/// boundaries; cached FFT plans): transfer `exp(−2π²σ_f²f²) − exp(−2π²σ_c²f²)` with `f` in
+/// cycles/pixel (`σ_c = 0` keeps the low-pass only). The mean is removed.
+pub fn dog_filter(
+    image: ArrayView2<f32>,
+    sigma_fine: f64,
+    sigma_coarse: f64,
+) -> Result<Array2<f32>, KernelError> {
+    let (ny, nx) = image.dim();
+    if ny == 0 || nx == 0 {
+        return Err(KernelError::shape("image", "non-empty (y, x)", "(0, _)"));
+    }
+    if !(sigma_fine.is_finite()
+        && sigma_coarse.is_finite()
+        && sigma_fine >= 0.0
+        && sigma_coarse >= 0.0)
+    {
+        return Err(KernelError::value(
+            "sigma",
+            format!("must be finite and >= 0, got {sigma_fine}, {sigma_coarse}"),
+        ));
+    }
+    let plan = fft::plan(ny, nx)?;
+    let mut spec = plan.forward(image)?; // (nxc, ny): spec[kx, ky]
+    let c = 2.0 * std::f64::consts::PI * std::f64::consts::PI;
+    let table = |n: usize, sigma: f64, signed: bool| -> Vec<f32> {
+        let m = if signed { n } else { n / 2 + 1 };
+        (0..m)
+            .map(|k| {
+                let f = if signed {
+                    fft::signed_freq(k, n) as f64
+                } else {
+                    k as f64
+                } / n as f64;
+                (-c * sigma * sigma * f * f).exp() as f32
+            })
+            .collect()
+    };
+    let (fx_f, fy_f) = (table(nx, sigma_fine, false), table(ny, sigma_fine, true));
+    let (fx_c, fy_c) = (
+        table(nx, sigma_coarse, false),
+        table(ny, sigma_coarse, true),
+    );
+    let use_coarse = sigma_coarse > 0.0;
+    spec.axis_iter_mut(Axis(0))
+        .into_par_iter()
+        .enumerate()
+        .for_each(|(kx, mut row)| {
+            for (ky, v) in row.iter_mut().enumerate() {
+                let mut h = fx_f[kx] * fy_f[ky];
+                if use_coarse {
+                    h -= fx_c[kx] * fy_c[ky];
+                }
+                *v *= h;
+            }
+        });
+    spec[[0, 0]] = fft::C32::new(0.0, 0.0);
+    plan.inverse(spec)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -662,6 +722,28 @@ mod tests {
             }
         }
         assert_eq!(best.1, 30);
+    }
+
+    #[test]
+    fn dog_filter_keeps_the_band_and_removes_the_mean() {
+        let (ny, nx) = (32usize, 48usize);
+        // a cosine of 8 cycles along x plus a constant: the DoG scales the cosine by H(f)
+        let img = Array2::from_shape_fn((ny, nx), |(_, x)| {
+            3.0 + (2.0 * std::f32::consts::PI * 8.0 * x as f32 / nx as f32).cos()
+        });
+        let out = dog_filter(img.view(), 1.0, 4.0).unwrap();
+        let f = 8.0 / nx as f64;
+        let c = 2.0 * std::f64::consts::PI.powi(2);
+        let h = (-c * f * f).exp() - (-c * 16.0 * f * f).exp();
+        for x in 0..nx {
+            let e = h * (2.0 * std::f64::consts::PI * 8.0 * x as f64 / nx as f64).cos();
+            assert!(
+                (out[[5, x]] as f64 - e).abs() < 1e-4,
+                "{} vs {e}",
+                out[[5, x]]
+            );
+        }
+        assert!(dog_filter(img.view(), -1.0, 2.0).is_err());
     }
 
     #[test]

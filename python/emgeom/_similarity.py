@@ -1,0 +1,788 @@
+"""Alignment with unknown rotation and scale: log-polar Fourier–Mellin + the known-mag step.
+
+Public entry point :func:`find_similarity` (re-exported as ``emgeom.crossmag.find_similarity``).
+
+Geometry: the result is an :class:`emgeom.crossmag.AlignmentResult` (exactly the geometry of
+``crossmag.align``: ``[x_ref, y_ref] = affine @ [x_mov, y_mov, 1]``, linear part
+``scale·R(rotation_deg)``, θ > 0 clockwise as displayed with row 0 at the top) extended with the
+ranked candidates (:class:`SimilarityResult`).
+
+Pipeline (design note crossmag.md §8.4; Reddy & Chatterji, IEEE TIP 5(8):1266, 1996)
+------------------------------------------------------------------------------------
+1. Both images are brought to one working sampling (exact area shrink) with at most
+   ``fm_size`` pixels on a side; with pixel sizes given, the nominal ratio is applied here and
+   ``scale_range`` is the residual range.
+2. Each image is apodised (mean removed, separable Tukey window), Fourier transformed, and its
+   magnitude spectrum resampled on a log-polar grid over the half plane θ ∈ [0°, 180°) (Hermitian
+   symmetry) in a band of frequencies (Rust, :mod:`emgeom.transform`).
+3. A rotation by θ shifts that log-polar image by θ along the angle axis and a scale σ shifts it
+   by ``−ln σ`` along the log-radius axis; the shift is measured by phase correlation (circular
+   in angle, zero-padded in log-radius) and the ``n_candidates`` best peaks inside the allowed
+   scale (and rotation) range are kept.
+4. The magnitude spectrum cannot tell θ from θ + 180°: every peak gives two candidates. Each is
+   scored by the translation step of the known-magnification alignment
+   (:func:`emgeom.crossmag.align` with the candidate's scale and rotation and no residual search):
+   Pearson CCC of the filtered images × overlap^(1/6).
+5. The best candidate is refined by ``crossmag.align``'s residual scale/rotation search
+   (SerialEM's step-halving search) and reported with its quality measures.
+6. Honesty: ``found`` is False when the refined scale leaves ``scale_range``, when the best
+   candidate is not clearly better than a different pose (ambiguity), for images too small or
+   blank for Fourier–Mellin, and whenever ``crossmag.align`` itself says not found.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass, replace
+from typing import Any
+
+import numpy as np
+from numpy.typing import ArrayLike, NDArray
+
+from emgeom import _core
+from emgeom._validate import as_float, as_image, as_int, n_threads_arg
+from emgeom.crossmag import AlignmentResult, correlate
+from emgeom.errors import InvalidValueError
+from emgeom.resample import rescale, warp_affine
+
+__all__ = ["SimilarityCandidate", "SimilarityResult", "find_similarity"]
+
+#: Smallest working image side for Fourier–Mellin (below, ``found=False``).
+MIN_SIZE = 32
+#: Log-polar grid: angles over 180° and log-radius samples.
+_N_ANGLE = 360
+_N_RADIUS = 256
+#: Frequency band (cycles/pixel at the working sampling).
+_RHO_MAX = 0.30
+#: Pose distance under which two candidates count as the same answer.
+_SAME_ROT_DEG = 5.0
+_SAME_SCALE = 0.05
+#: Best / best-different-pose score ratio required for ``found``.
+_MIN_POSE_RATIO = 1.10
+_OVERLAP_POWER = 1.0 / 6.0
+#: ``found`` thresholds on the refined pose.
+_MIN_CCC = 0.05
+_MIN_OVERLAP = 0.25
+
+
+@dataclass(frozen=True)
+class SimilarityCandidate:
+    """One Fourier–Mellin hypothesis, after its translation step.
+
+    Attributes
+    ----------
+    scale : float
+        Pixel-size ratio moving/reference of the candidate (reference pixels per moving pixel).
+    rotation_deg : float
+        θ of the candidate (degrees, in (−180, 180]; clockwise as displayed).
+    fm_peak : float
+        Height of its log-polar phase-correlation peak (relative to the map's standard
+        deviation).
+    score : float
+        ``ccc · overlap^(1/6)`` of its translation step (−1 when the step found no peak).
+    ccc, overlap : float
+        Measures of the translation step (see :class:`emgeom.crossmag.AlignmentResult`).
+    center : (float, float)
+        ``(x, y)`` reference pixel where the moving centre lands for this candidate.
+    """
+
+    scale: float
+    rotation_deg: float
+    fm_peak: float
+    score: float
+    ccc: float
+    overlap: float
+    center: tuple[float, float]
+
+
+@dataclass(frozen=True, eq=False)
+class SimilarityResult(AlignmentResult):
+    """:class:`emgeom.crossmag.AlignmentResult` plus the ranked Fourier–Mellin candidates.
+
+    Attributes
+    ----------
+    candidates : tuple of SimilarityCandidate
+        Every candidate evaluated (both members of each 180° pair), best score first.
+    pose_ratio : float
+        Best candidate score / best score of a candidate with a different pose (rotation
+        differing by more than 2° or scale by more than 2%); ≈ 1 means ambiguous (e.g. a
+        specimen with a 2-fold symmetry). Capped at 100.
+    scale_range : (float, float)
+        The allowed (residual) scale range used.
+    nominal_scale : float
+        ``moving_pixel_a / reference_pixel_a`` (1 when pixel sizes were not given).
+    """
+
+    candidates: tuple[SimilarityCandidate, ...] = ()
+    pose_ratio: float = 0.0
+    scale_range: tuple[float, float] = (0.5, 2.0)
+    nominal_scale: float = 1.0
+
+
+def _rot(theta_deg: float) -> NDArray[np.float64]:
+    t = math.radians(theta_deg)
+    c, s = math.cos(t), math.sin(t)
+    return np.array([[c, -s], [s, c]])
+
+
+def _wrap180(a: float) -> float:
+    """Angle in (−180, 180]."""
+    r = math.fmod(a, 360.0)
+    if r <= -180.0:
+        r += 360.0
+    elif r > 180.0:
+        r -= 360.0
+    return r
+
+
+def _center_of(shape: tuple[int, ...]) -> NDArray[np.float64]:
+    return np.array([(shape[1] - 1) / 2.0, (shape[0] - 1) / 2.0])
+
+
+# ----------------------------------------------------------------------------------------------
+# Fourier–Mellin: log-polar phase correlation
+
+
+@dataclass(frozen=True)
+class _FMPeak:
+    scale: float  # residual σ at working sampling (moving working px → reference working px)
+    rotation_deg: float  # θ modulo 180, in (−90, 90]
+    height: float  # in map standard deviations
+
+
+def _descriptor(img: NDArray[np.float32], rho_min: float, threads: int | None) -> Any:
+    return _core.fm_log_polar_f32(
+        img, (_N_ANGLE, _N_RADIUS), rho_min, _RHO_MAX, 1, 0.5, "log", False, threads
+    )
+
+
+def _parabola(y1: float, y2: float, y3: float) -> float:
+    d = y1 + y3 - 2.0 * y2
+    if d >= 0 or abs(d) < 1e-30:
+        return 0.0
+    return float(np.clip(0.5 * (y1 - y3) / d, -0.5, 0.5))
+
+
+def _fm_peaks(
+    lp_ref: NDArray[np.float32],
+    lp_mov: NDArray[np.float32],
+    d_log: float,
+    scale_range: tuple[float, float],
+    rotation_range: tuple[float, float] | None,
+    n_peaks: int,
+) -> list[_FMPeak]:
+    """Top peaks of the phase correlation of two log-polar descriptors.
+
+    ``lp_ref(φ, ℓ) ≈ lp_mov(φ − θ, ℓ + ln σ)`` → the peak sits at ``(θ/Δθ, −ln σ/Δℓ)``.
+    """
+    na, nr = lp_ref.shape
+    w = np.ones(nr)
+    ramp = max(2, nr // 10)
+    t = 0.5 - 0.5 * np.cos(np.pi * (np.arange(ramp) + 0.5) / ramp)
+    w[:ramp], w[-ramp:] = t, t[::-1]
+
+    def prep(lp: NDArray[np.float32]) -> NDArray[np.float64]:
+        a = np.asarray(lp, dtype=np.float64)
+        a = a - a.mean(axis=0, keepdims=True)  # remove the radial profile (not rotation info)
+        a = a - a.mean()
+        return a * w[None, :]
+
+    a, b = prep(lp_ref), prep(lp_mov)
+    npad = 2 * nr
+    fa = np.fft.rfft2(a, s=(na, npad))
+    fb = np.fft.rfft2(b, s=(na, npad))
+    cross = fa * np.conj(fb)
+    mag = np.abs(cross)
+    cross /= mag + 1e-3 * float(mag.max() if mag.size else 1.0)
+    cmap = np.fft.irfft2(cross, s=(na, npad))
+    sd = float(cmap.std()) or 1.0
+    mu = float(cmap.mean())
+    # allowed log-radius shifts: σ ∈ [lo, hi] → d = −ln σ / Δℓ
+    d_lo = -math.log(scale_range[1]) / d_log
+    d_hi = -math.log(scale_range[0]) / d_log
+    jj = np.arange(npad)
+    dj = np.where(jj <= npad // 2, jj, jj - npad).astype(np.float64)
+    col_ok = (dj >= math.floor(d_lo) - 1) & (dj <= math.ceil(d_hi) + 1)
+    # local maxima (3×3, circular in angle)
+    m = cmap
+    nb = np.max(
+        np.stack(
+            [
+                np.roll(np.roll(m, di, axis=0), dj_, axis=1)
+                for di in (-1, 0, 1)
+                for dj_ in (-1, 0, 1)
+                if (di, dj_) != (0, 0)
+            ]
+        ),
+        axis=0,
+    )
+    is_max = (m > nb) & col_ok[None, :]
+    idx = np.flatnonzero(is_max)
+    order = idx[np.argsort(-m.flat[idx])]
+    out: list[_FMPeak] = []
+    dtheta = 180.0 / na
+    for k in order:
+        i, j = divmod(int(k), npad)
+        fi = _parabola(m[(i - 1) % na, j], m[i, j], m[(i + 1) % na, j])
+        fj = _parabola(m[i, (j - 1) % npad], m[i, j], m[i, (j + 1) % npad])
+        di = i + fi
+        if di > na / 2:
+            di -= na
+        dj_f = dj[j] + fj
+        if not d_lo - 0.5 <= dj_f <= d_hi + 0.5:
+            continue
+        sigma = math.exp(-dj_f * d_log)
+        theta = di * dtheta
+        if rotation_range is not None and not (
+            _in_range(theta, rotation_range) or _in_range(theta + 180.0, rotation_range)
+        ):
+            continue
+        out.append(_FMPeak(sigma, theta, (float(m[i, j]) - mu) / sd))
+        if len(out) >= n_peaks:
+            break
+    return out
+
+
+def _in_range(theta: float, rng: tuple[float, float]) -> bool:
+    lo, hi = rng
+    d = (theta - lo) % 360.0
+    return d <= (hi - lo) + 1e-9
+
+
+# ----------------------------------------------------------------------------------------------
+# translation step (crossmag.correlate, the known-mag correlation with top-k peaks)
+
+
+#: Band-pass filters (Gaussian σ in pixels: fine, coarse) of the refinement stages.
+_REFINE_BANDS = ((3.6, 12.5), (2.0, 8.5))
+#: Band-pass filter of the candidate scoring (working sampling).
+_SCORE_BAND = (2.0, 8.5)
+
+
+def _bandpass(
+    img: NDArray[np.float32], sigma_fine: float, sigma_coarse: float, threads: int | None
+) -> NDArray[np.float32]:
+    """Difference of Gaussians (Rust, Fourier space): keeps edges and particles, removes the
+    noise floor and the slow ice/illumination gradients that otherwise dominate any correlation
+    score. Borders within ``_edge(σ_coarse)`` pixels are affected by the periodic boundary.
+    """
+    out: NDArray[np.float32] = _core.dog_filter_f32(
+        np.ascontiguousarray(img, dtype=np.float32), sigma_fine, sigma_coarse, threads
+    )
+    return out
+
+
+def _edge(sigma_coarse: float) -> int:
+    return math.ceil(3.0 * sigma_coarse) + 1
+
+
+def _similarity_affine(
+    scale: float, theta: float, c_from: NDArray[np.float64], c_to: NDArray[np.float64]
+) -> NDArray[np.float64]:
+    """``x_to = scale·R(θ)·(x_from − c_from) + c_to`` as a 2×3 matrix."""
+    lin = scale * _rot(theta)
+    return np.hstack([lin, (c_to - lin @ c_from)[:, None]])
+
+
+def _invert(a: NDArray[np.float64]) -> NDArray[np.float64]:
+    inv = np.linalg.inv(a[:, :2])
+    return np.hstack([inv, (-inv @ a[:, 2])[:, None]])
+
+
+def _pearson(a: NDArray[Any], b: NDArray[Any]) -> float:
+    if a.size < 16:
+        return 0.0
+    a = a - a.mean()
+    b = b - b.mean()
+    d = math.sqrt(float((a * a).sum()) * float((b * b).sum()))
+    return float((a * b).sum() / d) if d > 0 else 0.0
+
+
+@dataclass(frozen=True)
+class _Pose:
+    affine: NDArray[np.float64]  # moving working px -> reference working px
+    score: float
+    ccc: float
+    overlap: float
+    peak_z: float
+    peak_ratio: float
+
+
+def _translation_step(
+    ref_b: NDArray[np.float32],
+    mov_b: NDArray[np.float32],
+    sigma: float,
+    theta: float,
+    threads: int | None,
+) -> _Pose:
+    """Warp the moving image by (σ, θ) about the centres, correlate for the translation, score
+    the top peaks by the Pearson CCC of the blurred images over their overlap × overlap^(1/6).
+    """
+    c_r = _center_of(ref_b.shape)
+    c_m = _center_of(mov_b.shape)
+    a0 = _similarity_affine(sigma, theta, c_m, c_r)  # moving -> reference frame (centred)
+    samp = _invert(a0)
+    warped = warp_affine(mov_b, samp, ref_b.shape, order=1, n_threads=threads)
+    mask = warp_affine(
+        np.ones(mov_b.shape, np.float32), samp, ref_b.shape, order=1, fill=0.0, n_threads=threads
+    )
+    valid = mask > 0.999
+    mean = float(warped[valid].mean()) if valid.any() else 0.0
+    warped = np.where(valid, warped, mean).astype(np.float32)
+    cr = correlate(
+        ref_b, warped, n_peaks=4, taper_fraction=0.05, pad_fraction=0.5, n_threads=threads
+    )
+    best: _Pose | None = None
+    scores = []
+    ny, nx = ref_b.shape
+    for pk in cr.peaks:
+        dx, dy = round(pk.dx), round(pk.dy)
+        # overlap of the shifted patch with the reference: reference(x) ≈ warped(x − d)
+        y0, y1 = max(0, dy), min(ny, ny + dy)
+        x0, x1 = max(0, dx), min(nx, nx + dx)
+        if y1 - y0 < 4 or x1 - x0 < 4:
+            scores.append(-1.0)
+            continue
+        m = valid[y0 - dy : y1 - dy, x0 - dx : x1 - dx]
+        a = ref_b[y0:y1, x0:x1][m]
+        b = warped[y0 - dy : y1 - dy, x0 - dx : x1 - dx][m]
+        ccc = _pearson(a, b)
+        ov = float(m.sum()) / max(1.0, float(valid.sum()))
+        sc = ccc * ov**_OVERLAP_POWER if ccc > 0 else ccc
+        scores.append(sc)
+        if best is None or sc > best.score:
+            aff = a0.copy()
+            aff[:, 2] += (pk.dx, pk.dy)
+            z = (pk.value - cr.map_mean) / cr.map_std if cr.map_std > 0 else 0.0
+            best = _Pose(aff, sc, ccc, ov, float(z), 0.0)
+    if best is None:
+        return _Pose(a0, -1.0, 0.0, 0.0, 0.0, 1.0)
+    srt = sorted(scores, reverse=True)
+    ratio = 100.0 if len(srt) < 2 or srt[1] <= 1e-6 else min(100.0, srt[0] / srt[1])
+    return replace(best, peak_ratio=float(ratio))
+
+
+# ----------------------------------------------------------------------------------------------
+# refinement: Gauss–Newton on the intensities (4-parameter similarity, affine intensity model)
+
+
+def _refine(
+    ref_b: NDArray[np.float32],
+    mov_b: NDArray[np.float32],
+    a_init: NDArray[np.float64],
+    threads: int | None,
+    max_iter: int = 10,
+    max_samples: int = 384,
+    edge: int = 19,
+) -> tuple[NDArray[np.float64], float, float, bool]:
+    """Refine ``a_init`` (moving px → reference px, a similarity) by maximising the agreement of
+    the blurred images (Lucas–Kanade / ECC-style Gauss–Newton; the intensity model
+    ``ref ≈ α·moving + β`` makes it insensitive to contrast and offset).
+
+    Returns (affine, ccc, overlap, converged).
+    """
+    rs = ref_b
+    ms = mov_b
+    gy, gx = np.gradient(ms)
+    stack = np.ascontiguousarray(np.stack([ms, gx, gy]), dtype=np.float32)
+    ny, nx = rs.shape
+    st = max(1, math.ceil(max(ny, nx) / max_samples))
+    oy, ox = (ny - 1) % st // 2, (nx - 1) % st // 2
+    sy, sx = (ny - 1 - oy) // st + 1, (nx - 1 - ox) // st + 1
+    yy, xx = np.mgrid[0:sy, 0:sx]
+    xs = (ox + st * xx).astype(np.float64)
+    ys = (oy + st * yy).astype(np.float64)
+    r_s = rs[oy::st, ox::st][:sy, :sx].astype(np.float64)
+    c_r = _center_of(rs.shape)
+    dxg, dyg = xs - c_r[0], ys - c_r[1]
+    # the band-pass filter is not shift-invariant within its support of the borders
+    ref_ok = (xs >= edge) & (xs <= nx - 1 - edge) & (ys >= edge) & (ys <= ny - 1 - edge)
+    # parameters of the sampling map u = [[a, −b], [b, a]]·(x − c_r) + t  (reference → moving)
+    inv = _invert(a_init)
+    a, b = float(inv[0, 0] + inv[1, 1]) / 2, float(inv[1, 0] - inv[0, 1]) / 2
+    t = inv[:, :2] @ c_r + inv[:, 2]
+    mny, mnx = ms.shape
+    converged = False
+    ccc, ov = 0.0, 0.0
+    for _ in range(max_iter):
+        lin = np.array([[a, -b], [b, a]])
+        # output pixel (i, j) of the sample grid -> moving position
+        m_out = lin @ np.diag([st, st])
+        off = lin @ (np.array([ox, oy]) - c_r) + t
+        w = warp_affine(
+            stack, np.hstack([m_out, off[:, None]]), (sy, sx), order=3, fill=0.0, n_threads=threads
+        )
+        ux = a * dxg - b * dyg + t[0]
+        uy = b * dxg + a * dyg + t[1]
+        ok = (ux >= edge) & (ux <= mnx - 1 - edge) & (uy >= edge) & (uy <= mny - 1 - edge) & ref_ok
+        n_ok = int(ok.sum())
+        ov = n_ok / float(ok.size)
+        if n_ok < 64:
+            return a_init, 0.0, ov, False
+        wv = w[0][ok].astype(np.float64)
+        gxv = w[1][ok].astype(np.float64)
+        gyv = w[2][ok].astype(np.float64)
+        rv = r_s[ok]
+        dx, dy = dxg[ok], dyg[ok]
+        # intensity model
+        wm, rm = wv.mean(), rv.mean()
+        wc, rc = wv - wm, rv - rm
+        den = float((wc * wc).sum())
+        if den <= 0:
+            return a_init, 0.0, ov, False
+        alpha = float((wc * rc).sum()) / den
+        ccc = float((wc * rc).sum()) / math.sqrt(den * float((rc * rc).sum()) or 1.0)
+        e = rc - alpha * wc
+        jac = np.stack([gxv * dx + gyv * dy, -gxv * dy + gyv * dx, gxv, gyv], axis=1) * alpha
+        jac -= jac.mean(axis=0, keepdims=True)
+        h = jac.T @ jac
+        try:
+            delta = np.linalg.solve(h + 1e-9 * np.trace(h) * np.eye(4), jac.T @ e)
+        except np.linalg.LinAlgError:
+            return a_init, ccc, ov, False
+        a += float(delta[0])
+        b += float(delta[1])
+        t = t + delta[2:]
+        r_ext = 0.5 * max(ny, nx)
+        if (
+            abs(delta[0]) * r_ext < 0.01 * st
+            and abs(delta[1]) * r_ext < 0.01 * st
+            and float(np.abs(delta[2:]).max()) < 0.01 * st
+        ):
+            converged = True
+            break
+    lin = np.array([[a, -b], [b, a]])
+    samp = np.hstack([lin, (t - lin @ c_r)[:, None]])
+    return _invert(samp), ccc, ov, converged
+
+
+# ----------------------------------------------------------------------------------------------
+
+
+def _not_found(
+    ref_shape: tuple[int, int],
+    mov_shape: tuple[int, int],
+    p_r: float,
+    p_m: float,
+    s0: float,
+    scale_range: tuple[float, float],
+    candidates: tuple[SimilarityCandidate, ...] = (),
+) -> SimilarityResult:
+    lin = s0 * np.eye(2)
+    c = _center_of(ref_shape)
+    a = np.hstack([lin, (c - lin @ _center_of(mov_shape))[:, None]])
+    return SimilarityResult(
+        affine=a,
+        scale=s0,
+        rotation_deg=0.0,
+        center=(float(c[0]), float(c[1])),
+        center_a=(0.0, 0.0),
+        shift_a=(0.0, 0.0),
+        found=False,
+        confidence=0.0,
+        ccc=0.0,
+        overlap=0.0,
+        peak_ratio=1.0,
+        peak_z=0.0,
+        at_search_edge=False,
+        reference_pixel_a=p_r,
+        moving_pixel_a=p_m,
+        reference_shape=ref_shape,
+        moving_shape=mov_shape,
+        candidates=candidates,
+        pose_ratio=0.0,
+        scale_range=scale_range,
+        nominal_scale=s0,
+    )
+
+
+def _blank(img: NDArray[np.float32]) -> bool:
+    s = float(img.std())
+    return not s > 1e-6 * (1.0 + abs(float(img.mean())))
+
+
+def _shrink(img: NDArray[np.float32], zoom: float, threads: int | None) -> NDArray[np.float32]:
+    if zoom >= 0.999:
+        return img
+    method = "area" if zoom <= 0.5 else "lanczos3"
+    return np.ascontiguousarray(rescale(img, zoom, method, n_threads=threads), dtype=np.float32)
+
+
+def find_similarity(
+    reference: ArrayLike,
+    moving: ArrayLike,
+    *,
+    reference_pixel_a: float | None = None,
+    moving_pixel_a: float | None = None,
+    scale_range: Sequence[float] = (0.5, 2.0),
+    rotation_range_deg: Sequence[float] | None = None,
+    n_candidates: int = 5,
+    n_threads: int | None = None,
+    fm_size: int = 512,
+    refine_size: int = 1024,
+) -> SimilarityResult:
+    """Find the similarity (scale, rotation, translation) between two images of one area.
+
+    For images whose relation is not known: a grid reloaded at an unknown rotation, another
+    microscope or camera, an uncalibrated magnification, a View at high defocus.
+
+    Parameters
+    ----------
+    reference : ndarray (y, x)
+        Reference image.
+    moving : ndarray (y, x)
+        Image to place on the reference.
+    reference_pixel_a, moving_pixel_a : float, optional
+        Nominal pixel sizes in Å (give both or neither). Their ratio is applied first and
+        ``scale_range`` is then the residual range around it. Without them the nominal ratio
+        is 1.
+    scale_range : (float, float)
+        Allowed (residual) scale ``σ`` — moving pixels per reference pixel relative to the
+        nominal ratio — with ``0.25 ≤ lo < hi ≤ 4`` (Fourier–Mellin does not reach further;
+        pre-scale with the pixel sizes). A result outside it has ``found=False``.
+    rotation_range_deg : (float, float), optional
+        Allowed rotation interval ``[lo, hi]`` in degrees (clockwise as displayed, the sense of
+        ``rotation_deg``); default any rotation.
+    n_candidates : int
+        Log-polar peaks kept; each gives two candidates (θ and θ + 180°).
+    n_threads : int, optional
+        Worker threads (default all cores).
+    fm_size : int
+        Largest side (pixels) of the images used for Fourier–Mellin (they are shrunk with exact
+        area averaging to at most this size).
+    refine_size : int
+        Largest side (pixels) of the images used for the final Gauss–Newton refinement.
+
+    Returns
+    -------
+    SimilarityResult
+        An :class:`emgeom.crossmag.AlignmentResult` (``affine``, ``scale``, ``rotation_deg``,
+        ``center``, ``found``, ``confidence``, ...) plus ``candidates`` (ranked) and
+        ``pose_ratio``.
+
+    Raises
+    ------
+    InvalidValueError
+        Bad arguments (one pixel size without the other, a scale range outside [0.25, 4] or
+        empty, an empty rotation range, ...).
+    """
+    ref = as_image(reference, "reference", allow_stack=False, dtype=np.float32)
+    mov = as_image(moving, "moving", allow_stack=False, dtype=np.float32)
+    if (reference_pixel_a is None) != (moving_pixel_a is None):
+        raise InvalidValueError(
+            "reference_pixel_a/moving_pixel_a: give both pixel sizes or neither"
+        )
+    p_r = (
+        1.0
+        if reference_pixel_a is None
+        else as_float(reference_pixel_a, "reference_pixel_a", positive=True)
+    )
+    p_m = (
+        1.0 if moving_pixel_a is None else as_float(moving_pixel_a, "moving_pixel_a", positive=True)
+    )
+    if len(scale_range) != 2:
+        raise InvalidValueError(f"scale_range: expected (low, high), got {scale_range!r}")
+    lo = as_float(scale_range[0], "scale_range[0]", low=0.25, high=4.0)
+    hi = as_float(scale_range[1], "scale_range[1]", low=0.25, high=4.0)
+    if not lo < hi:
+        raise InvalidValueError(f"scale_range: expected low < high, got ({lo}, {hi})")
+    srange = (lo, hi)
+    rrange: tuple[float, float] | None = None
+    if rotation_range_deg is not None:
+        if len(rotation_range_deg) != 2:
+            raise InvalidValueError(
+                f"rotation_range_deg: expected (low, high), got {rotation_range_deg!r}"
+            )
+        r0 = as_float(rotation_range_deg[0], "rotation_range_deg[0]")
+        r1 = as_float(rotation_range_deg[1], "rotation_range_deg[1]")
+        if not r0 <= r1:
+            raise InvalidValueError(f"rotation_range_deg: expected low <= high, got ({r0}, {r1})")
+        rrange = (r0, r1) if r1 - r0 < 360.0 else None
+    k = as_int(n_candidates, "n_candidates", low=1, high=50)
+    threads = n_threads_arg(n_threads)
+    fsz = as_int(fm_size, "fm_size", low=64, high=8192)
+    rsz = as_int(refine_size, "refine_size", low=64, high=16384)
+    s0 = p_m / p_r
+    ref_shape = (int(ref.shape[0]), int(ref.shape[1]))
+    mov_shape = (int(mov.shape[0]), int(mov.shape[1]))
+
+    # 1. common working sampling (pixel size pw in Å) with at most fm_size px per side
+    pw = max(p_r, p_m)
+    pw = max(pw, max(ref_shape) * p_r / fsz, max(mov_shape) * p_m / fsz)
+    z_r, z_m = p_r / pw, p_m / pw
+    if (
+        min(ref_shape) * z_r < MIN_SIZE
+        or min(mov_shape) * z_m < MIN_SIZE
+        or _blank(ref)
+        or _blank(mov)
+    ):
+        return _not_found(ref_shape, mov_shape, p_r, p_m, s0, srange)
+    ref_w = _shrink(ref, z_r, threads)
+    mov_w = _shrink(mov, z_m, threads)
+    ref_wb = _bandpass(ref_w, *_SCORE_BAND, threads)
+    mov_wb = _bandpass(mov_w, *_SCORE_BAND, threads)
+    zr_w = z_r if z_r < 0.999 else 1.0
+    zm_w = z_m if z_m < 0.999 else 1.0
+
+    # 2–3. log-polar descriptors and their phase correlation
+    rho_min = max(2.0 / min(*ref_w.shape, *mov_w.shape), 0.005)
+    lp_r = _descriptor(ref_w, rho_min, threads)
+    lp_m = _descriptor(mov_w, rho_min, threads)
+    d_log = math.log(_RHO_MAX / rho_min) / (_N_RADIUS - 1)
+    # at working sampling both images have pixel pw, so σ_w is the residual scale σ itself
+    peaks = _fm_peaks(lp_r, lp_m, d_log, srange, rrange, k)
+    if not peaks:
+        return _not_found(ref_shape, mov_shape, p_r, p_m, s0, srange)
+
+    # 4. both members of every 180° pair through the translation step
+    evals: list[tuple[SimilarityCandidate, _Pose]] = []
+    for pk in peaks:
+        for extra in (0.0, 180.0):
+            theta = _wrap180(pk.rotation_deg + extra)
+            if rrange is not None and not _in_range(theta, rrange):
+                continue
+            pose = _translation_step(ref_wb, mov_wb, pk.scale, theta, threads)
+            full = _to_full(pose.affine, zr_w, zm_w)
+            ctr = full[:, :2] @ _center_of(mov_shape) + full[:, 2]
+            evals.append(
+                (
+                    SimilarityCandidate(
+                        scale=pk.scale * s0,
+                        rotation_deg=theta,
+                        fm_peak=pk.height,
+                        score=pose.score,
+                        ccc=pose.ccc,
+                        overlap=pose.overlap,
+                        center=(float(ctr[0]), float(ctr[1])),
+                    ),
+                    pose,
+                )
+            )
+    if not evals:
+        return _not_found(ref_shape, mov_shape, p_r, p_m, s0, srange)
+    evals.sort(key=lambda e: -e[0].score)
+    ranked = tuple(c for c, _ in evals)
+    best, best_pose = evals[0]
+    diag = math.hypot(*ref_shape)
+    other = [
+        c.score
+        for c in ranked[1:]
+        if abs(_wrap180(c.rotation_deg - best.rotation_deg)) > _SAME_ROT_DEG
+        or abs(math.log(c.scale / best.scale)) > _SAME_SCALE
+        or math.hypot(c.center[0] - best.center[0], c.center[1] - best.center[1]) > 0.02 * diag
+    ]
+    second = max(other) if other else 0.0
+    if best.score <= 0:
+        pose_ratio = 0.0
+    elif second <= 1e-6:
+        pose_ratio = 100.0
+    else:
+        pose_ratio = float(min(100.0, best.score / second))
+
+    # 5. refinement at a common sampling for the candidate's scale (so that the band-pass
+    #    filters match in physical units), at most refine_size pixels per side
+    p_eff = best.scale * p_r  # the moving image's pixel size implied by the candidate (Å)
+    pw2 = max(p_r, p_eff, max(ref_shape) * p_r / rsz, max(mov_shape) * p_eff / rsz)
+    zr2, zm2 = p_r / pw2, p_eff / pw2
+    ref_f = _shrink(ref, zr2, threads)
+    mov_f = _shrink(mov, zm2, threads)
+    zr2 = 1.0 if zr2 >= 0.999 else zr2
+    zm2 = 1.0 if zm2 >= 0.999 else zm2
+    a_start = _from_full(_to_full(best_pose.affine, zr_w, zm_w), zr2, zm2)
+    # coarse-to-fine: a smooth band first (wide basin, robust to noise), then a finer one
+    a_ref = a_start
+    converged = False
+    ccc = overlap = 0.0
+    for sig_f, sig_c in _REFINE_BANDS:
+        edge = _edge(sig_c)
+        a_ref, ccc, overlap, converged = _refine(
+            _bandpass(ref_f, sig_f, sig_c, threads),
+            _bandpass(mov_f, sig_f, sig_c, threads),
+            a_ref,
+            threads,
+            edge=edge,
+        )
+    full = _to_full(a_ref, zr2, zm2)
+    lin = full[:, :2]
+    scale = float(math.sqrt(abs(np.linalg.det(lin))))
+    theta = float(math.degrees(math.atan2(lin[1, 0] - lin[0, 1], lin[0, 0] + lin[1, 1])))
+    sigma = scale / s0
+    moved = (
+        abs(_wrap180(theta - best.rotation_deg)) > 3.0 or abs(math.log(scale / best.scale)) > 0.05
+    )
+    in_range = srange[0] <= sigma <= srange[1]
+    rot_ok = rrange is None or _in_range(theta, rrange)
+    found = bool(
+        converged
+        and not moved
+        and in_range
+        and rot_ok
+        and ccc >= _MIN_CCC
+        and overlap >= _MIN_OVERLAP
+        and pose_ratio >= _MIN_POSE_RATIO
+    )
+    conf = _confidence(ccc, pose_ratio, overlap)
+    if not found:
+        conf = min(conf, 0.49)
+    c_mov = _center_of(mov_shape)
+    center = lin @ c_mov + full[:, 2]
+    d = (center - _center_of(ref_shape)) * p_r
+    return SimilarityResult(
+        affine=full,
+        scale=scale,
+        rotation_deg=theta,
+        center=(float(center[0]), float(center[1])),
+        center_a=(float(d[0]), float(d[1])),
+        shift_a=(float(-d[0]), float(-d[1])),
+        found=found,
+        confidence=conf,
+        ccc=float(ccc),
+        overlap=float(overlap),
+        peak_ratio=float(best_pose.peak_ratio),
+        peak_z=float(best_pose.peak_z),
+        at_search_edge=bool(not in_range),
+        reference_pixel_a=p_r,
+        moving_pixel_a=p_m,
+        reference_shape=ref_shape,
+        moving_shape=mov_shape,
+        binning=1,
+        n_evaluations=len(evals),
+        candidates=ranked,
+        pose_ratio=pose_ratio,
+        scale_range=srange,
+        nominal_scale=s0,
+    )
+
+
+def _zoom_affine(z: float) -> NDArray[np.float64]:
+    """3×3 map of pixel positions under a zoom ``z``: ``u' = (u + 0.5)·z − 0.5``."""
+    return np.array([[z, 0.0, 0.5 * z - 0.5], [0.0, z, 0.5 * z - 0.5], [0.0, 0.0, 1.0]])
+
+
+def _h(a: NDArray[np.float64]) -> NDArray[np.float64]:
+    return np.vstack([a, [0.0, 0.0, 1.0]])
+
+
+def _to_full(a_w: NDArray[np.float64], z_r: float, z_m: float) -> NDArray[np.float64]:
+    """Working-sampling affine (moving_w → reference_w) to full-resolution pixels."""
+    return (np.linalg.inv(_zoom_affine(z_r)) @ _h(a_w) @ _zoom_affine(z_m))[:2]
+
+
+def _from_full(a: NDArray[np.float64], z_r: float, z_m: float) -> NDArray[np.float64]:
+    return (_zoom_affine(z_r) @ _h(a) @ np.linalg.inv(_zoom_affine(z_m)))[:2]
+
+
+def _confidence(ccc: float, pose_ratio: float, overlap: float) -> float:
+    """Monotone map of the measures to [0, 1]; 0.5 at the ``found`` thresholds."""
+
+    def part(x: float, thr: float, good: float, floor: float) -> float:
+        if x >= thr:
+            return 0.5 + 0.5 * float(np.clip((x - thr) / (good - thr), 0.0, 1.0))
+        return 0.5 * float(np.clip((x - floor) / (thr - floor), 0.0, 1.0))
+
+    return min(
+        part(ccc, _MIN_CCC, 0.4, 0.0),
+        part(pose_ratio, _MIN_POSE_RATIO, 2.0, 1.0),
+        part(overlap, _MIN_OVERLAP, 0.8, 0.0),
+    )
