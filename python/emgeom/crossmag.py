@@ -116,7 +116,8 @@ class AlignmentResult:
         shift of the lower-mag buffer).
     found : bool
         False for blank, constant or featureless content, ambiguous or weak peaks, too little
-        overlap; then the geometry is the best guess and must not be used.
+        overlap, or a scale/rotation optimum outside the searched range; then the geometry is
+        the best guess and must not be used.
     confidence : float
         In [0, 1]: the minimum of three ramps of ``significance`` (from ``ccc``),
         ``peak_ratio`` and ``overlap``, each exactly 0.5 at its ``found`` threshold
@@ -1125,8 +1126,13 @@ def align(
     n_pos = max(2, n_positions)
     noise_max = math.sqrt(2.0 * math.log(n_pos) * _noise_corr_area(filt) / n_foot)
     significance = ccc / noise_max
+    # an optimum clipped to the edge of the search range lies outside it: the position is not
+    # trustworthy (SerialEM NavHelper.cpp AlignWithRotation returns error 1 in that case)
     found = bool(
-        significance >= _MIN_SIGNIFICANCE and ratio >= _MIN_RATIO and overlap >= _MIN_OVERLAP
+        significance >= _MIN_SIGNIFICANCE
+        and ratio >= _MIN_RATIO
+        and overlap >= _MIN_OVERLAP
+        and not at_edge
     )
     conf = _confidence(significance, ratio, overlap)
     if not found:
