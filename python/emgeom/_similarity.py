@@ -258,6 +258,8 @@ def _in_range(theta: float, rng: tuple[float, float]) -> bool:
 _REFINE_BANDS = ((3.6, 12.5), (2.0, 8.5))
 #: Band-pass filter of the candidate scoring (working sampling).
 _SCORE_BAND = (2.0, 8.5)
+#: Largest side (pixels) of the images used to score the candidates.
+_SCORE_SIZE = 256
 
 
 def _bandpass(
@@ -620,8 +622,12 @@ def find_similarity(
         return _not_found(ref_shape, mov_shape, p_r, p_m, s0, srange)
     ref_w = _shrink(ref, z_r, threads)
     mov_w = _shrink(mov, z_m, threads)
-    ref_wb = _bandpass(ref_w, *_SCORE_BAND, threads)
-    mov_wb = _bandpass(mov_w, *_SCORE_BAND, threads)
+    # candidates are scored at a coarser sampling still (ranking needs no fine detail)
+    zs = min(1.0, _SCORE_SIZE / max(*ref_w.shape, *mov_w.shape))
+    if zs >= 0.999:
+        zs = 1.0
+    ref_wb = _bandpass(_shrink(ref_w, zs, threads), *_SCORE_BAND, threads)
+    mov_wb = _bandpass(_shrink(mov_w, zs, threads), *_SCORE_BAND, threads)
     zr_w = z_r if z_r < 0.999 else 1.0
     zm_w = z_m if z_m < 0.999 else 1.0
 
@@ -643,7 +649,7 @@ def find_similarity(
             if rrange is not None and not _in_range(theta, rrange):
                 continue
             pose = _translation_step(ref_wb, mov_wb, pk.scale, theta, threads)
-            full = _to_full(pose.affine, zr_w, zm_w)
+            full = _to_full(pose.affine, zr_w * zs, zm_w * zs)
             ctr = full[:, :2] @ _center_of(mov_shape) + full[:, 2]
             evals.append(
                 (
@@ -689,7 +695,7 @@ def find_similarity(
     mov_f = _shrink(mov, zm2, threads)
     zr2 = 1.0 if zr2 >= 0.999 else zr2
     zm2 = 1.0 if zm2 >= 0.999 else zm2
-    a_start = _from_full(_to_full(best_pose.affine, zr_w, zm_w), zr2, zm2)
+    a_start = _from_full(_to_full(best_pose.affine, zr_w * zs, zm_w * zs), zr2, zm2)
     # coarse-to-fine: a smooth band first (wide basin, robust to noise), then a finer one
     a_ref = a_start
     converged = False
