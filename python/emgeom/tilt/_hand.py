@@ -652,11 +652,17 @@ def _load_images(images: Any) -> Any:
 
 
 def _bin_image(img: NDArray[Any], b: int) -> NDArray[np.float32]:
+    """Mean of ``b×b`` blocks (float32; strided adds, much faster than a reshaped mean)."""
     if b == 1:
         return np.ascontiguousarray(img, dtype=np.float32)
     ny, nx = (img.shape[0] // b) * b, (img.shape[1] // b) * b
-    v = np.asarray(img[:ny, :nx], dtype=np.float32)
-    return np.ascontiguousarray(v.reshape(ny // b, b, nx // b, b).mean(axis=(1, 3)))
+    v = img[:ny, :nx]
+    out = np.zeros((ny // b, nx // b), dtype=np.float32)
+    for dy in range(b):
+        for dx in range(b):
+            out += v[dy::b, dx::b]
+    out *= np.float32(1.0 / (b * b))
+    return out
 
 
 def _slopes_from_images(
@@ -762,16 +768,16 @@ def _slopes_from_images(
     whole_tilt: list[int] = []
     tilt_shi: dict[int, float] = {}
     for t in range(geometry.n_tilts):
-        img = arr[t]
-        if not np.all(np.isfinite(img)):
+        ib = _bin_image(arr[t], b)
+        # NaN/inf anywhere propagates into the block means: check the (smaller) binned image
+        if not np.isfinite(ib).all():
             raise InvalidValueError(
                 f"images: image {t} contains NaN/inf values (mask or repair it first)"
             )
-        if float(np.std(img)) == 0.0:
+        if float(ib.max()) == float(ib.min()):
             if progress is not None:
                 progress(t + 1, geometry.n_tilts)
             continue
-        ib = _bin_image(img, b)
         prof, cen, _counts = _core.ctf_tile_profiles(
             ib, tile, step, n_bins, float(astig[t]), float(ang[t]), n_threads=nthr
         )
