@@ -18,9 +18,16 @@ def run(rng, *, kind="edge", vn=0.3, pn=1.5, pixel_err=1.0, rot_err=0.0, search=
         tc = D.true_center(v, p)
         prior = tc + rng.uniform(-100, 100, 2)  # stage prediction error ±100 View px
         kw = {} if search else {"scale_search": 0.0, "rotation_search_deg": 0.0}
-        r = crossmag.align(v.image, p.image, reference_pixel_a=20.0, moving_pixel_a=2.0 * pixel_err,
-                           rotation_deg=12.0 + rot_err, expected_center=prior,
-                           max_shift_a=160 * 20.0, **kw)
+        r = crossmag.align(
+            v.image,
+            p.image,
+            reference_pixel_a=20.0,
+            moving_pixel_a=2.0 * pixel_err,
+            rotation_deg=12.0 + rot_err,
+            expected_center=prior,
+            max_shift_a=160 * 20.0,
+            **kw,
+        )
         out.append((float(np.hypot(*(np.array(r.center) - tc))), r.found, r.confidence))
     return np.array(out)
 
