@@ -103,7 +103,8 @@ class SimilarityResult(AlignmentResult):
     Attributes
     ----------
     candidates : tuple of SimilarityCandidate
-        Every candidate evaluated (both members of each 180° pair), best score first.
+        The candidates evaluated inside ``rotation_range_deg`` (both members of each 180°
+        pair), best score first.
     pose_ratio : float
         Best candidate score / best score of a candidate with a different pose (rotation
         differing by more than 2° or scale by more than 2%); ≈ 1 means ambiguous (e.g. a
@@ -405,8 +406,8 @@ def _refine(
     a, b = float(inv[0, 0] + inv[1, 1]) / 2, float(inv[1, 0] - inv[0, 1]) / 2
     t = inv[:, :2] @ c_r + inv[:, 2]
     mny, mnx = ms.shape
-    converged = False
     ccc, ov = 0.0, 0.0
+    step = float("inf")
     for _ in range(max_iter):
         lin = np.array([[a, -b], [b, a]])
         # output pixel (i, j) of the sample grid -> moving position
@@ -447,13 +448,11 @@ def _refine(
         b += float(delta[1])
         t = t + delta[2:]
         r_ext = 0.5 * max(ny, nx)
-        if (
-            abs(delta[0]) * r_ext < 0.01 * st
-            and abs(delta[1]) * r_ext < 0.01 * st
-            and float(np.abs(delta[2:]).max()) < 0.01 * st
-        ):
-            converged = True
+        step = max(abs(delta[0]) * r_ext, abs(delta[1]) * r_ext, float(np.abs(delta[2:]).max()))
+        if step < 0.01 * st:
             break
+    # converged unless the last step still moved the edge of the image by a quarter pixel
+    converged = step < 0.25 * st
     lin = np.array([[a, -b], [b, a]])
     samp = np.hstack([lin, (t - lin @ c_r)[:, None]])
     return _invert(samp), ccc, ov, converged
@@ -637,7 +636,9 @@ def find_similarity(
     lp_m = _descriptor(mov_w, rho_min, threads)
     d_log = math.log(_RHO_MAX / rho_min) / (_N_RADIUS - 1)
     # at working sampling both images have pixel pw, so σ_w is the residual scale σ itself
-    peaks = _fm_peaks(lp_r, lp_m, d_log, srange, rrange, k)
+    # peaks are taken regardless of rotation_range: a better pose outside the range must make
+    # the in-range answer "not found", not silently lose
+    peaks = _fm_peaks(lp_r, lp_m, d_log, srange, None, 2 * k if rrange is not None else k)
     if not peaks:
         return _not_found(ref_shape, mov_shape, p_r, p_m, s0, srange)
 
@@ -646,8 +647,6 @@ def find_similarity(
     for pk in peaks:
         for extra in (0.0, 180.0):
             theta = _wrap180(pk.rotation_deg + extra)
-            if rrange is not None and not _in_range(theta, rrange):
-                continue
             pose = _translation_step(ref_wb, mov_wb, pk.scale, theta, threads)
             full = _to_full(pose.affine, zr_w * zs, zm_w * zs)
             ctr = full[:, :2] @ _center_of(mov_shape) + full[:, 2]
@@ -668,15 +667,21 @@ def find_similarity(
     if not evals:
         return _not_found(ref_shape, mov_shape, p_r, p_m, s0, srange)
     evals.sort(key=lambda e: -e[0].score)
-    ranked = tuple(c for c, _ in evals)
-    best, best_pose = evals[0]
+    allowed = [e for e in evals if rrange is None or _in_range(e[0].rotation_deg, rrange)]
+    if not allowed:
+        return _not_found(ref_shape, mov_shape, p_r, p_m, s0, srange)
+    ranked = tuple(c for c, _ in allowed[: 2 * k])
+    best, best_pose = allowed[0]
     diag = math.hypot(*ref_shape)
     other = [
         c.score
-        for c in ranked[1:]
-        if abs(_wrap180(c.rotation_deg - best.rotation_deg)) > _SAME_ROT_DEG
-        or abs(math.log(c.scale / best.scale)) > _SAME_SCALE
-        or math.hypot(c.center[0] - best.center[0], c.center[1] - best.center[1]) > 0.02 * diag
+        for c, _ in evals
+        if c is not best
+        and (
+            abs(_wrap180(c.rotation_deg - best.rotation_deg)) > _SAME_ROT_DEG
+            or abs(math.log(c.scale / best.scale)) > _SAME_SCALE
+            or math.hypot(c.center[0] - best.center[0], c.center[1] - best.center[1]) > 0.02 * diag
+        )
     ]
     second = max(other) if other else 0.0
     if best.score <= 0:
