@@ -312,3 +312,46 @@ def test_relion5_tutorial_hand_consistent_with_imod_ts03():
     samples = np.c_[np.arange(g.n_tilts), np.zeros(g.n_tilts), np.zeros(g.n_tilts), g.defocus_a]
     r = check_hand(g, samples=samples)
     assert not r.decided and r.n_used == 0
+
+
+def test_warp_movie_gridctf_samples_and_warp_check_sign(tmp_path):
+    """Warp per-movie 2x2 GridCTF (fs_ctf) -> samples; Warp's --check sign (design T7)."""
+    from emgeom.simulate import defocus_gradients
+    from emgeom.tilt._hand import samples_from_warp_movies
+
+    ny = nx = 4096
+    px = 1.5
+    for true_hand in (+1, -1):
+        g = series(hand=true_hand, axis=84.0, pixel=px)
+        grads = defocus_gradients(g)
+        paths = []
+        for t in range(g.n_tilts):
+            nodes = []
+            for gy in range(2):
+                for gx in range(2):
+                    x = (gx - 0.5) * nx * px
+                    y = (gy - 0.5) * ny * px
+                    d_um = (g.defocus_a[t] + grads[t] @ [x, y]) * 1e-4
+                    nodes.append(f'<Node X="{gx}" Y="{gy}" Z="0" Value="{d_um:.6f}" />')
+            p = tmp_path / f"m{true_hand}_{t}.xml"
+            p.write_text(
+                '<Movie><GridCTF Width="2" Height="2" Depth="1">'
+                + "".join(nodes)
+                + "</GridCTF></Movie>"
+            )
+            paths.append(p)
+        s = samples_from_warp_movies(paths, (ny, nx), px)
+        assert s.n == 4 * g.n_tilts
+        r = check_hand(g.with_hand(+1), samples=s)
+        assert r.decided and r.hand == true_hand
+        assert r.correlation == pytest.approx(true_hand, abs=1e-6)
+        # Warp's check forces AreAnglesInverted = False: correlation -h ("flip" iff h = +1)
+        assert np.sign(r.warp_check_correlation) == -true_hand
+        assert r.warp_angles_inverted is (true_hand == +1)
+    bad = tmp_path / "bad.xml"
+    bad.write_text(
+        '<Movie><GridCTF Width="1" Height="1" Depth="1"><Node X="0" Y="0" Z="0" '
+        'Value="2.0" /></GridCTF></Movie>'
+    )
+    with pytest.raises(errors.FileFormatError, match="2x2x1"):
+        samples_from_warp_movies([bad], (100, 100), 1.0)

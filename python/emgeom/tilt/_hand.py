@@ -54,6 +54,7 @@ __all__ = [
     "check_hand",
     "predicted_slopes",
     "read_subtilt_star",
+    "samples_from_warp_movies",
 ]
 
 
@@ -519,7 +520,9 @@ def _decide(
     agreement = np.zeros(geometry.n_tilts, dtype=np.int8)
     if lean != 0:
         resid_sign = np.sign(measured - (c if math.isfinite(c) else 0.0))
-        vote = used & (np.abs(pred) > 1e-3)
+        resid = np.abs(measured - (c if math.isfinite(c) else 0.0))
+        # a tilt votes when the prediction is not ~0 and its residual sign is meaningful
+        vote = used & (np.abs(pred) > 1e-3) & (resid > 0.5 * np.nan_to_num(err, nan=np.inf))
         agreement[vote] = np.where(resid_sign[vote] == np.sign(lean * pred[vote]), 1, -1)
     if decided and geometry.hand != lean:
         notes.append(
@@ -1261,3 +1264,73 @@ def read_subtilt_star(
         axis_spread_deg=spread,
         notes=tuple(notes),
     )
+
+
+# --------------------------------------------------------------- Warp per-movie GridCTF
+def samples_from_warp_movies(
+    movie_xmls: Sequence[str | os.PathLike[str]],
+    image_shape_px: tuple[int, int],
+    pixel_size_a: float,
+) -> HandSamples:
+    """Defocus samples from Warp's per-tilt-movie spatially resolved ``GridCTF`` (``fs_ctf``
+    with a grid of at least 2×2×1), one movie XML per tilt in the geometry's order.
+
+    Warp's own check (``WarpTools/Commands/Tiltseries/DefocusHandTiltseries.cs``) interpolates
+    ``Movie.GridCTFDefocus`` at image positions normalised by the image size (``CubicGrid``
+    coordinates in [0, 1]: node ``i`` of ``W`` sits at ``i/(W−1)`` of the image width). The node
+    positions are returned in Å from the image centre, the values (µm) as defocus in Å.
+
+    Parameters
+    ----------
+    movie_xmls : paths
+        Warp movie XML files (UTF-8 or UTF-16), one per tilt.
+    image_shape_px : (ny, nx)
+        Size of the tilt images in pixels of ``pixel_size_a`` (not stored in movie XMLs).
+    pixel_size_a : float
+        Pixel size (Å).
+    """
+    import xml.etree.ElementTree as ET
+
+    from emgeom.errors import EmgeomFileError
+    from emgeom.io.warp_xml import _decode
+
+    px = as_float(pixel_size_a, "pixel_size_a", positive=True)
+    if isinstance(image_shape_px, str | bytes) or len(image_shape_px) != 2:
+        raise InvalidValueError(f"image_shape_px: expected (ny, nx), got {image_shape_px!r}")
+    ny = as_int(image_shape_px[0], "image_shape_px[0]", low=1)
+    nx = as_int(image_shape_px[1], "image_shape_px[1]", low=1)
+    ti: list[int] = []
+    xs: list[float] = []
+    ys: list[float] = []
+    ds: list[float] = []
+    for t, path in enumerate(movie_xmls):
+        pth = Path(path)
+        try:
+            raw = pth.read_bytes()
+        except FileNotFoundError:
+            raise EmgeomFileError(f"{pth}: file not found") from None
+        try:
+            root = ET.fromstring(_decode(raw, pth))
+        except ET.ParseError as exc:
+            raise FileFormatError(f"{pth}: not valid XML ({exc})") from None
+        grid = root.find("GridCTF")
+        if grid is None:
+            raise FileFormatError(f"{pth}: no <GridCTF> (run Warp fs_ctf with a 2x2x1 grid)")
+        w, h = int(grid.get("Width", "1")), int(grid.get("Height", "1"))
+        if w * h < 2:
+            raise FileFormatError(
+                f"{pth}: GridCTF is {w}x{h}: no local defocus (run fs_ctf with a 2x2x1 grid)"
+            )
+        for node in grid.findall("Node"):
+            if int(node.get("Z", "0")) != 0:
+                continue
+            gx, gy = int(node.get("X", "0")), int(node.get("Y", "0"))
+            fx = gx / (w - 1) if w > 1 else 0.5
+            fy = gy / (h - 1) if h > 1 else 0.5
+            ti.append(t)
+            xs.append((fx - 0.5) * nx * px)
+            ys.append((fy - 0.5) * ny * px)
+            ds.append(float(node.get("Value", "nan")) * 1e4)
+    if not ti:
+        raise InvalidValueError("movie_xmls: no files given")
+    return _build_samples(np.array(ti), np.array(xs), np.array(ys), np.array(ds), None)
