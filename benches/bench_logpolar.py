@@ -186,9 +186,9 @@ def test_fm_skimage_gallery_recipe(benchmark):
     angle, scale = benchmark.pedantic(
         _skimage_recipe, args=(r, m), rounds=1 if benchmark.disabled else 3, iterations=1
     )
-    # the recipe reports the rotation counter-clockwise as displayed and the magnification of
-    # the moving image: emgeom's θ = −angle, scale = 1/scale
-    benchmark.extra_info.update(angle=-angle, scale=1 / scale if scale else float("nan"))
+    # measured: the recipe's angle has emgeom's sense (θ = angle) and its scale is the
+    # magnification of the moving image (emgeom's scale = 1/scale)
+    benchmark.extra_info.update(angle=angle, scale=1 / scale if scale else float("nan"))
 
 
 def test_fm_imreg_dft(benchmark):
