@@ -220,6 +220,7 @@ def test_warp_export_tomograms_star_and_cryocat():
     assert g.n_tilts == 41 and g.hand == +1  # rlnTomoHand -1 as written by WarpTools
     assert g.axis_deg == pytest.approx(np.full(41, -85.6), abs=0.01)
     assert any("ProjX" in n for n in g.notes)
+    assert any("GetRelionHand" in n for n in g.notes)
 
 
 def test_imod_conversion_files_from_cryoet_alignment():

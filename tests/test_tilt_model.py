@@ -372,6 +372,14 @@ def test_large_output_streaming_path_and_out_argument():
     assert res is out
     want = ref.particle_defocus(p, g.tilt_deg, g.axis_deg, g.defocus_a, -1)
     np.testing.assert_allclose(out, want, atol=0.05)
+    # misaligned (4-byte offset) C-contiguous output: unaligned head + aligned streaming body
+    flat = np.full(70_000 * 41 + 1, np.nan, dtype=np.float32)
+    shifted = flat[1:].reshape(70_000, 41)
+    particle_defocus(g, p, out=shifted)
+    assert np.isnan(flat[0])
+    np.testing.assert_array_equal(shifted, out)  # bit-identical to the aligned run
+    # small (non-streaming) run of the first rows gives the same bits
+    np.testing.assert_array_equal(particle_defocus(g, p[:100]), out[:100])
     out64 = np.empty((70_000, 41))
     particle_defocus(g, p, out=out64, n_threads=2)
     np.testing.assert_allclose(out64, want, atol=1e-7)
@@ -429,6 +437,17 @@ def test_bad_input_errors():
         particle_defocus("TS_01", np.zeros((5, 3)))
     with pytest.raises(errors.InvalidValueError, match="n_threads"):
         particle_defocus(g, np.zeros((5, 3)), n_threads=0)
+
+
+def test_defocus_in_wrong_units_warns():
+    with pytest.warns(errors.ImplausibleValueWarning, match="µm"):
+        TiltGeometry([0.0, 3.0], 0.0, [2.5, 2.6])  # µm passed as Å
+    with pytest.warns(errors.ImplausibleValueWarning, match="50 µm"):
+        TiltGeometry([0.0], 0.0, 2.5e7)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        TiltGeometry([0.0], 0.0, 0.0)  # no CTF yet: fine
+        TiltGeometry([0.0], 0.0, 25000.0)
 
 
 def test_attributes_and_astigmatism():

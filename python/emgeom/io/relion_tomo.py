@@ -247,6 +247,12 @@ def _geometry_from_record(
                 "layout: _rlnTomoProjX/Y/Z/W matrices without translations (WarpTools export); "
                 "image shifts 0"
             )
+            notes.append(
+                "warning: WarpTools writes rlnTomoHand = -1 for AreAnglesInverted=False "
+                "(RelionParticleSeriesExport.GetRelionHand), which reverses Warp's own defocus "
+                "model; if this file came from WarpTools with AreAnglesInverted=False the "
+                "consistent value is +1 (canonical h = -1). Check with the Warp XML."
+            )
     else:
         for lab in _GEOM5:
             if not tb.has(lab):

@@ -25,6 +25,7 @@ from numpy.typing import NDArray
 from emgeom import _core
 from emgeom._validate import as_float, as_vectors, describe, n_threads_arg
 from emgeom.errors import (
+    ImplausibleValueWarning,
     InvalidTypeError,
     InvalidValueError,
     LossyConversionWarning,
@@ -245,6 +246,21 @@ class TiltGeometry:
             self._defocus_a = _frozen(0.5 * (self.defocus_u_a + self.defocus_v_a))
         else:
             self._defocus_a = full(defocus_a, "defocus_a")
+        big = float(np.max(np.abs(self._defocus_a)))
+        if 0 < big < 100.0:
+            warnings.warn(
+                f"defocus_a: largest |defocus| is {big:g} Å; expected Å (typically 5000–80000). "
+                "Was it given in µm? Convert with 1 µm = 10000 Å.",
+                ImplausibleValueWarning,
+                stacklevel=2,
+            )
+        elif big > 5e5:
+            warnings.warn(
+                f"defocus_a: largest |defocus| is {big:g} Å (> 50 µm); expected Å. "
+                "Was it given in another unit?",
+                ImplausibleValueWarning,
+                stacklevel=2,
+            )
         if astigmatism_deg is not None and self.defocus_u_a is None:
             raise InvalidValueError("astigmatism_deg: needs defocus_u_a and defocus_v_a")
         self.astigmatism_deg = (
