@@ -970,8 +970,8 @@ pub fn warp_affine<T: Sample>(
 }
 
 /// Warp every image of a `(n, y, x)` stack with the same affine map into `out` `(n, y', x')`.
-/// Images are processed one after the other, each in parallel over rows (good load balance for
-/// both few large and many small images).
+/// Images are processed in parallel and, inside each, rows in parallel (rayon's nested work
+/// stealing balances both few large and many small images).
 pub fn warp_affine_stack<T: Sample>(
     src: ArrayView3<T>,
     affine: &Affine,
@@ -986,10 +986,10 @@ pub fn warp_affine_stack<T: Sample>(
             format!("{}", out.len_of(Axis(0))),
         ));
     }
-    for (img, o) in src.axis_iter(Axis(0)).zip(out.axis_iter_mut(Axis(0))) {
-        warp_affine(img, affine, interp, fill, o)?;
-    }
-    Ok(())
+    src.axis_iter(Axis(0))
+        .into_par_iter()
+        .zip(out.axis_iter_mut(Axis(0)).into_par_iter())
+        .try_for_each(|(img, o)| warp_affine(img, affine, interp, fill, o))
 }
 
 #[cfg(test)]
@@ -1410,5 +1410,42 @@ mod tests {
         let sl = img.slice(ndarray::s![..;2, 3..]);
         let naive_sl = sl.iter().map(|&v| v as f64).sum::<f64>() / sl.len() as f64;
         assert!((mean(sl) - naive_sl).abs() < 1e-12);
+    }
+
+    #[test]
+    fn stack_is_each_image_warped_with_its_own_mean() {
+        let mut rng = Rng(99);
+        let stack = ndarray::Array3::from_shape_fn((5, 33, 41), |(k, _, _)| {
+            rng.uniform(-1.0, 1.0) as f32 + k as f32
+        });
+        let a: Affine = [[1.0058, 0.0101, -2.0], [0.0093, 0.9956, 1.5]];
+        for interp in [Interpolation::Linear, Interpolation::Cubic] {
+            let mut out = ndarray::Array3::from_elem((5, 30, 44), f32::NAN);
+            warp_affine_stack(stack.view(), &a, interp, Fill::Mean, out.view_mut()).unwrap();
+            for k in 0..5 {
+                let mut one = Array2::from_elem((30, 44), f32::NAN);
+                warp_affine(
+                    stack.index_axis(Axis(0), k),
+                    &a,
+                    interp,
+                    Fill::Mean,
+                    one.view_mut(),
+                )
+                .unwrap();
+                assert_eq!(out.index_axis(Axis(0), k), one);
+                // Column 43 maps outside (x ≈ 43 > 40): each image's own mean.
+                let m = mean(stack.index_axis(Axis(0), k)) as f32;
+                assert_eq!(out[[k, 5, 43]], m);
+            }
+        }
+        let mut wrong = ndarray::Array3::<f32>::zeros((4, 30, 44));
+        assert!(warp_affine_stack(
+            stack.view(),
+            &a,
+            Interpolation::Linear,
+            Fill::Mean,
+            wrong.view_mut()
+        )
+        .is_err());
     }
 }
