@@ -140,6 +140,21 @@ def test_pixel_sizes_apply_the_nominal_ratio_first(micrograph):
     assert abs(res2.scale - 2.2) < 0.01 and _angle_diff(res2.rotation_deg, -20.0) < 0.2
 
 
+@pytest.mark.realdata
+def test_low_snr_sweep_has_no_confident_wrong_answer(micrograph):
+    rng = np.random.default_rng(11)
+    for k in range(6):
+        snr = (0.1, 0.05)[k % 2]
+        scale = float(np.exp(rng.uniform(np.log(0.6), np.log(1.6))))
+        rot = float(rng.uniform(-180, 180))
+        ref, mov, truth = _mic_pair(micrograph, scale, rot, snr=snr, seed=200 + k)
+        res = find_similarity(ref, mov)
+        if res.found:
+            assert _corner_err(res.affine, truth, mov.shape) < 2.0, (snr, scale, rot)
+        else:
+            assert res.confidence < 0.5
+
+
 # ---------------------------------------------------------------------------------------------
 # imreg_dft's published regression cases (tests/regressiontests/Makefile of matejak/imreg_dft)
 
