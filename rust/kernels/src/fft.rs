@@ -286,3 +286,36 @@ mod tests {
         assert_eq!(nice_size(11), 12);
     }
 }
+
+#[cfg(test)]
+mod timing {
+    use super::*;
+
+    /// `cargo test --release -p emgeom-kernels fft_timing -- --ignored --nocapture`
+    #[test]
+    #[ignore]
+    fn fft_timing() {
+        let n = 2048;
+        let img = Array2::from_shape_fn((n, n), |(y, x)| ((y * 31 + x * 17) % 97) as f32);
+        let p = plan(n, n).unwrap();
+        let _ = p.forward(img.view()).unwrap();
+        for _ in 0..3 {
+            let t = std::time::Instant::now();
+            let f = p.forward(img.view()).unwrap();
+            let t1 = t.elapsed();
+            let t = std::time::Instant::now();
+            let _ = p.inverse(f).unwrap();
+            eprintln!("forward {:?} inverse {:?}", t1, t.elapsed());
+        }
+        let mut buf = vec![C32::new(1.0, 0.0); n * (n / 2 + 1)];
+        let mut out = vec![C32::new(0.0, 0.0); n * (n / 2 + 1)];
+        let t = std::time::Instant::now();
+        transpose(&buf, n, n / 2 + 1, &mut out);
+        eprintln!("transpose {:?}", t.elapsed());
+        let col = &p.col_fwd;
+        let mut scratch = vec![C32::new(0.0, 0.0); col.get_inplace_scratch_len()];
+        let t = std::time::Instant::now();
+        col.process_with_scratch(&mut buf, &mut scratch);
+        eprintln!("columns single thread {:?}", t.elapsed());
+    }
+}

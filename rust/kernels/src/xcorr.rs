@@ -369,18 +369,6 @@ impl Allowed {
             radius: -1.0,
         }
     }
-    #[inline]
-    fn contains(&self, x: usize, y: usize) -> bool {
-        if x < self.x0 || x >= self.x1 || y < self.y0 || y >= self.y1 {
-            return false;
-        }
-        if self.radius >= 0.0 {
-            let dx = x as f64 - self.cx;
-            let dy = y as f64 - self.cy;
-            return dx * dx + dy * dy <= self.radius * self.radius;
-        }
-        true
-    }
 }
 
 /// Statistics of the map over the allowed positions.
@@ -404,35 +392,54 @@ pub fn find_peaks(
     if ny == 0 || nx == 0 || n == 0 {
         return (Vec::new(), MapStats::default());
     }
+    let contiguous = map.as_standard_layout();
+    let data = contiguous
+        .as_slice()
+        .expect("standard layout is contiguous");
+    let at = |y: usize, x: usize| data[y * nx + x];
     let y0 = allowed.y0.min(ny);
     let y1 = allowed.y1.min(ny);
-    let at = |y: usize, x: usize| map[[y, x]];
     let results: Vec<(Vec<(f32, usize, usize)>, f64, f64, usize)> = (y0..y1)
         .into_par_iter()
         .with_min_len(8)
         .map(|y| {
             let mut cands = Vec::new();
             let (mut s, mut s2, mut c) = (0.0f64, 0.0f64, 0usize);
-            let ym = (y + ny - 1) % ny;
-            let yp = (y + 1) % ny;
-            for x in allowed.x0.min(nx)..allowed.x1.min(nx) {
-                if !allowed.contains(x, y) {
-                    continue;
+            // x range of this row inside the rectangle and the disk
+            let (mut xa, mut xb) = (allowed.x0.min(nx), allowed.x1.min(nx));
+            if allowed.radius >= 0.0 {
+                let dy = y as f64 - allowed.cy;
+                let h2 = allowed.radius * allowed.radius - dy * dy;
+                if h2 < 0.0 {
+                    return (cands, s, s2, c);
                 }
-                let v = at(y, x);
+                let h = h2.sqrt();
+                xa = xa.max((allowed.cx - h).ceil().max(0.0) as usize);
+                xb = xb.min(((allowed.cx + h).floor() + 1.0).max(0.0) as usize);
+            }
+            if xa >= xb {
+                return (cands, s, s2, c);
+            }
+            let row = &data[y * nx..(y + 1) * nx];
+            let rm = &data[((y + ny - 1) % ny) * nx..((y + ny - 1) % ny + 1) * nx];
+            let rp = &data[((y + 1) % ny) * nx..((y + 1) % ny + 1) * nx];
+            for x in xa..xb {
+                let v = row[x];
                 s += v as f64;
                 s2 += (v as f64) * (v as f64);
                 c += 1;
-                let xm = (x + nx - 1) % nx;
-                let xp = (x + 1) % nx;
-                if v > at(y, xm)
-                    && v >= at(y, xp)
-                    && v > at(ym, x)
-                    && v >= at(yp, x)
-                    && v > at(ym, xm)
-                    && v > at(ym, xp)
-                    && v >= at(yp, xm)
-                    && v >= at(yp, xp)
+                let xm = if x == 0 { nx - 1 } else { x - 1 };
+                let xp = if x + 1 == nx { 0 } else { x + 1 };
+                // cheap tests first; strict against the "earlier" neighbours, >= against the
+                // later ones, so plateaus give exactly one maximum
+                if v > row[xm]
+                    && v >= row[xp]
+                    && v > rm[x]
+                    && v >= rp[x]
+                    && v > rm[xm]
+                    && v > rm[xp]
+                    && v >= rp[xm]
+                    && v >= rp[xp]
                 {
                     cands.push((v, x, y));
                 }
@@ -579,9 +586,13 @@ pub fn correlate_translation(
         .enumerate()
         .for_each(|(y, mut row)| {
             let sy = (y + py - cy) % py;
-            for x in 0..px {
-                row[x] = map[[sy, (x + px - cx) % px]];
-            }
+            let src = map.row(sy);
+            let (src, dst) = (
+                src.as_slice().expect("contiguous"),
+                row.as_slice_mut().expect("contiguous"),
+            );
+            dst[..cx].copy_from_slice(&src[px - cx..]);
+            dst[cx..].copy_from_slice(&src[..px - cx]);
         });
     let mut allowed = Allowed::all(py, px);
     if max_shift >= 0.0 {
