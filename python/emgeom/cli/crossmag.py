@@ -1,0 +1,268 @@
+"""``emgeom crossmag``: align a higher-magnification image onto a lower-magnification one."""
+
+from __future__ import annotations
+
+import csv
+import json
+from pathlib import Path
+from typing import Annotated, Any
+
+import numpy as np
+import typer
+
+from emgeom.cli._common import echo_json, to_jsonable
+from emgeom.errors import EmgeomFileError, InvalidValueError
+
+app = typer.Typer(
+    help="Cross-magnification alignment with known magnifications (SerialEM-style).",
+    no_args_is_help=True,
+)
+
+
+def _load(path: Path, pixel: float | None, what: str) -> tuple[np.ndarray, float]:
+    from emgeom.io.mrc import read_mrc
+
+    img = read_mrc(path)
+    data = img.data
+    if data.ndim == 3:
+        if data.shape[0] != 1:
+            raise InvalidValueError(f"{path}: expected one image, got a stack of {data.shape[0]}")
+        data = data[0]
+    px = pixel if pixel is not None else img.pixel_size_a
+    if px is None:
+        raise InvalidValueError(f"{path}: the MRC header has no pixel size (0 or 1 Å); give {what}")
+    return np.ascontiguousarray(data), float(px)
+
+
+def result_dict(res: Any) -> dict[str, Any]:
+    """The JSON form of an :class:`~emgeom.crossmag.AlignmentResult`."""
+    return {
+        "found": res.found,
+        "confidence": res.confidence,
+        "center_px": list(res.center),
+        "center_a": list(res.center_a),
+        "shift_a": list(res.shift_a),
+        "scale": res.scale,
+        "rotation_deg": res.rotation_deg,
+        "affine": res.affine,
+        "ccc": res.ccc,
+        "significance": res.significance,
+        "overlap": res.overlap,
+        "peak_ratio": res.peak_ratio,
+        "peak_z": res.peak_z,
+        "at_search_edge": res.at_search_edge,
+        "reference_pixel_a": res.reference_pixel_a,
+        "moving_pixel_a": res.moving_pixel_a,
+        "binning": res.binning,
+        "n_evaluations": res.n_evaluations,
+        "convention": "[x_ref, y_ref] = affine @ [x_mov, y_mov, 1]; pixel centres on integer "
+        "indices; center = position of the moving centre ((nx-1)/2, (ny-1)/2) in the reference",
+    }
+
+
+def _print_human(res: Any, ref_path: Path, mov_path: Path) -> None:
+    echo = typer.echo
+    echo(f"reference: {ref_path} ({res.reference_pixel_a:g} Å/px)")
+    echo(f"moving:    {mov_path} ({res.moving_pixel_a:g} Å/px)")
+    status = "FOUND" if res.found else "NOT FOUND (do not use the numbers below)"
+    echo(f"result:    {status}, confidence {res.confidence:.2f}")
+    echo(
+        f"centre of moving image in reference: x = {res.center[0]:.2f}, y = {res.center[1]:.2f} px"
+    )
+    echo(
+        f"offset from reference centre: ({res.center_a[0]:.1f}, {res.center_a[1]:.1f}) Å "
+        "(x right, y down)"
+    )
+    echo(
+        f"scale {res.scale:.5f} (moving/reference pixel), rotation {res.rotation_deg:.2f}°"
+        + ("  [at the edge of the search range]" if res.at_search_edge else "")
+    )
+    echo(
+        f"ccc {res.ccc:.3f} (significance {res.significance:.2f}), overlap {res.overlap:.2f}, "
+        f"peak ratio {res.peak_ratio:.2f}"
+    )
+
+
+def _plot(res: Any, ref: np.ndarray, path: Path, force: bool) -> None:
+    from emgeom._validate import require
+    from emgeom.io._atomic import atomic_output
+
+    require("matplotlib", "plot")
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    ny, nx = res.moving_shape
+    corners = np.array(
+        [[-0.5, -0.5], [nx - 0.5, -0.5], [nx - 0.5, ny - 0.5], [-0.5, ny - 0.5], [-0.5, -0.5]]
+    )
+    outline = res.transform_points(corners)
+    fig, axes = plt.subplots(1, 2 if res.correlation_map is not None else 1, figsize=(11, 5))
+    ax = np.atleast_1d(axes)
+    lo, hi = np.percentile(ref, [1, 99])
+    ax[0].imshow(ref, cmap="gray", vmin=lo, vmax=hi)
+    ax[0].plot(outline[:, 0], outline[:, 1], "-", color="tab:orange" if res.found else "tab:red")
+    ax[0].plot(*res.center, "+", color="tab:orange", ms=12)
+    ax[0].set_title(f"{'found' if res.found else 'NOT found'}, confidence {res.confidence:.2f}")
+    if res.correlation_map is not None:
+        x0, y0 = res.map_origin
+        cm = res.correlation_map
+        b = res.binning
+        ext = [
+            (x0 - 0.5) * b,
+            (x0 + cm.shape[1] - 0.5) * b,
+            (y0 + cm.shape[0] - 0.5) * b,
+            (y0 - 0.5) * b,
+        ]
+        ax[1].imshow(cm, cmap="viridis", extent=ext)
+        ax[1].plot(*res.center, "+", color="w", ms=12)
+        ax[1].set_title("correlation map (moving-centre position)")
+    fig.tight_layout()
+    with atomic_output(path, force=force) as tmp:
+        fig.savefig(tmp, format=path.suffix.lstrip(".") or "png", dpi=110)
+    plt.close(fig)
+
+
+@app.command("align")
+def align_cmd(
+    reference: Annotated[Path, typer.Argument(help="Lower-magnification MRC (e.g. View).")],
+    moving: Annotated[Path, typer.Argument(help="Higher-magnification MRC (e.g. Preview).")],
+    ref_pixel: Annotated[
+        float | None, typer.Option(help="Reference pixel size, Å (default: MRC header).")
+    ] = None,
+    mov_pixel: Annotated[
+        float | None, typer.Option(help="Moving pixel size, Å (default: MRC header).")
+    ] = None,
+    rotation: Annotated[
+        float,
+        typer.Option(
+            help="Known rotation θ of moving vs reference, degrees (result affine convention)."
+        ),
+    ] = 0.0,
+    expected: Annotated[
+        tuple[float, float] | None,
+        typer.Option(help="Expected x y of the moving centre in reference pixels."),
+    ] = None,
+    max_shift: Annotated[
+        float | None, typer.Option(help="Search radius around --expected, Å.")
+    ] = None,
+    scale_search: Annotated[
+        float, typer.Option(help="Residual scale half-range (0.04 = ±4%; 0 = off).")
+    ] = 0.04,
+    rotation_search: Annotated[
+        float, typer.Option(help="Residual rotation half-range, degrees (0 = off).")
+    ] = 3.0,
+    method: Annotated[str, typer.Option(help="xcorr or phase.")] = "xcorr",
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
+    plot: Annotated[Path | None, typer.Option(help="Write an overlay figure (PNG).")] = None,
+    force: Annotated[bool, typer.Option(help="Overwrite --plot output.")] = False,
+    threads: Annotated[int | None, typer.Option(help="Worker threads.")] = None,
+) -> None:
+    """Align MOVING (higher mag) onto REFERENCE (lower mag); print where it lies."""
+    from emgeom import crossmag
+
+    ref, p_r = _load(reference, ref_pixel, "--ref-pixel")
+    mov, p_m = _load(moving, mov_pixel, "--mov-pixel")
+    res = crossmag.align(
+        ref,
+        mov,
+        reference_pixel_a=p_r,
+        moving_pixel_a=p_m,
+        rotation_deg=rotation,
+        expected_center=expected,
+        max_shift_a=max_shift,
+        scale_search=scale_search,
+        rotation_search_deg=rotation_search,
+        method=method,
+        n_threads=threads,
+        return_map=plot is not None,
+    )
+    if plot is not None:
+        _plot(res, ref, plot, force)
+    if as_json:
+        echo_json({"reference": str(reference), "moving": str(moving), **result_dict(res)})
+    else:
+        _print_human(res, reference, moving)
+
+
+def _opt(row: dict[str, str], name: str) -> float | None:
+    v = (row.get(name) or "").strip()
+    return float(v) if v else None
+
+
+def _parse_shard(shard: str) -> tuple[int, int]:
+    try:
+        i_s, n_s = shard.split("/")
+        i, n = int(i_s), int(n_s)
+    except ValueError:
+        raise InvalidValueError(f"--shard: expected i/n (e.g. 0/4), got {shard!r}") from None
+    if n < 1 or not 0 <= i < n:
+        raise InvalidValueError(f"--shard: expected 0 <= i < n, got {shard!r}")
+    return i, n
+
+
+@app.command("batch")
+def batch_cmd(
+    pairs: Annotated[
+        Path,
+        typer.Argument(
+            help="CSV/TSV with columns reference, moving and "
+            "optionally reference_pixel_a, moving_pixel_a, "
+            "rotation_deg (paths relative to the file)."
+        ),
+    ],
+    out: Annotated[Path, typer.Option(help="Output JSON-lines file (one result per pair).")],
+    shard: Annotated[str, typer.Option(help="Process only rows k with k % n == i.")] = "0/1",
+    scale_search: Annotated[float, typer.Option(help="Residual scale half-range.")] = 0.04,
+    rotation_search: Annotated[
+        float, typer.Option(help="Residual rotation half-range, degrees.")
+    ] = 3.0,
+    force: Annotated[bool, typer.Option(help="Overwrite --out.")] = False,
+    threads: Annotated[int | None, typer.Option(help="Worker threads.")] = None,
+) -> None:
+    """Align many pairs listed in a table; one JSON line per pair (errors are recorded)."""
+    from emgeom import crossmag
+    from emgeom.errors import EmgeomError
+    from emgeom.io._atomic import atomic_output
+
+    i_shard, n_shard = _parse_shard(shard)
+    if not pairs.exists():
+        raise EmgeomFileError(f"{pairs}: no such file")
+    text = pairs.read_text()
+    dialect = "excel-tab" if "\t" in text.splitlines()[0] else "excel"
+    rows = list(csv.DictReader(text.splitlines(), dialect=dialect))
+    if not rows or not {"reference", "moving"} <= set(rows[0]):
+        raise InvalidValueError(f"{pairs}: expected a header with 'reference' and 'moving'")
+    mine = [(k, r) for k, r in enumerate(rows) if k % n_shard == i_shard]
+    base = pairs.parent
+    lines: list[str] = []
+    n_found = 0
+    with typer.progressbar(mine, label=f"crossmag shard {i_shard}/{n_shard}") as bar:
+        for k, row in bar:
+            rec: dict[str, Any] = {"row": k, "reference": row["reference"], "moving": row["moving"]}
+            try:
+                ref, p_r = _load(
+                    base / row["reference"], _opt(row, "reference_pixel_a"), "reference_pixel_a"
+                )
+                mov, p_m = _load(
+                    base / row["moving"], _opt(row, "moving_pixel_a"), "moving_pixel_a"
+                )
+                res = crossmag.align(
+                    ref,
+                    mov,
+                    reference_pixel_a=p_r,
+                    moving_pixel_a=p_m,
+                    rotation_deg=_opt(row, "rotation_deg") or 0.0,
+                    scale_search=scale_search,
+                    rotation_search_deg=rotation_search,
+                    n_threads=threads,
+                )
+                rec.update(result_dict(res))
+                n_found += int(res.found)
+            except (EmgeomError, ValueError) as exc:
+                rec["error"] = str(exc)
+            lines.append(json.dumps(to_jsonable(rec)))
+    with atomic_output(out, force=force) as tmp:
+        tmp.write_text("\n".join(lines) + ("\n" if lines else ""))
+    typer.echo(f"{len(mine)} pairs, {n_found} found -> {out}", err=True)
