@@ -273,6 +273,8 @@ _REFINE_BANDS = ((3.6, 12.5), (2.0, 8.5))
 _SCORE_BAND = (2.0, 8.5)
 #: Largest side (pixels) of the images used to score the candidates.
 _SCORE_SIZE = 256
+#: Reference/moving area ratio above which the reference is searched in windows.
+_TILE_AREA_RATIO = 6.0
 
 
 def _bandpass(
@@ -526,6 +528,34 @@ def _shrink(img: NDArray[np.float32], zoom: float, threads: int | None) -> NDArr
     return np.ascontiguousarray(rescale(img, zoom, method, n_threads=threads), dtype=np.float32)
 
 
+def _windows(
+    ref_shape: tuple[int, ...], mov_shape: tuple[int, ...], scale_range: tuple[float, float]
+) -> list[tuple[int, int, tuple[int, int]]]:
+    """Reference windows ``(y0, x0, (wy, wx))`` for the Fourier–Mellin step: the whole image,
+    or, when it is more than ``_TILE_AREA_RATIO`` times the moving image's area, overlapping
+    windows (stride half a window) twice the moving image's footprint for the smallest,
+    middle and largest scale of the range.
+    """
+    ny, nx = int(ref_shape[0]), int(ref_shape[1])
+    if ny * nx <= _TILE_AREA_RATIO * mov_shape[0] * mov_shape[1]:
+        return [(0, 0, (ny, nx))]
+    lo, hi = scale_range
+    m = max(int(mov_shape[0]), int(mov_shape[1]))
+    sizes = sorted({max(64, round(2 * m * sg)) for sg in (lo, math.sqrt(lo * hi), hi)})
+
+    def starts(n: int, w: int) -> list[int]:
+        if w >= n:
+            return [0]
+        st = list(range(0, n - w, max(1, w // 2)))
+        return st + [n - w]
+
+    out = []
+    for t in sizes:
+        wy, wx = min(ny, t), min(nx, t)
+        out += [(y0, x0, (wy, wx)) for y0 in starts(ny, wy) for x0 in starts(nx, wx)]
+    return list(dict.fromkeys(out))
+
+
 def find_similarity(
     reference: ArrayLike,
     moving: ArrayLike,
@@ -625,8 +655,13 @@ def find_similarity(
     mov_shape = (int(mov.shape[0]), int(mov.shape[1]))
 
     # 1. common working sampling (pixel size pw in Å) with at most fm_size px per side
-    pw = max(p_r, p_m)
-    pw = max(pw, max(ref_shape) * p_r / fsz, max(mov_shape) * p_m / fsz)
+    pw = max(p_r, p_m, max(mov_shape) * p_m / fsz)
+    tiled = ref_shape[0] * ref_shape[1] * p_r**2 > _TILE_AREA_RATIO * (
+        mov_shape[0] * mov_shape[1] * p_m**2
+    )
+    # whole-image mode: both at most fm_size; windowed mode: the moving image at most fm_size,
+    # the reference at most 4·fm_size (it is processed in windows)
+    pw = max(pw, max(ref_shape) * p_r / (fsz * (4 if tiled else 1)))
     z_r, z_m = p_r / pw, p_m / pw
     if (
         min(ref_shape) * z_r < MIN_SIZE
@@ -637,34 +672,54 @@ def find_similarity(
         return _not_found(ref_shape, mov_shape, p_r, p_m, s0, srange)
     ref_w = _shrink(ref, z_r, threads)
     mov_w = _shrink(mov, z_m, threads)
-    # candidates are scored at a coarser sampling still (ranking needs no fine detail)
-    zs = min(1.0, _SCORE_SIZE / max(*ref_w.shape, *mov_w.shape))
-    if zs >= 0.999:
-        zs = 1.0
-    ref_wb = _bandpass(_shrink(ref_w, zs, threads), *_SCORE_BAND, threads)
-    mov_wb = _bandpass(_shrink(mov_w, zs, threads), *_SCORE_BAND, threads)
     zr_w = z_r if z_r < 0.999 else 1.0
     zm_w = z_m if z_m < 0.999 else 1.0
 
-    # 2–3. log-polar descriptors and their phase correlation
-    rho_min = max(2.0 / min(*ref_w.shape, *mov_w.shape), 0.005)
-    lp_r = _descriptor(ref_w, rho_min, threads)
-    lp_m = _descriptor(mov_w, rho_min, threads)
+    # 2–3. log-polar descriptors and their phase correlation. When the reference is much
+    #      larger than the moving image (a small high-mag image inside a big low-mag one), the
+    #      whole-image spectra have little in common: the reference is cut into overlapping
+    #      windows twice the moving image's size and each window gives its own peaks.
+    n_peaks = 2 * k if rrange is not None else k
+    windows = _windows(ref_w.shape, mov_w.shape, srange)
+    rho_min = max(2.0 / min(*mov_w.shape, *windows[0][2]), 0.005)
     d_log = math.log(_RHO_MAX / rho_min) / (_N_RADIUS - 1)
-    # at working sampling both images have pixel pw, so σ_w is the residual scale σ itself
-    # peaks are taken regardless of rotation_range: a better pose outside the range must make
-    # the in-range answer "not found", not silently lose
-    peaks = _fm_peaks(lp_r, lp_m, d_log, srange, None, 2 * k if rrange is not None else k)
-    if not peaks:
+    lp_m = _descriptor(mov_w, rho_min, threads)
+    found_peaks: list[tuple[_FMPeak, tuple[int, int, tuple[int, int]]]] = []
+    for win in windows:
+        y0, x0, (wy, wx) = win
+        lp_r = _descriptor(
+            np.ascontiguousarray(ref_w[y0 : y0 + wy, x0 : x0 + wx]), rho_min, threads
+        )
+        # peaks are taken regardless of rotation_range: a better pose outside the range must
+        # make the in-range answer "not found", not silently lose
+        for pk in _fm_peaks(lp_r, lp_m, d_log, srange, None, n_peaks):
+            found_peaks.append((pk, win))
+    found_peaks.sort(key=lambda p: -p[0].height)
+    found_peaks = found_peaks[: n_peaks * (3 if len(windows) > 1 else 1)]
+    if not found_peaks:
         return _not_found(ref_shape, mov_shape, p_r, p_m, s0, srange)
 
-    # 4. both members of every 180° pair through the translation step
-    evals: list[tuple[SimilarityCandidate, _Pose]] = []
-    for pk in peaks:
+    # 4. both members of every 180° pair through the translation step, at ≤ 256 px
+    evals: list[tuple[SimilarityCandidate, _Pose, NDArray[np.float64]]] = []
+    scored: dict[tuple[int, int, tuple[int, int]], Any] = {}
+    for pk, win in found_peaks:
+        y0, x0, (wy, wx) = win
+        if win not in scored:
+            zs = min(1.0, _SCORE_SIZE / max(wy, wx, *mov_w.shape))
+            zs = 1.0 if zs >= 0.999 else zs
+            ref_win = np.ascontiguousarray(ref_w[y0 : y0 + wy, x0 : x0 + wx])
+            scored[win] = (
+                zs,
+                _bandpass(_shrink(ref_win, zs, threads), *_SCORE_BAND, threads),
+                _bandpass(_shrink(mov_w, zs, threads), *_SCORE_BAND, threads),
+            )
+        zs, ref_wb, mov_wb = scored[win]
         for extra in (0.0, 180.0):
             theta = _wrap180(pk.rotation_deg + extra)
             pose = _translation_step(ref_wb, mov_wb, pk.scale, theta, threads)
-            full = _to_full(pose.affine, zr_w * zs, zm_w * zs)
+            a_win = _to_full(pose.affine, zs, zs)  # working px, window origin
+            a_win[:, 2] += (x0, y0)
+            full = _to_full(a_win, zr_w, zm_w)
             ctr = full[:, :2] @ _center_of(mov_shape) + full[:, 2]
             evals.append(
                 (
@@ -678,6 +733,7 @@ def find_similarity(
                         center=(float(ctr[0]), float(ctr[1])),
                     ),
                     pose,
+                    full,
                 )
             )
     if not evals:
@@ -686,12 +742,12 @@ def find_similarity(
     allowed = [e for e in evals if rrange is None or _in_range(e[0].rotation_deg, rrange)]
     if not allowed:
         return _not_found(ref_shape, mov_shape, p_r, p_m, s0, srange)
-    ranked = tuple(c for c, _ in allowed[: 2 * k])
-    best, best_pose = allowed[0]
+    ranked = tuple(c for c, _, _ in allowed[: 2 * n_peaks])
+    best, best_pose, best_full = allowed[0]
     diag = math.hypot(*ref_shape)
     other = [
         c.score
-        for c, _ in evals
+        for c, _, _ in evals
         if c is not best
         and (
             abs(_wrap180(c.rotation_deg - best.rotation_deg)) > _SAME_ROT_DEG
@@ -716,7 +772,7 @@ def find_similarity(
     mov_f = _shrink(mov, zm2, threads)
     zr2 = 1.0 if zr2 >= 0.999 else zr2
     zm2 = 1.0 if zm2 >= 0.999 else zm2
-    a_start = _from_full(_to_full(best_pose.affine, zr_w * zs, zm_w * zs), zr2, zm2)
+    a_start = _from_full(best_full, zr2, zm2)
     # coarse-to-fine: a smooth band first (wide basin, robust to noise), then a finer one
     a_ref = a_start
     converged = False
