@@ -517,8 +517,8 @@ def _not_found(
 
 
 def _blank(img: NDArray[np.float32]) -> bool:
-    s = float(img.std())
-    return not s > 1e-6 * (1.0 + abs(float(img.mean())))
+    hi, lo = float(img.max()), float(img.min())
+    return not hi - lo > 1e-6 * (1.0 + max(abs(hi), abs(lo)))
 
 
 def _shrink(img: NDArray[np.float32], zoom: float, threads: int | None) -> NDArray[np.float32]:
@@ -764,29 +764,33 @@ def find_similarity(
         pose_ratio = float(min(100.0, best.score / second))
 
     # 5. refinement at a common sampling for the candidate's scale (so that the band-pass
-    #    filters match in physical units), at most refine_size pixels per side
+    #    filters match in physical units): coarse-to-fine, a smooth band at half the final
+    #    sampling first (wide basin, robust to noise), then a finer band at ≤ refine_size px
     p_eff = best.scale * p_r  # the moving image's pixel size implied by the candidate (Å)
     pw2 = max(p_r, p_eff, max(ref_shape) * p_r / rsz, max(mov_shape) * p_eff / rsz)
+    full = best_full
+    ccc = overlap = 0.0
+    converged = False
     zr2, zm2 = p_r / pw2, p_eff / pw2
-    ref_f = _shrink(ref, zr2, threads)
-    mov_f = _shrink(mov, zm2, threads)
+    ref_f2, mov_f2 = _shrink(ref, zr2, threads), _shrink(mov, zm2, threads)
     zr2 = 1.0 if zr2 >= 0.999 else zr2
     zm2 = 1.0 if zm2 >= 0.999 else zm2
-    a_start = _from_full(best_full, zr2, zm2)
-    # coarse-to-fine: a smooth band first (wide basin, robust to noise), then a finer one
-    a_ref = a_start
-    converged = False
-    ccc = overlap = 0.0
-    for sig_f, sig_c in _REFINE_BANDS:
-        edge = _edge(sig_c)
+    half = min(*ref_f2.shape, *mov_f2.shape) > 4 * MIN_SIZE
+    for stage, (sig_f, sig_c) in enumerate(_REFINE_BANDS):
+        if stage == 0 and half:
+            ref_f, mov_f = _shrink(ref_f2, 0.5, threads), _shrink(mov_f2, 0.5, threads)
+            zr, zm = zr2 * 0.5, zm2 * 0.5
+            sig_f, sig_c = sig_f / 2, sig_c / 2
+        else:
+            ref_f, mov_f, zr, zm = ref_f2, mov_f2, zr2, zm2
         a_ref, ccc, overlap, converged = _refine(
             _bandpass(ref_f, sig_f, sig_c, threads),
             _bandpass(mov_f, sig_f, sig_c, threads),
-            a_ref,
+            _from_full(full, zr, zm),
             threads,
-            edge=edge,
+            edge=_edge(sig_c),
         )
-    full = _to_full(a_ref, zr2, zm2)
+        full = _to_full(a_ref, zr, zm)
     lin = full[:, :2]
     scale = float(math.sqrt(abs(np.linalg.det(lin))))
     theta = float(math.degrees(math.atan2(lin[1, 0] - lin[0, 1], lin[0, 0] + lin[1, 1])))
