@@ -1158,3 +1158,12 @@ def align(
     )
     # exact refined values (the generic constructor recomputes them from the matrix)
     return replace(res, scale=float(scale), rotation_deg=float(theta))
+
+
+def __getattr__(name: str) -> Any:
+    """Lazy re-export of the unknown-rotation mode (``emgeom._similarity`` imports this module)."""
+    if name in ("find_similarity", "SimilarityResult"):
+        from emgeom import _similarity
+
+        return getattr(_similarity, name)
+    raise AttributeError(f"module 'emgeom.crossmag' has no attribute {name!r}")
