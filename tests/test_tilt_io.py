@@ -432,6 +432,34 @@ def test_add_particle_defocus(tmp_path):
         tilt.add_particle_defocus(bad, src, project_dir=src.parents[2])
 
 
+def test_particle_origin_in_subtomogram_frame():
+    """pos = centred − A_subtomogram·origin (RELION particle_set.cpp getPosition)."""
+    from emgeom.io.relion_tomo import _relion_euler
+
+    g = tilt.TiltGeometry([-30.0, 0.0, 30.0], 0.0, 20000.0, hand=+1)
+    cols = [
+        "rlnTomoName",
+        "rlnCenteredCoordinateXAngst",
+        "rlnCenteredCoordinateYAngst",
+        "rlnCenteredCoordinateZAngst",
+        "rlnOriginXAngst",
+        "rlnOriginYAngst",
+        "rlnOriginZAngst",
+        "rlnTomoSubtomogramRot",
+        "rlnTomoSubtomogramTilt",
+        "rlnTomoSubtomogramPsi",
+    ]
+    row = ["A", "100", "200", "300", "10", "0", "0", "90", "0", "0"]
+    blocks = {"particles": star.StarBlock("particles", cols, [row])}
+    res = tilt.add_particle_defocus(blocks, {"A": g})
+    u = [float(v) for v in res["particles"].records()[0]["emgeomTiltDefocusU"][1:-1].split(",")]
+    # Rot 90 about z (RELION's passive ZYZ matrix) maps origin (10, 0, 0) to (0, -10, 0)
+    a = _relion_euler(np.array([90.0]), np.array([0.0]), np.array([0.0]))[0]
+    np.testing.assert_allclose(a @ [10, 0, 0], [0, -10, 0], atol=1e-12)
+    want = tilt.particle_defocus(g, [[100.0, 210.0, 300.0]], dtype=np.float64)[0]
+    np.testing.assert_allclose(u, want, atol=0.06)
+
+
 def test_add_particle_defocus_dataframe():
     pd = pytest.importorskip("pandas")
     g = tilt.TiltGeometry([-3.0, 0.0, 3.0], 85.0, 20000.0, hand=+1)

@@ -441,8 +441,31 @@ def _particle_positions(
             "_rlnCoordinateX/Y/Z)"
         )
     if all(f"rlnOrigin{a}Angst" in idx for a in "XYZ"):
-        p = p - np.stack([col(f"rlnOrigin{a}Angst") for a in "XYZ"], axis=1)
+        origin = np.stack([col(f"rlnOrigin{a}Angst") for a in "XYZ"], axis=1)
+        sub = ("rlnTomoSubtomogramRot", "rlnTomoSubtomogramTilt", "rlnTomoSubtomogramPsi")
+        if all(c in idx for c in sub):
+            # RELION particle_set.cpp ParticleSet::getPosition: the origin lives in the
+            # pseudo-subtomogram frame: pos -= A_subtomogram · origin
+            a = _relion_euler(*(col(c) for c in sub))
+            origin = np.einsum("nij,nj->ni", a, origin)
+        p = p - origin
     return p
+
+
+def _relion_euler(
+    rot_deg: NDArray[np.float64], tilt_deg: NDArray[np.float64], psi_deg: NDArray[np.float64]
+) -> NDArray[np.float64]:
+    """RELION ``Euler::anglesToMatrix3`` (src/jaz/math/Euler_angles_relion.h), ``(N, 3, 3)``."""
+    p, t, c = np.radians(rot_deg), np.radians(tilt_deg), np.radians(psi_deg)
+    sp, cp, st, ct, sc, cc = np.sin(p), np.cos(p), np.sin(t), np.cos(t), np.sin(c), np.cos(c)
+    return np.stack(
+        [
+            np.stack([cc * ct * cp - sc * sp, cc * ct * sp + sc * cp, -cc * st], axis=-1),
+            np.stack([-sc * ct * cp - cc * sp, -sc * ct * sp + cc * cp, sc * st], axis=-1),
+            np.stack([st * cp, st * sp, ct], axis=-1),
+        ],
+        axis=-2,
+    )
 
 
 def add_particle_defocus(
@@ -458,7 +481,9 @@ def add_particle_defocus(
     particles : path, dict of StarBlock, or pandas.DataFrame
         A particle star (``data_particles`` with ``_rlnTomoName`` and
         ``_rlnCenteredCoordinateX/Y/ZAngst`` — or ``_rlnCoordinateX/Y/Z`` in tilt-series
-        pixels — minus ``_rlnOriginX/Y/ZAngst`` when present).
+        pixels — minus ``_rlnOriginX/Y/ZAngst`` when present, rotated by the
+        ``_rlnTomoSubtomogramRot/Tilt/Psi`` matrix as RELION's ``ParticleSet::getPosition``
+        does).
     geometries : mapping name → TiltGeometry, or a tomograms.star path
     project_dir : path, optional
         For resolving paths inside ``tomograms.star``.
