@@ -113,7 +113,7 @@ def test_audit_errors(tmp_path):
         audit(g)  # type: ignore[arg-type]
     with pytest.raises(errors.InvalidTypeError, match="sources\\[1\\]"):
         audit([g, 3])
-    short = tilt.TiltGeometry([-60.0, -2.0, 33.0], 0.0, 1.0)
+    short = tilt.TiltGeometry([-60.0, -2.0, 33.0], 0.0, 20000.0)
     with pytest.raises(errors.InvalidValueError, match="cannot tell which tilts"):
         audit([g.replace(names=None), short])
     with pytest.raises(errors.InvalidValueError, match="cannot tell the program"):
