@@ -123,3 +123,40 @@ def test_image_input_errors(tmp_path):
     calls = []
     check_hand(g, images=sim, progress=lambda d, n: calls.append((d, n)))
     assert calls[-1] == (5, 5) and len(calls) == 5
+
+
+def test_bin_image_is_block_mean():
+    from emgeom.tilt._hand import _bin_image
+
+    a = np.arange(7 * 10, dtype=np.float64).reshape(7, 10)
+    for b in (1, 2, 3):
+        ny, nx = (7 // b) * b, (10 // b) * b
+        ref_b = a[:ny, :nx].reshape(ny // b, b, nx // b, b).mean(axis=(1, 3))
+        np.testing.assert_allclose(_bin_image(a, b), ref_b, rtol=1e-6)
+    u16 = np.full((8, 8), 7, dtype=np.uint16)
+    assert _bin_image(u16, 2).dtype == np.float32 and np.all(_bin_image(u16, 2) == 7)
+
+
+def test_astigmatism_held_per_tilt():
+    """1500 Å astigmatism known to the geometry (RELION/Warp DefocusU/V/Angle): decided right."""
+    t = np.linspace(-60, 60, 31)
+    g = tilt.TiltGeometry(
+        t,
+        20.0,
+        None,
+        hand=-1,
+        pixel_size_a=3.5,
+        defocus_u_a=np.full(31, 25750.0),
+        defocus_v_a=np.full(31, 24250.0),
+        astigmatism_deg=np.full(31, 30.0),
+    )
+    imgs = simulate_tilt_series(
+        g,
+        shape=(448, 448),
+        seed=5,
+        defocus_step_a=300.0,
+        astigmatism_a=1500.0,
+        astigmatism_deg=30.0,
+    )
+    r = check_hand(g.with_hand(+1), images=imgs)
+    assert r.decided and r.hand == -1 and r.slope_ratio == pytest.approx(-1.0, abs=0.2)

@@ -655,15 +655,18 @@ def _load_images(images: Any) -> Any:
 
 
 def _bin_image(img: NDArray[Any], b: int) -> NDArray[np.float32]:
-    """Mean of ``b×b`` blocks (float32; strided adds, much faster than a reshaped mean)."""
+    """Mean of ``b×b`` blocks (float32): columns then rows by strided adds (several times
+    faster than a reshaped mean)."""
     if b == 1:
         return np.ascontiguousarray(img, dtype=np.float32)
     ny, nx = (img.shape[0] // b) * b, (img.shape[1] // b) * b
     v = img[:ny, :nx]
-    out = np.zeros((ny // b, nx // b), dtype=np.float32)
-    for dy in range(b):
-        for dx in range(b):
-            out += v[dy::b, dx::b]
+    cols = np.array(v[:, 0::b], dtype=np.float32)
+    for dx in range(1, b):
+        cols += v[:, dx::b]
+    out = np.array(cols[0::b], dtype=np.float32)
+    for dy in range(1, b):
+        out += cols[dy::b]
     out *= np.float32(1.0 / (b * b))
     return out
 
