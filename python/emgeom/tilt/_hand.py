@@ -656,7 +656,8 @@ def _load_images(images: Any) -> Any:
 
 def _bin_image(img: NDArray[Any], b: int) -> NDArray[np.float32]:
     """Mean of ``b×b`` blocks (float32): columns then rows by strided adds (several times
-    faster than a reshaped mean)."""
+    faster than a reshaped mean).
+    """
     if b == 1:
         return np.ascontiguousarray(img, dtype=np.float32)
     ny, nx = (img.shape[0] // b) * b, (img.shape[1] // b) * b
