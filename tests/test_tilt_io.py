@@ -493,3 +493,16 @@ def test_add_particle_defocus_dataframe():
         out["emgeomTiltDefocusU"][0], tilt.particle_defocus(g, [[1000.0, 0, 0]])[0]
     )
     assert "emgeomTiltDefocusU" not in df.columns
+
+
+def test_written_star_files_parse_with_starfile(tmp_path):
+    starfile = pytest.importorskip("starfile")
+    g = relion_ts03()
+    tilt.to_relion(g, tmp_path / "t5.star", tomo_name="TS_03")
+    tilt.to_relion(g, tmp_path / "t4.star", tomo_name="TS_03", layout="relion4")
+    d5 = starfile.read(tmp_path / "t5.star", always_dict=True)
+    assert list(d5) == ["global", "TS_03"]
+    assert float(d5["global"]["rlnTomoHand"].iloc[0]) == -1.0
+    np.testing.assert_allclose(d5["TS_03"]["rlnTomoYTilt"].to_numpy(), g.tilt_deg, atol=1e-6)
+    d4 = starfile.read(tmp_path / "t4.star", always_dict=True)
+    assert str(d4["TS_03"]["rlnTomoProjZ"].iloc[0]).startswith("[")
