@@ -8,7 +8,9 @@ more underfocused than the left side; if not, then [-invert] is needed"), ctfplo
 file versions 2 and 3, nm); ``flib/tilt/tilt.f90`` (tilt sign, design note §2.3); RELION's
 import ``src/tomography_python_programs/align_tilt_series/imod/_utils.py`` (YTilt = ``.tlt``,
 ZRot from ``.xf``, XTilt = 0) and yet-another-imod-wrapper ``utils/xf.py``
-(``specimen_shifts = −A⁻¹·(DX, DY)``).
+(``specimen_shifts = −A⁻¹·(DX, DY)``); Warp's IMOD import
+(``WarpLib/TiltSeries/TiltSeries.ImportAlignments.cs``: ``Shift = Rotationᵀ·(−DX, −DY)·pixel``
+→ ``TiltAxisOffsetX/Y``, added in image space by ``GetPositionInAllTilts``) agrees.
 
 Canonical mapping: ``θ = .tlt``, ``ψ = atan2(−A21, A11)``, ``s = −A⁻¹·(DX, DY)·pixel``,
 ``χ = .xtilt`` (sign not verified against tilt.f90; RELION ignores it), ``h = +1`` (IMOD
