@@ -51,6 +51,7 @@ from emgeom.tilt._geometry import TiltGeometry
 __all__ = [
     "HandCheck",
     "HandSamples",
+    "SubtiltTable",
     "check_hand",
     "predicted_slopes",
     "read_subtilt_star",
