@@ -5,6 +5,11 @@ Source: CTFFIND5 (cisTEM, Elferich, Kong, Zottig & Grigorieff 2024, eLife review
 force over tilt axis φ ∈ [0°, 360°) step 10° and tilt θ ∈ [0°, 80°] step 5°;
 ``CTFTilt::ScoreValues``: tile centre ``(x, y)`` in image array axes from the image centre is
 rotated by ``R(φ)`` and the tile defocus is ``Δf̄ + y_r·tanθ = Δf̄ + tanθ·(x·sinφ + y·cosφ)``).
+Verified in timothygrant80/cisTEM: ``CTFTilt::ScoreValues`` (refine_mode 1) computes
+``height = y_rotated·tanf(tilt)`` after ``AnglesAndShifts::GenerateRotationMatrix2D(φ)``
+(``m = [[cosφ, −sinφ], [sinφ, cosφ]]``) and ``RotationMatrix::RotateCoords2D``
+(``y_rot = m[1][0]·x + m[1][1]·y = x·sinφ + y·cosφ``); tile centres are ``ClipInto`` offsets
+in image pixels (x = column, y = row of the stored image, as numpy reads an MRC file).
 The brute-force tables are what CTFFIND5 writes in its ``*_tilt.json`` debug output
 (``{"tilt_axis_and_angle_search": [[axis_deg, tilt_deg, score], ...]}``, as published with the
 paper in GrigorieffLab/ctffind5_manuscript ``data/tilt_brute_force``).
