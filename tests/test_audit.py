@@ -195,3 +195,23 @@ def test_relion_tutorial_dataset_consistent():
     )
     assert res.consistent and res.majority_hand == +1 and len(res.names) == 5
     assert abs(res.majority_axis_deg - 85.2) < 0.5
+
+
+@pytest.mark.realdata
+def test_cryocat_ts017_warp_and_imod_frames_are_mirrored_but_agree():
+    """cryoCAT TS_017: the Warp XML's Angles are the IMOD .tlt numbers (canonical θ_Warp =
+    −θ_IMOD, design finding 2: z-mirrored frames). With Warp's AreAnglesInverted False
+    (h = −1 in Warp's frame) and IMOD's convention (h = +1 in its frame) the per-particle
+    defocus of the same physical point agrees: consistent, no flag to change."""
+    d = ("warp_tomo", "cryocat_TS_017")
+    gw = tilt.read_warp(shared_file(*d, "017.xml"))
+    gi = tilt.read_imod(shared_file(*d, "017.tlt"), axis_deg=float(np.median(gw.axis_deg)))
+    np.testing.assert_allclose(gw.tilt_deg, -gi.tilt_deg, atol=0.05)
+    rep = audit([AuditSource(gw, "warp", "warp"), AuditSource(gi, "imod", "imod")])
+    assert rep.agree and rep.pairs[0].tilts_inverted
+    assert rep.pairs[0].position_rms_a < 1.0
+    # feeding Warp's numbers to IMOD *with Warp's hand* would be the warp#173 error
+    bad = audit(
+        [AuditSource(gw, "warp", "warp"), AuditSource(gi.with_hand(gw.hand), "imod", "imod")]
+    )
+    assert not bad.agree and "-invert" in (bad.pairs[0].fix or "")
