@@ -473,8 +473,8 @@ fn interior_range(map: &RowMap, lo: f64, hx: f64, hy: f64, width: usize) -> (usi
     (xs, xe)
 }
 
-/// The SIMD loops compute positions in f32 relative to an exact f64 anchor every 8 pixels
-/// (error ~1e-6 px, see `simd::positions`); they only run where every position is at least this
+/// The SIMD loops compute positions in f32 relative to an exact f64 anchor every 16 pixels
+/// (error ~2e-6 px, see `simd::positions`); they only run where every position is at least this
 /// far inside the interior, so their floor() agrees with the exact one up to the fraction
 /// rounding and their index clamps never engage.
 const SIMD_MARGIN: f64 = 1e-3;
@@ -633,9 +633,10 @@ mod simd {
 
     /// Positions of the 8 output pixels `xf .. xf + 8`: (floor sx, floor sy) as i32 and the
     /// fractions as f32. The anchor `xf` is mapped exactly in f64 (as `RowMap::at`) and split
-    /// into integer and fraction; the 8 lanes add `k·a` (k = 0..8, precomputed in `kx`, `ky`) to
-    /// the f32 fraction, which costs at most ~1e-6 px (|frac + k·a| < 8·(1 + |a|), f32
-    /// rounding 6e-8 relative) — far below the 1e-4 px budget and f32 output precision.
+    /// into integer and fraction ([`anchor`]); the lanes add `k·a` (precomputed in `kx`, `ky`;
+    /// the loops use k = 0..16 from one anchor) to the f32 fraction ([`lanes`]), which costs at
+    /// most ~2e-6·(1 + |a|) px (|frac + k·a| < 16·(1 + |a|), f32 rounding 6e-8 relative) — far
+    /// below the 1e-4 px budget and f32 output precision.
     #[inline(always)]
     unsafe fn positions(
         map: &RowMap,
@@ -643,25 +644,48 @@ mod simd {
         kx: __m256,
         ky: __m256,
     ) -> (__m256i, __m256i, __m256, __m256) {
+        lanes(anchor(map, xf), kx, ky)
+    }
+
+    /// Exact f64 position of the output pixel `xf`, split into floors (as broadcast i32) and
+    /// fractions (as broadcast f32): the anchor of `lanes`.
+    #[inline(always)]
+    unsafe fn anchor(map: &RowMap, xf: f64) -> (__m256i, __m256i, __m256, __m256) {
         let (sx, sy) = map.at(xf);
         let (flx, fly) = (sx.floor(), sy.floor());
-        let tx = _mm256_add_ps(_mm256_set1_ps((sx - flx) as f32), kx);
-        let ty = _mm256_add_ps(_mm256_set1_ps((sy - fly) as f32), ky);
-        let ftx = _mm256_floor_ps(tx);
-        let fty = _mm256_floor_ps(ty);
         // flx, fly are within the image here (the SIMD range is interior), so the truncating
         // conversions are exact.
         let ix0 = _mm_cvttsd_si32(_mm_set_sd(flx));
         let iy0 = _mm_cvttsd_si32(_mm_set_sd(fly));
-        let ix = _mm256_add_epi32(_mm256_cvttps_epi32(ftx), _mm256_set1_epi32(ix0));
-        let iy = _mm256_add_epi32(_mm256_cvttps_epi32(fty), _mm256_set1_epi32(iy0));
+        (
+            _mm256_set1_epi32(ix0),
+            _mm256_set1_epi32(iy0),
+            _mm256_set1_ps((sx - flx) as f32),
+            _mm256_set1_ps((sy - fly) as f32),
+        )
+    }
+
+    /// Positions of 8 pixels at offsets `kx`, `ky` (f32) from an anchor.
+    #[inline(always)]
+    unsafe fn lanes(
+        anchor: (__m256i, __m256i, __m256, __m256),
+        kx: __m256,
+        ky: __m256,
+    ) -> (__m256i, __m256i, __m256, __m256) {
+        let (ix0, iy0, frx, fry) = anchor;
+        let tx = _mm256_add_ps(frx, kx);
+        let ty = _mm256_add_ps(fry, ky);
+        let ftx = _mm256_floor_ps(tx);
+        let fty = _mm256_floor_ps(ty);
+        let ix = _mm256_add_epi32(_mm256_cvttps_epi32(ftx), ix0);
+        let iy = _mm256_add_epi32(_mm256_cvttps_epi32(fty), iy0);
         (ix, iy, _mm256_sub_ps(tx, ftx), _mm256_sub_ps(ty, fty))
     }
 
-    /// `[0, a, 2a, …, 7a]` in f32.
+    /// `[f·a, (f+1)·a, …, (f+7)·a]` in f32 (`f`: the first offset).
     #[inline(always)]
-    unsafe fn steps(a: f64) -> __m256 {
-        let k = |i: f64| (i * a) as f32;
+    unsafe fn steps(a: f64, f: f64) -> __m256 {
+        let k = |i: f64| ((f + i) * a) as f32;
         _mm256_setr_ps(
             k(0.0),
             k(1.0),
@@ -769,55 +793,82 @@ mod simd {
     ) -> usize {
         let (nx, ny) = (src.nx, src.ny);
         let base = src.data.as_ptr();
-        let nxv = _mm256_set1_epi32(nx as i32);
-        let zero = _mm256_setzero_si256();
-        let xmax = _mm256_set1_epi32(nx as i32 - 2);
-        let ymax = _mm256_set1_epi32(ny as i32 - 2);
-        let (kx, ky) = (steps(map.ax), steps(map.ay));
+        // Two groups of 8 pixels per f64 anchor (offsets 0..8 and 8..16).
+        let (kx, ky) = (steps(map.ax, 0.0), steps(map.ay, 0.0));
+        let (kx8, ky8) = (steps(map.ax, 8.0), steps(map.ay, 8.0));
         let done = out.len() / 8 * 8;
         let mut xf = x_start as f64;
-        for (k, o) in out.chunks_exact_mut(8).enumerate() {
-            if k % 2 == 0 {
-                super::prefetch_ahead(src.data, nx, map, xf, 0, 2);
+        let mut pairs = out[..done].chunks_exact_mut(16);
+        for o in &mut pairs {
+            super::prefetch_ahead(src.data, nx, map, xf, 0, 2);
+            let anc = anchor(map, xf);
+            let (lo, hi) = o.split_at_mut(8);
+            // SAFETY (both calls): `lo`, `hi` hold 8 f32 each; see `linear8`.
+            unsafe {
+                linear8(base, nx, ny, lanes(anc, kx, ky), lo);
+                linear8(base, nx, ny, lanes(anc, kx8, ky8), hi);
             }
-            let (ix, iy, fx, fy) = positions(map, xf, kx, ky);
-            xf += 8.0;
-            let ix = _mm256_min_epi32(_mm256_max_epi32(ix, zero), xmax);
-            let iy = _mm256_min_epi32(_mm256_max_epi32(iy, zero), ymax);
-            let idx = _mm256_add_epi32(_mm256_mullo_epi32(iy, nxv), ix);
-            let i0 = _mm256_cvtsi256_si32(idx) as isize;
-            let (v00, v01, v10, v11) = if contiguous(ix, iy) {
-                // SAFETY: the 8 neighbourhoods are consecutive (idx = i0 + k), and lane k's
-                // clamped indices keep idx+1, idx+nx, idx+nx+1 inside data, for k = 7 too.
-                unsafe {
-                    let p = base.offset(i0);
-                    let q = p.add(nx);
-                    (
-                        _mm256_loadu_ps(p),
-                        _mm256_loadu_ps(p.add(1)),
-                        _mm256_loadu_ps(q),
-                        _mm256_loadu_ps(q.add(1)),
-                    )
-                }
-            } else {
-                let mut i = [0i32; 8];
-                // SAFETY: `i` is 8 i32 = 32 bytes; storeu has no alignment requirement.
-                unsafe { _mm256_storeu_si256(i.as_mut_ptr().cast::<__m256i>(), idx) };
-                // SAFETY: 0 <= ix <= nx-2 and 0 <= iy <= ny-2 after the clamps, so for every
-                // lane the pairs at idx, idx+1 and idx+nx, idx+nx+1 are inside data.
-                unsafe {
-                    let (t0, t1) = pairs8(base, &i);
-                    let (b0, b1) = pairs8(base.add(nx), &i);
-                    (t0, t1, b0, b1)
-                }
-            };
-            let top = _mm256_fmadd_ps(_mm256_sub_ps(v01, v00), fx, v00);
-            let bottom = _mm256_fmadd_ps(_mm256_sub_ps(v11, v10), fx, v10);
-            let v = _mm256_fmadd_ps(_mm256_sub_ps(bottom, top), fy, top);
-            // SAFETY: `o` is a chunk of exactly 8 f32.
-            unsafe { _mm256_storeu_ps(o.as_mut_ptr(), v) };
+            xf += 16.0;
+        }
+        let rest = pairs.into_remainder();
+        if !rest.is_empty() {
+            // SAFETY: `rest` holds exactly 8 f32 (done is a multiple of 8).
+            unsafe { linear8(base, nx, ny, positions(map, xf, kx, ky), rest) };
         }
         done
+    }
+
+    /// Bilinear interpolation of 8 output pixels `o` (exactly 8 long) at the given positions
+    /// (floors, fractions). Indices are clamped to the interior first, so every load is in
+    /// bounds whatever the positions.
+    ///
+    /// # Safety
+    /// `base` must point to the `nx·ny` (both >= 2) pixels of the source; AVX2 and FMA present.
+    #[inline(always)]
+    unsafe fn linear8(
+        base: *const f32,
+        nx: usize,
+        ny: usize,
+        pos: (__m256i, __m256i, __m256, __m256),
+        o: &mut [f32],
+    ) {
+        debug_assert_eq!(o.len(), 8);
+        let (ix, iy, fx, fy) = pos;
+        let zero = _mm256_setzero_si256();
+        let ix = _mm256_min_epi32(_mm256_max_epi32(ix, zero), _mm256_set1_epi32(nx as i32 - 2));
+        let iy = _mm256_min_epi32(_mm256_max_epi32(iy, zero), _mm256_set1_epi32(ny as i32 - 2));
+        let idx = _mm256_add_epi32(_mm256_mullo_epi32(iy, _mm256_set1_epi32(nx as i32)), ix);
+        let i0 = _mm256_cvtsi256_si32(idx) as isize;
+        let (v00, v01, v10, v11) = if contiguous(ix, iy) {
+            // SAFETY: the 8 neighbourhoods are consecutive (idx = i0 + k), and lane k's
+            // clamped indices keep idx+1, idx+nx, idx+nx+1 inside data, for k = 7 too.
+            unsafe {
+                let p = base.offset(i0);
+                let q = p.add(nx);
+                (
+                    _mm256_loadu_ps(p),
+                    _mm256_loadu_ps(p.add(1)),
+                    _mm256_loadu_ps(q),
+                    _mm256_loadu_ps(q.add(1)),
+                )
+            }
+        } else {
+            let mut i = [0i32; 8];
+            // SAFETY: `i` is 8 i32 = 32 bytes; storeu has no alignment requirement.
+            unsafe { _mm256_storeu_si256(i.as_mut_ptr().cast::<__m256i>(), idx) };
+            // SAFETY: 0 <= ix <= nx-2 and 0 <= iy <= ny-2 after the clamps, so for every
+            // lane the pairs at idx, idx+1 and idx+nx, idx+nx+1 are inside data.
+            unsafe {
+                let (t0, t1) = pairs8(base, &i);
+                let (b0, b1) = pairs8(base.add(nx), &i);
+                (t0, t1, b0, b1)
+            }
+        };
+        let top = _mm256_fmadd_ps(_mm256_sub_ps(v01, v00), fx, v00);
+        let bottom = _mm256_fmadd_ps(_mm256_sub_ps(v11, v10), fx, v10);
+        let v = _mm256_fmadd_ps(_mm256_sub_ps(bottom, top), fy, top);
+        // SAFETY: `o` holds exactly 8 f32 (caller's contract).
+        unsafe { _mm256_storeu_ps(o.as_mut_ptr(), v) };
     }
 
     /// Keys weights (a = −0.5) for 8 fractions `t`, as in `super::keys_weights`.
@@ -862,63 +913,90 @@ mod simd {
             return 0;
         }
         let base = src.data.as_ptr();
-        let nxv = _mm256_set1_epi32(nx as i32);
-        let one = _mm256_set1_epi32(1);
-        let xmax = _mm256_set1_epi32(nx as i32 - 3);
-        let ymax = _mm256_set1_epi32(ny as i32 - 3);
-        let (kx, ky) = (steps(map.ax), steps(map.ay));
+        // Two groups of 8 pixels per f64 anchor (offsets 0..8 and 8..16).
+        let (kx, ky) = (steps(map.ax, 0.0), steps(map.ay, 0.0));
+        let (kx8, ky8) = (steps(map.ax, 8.0), steps(map.ay, 8.0));
         let done = out.len() / 8 * 8;
         let mut xf = x_start as f64;
-        for (k, o) in out.chunks_exact_mut(8).enumerate() {
-            if k % 2 == 0 {
-                super::prefetch_ahead(src.data, nx, map, xf, 1, 4);
+        let mut pairs = out[..done].chunks_exact_mut(16);
+        for o in &mut pairs {
+            super::prefetch_ahead(src.data, nx, map, xf, 1, 4);
+            let anc = anchor(map, xf);
+            let (lo, hi) = o.split_at_mut(8);
+            // SAFETY (both calls): `lo`, `hi` hold 8 f32 each; see `cubic8`.
+            unsafe {
+                cubic8(base, nx, ny, lanes(anc, kx, ky), lo);
+                cubic8(base, nx, ny, lanes(anc, kx8, ky8), hi);
             }
-            let (ix, iy, fx, fy) = positions(map, xf, kx, ky);
-            xf += 8.0;
-            let ix = _mm256_min_epi32(_mm256_max_epi32(ix, one), xmax);
-            let iy = _mm256_min_epi32(_mm256_max_epi32(iy, one), ymax);
-            // Top-left corner of the 4×4 neighbourhood.
-            let idx = _mm256_add_epi32(
-                _mm256_mullo_epi32(_mm256_sub_epi32(iy, one), nxv),
-                _mm256_sub_epi32(ix, one),
-            );
-            let wx = keys8(fx);
-            let wy = keys8(fy);
-            let i0 = _mm256_cvtsi256_si32(idx) as isize;
-            let fast = contiguous(ix, iy);
-            let mut i = [0i32; 8];
-            if !fast {
-                // SAFETY: `i` is 8 i32 = 32 bytes; storeu has no alignment requirement.
-                unsafe { _mm256_storeu_si256(i.as_mut_ptr().cast::<__m256i>(), idx) };
-            }
-            let mut acc = _mm256_setzero_ps();
-            for (r, w_row) in wy.iter().enumerate() {
-                // SAFETY: 1 <= ix <= nx-3 and 1 <= iy <= ny-3 after the clamps, so for every lane
-                // the 4 values from idx + r*nx (r in 0..4) are inside data (len nx*ny); in the
-                // contiguous case lane k's idx is i0 + k.
-                let [c0, c1, c2, c3] = unsafe {
-                    if fast {
-                        let p = base.offset(i0).add(r * nx);
-                        [
-                            _mm256_loadu_ps(p),
-                            _mm256_loadu_ps(p.add(1)),
-                            _mm256_loadu_ps(p.add(2)),
-                            _mm256_loadu_ps(p.add(3)),
-                        ]
-                    } else {
-                        rows8(base.add(r * nx), &i)
-                    }
-                };
-                let v = _mm256_mul_ps(wx[0], c0);
-                let v = _mm256_fmadd_ps(wx[1], c1, v);
-                let v = _mm256_fmadd_ps(wx[2], c2, v);
-                let v = _mm256_fmadd_ps(wx[3], c3, v);
-                acc = _mm256_fmadd_ps(*w_row, v, acc);
-            }
-            // SAFETY: `o` is a chunk of exactly 8 f32.
-            unsafe { _mm256_storeu_ps(o.as_mut_ptr(), acc) };
+            xf += 16.0;
+        }
+        let rest = pairs.into_remainder();
+        if !rest.is_empty() {
+            // SAFETY: `rest` holds exactly 8 f32 (done is a multiple of 8).
+            unsafe { cubic8(base, nx, ny, positions(map, xf, kx, ky), rest) };
         }
         done
+    }
+
+    /// Keys-cubic interpolation of 8 output pixels `o` (exactly 8 long) at the given positions
+    /// (floors, fractions). Indices are clamped to the interior first, so every load is in
+    /// bounds whatever the positions.
+    ///
+    /// # Safety
+    /// `base` must point to the `nx·ny` (both >= 4) pixels of the source; AVX2 and FMA present.
+    #[inline(always)]
+    unsafe fn cubic8(
+        base: *const f32,
+        nx: usize,
+        ny: usize,
+        pos: (__m256i, __m256i, __m256, __m256),
+        o: &mut [f32],
+    ) {
+        debug_assert_eq!(o.len(), 8);
+        let (ix, iy, fx, fy) = pos;
+        let one = _mm256_set1_epi32(1);
+        let ix = _mm256_min_epi32(_mm256_max_epi32(ix, one), _mm256_set1_epi32(nx as i32 - 3));
+        let iy = _mm256_min_epi32(_mm256_max_epi32(iy, one), _mm256_set1_epi32(ny as i32 - 3));
+        // Top-left corner of the 4×4 neighbourhood.
+        let idx = _mm256_add_epi32(
+            _mm256_mullo_epi32(_mm256_sub_epi32(iy, one), _mm256_set1_epi32(nx as i32)),
+            _mm256_sub_epi32(ix, one),
+        );
+        let wx = keys8(fx);
+        let wy = keys8(fy);
+        let i0 = _mm256_cvtsi256_si32(idx) as isize;
+        let fast = contiguous(ix, iy);
+        let mut i = [0i32; 8];
+        if !fast {
+            // SAFETY: `i` is 8 i32 = 32 bytes; storeu has no alignment requirement.
+            unsafe { _mm256_storeu_si256(i.as_mut_ptr().cast::<__m256i>(), idx) };
+        }
+        let mut acc = _mm256_setzero_ps();
+        for (r, w_row) in wy.iter().enumerate() {
+            // SAFETY: 1 <= ix <= nx-3 and 1 <= iy <= ny-3 after the clamps, so for every lane
+            // the 4 values from idx + r*nx (r in 0..4) are inside data (len nx*ny); in the
+            // contiguous case lane k's idx is i0 + k.
+            let [c0, c1, c2, c3] = unsafe {
+                if fast {
+                    let p = base.offset(i0).add(r * nx);
+                    [
+                        _mm256_loadu_ps(p),
+                        _mm256_loadu_ps(p.add(1)),
+                        _mm256_loadu_ps(p.add(2)),
+                        _mm256_loadu_ps(p.add(3)),
+                    ]
+                } else {
+                    rows8(base.add(r * nx), &i)
+                }
+            };
+            let v = _mm256_mul_ps(wx[0], c0);
+            let v = _mm256_fmadd_ps(wx[1], c1, v);
+            let v = _mm256_fmadd_ps(wx[2], c2, v);
+            let v = _mm256_fmadd_ps(wx[3], c3, v);
+            acc = _mm256_fmadd_ps(*w_row, v, acc);
+        }
+        // SAFETY: `o` holds exactly 8 f32 (caller's contract).
+        unsafe { _mm256_storeu_ps(o.as_mut_ptr(), acc) };
     }
 }
 
