@@ -267,6 +267,22 @@ def test_blank_tiny_and_unrelated_images_are_not_found():
     assert not unrelated.found and unrelated.confidence < 0.5
 
 
+@pytest.mark.realdata
+def test_deterministic_threads_and_integer_input(micrograph):
+    ref, mov, truth = _mic_pair(micrograph, 0.9, 48.0, snr=1.0, seed=21)
+    a = find_similarity(ref, mov)
+    b = find_similarity(ref, mov, n_threads=1)
+    assert a.found and b.found
+    np.testing.assert_allclose(a.affine, b.affine, atol=1e-6)
+    # unsigned integer data (e.g. MRC mode 6) after an offset: same answer
+    lo = min(float(ref.min()), float(mov.min()))
+    k = 1000.0 / (max(float(ref.max()), float(mov.max())) - lo)
+    r16 = np.round((ref - lo) * k).astype(np.uint16)
+    m16 = np.round((mov - lo) * k).astype(np.uint16)
+    c = find_similarity(r16, m16)
+    assert c.found and _corner_err(c.affine, truth, mov.shape) < 1.0
+
+
 def test_argument_errors():
     img = np.random.default_rng(1).normal(size=(64, 64))
     with pytest.raises(InvalidValueError, match="pixel"):

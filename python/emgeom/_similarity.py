@@ -275,6 +275,7 @@ _SCORE_BAND = (2.0, 8.5)
 _SCORE_SIZE = 256
 #: Reference/moving area ratio above which the reference is searched in windows.
 _TILE_AREA_RATIO = 6.0
+_MAX_WINDOW_STARTS = 4
 
 
 def _bandpass(
@@ -533,8 +534,8 @@ def _windows(
 ) -> list[tuple[int, int, tuple[int, int]]]:
     """Reference windows ``(y0, x0, (wy, wx))`` for the Fourier–Mellin step: the whole image,
     or, when it is more than ``_TILE_AREA_RATIO`` times the moving image's area, overlapping
-    windows (stride half a window) twice the moving image's footprint for the smallest,
-    middle and largest scale of the range.
+    windows (stride half a window, at most ``_MAX_WINDOW_STARTS`` per axis) twice the moving
+    image's footprint for the smallest, middle and largest scale of the range.
     """
     ny, nx = int(ref_shape[0]), int(ref_shape[1])
     if ny * nx <= _TILE_AREA_RATIO * mov_shape[0] * mov_shape[1]:
@@ -544,10 +545,12 @@ def _windows(
     sizes = sorted({max(64, round(2 * m * sg)) for sg in (lo, math.sqrt(lo * hi), hi)})
 
     def starts(n: int, w: int) -> list[int]:
+        # stride half a window, but at most _MAX_WINDOW_STARTS windows along an axis (then the
+        # small windows leave gaps that the larger ones cover)
         if w >= n:
             return [0]
-        st = list(range(0, n - w, max(1, w // 2)))
-        return st + [n - w]
+        count = min(_MAX_WINDOW_STARTS, math.ceil((n - w) / max(1, w // 2)) + 1)
+        return sorted({round(v) for v in np.linspace(0, n - w, count)})
 
     out = []
     for t in sizes:
