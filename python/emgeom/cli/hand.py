@@ -133,7 +133,7 @@ def check_hand_cmd(
         for n in res.notes:
             typer.echo(f"  note: {n}")
     if not res.decided:
-        raise typer.Exit(3)
+        raise SystemExit(3)
 
 
 @app.command("audit")
@@ -178,7 +178,7 @@ def audit_cmd(
             for name, msg in res.flagged.items():
                 typer.echo(f"  FLAG {name}: {msg}")
         if not res.consistent:
-            raise typer.Exit(3)
+            raise SystemExit(3)
         return
     srcs = [load_source(f, tomo_name=tomo, pixel_size_a=pixel_size) for f in files]
     if pytom is not None:
@@ -201,4 +201,4 @@ def audit_cmd(
             typer.echo(f"advice: {a}")
         typer.echo("AGREE" if rep.agree else "DISAGREE")
     if not rep.agree:
-        raise typer.Exit(3)
+        raise SystemExit(3)
