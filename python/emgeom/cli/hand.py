@@ -22,6 +22,7 @@ app = typer.Typer(
 
 
 def _progress_bar(total_hint: str) -> Any:
+    from rich.console import Console
     from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
     return Progress(
@@ -30,6 +31,7 @@ def _progress_bar(total_hint: str) -> Any:
         TextColumn("{task.completed}/{task.total} tilts"),
         TimeElapsedColumn(),
         transient=True,
+        console=Console(stderr=True),  # keep stdout clean for --json
     )
 
 
