@@ -268,6 +268,40 @@ def test_blank_tiny_and_unrelated_images_are_not_found():
 
 
 @pytest.mark.realdata
+@pytest.mark.parametrize(
+    ("frac", "direction", "must_find"),
+    [
+        (0.35, (0.0, 1.0), True),
+        (0.35, (-0.6, 0.8), True),
+        (0.35, (0.6, -0.8), False),
+        (0.5, (0.6, -0.8), False),
+    ],
+)
+def test_partial_overlap(micrograph, frac, direction, must_find):
+    # moving centre displaced by frac·n from the reference centre, SNR 1; Fourier–Mellin on
+    # whole images degrades with the overlap: where it is not found it must say so
+    rng = np.random.default_rng(5)
+    n = 320
+    ny, nx = micrograph.shape
+    c = np.array([(nx - 1) / 2, (ny - 1) / 2])
+    o = np.round(c - (n - 1) / 2).astype(int)
+    ref = micrograph[o[1] : o[1] + n, o[0] : o[0] + n]
+    lin = 0.92 * _rot(102.0)
+    cm = np.array([(n - 1) / 2] * 2)
+    t = np.hstack([lin, (c + frac * n * np.array(direction) - lin @ cm)[:, None]])
+    mov = warp_affine(micrograph, t, (n, n), order=3)
+    truth = t.copy()
+    truth[:, 2] -= o
+    r = ref + rng.normal(0, ref.std(), ref.shape).astype(np.float32)
+    m = mov + rng.normal(0, mov.std(), mov.shape).astype(np.float32)
+    res = find_similarity(r, m)
+    if must_find:
+        assert res.found
+    if res.found:
+        assert _corner_err(res.affine, truth, m.shape) < 1.5
+
+
+@pytest.mark.realdata
 def test_deterministic_threads_and_integer_input(micrograph):
     ref, mov, truth = _mic_pair(micrograph, 0.9, 48.0, snr=1.0, seed=21)
     a = find_similarity(ref, mov)
