@@ -276,6 +276,8 @@ _SCORE_SIZE = 256
 #: Reference/moving area ratio above which the reference is searched in windows.
 _TILE_AREA_RATIO = 6.0
 _MAX_WINDOW_STARTS = 4
+#: Log-polar peaks lower than this fraction of the best one are not evaluated (but ≥ 2 are).
+_MIN_PEAK_FRACTION = 0.5
 
 
 def _bandpass(
@@ -699,6 +701,13 @@ def find_similarity(
             found_peaks.append((pk, win))
     found_peaks.sort(key=lambda p: -p[0].height)
     found_peaks = found_peaks[: n_peaks * (3 if len(windows) > 1 else 1)]
+    # peaks far below the best one (< _MIN_PEAK_FRACTION of its height above the map mean) are
+    # not worth a translation step; at least two peaks (four candidates) are always evaluated
+    if found_peaks:
+        top = found_peaks[0][0].height
+        found_peaks = [
+            p for i, p in enumerate(found_peaks) if i < 2 or p[0].height >= _MIN_PEAK_FRACTION * top
+        ]
     if not found_peaks:
         return _not_found(ref_shape, mov_shape, p_r, p_m, s0, srange)
 
