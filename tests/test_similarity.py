@@ -225,6 +225,16 @@ def test_imreg_dft_tiling_small_in_big():
     # imreg_dft's (tx, ty) is the displacement of the small image's centre from the big one's
     d = np.asarray(res.center) - [(big.shape[1] - 1) / 2, (big.shape[0] - 1) / 2]
     np.testing.assert_allclose(d, [156, 137], atol=2.0)
+    # the other way round (the moving image is the big one): the exact inverse
+    rev = find_similarity(small, big)
+    assert rev.found and rev.reference_shape == small.shape and rev.moving_shape == big.shape
+    inv = rev.affine[:, :2]
+    np.testing.assert_allclose(
+        np.hstack([np.linalg.inv(inv), (-np.linalg.inv(inv) @ rev.affine[:, 2])[:, None]]),
+        res.affine,
+        atol=1e-3,
+    )
+    assert abs(rev.scale * res.scale - 1) < 1e-6
 
 
 # ---------------------------------------------------------------------------------------------

@@ -42,7 +42,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import numpy as np
@@ -97,6 +97,9 @@ class SimilarityCandidate:
         Measures of the translation step (see :class:`emgeom.crossmag.AlignmentResult`).
     center : (float, float)
         ``(x, y)`` reference pixel where the moving centre lands for this candidate.
+    affine : ndarray (2, 3)
+        The candidate's full ``[x_ref, y_ref] = affine @ [x_mov, y_mov, 1]`` (before the final
+        refinement).
     """
 
     scale: float
@@ -106,6 +109,18 @@ class SimilarityCandidate:
     ccc: float
     overlap: float
     center: tuple[float, float]
+    affine: NDArray[np.float64] = field(default_factory=lambda: np.eye(2, 3), repr=False)
+
+    def inverse(self) -> SimilarityCandidate:
+        """The same candidate seen from the other image (moving ↔ reference)."""
+        inv = _invert(self.affine)
+        return replace(
+            self,
+            scale=1.0 / self.scale,
+            rotation_deg=_wrap180(-self.rotation_deg),
+            center=(float(inv[0, 2]), float(inv[1, 2])),  # placeholder, fixed by the caller
+            affine=inv,
+        )
 
 
 @dataclass(frozen=True, eq=False)
@@ -531,6 +546,43 @@ def _shrink(img: NDArray[np.float32], zoom: float, threads: int | None) -> NDArr
     return np.ascontiguousarray(rescale(img, zoom, method, n_threads=threads), dtype=np.float32)
 
 
+def _swap_back(
+    sw: SimilarityResult,
+    ref_shape: tuple[int, int],
+    mov_shape: tuple[int, int],
+    p_r: float,
+    p_m: float,
+    srange: tuple[float, float],
+) -> SimilarityResult:
+    """Invert a result computed with the two images swapped."""
+    a = _invert(sw.affine)
+    lin = a[:, :2]
+    c_m = _center_of(mov_shape)
+    center = lin @ c_m + a[:, 2]
+    d = (center - _center_of(ref_shape)) * p_r
+    cands = []
+    for c in sw.candidates:
+        ci = c.inverse()
+        cc = ci.affine[:, :2] @ c_m + ci.affine[:, 2]
+        cands.append(replace(ci, center=(float(cc[0]), float(cc[1]))))
+    return replace(
+        sw,
+        affine=a,
+        scale=1.0 / sw.scale,
+        rotation_deg=_wrap180(-sw.rotation_deg),
+        center=(float(center[0]), float(center[1])),
+        center_a=(float(d[0]), float(d[1])),
+        shift_a=(float(-d[0]), float(-d[1])),
+        reference_pixel_a=p_r,
+        moving_pixel_a=p_m,
+        reference_shape=ref_shape,
+        moving_shape=mov_shape,
+        candidates=tuple(cands),
+        scale_range=srange,
+        nominal_scale=p_m / p_r,
+    )
+
+
 def _windows(
     ref_shape: tuple[int, ...], mov_shape: tuple[int, ...], scale_range: tuple[float, float]
 ) -> list[tuple[int, int, tuple[int, int]]]:
@@ -658,6 +710,24 @@ def find_similarity(
     s0 = p_m / p_r
     ref_shape = (int(ref.shape[0]), int(ref.shape[1]))
     mov_shape = (int(mov.shape[0]), int(mov.shape[1]))
+    if (
+        mov_shape[0] * mov_shape[1] * p_m**2
+        > _TILE_AREA_RATIO * ref_shape[0] * ref_shape[1] * p_r**2
+    ):
+        # the moving image is the big one: search the reference inside it and invert
+        sw = find_similarity(
+            mov,
+            ref,
+            reference_pixel_a=p_m,
+            moving_pixel_a=p_r,
+            scale_range=(1.0 / hi, 1.0 / lo),
+            rotation_range_deg=None if rrange is None else (-rrange[1], -rrange[0]),
+            n_candidates=k,
+            n_threads=threads,
+            fm_size=fsz,
+            refine_size=rsz,
+        )
+        return _swap_back(sw, ref_shape, mov_shape, p_r, p_m, srange)
 
     # 1. common working sampling (pixel size pw in Å) with at most fm_size px per side
     pw = max(p_r, p_m, max(mov_shape) * p_m / fsz)
@@ -743,6 +813,7 @@ def find_similarity(
                         ccc=pose.ccc,
                         overlap=pose.overlap,
                         center=(float(ctr[0]), float(ctr[1])),
+                        affine=full,
                     ),
                     pose,
                     full,
