@@ -11,7 +11,10 @@ Pipeline (design note crossmag.md §8.4; Reddy & Chatterji, IEEE TIP 5(8):1266, 
 ------------------------------------------------------------------------------------
 1. Both images are brought to one working sampling (exact area shrink) with at most
    ``fm_size`` pixels on a side; with pixel sizes given, the nominal ratio is applied here and
-   ``scale_range`` is the residual range.
+   ``scale_range`` is the residual range. When the moving image covers more than 6× the
+   reference's area, the problem is solved with the two images swapped and inverted exactly;
+   when the reference covers more than 6× the moving image's area, the reference is searched in
+   overlapping windows (step 2).
 2. Each image is apodised (mean removed, separable Tukey window), Fourier transformed, and its
    magnitude spectrum resampled on a log-polar grid over the half plane θ ∈ [0°, 180°) (Hermitian
    symmetry) in a band of frequencies (Rust, :mod:`emgeom.transform`).
