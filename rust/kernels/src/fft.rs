@@ -15,7 +15,7 @@
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, OnceLock};
 
-use ndarray::{Array2, ArrayView2, Axis};
+use ndarray::{Array2, ArrayView2};
 use rayon::prelude::*;
 use realfft::{ComplexToReal, RealFftPlanner, RealToComplex};
 use rustfft::num_complex::Complex32;
@@ -107,18 +107,21 @@ pub fn nice_size(n: usize) -> usize {
 
 /// Blocked parallel transpose of a row-major `(rows, cols)` complex buffer into `(cols, rows)`.
 fn transpose(src: &[C32], rows: usize, cols: usize, dst: &mut [C32]) {
-    const B: usize = 32;
+    const B: usize = 16;
+    assert!(src.len() >= rows * cols && dst.len() >= rows * cols);
     dst.par_chunks_mut(rows * B)
         .enumerate()
         .for_each(|(cb, chunk)| {
             let c0 = cb * B;
             let c1 = (c0 + B).min(cols);
+            let w = c1 - c0;
             for r0 in (0..rows).step_by(B) {
                 let r1 = (r0 + B).min(rows);
-                for c in c0..c1 {
-                    let drow = &mut chunk[(c - c0) * rows..(c - c0 + 1) * rows];
-                    for r in r0..r1 {
-                        drow[r] = src[r * cols + c];
+                for r in r0..r1 {
+                    let srow = &src[r * cols + c0..r * cols + c1];
+                    for (k, v) in srow.iter().enumerate().take(w) {
+                        // chunk row k = output row c0 + k, column r
+                        chunk[k * rows + r] = *v;
                     }
                 }
             }
@@ -138,19 +141,22 @@ impl Plan2 {
         let (ny, nx, nxc) = (self.ny, self.nx, self.nxc);
         let mut rows = vec![C32::new(0.0, 0.0); ny * nxc];
         let r2c = &self.r2c;
-        rows.par_chunks_mut(nxc)
-            .zip(input.axis_iter(Axis(0)).into_par_iter())
-            .with_min_len(4)
-            .for_each_init(
-                || (vec![0.0f32; nx], r2c.make_scratch_vec()),
-                |(buf, scratch), (out, row)| {
-                    for (b, v) in buf.iter_mut().zip(row.iter()) {
-                        *b = *v;
-                    }
-                    // Lengths are right by construction; realfft only errors on wrong lengths.
-                    let _ = r2c.process_with_scratch(buf, out, scratch);
-                },
-            );
+        let contiguous = input.as_standard_layout();
+        let data = contiguous
+            .as_slice()
+            .expect("standard layout is contiguous");
+        let per = (ny / (8 * rayon::current_num_threads()).max(1)).clamp(1, 64);
+        rows.par_chunks_mut(nxc * per)
+            .zip(data.par_chunks(nx * per))
+            .for_each(|(out, inp)| {
+                let mut buf = vec![0.0f32; nx];
+                let mut scratch = r2c.make_scratch_vec();
+                for (o, i) in out.chunks_mut(nxc).zip(inp.chunks(nx)) {
+                    buf.copy_from_slice(i);
+                    // lengths are right by construction; realfft only errors on wrong lengths
+                    let _ = r2c.process_with_scratch(&mut buf, o, &mut scratch);
+                }
+            });
         let mut spec = vec![C32::new(0.0, 0.0); ny * nxc];
         transpose(&rows, ny, nxc, &mut spec);
         drop(rows);
@@ -186,27 +192,28 @@ impl Plan2 {
         let mut rows = vec![C32::new(0.0, 0.0); ny * nxc];
         transpose(&spec, nxc, ny, &mut rows);
         drop(spec);
-        let mut out = Array2::<f32>::zeros((ny, nx));
+        let mut out = vec![0.0f32; ny * nx];
         let norm = 1.0 / (ny as f32 * nx as f32);
         let c2r = &self.c2r;
         let even = nx % 2 == 0;
-        out.axis_iter_mut(Axis(0))
-            .into_par_iter()
-            .zip(rows.par_chunks_mut(nxc))
-            .with_min_len(4)
-            .for_each_init(
-                || (vec![0.0f32; nx], c2r.make_scratch_vec()),
-                |(buf, scratch), (mut orow, inrow)| {
+        let per = (ny / (8 * rayon::current_num_threads()).max(1)).clamp(1, 64);
+        out.par_chunks_mut(nx * per)
+            .zip(rows.par_chunks_mut(nxc * per))
+            .for_each(|(o, inp)| {
+                let mut scratch = c2r.make_scratch_vec();
+                for (orow, inrow) in o.chunks_mut(nx).zip(inp.chunks_mut(nxc)) {
                     inrow[0].im = 0.0;
                     if even {
                         inrow[nxc - 1].im = 0.0;
                     }
-                    let _ = c2r.process_with_scratch(inrow, buf, scratch);
-                    for (o, v) in orow.iter_mut().zip(buf.iter()) {
-                        *o = *v * norm;
+                    let _ = c2r.process_with_scratch(inrow, orow, &mut scratch);
+                    for v in orow.iter_mut() {
+                        *v *= norm;
                     }
-                },
-            );
+                }
+            });
+        let out = Array2::from_shape_vec((ny, nx), out)
+            .map_err(|e| KernelError::value("fft", e.to_string()))?;
         Ok(out)
     }
 }
@@ -290,6 +297,7 @@ mod tests {
 #[cfg(test)]
 mod timing {
     use super::*;
+    use ndarray::Axis;
 
     /// `cargo test --release -p emgeom-kernels fft_timing -- --ignored --nocapture`
     #[test]
@@ -307,11 +315,30 @@ mod timing {
             let _ = p.inverse(f).unwrap();
             eprintln!("forward {:?} inverse {:?}", t1, t.elapsed());
         }
+        // phases of forward(): rows, transpose, columns
+        let nxc = n / 2 + 1;
+        let mut rows = vec![C32::new(0.0, 0.0); n * nxc];
+        let r2c = &p.r2c;
+        for _ in 0..2 {
+            let t = std::time::Instant::now();
+            rows.par_chunks_mut(nxc)
+                .zip(img.axis_iter(Axis(0)).into_par_iter())
+                .for_each_init(
+                    || (vec![0.0f32; n], r2c.make_scratch_vec()),
+                    |(buf, scratch), (out, row)| {
+                        buf.copy_from_slice(row.as_slice().unwrap());
+                        let _ = r2c.process_with_scratch(buf, out, scratch);
+                    },
+                );
+            eprintln!("rows {:?}", t.elapsed());
+        }
         let mut buf = vec![C32::new(1.0, 0.0); n * (n / 2 + 1)];
         let mut out = vec![C32::new(0.0, 0.0); n * (n / 2 + 1)];
-        let t = std::time::Instant::now();
-        transpose(&buf, n, n / 2 + 1, &mut out);
-        eprintln!("transpose {:?}", t.elapsed());
+        for _ in 0..3 {
+            let t = std::time::Instant::now();
+            transpose(&buf, n, n / 2 + 1, &mut out);
+            eprintln!("transpose {:?}", t.elapsed());
+        }
         let col = &p.col_fwd;
         let mut scratch = vec![C32::new(0.0, 0.0); col.get_inplace_scratch_len()];
         let t = std::time::Instant::now();

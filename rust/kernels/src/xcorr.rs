@@ -220,32 +220,37 @@ pub fn taper_pad(
             format!("{pad:?}"),
         ));
     }
-    let wy = taper_1d(ny, taper);
-    let wx = taper_1d(nx, taper);
-    let (mut sw, mut swv) = (0.0f64, 0.0f64);
-    for (y, row) in img.axis_iter(Axis(0)).enumerate() {
-        let (mut a, mut b) = (0.0, 0.0);
-        for (x, v) in row.iter().enumerate() {
-            let w = wx[x];
-            a += w;
-            b += w * *v as f64;
-        }
-        sw += wy[y] * a;
-        swv += wy[y] * b;
-    }
-    let mu = if sw > 0.0 { swv / sw } else { 0.0 };
-    let mut out = Array2::<f32>::zeros(pad);
-    out.axis_iter_mut(Axis(0))
-        .into_par_iter()
+    let wy: Vec<f32> = taper_1d(ny, taper).into_iter().map(|v| v as f32).collect();
+    let wx: Vec<f32> = taper_1d(nx, taper).into_iter().map(|v| v as f32).collect();
+    let contiguous = img.as_standard_layout();
+    let data = contiguous
+        .as_slice()
+        .expect("standard layout is contiguous");
+    let (sw, swv) = data
+        .par_chunks(nx)
+        .zip(wy.par_iter())
+        .with_min_len(16)
+        .map(|(row, &w_y)| {
+            let (mut a, mut b) = (0.0f64, 0.0f64);
+            for (v, &w_x) in row.iter().zip(wx.iter()) {
+                a += w_x as f64;
+                b += (w_x * *v) as f64;
+            }
+            (w_y as f64 * a, w_y as f64 * b)
+        })
+        .reduce(|| (0.0, 0.0), |p, q| (p.0 + q.0, p.1 + q.1));
+    let mu = if sw > 0.0 { (swv / sw) as f32 } else { 0.0 };
+    let mut out = vec![0.0f32; pad.0 * pad.1];
+    out.par_chunks_mut(pad.1)
         .take(ny)
-        .enumerate()
-        .for_each(|(y, mut orow)| {
-            let row = img.row(y);
-            for x in 0..nx {
-                orow[x] = (wy[y] * wx[x] * (row[x] as f64 - mu)) as f32;
+        .zip(data.par_chunks(nx).zip(wy.par_iter()))
+        .with_min_len(16)
+        .for_each(|(orow, (row, &w_y))| {
+            for ((o, v), &w_x) in orow.iter_mut().zip(row.iter()).zip(wx.iter()) {
+                *o = w_y * w_x * (*v - mu);
             }
         });
-    Ok(out)
+    Array2::from_shape_vec(pad, out).map_err(|e| KernelError::value("pad", e.to_string()))
 }
 
 /// Correlation method.
@@ -271,35 +276,39 @@ pub fn cross_power(
     } else {
         Some(filter_table(ny, nx, f, 1.0))
     };
-    let mut g = Array2::<C32>::zeros(a.dim());
-    g.axis_iter_mut(Axis(0))
-        .into_par_iter()
-        .zip(
-            a.axis_iter(Axis(0))
-                .into_par_iter()
-                .zip(b.axis_iter(Axis(0)).into_par_iter()),
-        )
+    let nxc = a.dim().0;
+    let (asl, bsl) = (
+        a.as_slice().expect("contiguous spectrum"),
+        b.as_slice().expect("contiguous spectrum"),
+    );
+    let tsl = table
+        .as_ref()
+        .map(|t| t.as_slice().expect("contiguous table"));
+    let mut g = vec![C32::new(0.0, 0.0); nxc * ny];
+    g.par_chunks_mut(ny)
         .enumerate()
-        .for_each(|(kx, (mut grow, (arow, brow)))| {
-            let trow = table.as_ref().map(|t| t.row(kx));
+        .with_min_len(8)
+        .for_each(|(kx, grow)| {
+            let arow = &asl[kx * ny..(kx + 1) * ny];
+            let brow = &bsl[kx * ny..(kx + 1) * ny];
+            let trow = tsl.map(|t| &t[kx * ny..(kx + 1) * ny]);
             for ky in 0..ny {
                 let mut v = arow[ky] * brow[ky].conj();
                 if method == Method::Phase {
-                    // the images are zero-mean: the DC term carries only rounding noise
                     let m = v.norm();
-                    v = if m > 1e-30 && (kx, ky) != (0, 0) {
-                        v / m
-                    } else {
-                        C32::new(0.0, 0.0)
-                    };
+                    v = if m > 1e-30 { v / m } else { C32::new(0.0, 0.0) };
                 }
-                if let Some(t) = &trow {
+                if let Some(t) = trow {
                     v *= t[ky];
                 }
                 grow[ky] = v;
             }
         });
-    g
+    if method == Method::Phase {
+        // the images are zero-mean: the DC term carries only rounding noise
+        g[0] = C32::new(0.0, 0.0);
+    }
+    Array2::from_shape_vec((nxc, ny), g).expect("shape matches")
 }
 
 /// One correlation peak.
@@ -699,5 +708,55 @@ mod tests {
         assert_eq!((p[1].ix, p[1].iy), (20, 20));
         assert!(p[0].x > 5.0 && p[0].x < 5.5);
         assert_eq!(st.count, 1024);
+    }
+}
+
+#[cfg(test)]
+mod timing {
+    use super::*;
+
+    /// `cargo test --release -p emgeom-kernels xcorr_timing -- --ignored --nocapture`
+    #[test]
+    #[ignore]
+    fn xcorr_timing() {
+        let n = 2048;
+        let a = Array2::from_shape_fn((n, n), |(y, x)| ((y * 31 + x * 17) % 97) as f32);
+        let f = FilterParams::NONE;
+        for _ in 0..2 {
+            let t = std::time::Instant::now();
+            let ta = taper_pad(a.view(), 0.0, (n, n)).unwrap();
+            let t1 = t.elapsed();
+            let plan = fft::plan(n, n).unwrap();
+            let t = std::time::Instant::now();
+            let fa = plan.forward(ta.view()).unwrap();
+            let t2 = t.elapsed();
+            let t = std::time::Instant::now();
+            let e = filtered_energy(&fa, n, n, &f);
+            let t3 = t.elapsed();
+            let t = std::time::Instant::now();
+            let g = cross_power(&fa, &fa, n, n, &f, Method::Phase);
+            let t4 = t.elapsed();
+            let t = std::time::Instant::now();
+            let m = plan.inverse(g).unwrap();
+            let t5 = t.elapsed();
+            let t = std::time::Instant::now();
+            let (p, _) = find_peaks(m.view(), 1, 3.0, &Allowed::all(n, n));
+            let t6 = t.elapsed();
+            let t = std::time::Instant::now();
+            let _ = correlate_translation(
+                a.view(),
+                a.view(),
+                (n, n),
+                0.0,
+                &f,
+                Method::Phase,
+                1,
+                3.0,
+                -1.0,
+                false,
+            )
+            .unwrap();
+            eprintln!("taper {t1:?} fwd {t2:?} energy {t3:?} xpow {t4:?} inv {t5:?} peaks {t6:?} total {:?} {e} {}", t.elapsed(), p.len());
+        }
     }
 }
