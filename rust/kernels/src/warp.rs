@@ -479,6 +479,9 @@ fn interior_range(map: &RowMap, lo: f64, hx: f64, hy: f64, width: usize) -> (usi
 /// rounding and their index clamps never engage.
 const SIMD_MARGIN: f64 = 1e-3;
 
+/// Largest |∂s/∂x| (source pixels per output pixel) the SIMD loops accept (16× minification).
+const SIMD_MAX_STEP: f64 = 16.0;
+
 /// `Some(slice as &mut [f32])` when `T` is `f32`.
 fn as_f32_mut<T: Sample>(s: &mut [T]) -> Option<&mut [f32]> {
     if std::any::TypeId::of::<T>() == std::any::TypeId::of::<f32>() {
@@ -549,9 +552,10 @@ fn warp_row<T: Sample, K: Kind>(
         *o = edge(x);
     }
     // Within the interior: SIMD on the sub-range that keeps SIMD_MARGIN from its bounds, the
-    // exact scalar loop on the rest.
+    // exact scalar loop on the rest. The SIMD loops' f32 lane offsets (up to 15·|a|) keep
+    // positions within ~2e-5 px only for |a| <= SIMD_MAX_STEP; steeper maps stay scalar.
     let mut from = xs;
-    if use_simd && xe > xs {
+    if use_simd && xe > xs && map.ax.abs() <= SIMD_MAX_STEP && map.ay.abs() <= SIMD_MAX_STEP {
         let m = SIMD_MARGIN;
         let (ss, se) = interior_range(&map, K::LO + m, hx - m, hy - m, width);
         // Which pixels take the SIMD loop depends only on the geometry (never on addresses),
@@ -1283,6 +1287,8 @@ mod tests {
             about_centre([[0.0, 1.0], [-1.0, 0.0]]),
             about_centre([[3.1, 0.2], [-0.1, 2.9]]),
             about_centre([[0.31, 0.0], [0.0, 0.27]]),
+            // Steeper than SIMD_MAX_STEP: scalar loops only.
+            [[23.0, 0.5, 2.0], [-0.4, 19.0, 1.0]],
         ];
         for _ in 0..6 {
             let th = rng.uniform(-3.2, 3.2);
