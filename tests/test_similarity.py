@@ -339,3 +339,38 @@ def test_argument_errors():
         find_similarity(img, img, rotation_range_deg=(10, -10))
     with pytest.raises(InvalidValueError, match="n_candidates"):
         find_similarity(img, img, n_candidates=0)
+
+
+# ---------------------------------------------------------------------------------------------
+# registry entries (quantity "similarity")
+
+
+def test_registry_entries_round_trip():
+    from emgeom import conventions
+
+    ird = conventions.get("similarity", "imreg_dft")
+    c = ird.to_canonical(angle=-30.0, scale=1.25, tvec=(72.0, 35.0))
+    assert c == {"rotation_deg": 30.0, "scale": 1.25, "center_offset": (35.0, 72.0)}
+    assert ird.from_canonical(**c) == {"angle": -30.0, "scale": 1.25, "tvec": (72.0, 35.0)}
+    sk = conventions.get("similarity", "skimage_recipe")
+    c2 = sk.to_canonical(recovered_angle=17.0, shift_scale=0.8)
+    assert c2["rotation_deg"] == 17.0 and c2["scale"] == pytest.approx(1.25)
+    assert sk.from_canonical(**c2)["shift_scale"] == pytest.approx(0.8)
+    assert ird.sources[0].repository == "matejak/imreg_dft"
+
+
+@pytest.mark.realdata
+def test_imreg_dft_convention_matches_emgeom_on_its_own_example():
+    imreg_dft = pytest.importorskip("imreg_dft")
+    from emgeom import conventions
+
+    a, b = _load_png("sample1.png"), _load_png("sample3.png")
+    theirs = imreg_dft.similarity(a, b)
+    c = conventions.get("similarity", "imreg_dft").to_canonical(
+        angle=theirs["angle"], scale=theirs["scale"], tvec=theirs["tvec"]
+    )
+    ours = find_similarity(a, b)
+    assert _angle_diff(c["rotation_deg"], ours.rotation_deg) < 0.1
+    assert abs(c["scale"] / ours.scale - 1) < 0.003
+    d = np.asarray(ours.center) - [(a.shape[1] - 1) / 2, (a.shape[0] - 1) / 2]
+    np.testing.assert_allclose(c["center_offset"], d, atol=1.0)
