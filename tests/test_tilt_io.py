@@ -4,11 +4,14 @@ from __future__ import annotations
 
 import math
 import shutil
+import tempfile
 import warnings
 from pathlib import Path
 
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from emgeom import errors, tilt
 from emgeom.io import _tilt_star as star
@@ -506,3 +509,46 @@ def test_written_star_files_parse_with_starfile(tmp_path):
     np.testing.assert_allclose(d5["TS_03"]["rlnTomoYTilt"].to_numpy(), g.tilt_deg, atol=1e-6)
     d4 = starfile.read(tmp_path / "t4.star", always_dict=True)
     assert str(d4["TS_03"]["rlnTomoProjZ"].iloc[0]).startswith("[")
+
+
+@settings(max_examples=15, deadline=None)
+@given(
+    n=st.integers(1, 12),
+    hand=st.sampled_from([1, -1]),
+    seed=st.integers(0, 2**31),
+    layout=st.sampled_from(["relion5", "relion4", "warp"]),
+)
+def test_random_geometries_round_trip_through_writers(n, hand, seed, layout):
+    rng = np.random.default_rng(seed)
+    g = tilt.TiltGeometry(
+        rng.uniform(-70, 70, n),
+        rng.uniform(-179, 179, n),
+        None,
+        x_tilt_deg=0.0 if layout == "warp" else rng.uniform(-5, 5, n),
+        shifts_a=rng.normal(0, 100, (n, 2)),
+        hand=hand,
+        defocus_slope=1.0,
+        defocus_u_a=rng.uniform(1e4, 5e4, n),
+        defocus_v_a=rng.uniform(1e4, 5e4, n),
+        astigmatism_deg=rng.uniform(-90, 90, n),
+        volume_shape=(4096, 4096, 1024),
+        pixel_size_a=float(rng.uniform(0.5, 5)),
+    )
+    with tempfile.TemporaryDirectory() as d:
+        path = Path(d) / ("t.xml" if layout == "warp" else "t.star")
+        if layout == "warp":
+            tilt.to_warp(g, path)
+            g2 = tilt.read_warp(path)
+        else:
+            tilt.to_relion(g, path, tomo_name="X", layout=layout)
+            g2 = tilt.read_relion(path)
+    assert g2.hand == hand
+    p = rng.uniform(-4000, 4000, (20, 3))
+    for comp in ("mean", "u", "v"):
+        np.testing.assert_allclose(
+            tilt.particle_defocus(g2, p, component=comp, dtype=np.float64),
+            tilt.particle_defocus(g, p, component=comp, dtype=np.float64),
+            atol=1e-2,
+        )
+    if layout != "relion4":
+        np.testing.assert_allclose(tilt.project(g2, p), tilt.project(g, p), atol=1e-3)
