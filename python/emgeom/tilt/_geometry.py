@@ -394,7 +394,9 @@ class TiltGeometry:
             "imod_ctfphaseflip_invert": self.ctfphaseflip_invert,
             "pytom_defocus_handedness": pytom,
             "pytom_exact": self.hand == -1,
-            "aretomo3_expected": "h = -1 after its own 180-degree axis fix",
+            # AreTomo3 works in h = -1 after its own 180-degree axis step (CAreTomoMain.cpp);
+            # an h = +1 geometry is the same data with rotate_axis_180() for AreTomo3
+            "aretomo3_native": self.hand == -1,
             "warp_Angles": (-self.tilt_deg).tolist(),
         }
 
