@@ -24,6 +24,9 @@
 //! rows into an L1 block and stream-copy it. Small outputs use ordinary stores (they may stay
 //! in cache for the caller).
 
+// `usize::is_multiple_of` needs Rust 1.87; the crate's MSRV is 1.85
+#![allow(unknown_lints, clippy::manual_is_multiple_of)]
+
 use crate::KernelError;
 use rayon::prelude::*;
 
