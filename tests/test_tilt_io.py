@@ -305,7 +305,10 @@ def test_relion_bad_files(tmp_path):
         f"data_global\n\nloop_\n_rlnTomoName #1\n_rlnTomoHand #2\n"
         f"_rlnTomoTiltSeriesStarFile #3\nTS -1 {ts}\n"
     )
-    with pytest.raises(errors.FileFormatError, match="_rlnTomoXTilt"):
+    g = tilt.read_relion(glob)  # no _rlnTomoXTilt: 0, as in TomogramSet::loadTomogram
+    assert g.x_tilt_deg.tolist() == [0.0] and g.axis_deg.tolist() == [85.0]
+    ts.write_text("data_TS\n\nloop_\n_rlnTomoYTilt #1\n_rlnDefocusU #2\n0 1000\n")
+    with pytest.raises(errors.FileFormatError, match="_rlnTomoZRot"):
         tilt.read_relion(glob)
     ts.write_text("data_TS\n\nloop_\n_rlnTomoXTilt #1\n_rlnTomoYTilt #2\n_rlnTomoZRot #3\n0 0 85\n")
     with pytest.raises(errors.FileFormatError, match="_rlnDefocusU"):

@@ -254,12 +254,14 @@ def _geometry_from_record(
                 "consistent value is +1 (canonical h = -1). Check with the Warp XML."
             )
     else:
-        for lab in _GEOM5:
+        for lab in _GEOM5[1:]:
             if not tb.has(lab):
                 raise FileFormatError(
                     f"{src}: missing column _{lab} (and no _rlnTomoProjX/Y/Z/W matrices)"
                 )
-        xtilt, tilt, axis = (_floats(tb, lab, src) for lab in _GEOM5)
+        tilt, axis = (_floats(tb, lab, src) for lab in _GEOM5[1:])
+        # TomogramSet::loadTomogram: a missing _rlnTomoXTilt means 0
+        xtilt = _floats(tb, _GEOM5[0], src) if tb.has(_GEOM5[0]) else np.zeros_like(tilt)
         if tb.has("rlnTomoXShiftAngst"):
             shifts = np.stack(
                 [_floats(tb, "rlnTomoXShiftAngst", src), _floats(tb, "rlnTomoYShiftAngst", src)],
