@@ -270,6 +270,7 @@ fn evaluate_one(
     a: &Affine,
     p: &PatchParams,
     want_map: bool,
+    inner_parallel: bool,
 ) -> Result<PointResult, KernelError> {
     let (py, px) = r.pad;
     let (wy, wx) = r.region;
@@ -300,7 +301,7 @@ fn evaluate_one(
     }
     let plan = fft::plan(py, px)?;
     let (fp, pf) = rayon::join(
-        || plan.forward(framed.view()),
+        || plan.forward_opt(framed.view(), inner_parallel),
         || filter_patch(&patch, &r.filter),
     );
     let (fp, pf) = (fp?, pf?);
@@ -311,7 +312,7 @@ fn evaluate_one(
         Method::Phase => xcorr::cross_power(&r.spec, &fp, py, px, &r.filter, Method::Phase),
     };
     drop(fp);
-    let map = plan.inverse(g)?;
+    let map = plan.inverse_opt(g, inner_parallel)?;
     let (peaks, stats) = xcorr::find_peaks(map.view(), p.n_peaks, p.min_sep, &p.allowed);
     let msum: f64 = mask.iter().map(|m| *m as f64).sum();
     // Pearson CCC (means removed) of the filtered patch and the filtered reference over the
@@ -473,10 +474,12 @@ pub fn evaluate_points(
     }
     let contiguous = moving.as_standard_layout();
     let mv = contiguous.view();
+    // one point: parallel inside its transforms; several: one point per thread
+    let inner = affines.len() < 2;
     affines
         .par_iter()
         .enumerate()
-        .map(|(k, a)| evaluate_one(r, mv, a, p, want_map && k == 0))
+        .map(|(k, a)| evaluate_one(r, mv, a, p, want_map && k == 0, inner))
         .collect()
 }
 

@@ -106,31 +106,44 @@ pub fn nice_size(n: usize) -> usize {
 }
 
 /// Blocked parallel transpose of a row-major `(rows, cols)` complex buffer into `(cols, rows)`.
-fn transpose(src: &[C32], rows: usize, cols: usize, dst: &mut [C32]) {
+fn transpose_opt(src: &[C32], rows: usize, cols: usize, dst: &mut [C32], parallel: bool) {
     const B: usize = 16;
     assert!(src.len() >= rows * cols && dst.len() >= rows * cols);
-    dst.par_chunks_mut(rows * B)
-        .enumerate()
-        .for_each(|(cb, chunk)| {
-            let c0 = cb * B;
-            let c1 = (c0 + B).min(cols);
-            let w = c1 - c0;
-            for r0 in (0..rows).step_by(B) {
-                let r1 = (r0 + B).min(rows);
-                for r in r0..r1 {
-                    let srow = &src[r * cols + c0..r * cols + c1];
-                    for (k, v) in srow.iter().enumerate().take(w) {
-                        // chunk row k = output row c0 + k, column r
-                        chunk[k * rows + r] = *v;
-                    }
+    let tile = |(cb, chunk): (usize, &mut [C32])| {
+        let c0 = cb * B;
+        let c1 = (c0 + B).min(cols);
+        let w = c1 - c0;
+        for r0 in (0..rows).step_by(B) {
+            let r1 = (r0 + B).min(rows);
+            for r in r0..r1 {
+                let srow = &src[r * cols + c0..r * cols + c1];
+                for (k, v) in srow.iter().enumerate().take(w) {
+                    // chunk row k = output row c0 + k, column r
+                    chunk[k * rows + r] = *v;
                 }
             }
-        });
+        }
+    };
+    if parallel {
+        dst.par_chunks_mut(rows * B).enumerate().for_each(tile);
+    } else {
+        dst.chunks_mut(rows * B).enumerate().for_each(tile);
+    }
 }
 
 impl Plan2 {
     /// Forward transform of a real `(ny, nx)` image into the transposed `(nx/2+1, ny)` spectrum.
     pub fn forward(&self, input: ArrayView2<f32>) -> Result<Array2<C32>, KernelError> {
+        self.forward_opt(input, true)
+    }
+
+    /// [`forward`](Self::forward) on the calling thread only when `parallel` is false (for
+    /// callers that already run several transforms in parallel: no nested scheduling).
+    pub fn forward_opt(
+        &self,
+        input: ArrayView2<f32>,
+        parallel: bool,
+    ) -> Result<Array2<C32>, KernelError> {
         if input.dim() != (self.ny, self.nx) {
             return Err(KernelError::shape(
                 "fft input",
@@ -145,7 +158,11 @@ impl Plan2 {
         let data = contiguous
             .as_slice()
             .expect("standard layout is contiguous");
-        let per = (ny / (8 * rayon::current_num_threads()).max(1)).clamp(1, 64);
+        let per = if parallel {
+            (ny / (8 * rayon::current_num_threads()).max(1)).clamp(1, 64)
+        } else {
+            ny.max(1)
+        };
         rows.par_chunks_mut(nxc * per)
             .zip(data.par_chunks(nx * per))
             .for_each(|(out, inp)| {
@@ -158,11 +175,15 @@ impl Plan2 {
                 }
             });
         let mut spec = vec![C32::new(0.0, 0.0); ny * nxc];
-        transpose(&rows, ny, nxc, &mut spec);
+        transpose_opt(&rows, ny, nxc, &mut spec, parallel);
         drop(rows);
         let col = &self.col_fwd;
         let scratch_len = col.get_inplace_scratch_len();
-        let per = (nxc / (4 * rayon::current_num_threads()).max(1)).max(1);
+        let per = if parallel {
+            (nxc / (4 * rayon::current_num_threads()).max(1)).max(1)
+        } else {
+            nxc
+        };
         spec.par_chunks_mut(ny * per).for_each_init(
             || vec![C32::new(0.0, 0.0); scratch_len],
             |scratch, chunk| col.process_with_scratch(chunk, scratch),
@@ -173,6 +194,15 @@ impl Plan2 {
 
     /// Inverse of [`forward`](Self::forward) (normalised by `1/(ny·nx)`); consumes the spectrum.
     pub fn inverse(&self, spec: Array2<C32>) -> Result<Array2<f32>, KernelError> {
+        self.inverse_opt(spec, true)
+    }
+
+    /// [`inverse`](Self::inverse), sequential when `parallel` is false.
+    pub fn inverse_opt(
+        &self,
+        spec: Array2<C32>,
+        parallel: bool,
+    ) -> Result<Array2<f32>, KernelError> {
         if spec.dim() != (self.nxc, self.ny) {
             return Err(KernelError::shape(
                 "spectrum",
@@ -184,19 +214,27 @@ impl Plan2 {
         let mut spec = spec.into_raw_vec_and_offset().0;
         let col = &self.col_inv;
         let scratch_len = col.get_inplace_scratch_len();
-        let per = (nxc / (4 * rayon::current_num_threads()).max(1)).max(1);
+        let per = if parallel {
+            (nxc / (4 * rayon::current_num_threads()).max(1)).max(1)
+        } else {
+            nxc
+        };
         spec.par_chunks_mut(ny * per).for_each_init(
             || vec![C32::new(0.0, 0.0); scratch_len],
             |scratch, chunk| col.process_with_scratch(chunk, scratch),
         );
         let mut rows = vec![C32::new(0.0, 0.0); ny * nxc];
-        transpose(&spec, nxc, ny, &mut rows);
+        transpose_opt(&spec, nxc, ny, &mut rows, parallel);
         drop(spec);
         let mut out = vec![0.0f32; ny * nx];
         let norm = 1.0 / (ny as f32 * nx as f32);
         let c2r = &self.c2r;
         let even = nx % 2 == 0;
-        let per = (ny / (8 * rayon::current_num_threads()).max(1)).clamp(1, 64);
+        let per = if parallel {
+            (ny / (8 * rayon::current_num_threads()).max(1)).clamp(1, 64)
+        } else {
+            ny.max(1)
+        };
         out.par_chunks_mut(nx * per)
             .zip(rows.par_chunks_mut(nxc * per))
             .for_each(|(o, inp)| {
@@ -336,7 +374,7 @@ mod timing {
         let mut out = vec![C32::new(0.0, 0.0); n * (n / 2 + 1)];
         for _ in 0..3 {
             let t = std::time::Instant::now();
-            transpose(&buf, n, n / 2 + 1, &mut out);
+            transpose_opt(&buf, n, n / 2 + 1, &mut out, true);
             eprintln!("transpose {:?}", t.elapsed());
         }
         let col = &p.col_fwd;

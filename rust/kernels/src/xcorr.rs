@@ -574,15 +574,24 @@ pub fn correlate_translation(
 ) -> Result<Translation, KernelError> {
     f.check()?;
     let (py, px) = pad;
-    let ta = taper_pad(a, taper, pad)?;
-    let tb = taper_pad(b, taper, pad)?;
+    let (ta, tb) = rayon::join(|| taper_pad(a, taper, pad), || taper_pad(b, taper, pad));
+    let (ta, tb) = (ta?, tb?);
     let plan = fft::plan(py, px)?;
-    let (fa, fb) = rayon::join(|| plan.forward(ta.view()), || plan.forward(tb.view()));
-    let (fa, fb) = (fa?, fb?);
-    let (ea, eb) = rayon::join(
-        || filtered_energy(&fa, py, px, f),
-        || filtered_energy(&fb, py, px, f),
+    // two transforms side by side, each on one thread (no nested scheduling)
+    let (fa, fb) = rayon::join(
+        || plan.forward_opt(ta.view(), false),
+        || plan.forward_opt(tb.view(), false),
     );
+    let (fa, fb) = (fa?, fb?);
+    let (ea, eb) = if method == Method::XCorr {
+        rayon::join(
+            || filtered_energy(&fa, py, px, f),
+            || filtered_energy(&fb, py, px, f),
+        )
+    } else {
+        (0.0, 0.0)
+    };
+
     let g = cross_power(&fa, &fb, py, px, f, method);
     drop((fa, fb));
     let map = plan.inverse(g)?;
