@@ -78,6 +78,9 @@ _OVERLAP_POWER = 1.0 / 6.0
 #: positions reaches on pure noise, ``sqrt(2 ln M · ρ / n)`` (n footprint pixels, ρ the
 #: correlation area of filtered white noise); the best peak must beat the second by 10%.
 _MIN_SIGNIFICANCE = 1.5
+#: With the residual scale/rotation search the kept CCC is the best of ~25 correlated
+#: hypotheses and is inflated: wrong matches reached 1.97 in the sweep, so require 2.0.
+_MIN_SIGNIFICANCE_SEARCH = 2.0
 _MIN_RATIO = 1.10
 _MIN_OVERLAP = 0.3
 _SCALE_STEP = 0.02  # SerialEM MultiTSTasks.cpp mCkAlignStep
@@ -121,7 +124,8 @@ class AlignmentResult:
     confidence : float
         In [0, 1]: the minimum of three ramps of ``significance`` (from ``ccc``),
         ``peak_ratio`` and ``overlap``, each exactly 0.5 at its ``found`` threshold
-        (significance 1.5, ratio 1.10, overlap 0.3) and 1 at 3.0, 1.6 and 0.7.
+        (significance 1.5 / 2.0 with search, ratio 1.10, overlap 0.3) and 1 at twice the
+        significance threshold, ratio 1.6 and overlap 0.7.
     ccc : float
         Pearson CCC of the filtered images over the overlap at the final peak.
     overlap : float
@@ -135,7 +139,8 @@ class AlignmentResult:
     significance : float
         ``ccc`` divided by ``sqrt(2 ln M · ρ / n)``, the CCC that the best of the M searched
         positions reaches on pure noise (n footprint pixels, ρ the correlation area of the
-        filtered noise); ``found`` needs ≥ 1.5.
+        filtered noise); ``found`` needs ≥ 1.5, or ≥ 2.0 when the residual search ran (the
+        kept CCC is then the best of many correlated hypotheses).
     at_search_edge : bool
         The refined scale or rotation was clipped to the edge of the searched range (the
         optimum lies outside it: widen the range or fix the calibration; SerialEM's error 1).
@@ -758,7 +763,9 @@ def _not_found(
     )
 
 
-def _confidence(significance: float, ratio: float, overlap: float) -> float:
+def _confidence(
+    significance: float, ratio: float, overlap: float, min_sig: float = _MIN_SIGNIFICANCE
+) -> float:
     """Monotone map of the measures to [0, 1]; exactly 0.5 at the ``found`` thresholds."""
 
     def part(x: float, lo: float, thr: float, hi: float) -> float:
@@ -767,7 +774,7 @@ def _confidence(significance: float, ratio: float, overlap: float) -> float:
         return 0.5 * float(np.clip((x - lo) / (thr - lo), 0.0, 1.0))
 
     return min(
-        part(significance, 0.0, _MIN_SIGNIFICANCE, 3.0),
+        part(significance, 0.0, min_sig, 2 * min_sig),
         part(ratio, 1.0, _MIN_RATIO, 1.6),
         part(overlap, 0.0, _MIN_OVERLAP, 0.7),
     )
@@ -1137,13 +1144,11 @@ def align(
     significance = ccc / noise_max
     # an optimum clipped to the edge of the search range lies outside it: the position is not
     # trustworthy (SerialEM NavHelper.cpp AlignWithRotation returns error 1 in that case)
+    min_sig = _MIN_SIGNIFICANCE_SEARCH if searching else _MIN_SIGNIFICANCE
     found = bool(
-        significance >= _MIN_SIGNIFICANCE
-        and ratio >= _MIN_RATIO
-        and overlap >= _MIN_OVERLAP
-        and not at_edge
+        significance >= min_sig and ratio >= _MIN_RATIO and overlap >= _MIN_OVERLAP and not at_edge
     )
-    conf = _confidence(significance, ratio, overlap)
+    conf = _confidence(significance, ratio, overlap, min_sig)
     if not found:
         conf = min(conf, 0.49)
     res = _make_result(
