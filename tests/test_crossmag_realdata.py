@@ -74,12 +74,6 @@ def test_micrograph_featureless_field_is_not_found(micrograph):
     assert not r.found and r.confidence < 0.5
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="known weakness: with a very noisy moving image and a "
-    "prior that excludes the truth, a side of the ice ball can still pass the "
-    "significance/ratio thresholds (confident wrong answer)",
-)
 def test_micrograph_with_added_noise_and_wrong_region_prior(micrograph):
     """A prior 40 px (binned) away with a 20 px search radius must not report a confident
     answer at the wrong place."""
