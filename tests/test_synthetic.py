@@ -62,7 +62,7 @@ def test_coarse_acquisition_is_antialiased_and_consistent(spec):
     # the master's area average over the 5×5 block under a pixel equals that pixel
     u = np.array([40, 30])
     m = a.to_master[:, :2] @ u + a.to_master[:, 2]
-    x0, y0 = int(round(m[0] - 2)), int(round(m[1] - 2))
+    x0, y0 = round(m[0] - 2), round(m[1] - 2)
     block = spec.image[y0 : y0 + 5, x0 : x0 + 5].mean()
     assert a.clean[30, 40] == pytest.approx(block, abs=2e-3)
 
