@@ -248,3 +248,10 @@ def defocus_cmd(
             "tomograms": {k: {"n_tilts": g.n_tilts, "hand": g.hand} for k, g in geoms.items()},
         }
     )
+
+
+# Handedness checks and audits (issue 5): `emgeom tilt check-hand`, `emgeom tilt audit`.
+from emgeom.cli import hand as _hand  # noqa: E402
+
+app.command("check-hand")(_hand.check_hand_cmd)
+app.command("audit")(_hand.audit_cmd)

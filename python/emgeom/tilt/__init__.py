@@ -35,20 +35,52 @@ if TYPE_CHECKING:  # the readers/writers import this package; load them lazily a
         to_relion,
     )
     from emgeom.io.warp_xml import read_warp, to_warp
+    from emgeom.tilt._audit import (
+        AuditReport,
+        AuditSource,
+        DatasetAudit,
+        PairAudit,
+        audit,
+        audit_dataset,
+        load_source,
+    )
+    from emgeom.tilt._hand import (
+        HandCheck,
+        HandSamples,
+        SubtiltTable,
+        check_hand,
+        predicted_slopes,
+        read_subtilt_star,
+        samples_from_warp_movies,
+    )
 
 __all__ = [
     "CENTRE_CONVENTIONS",
+    "AuditReport",
+    "AuditSource",
+    "DatasetAudit",
+    "HandCheck",
+    "HandSamples",
+    "PairAudit",
+    "SubtiltTable",
     "TiltGeometry",
     "add_particle_defocus",
     "angles_from_matrices",
+    "audit",
+    "audit_dataset",
+    "check_hand",
+    "load_source",
     "particle_defocus",
+    "predicted_slopes",
     "project",
     "read_aretomo",
     "read_imod",
     "read_relion",
     "read_relion_tomograms",
+    "read_subtilt_star",
     "read_warp",
     "rotation_matrices",
+    "samples_from_warp_movies",
     "to_relion",
     "to_warp",
     "voxels_to_centered_a",
@@ -65,6 +97,33 @@ _LAZY = {
     "read_imod": "imod",
     "read_aretomo": "aretomo",
 }
+# handedness checks and cross-program audits (issue 5) live next to the model
+_LAZY_TILT = {
+    **dict.fromkeys(
+        (
+            "HandCheck",
+            "HandSamples",
+            "SubtiltTable",
+            "check_hand",
+            "predicted_slopes",
+            "read_subtilt_star",
+            "samples_from_warp_movies",
+        ),
+        "_hand",
+    ),
+    **dict.fromkeys(
+        (
+            "AuditReport",
+            "AuditSource",
+            "DatasetAudit",
+            "PairAudit",
+            "audit",
+            "audit_dataset",
+            "load_source",
+        ),
+        "_audit",
+    ),
+}
 
 
 def __getattr__(name: str) -> Any:
@@ -73,6 +132,10 @@ def __getattr__(name: str) -> Any:
         import importlib
 
         return getattr(importlib.import_module(f"emgeom.io.{_LAZY[name]}"), name)
+    if name in _LAZY_TILT:
+        import importlib
+
+        return getattr(importlib.import_module(f"emgeom.tilt.{_LAZY_TILT[name]}"), name)
     raise AttributeError(f"module 'emgeom.tilt' has no attribute {name!r}")
 
 
