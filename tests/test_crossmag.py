@@ -346,8 +346,10 @@ def test_bad_arguments():
         crossmag.align(mov.image, ref.image, reference_pixel_a=4, moving_pixel_a=20)
     with pytest.raises(InvalidValueError, match="method"):
         crossmag.align(ref.image, mov.image, reference_pixel_a=20, moving_pixel_a=4, method="ncc")
-    with pytest.raises(InvalidValueError, match="up"):
-        crossmag.align(ref.image, mov.image, reference_pixel_a=20, moving_pixel_a=4, direction="up")
+    with pytest.raises(InvalidValueError, match="direction"):
+        crossmag.align(
+            ref.image, mov.image, reference_pixel_a=20, moving_pixel_a=4, direction="sideways"
+        )
     with pytest.raises(InvalidValueError, match="reference_pixel_a"):
         crossmag.align(ref.image, mov.image, reference_pixel_a=0, moving_pixel_a=4)
     with pytest.raises(InvalidValueError, match="search circle"):
@@ -361,6 +363,30 @@ def test_bad_arguments():
         )
     with pytest.raises(InvalidValueError, match="middle"):
         crossmag.align(ref.image, mov.image[:64, :64], reference_pixel_a=20, moving_pixel_a=0.5)
+
+
+@pytest.mark.parametrize("rot, noise", [(12.0, (0.0, 0.0)), (-170.0, (0.05, 0.2))])
+def test_up_and_down_directions_agree(rot, noise):
+    """design §9.3: the 'up' route (reference extract enlarged to the moving sampling, as
+    Realign to Item) and the 'down' route give the same geometry."""
+    ref, mov = pair(10.0, rot=rot, center=(-30.0, 25.0), mov_shape=(512, 512), noise=noise)
+    tc = truth_center(ref, mov)
+    prior = tc + np.array([4.0, -3.0])
+    kw = {
+        "reference_pixel_a": 20.0,
+        "moving_pixel_a": 2.0,
+        "rotation_deg": rot,
+        "expected_center": prior,
+        "max_shift_a": 12 * 20.0,
+    }
+    down = crossmag.align(ref.image, mov.image, **kw, **NO_SEARCH)
+    up = crossmag.align(ref.image, mov.image, direction="up", **kw, **NO_SEARCH)
+    assert up.found and down.found
+    assert np.hypot(*(np.array(up.center) - tc)) < 0.4
+    assert np.hypot(*(np.array(up.center) - np.array(down.center))) < 0.4
+    np.testing.assert_allclose(up.affine[:, :2], down.affine[:, :2], atol=1e-9)
+    searched = crossmag.align(ref.image, mov.image, direction="up", **kw)
+    assert np.hypot(*(np.array(searched.center) - tc)) < 1.0
 
 
 def test_dtypes_and_determinism():

@@ -839,10 +839,11 @@ def align(
         0 disables it.
     rotation_search_deg : float
         Half-range of the residual rotation search in degrees (SerialEM's default 3°); 0 disables.
-    direction : {"down"}
+    direction : {"down", "up"}
         ``"down"`` shrinks the moving image to the reference sampling (SerialEM's Low Dose
-        offset route). ``"up"`` (enlarging a reference extract, as Realign to Item) is not
-        implemented; it raises.
+        offset route). ``"up"`` enlarges and rotates a reference extract around
+        ``expected_center`` to the moving sampling (Realign to Item's scaled-map round) and
+        aligns there; best with ``max_shift_a`` set (the extract then stays small).
     method : {"xcorr", "phase"}
         Filtered unnormalised cross-correlation (default, the most robust at low SNR) or phase
         correlation.
@@ -879,10 +880,6 @@ def align(
     rs = as_float(rotation_search_deg, "rotation_search_deg", low=0.0, high=45.0)
     if direction not in ("down", "up"):
         raise InvalidValueError(f"direction: expected 'down' or 'up', got {direction!r}")
-    if direction == "up":
-        raise InvalidValueError(
-            "direction: 'up' (enlarging a reference extract) is not implemented; use 'down'"
-        )
     if method not in ("xcorr", "phase"):
         raise InvalidValueError(f"method: expected 'xcorr' or 'phase', got {method!r}")
     filt = _filter_arg(filter)
@@ -917,6 +914,26 @@ def align(
         1 + abs(float(mov.mean()))
     ):
         return _not_found(ref_shape, mov_shape, p_r, p_m, s, theta0, ec)
+
+    if direction == "up":
+        return _align_up(
+            ref,
+            mov,
+            p_r,
+            p_m,
+            theta0,
+            ec,
+            r_px,
+            ss,
+            rs,
+            method,
+            threads,
+            filt,
+            csize,
+            npk,
+            tf,
+            return_map,
+        )
 
     # moving footprint half-extent in reference pixels (over the whole search range)
     ny_m, nx_m = mov.shape
@@ -1172,6 +1189,90 @@ def align(
     )
     # exact refined values (the generic constructor recomputes them from the matrix)
     return replace(res, scale=float(scale), rotation_deg=float(theta))
+
+
+def _align_up(
+    ref: NDArray[np.float32],
+    mov: NDArray[np.float32],
+    p_r: float,
+    p_m: float,
+    theta0: float,
+    ec: NDArray[np.float64],
+    r_px: float | None,
+    ss: float,
+    rs: float,
+    method: str,
+    threads: int | None,
+    filt: tuple[float, float, float, float],
+    csize: int,
+    npk: int,
+    tf: float,
+    return_map: bool,
+) -> AlignmentResult:
+    """``direction="up"`` (SerialEM's Realign to Item scaled-map round, ``ProcessImage.cpp :
+    AlignBetweenMagnifications`` interpUp): a reference extract around ``ec`` is enlarged and
+    rotated (Keys bicubic) into a frame aligned with the moving image's axes at pixel size
+    ``p_c`` (the moving pixel size, coarser if the extract would exceed ``correlation_size``);
+    the moving image is then aligned to it at that sampling (``direction="down"`` machinery, no
+    further shrink when ``p_c = p_m``) and the two maps are composed exactly. The filter's
+    high-frequency part is scaled by ``p_c/p_r`` (SerialEM's ``hiFreqScale``): the enlarged
+    reference has no information beyond its own Nyquist.
+    """
+    from emgeom.resample import warp_affine
+
+    ny_m, nx_m = mov.shape
+    half_mov = 0.5 * math.hypot(nx_m, ny_m) * p_m  # Å, any rotation
+    reach = (r_px * p_r if r_px is not None else 0.5 * max(ref.shape) * p_r) + half_mov
+    width_a = 2 * reach * (1 + ss) + 4 * p_r
+    p_c = max(p_m, width_a / csize)
+    n_out = max(16, math.ceil(width_a / p_c))
+    k = p_c / p_r
+    lin = k * _rot(theta0)
+    q_c = np.array([(n_out - 1) / 2, (n_out - 1) / 2])
+    warp = np.hstack([lin, (ec - lin @ q_c)[:, None]])  # extract pixel q -> reference pixel
+    extract = warp_affine(ref.astype(np.float32), warp, (n_out, n_out), order=3, n_threads=threads)
+    f1, f2, r1, r2 = filt
+    kf = min(1.0, k)
+    filt_up = (f1, f2 * kf, r1, r2 * kf)
+    sub = align(
+        extract,
+        mov,
+        reference_pixel_a=p_c,
+        moving_pixel_a=p_m,
+        rotation_deg=0.0,
+        expected_center=q_c,
+        max_shift_a=None if r_px is None else r_px * p_r,
+        scale_search=ss,
+        rotation_search_deg=rs,
+        direction="down",
+        method=method,
+        n_threads=threads,
+        filter=filt_up,
+        correlation_size=csize,
+        n_peaks=npk,
+        taper_fraction=tf,
+        return_map=return_map,
+    )
+    a = np.hstack([lin @ sub.affine[:, :2], (lin @ sub.affine[:, 2] + warp[:, 2])[:, None]])
+    res = _make_result(
+        a,
+        reference_shape=(int(ref.shape[0]), int(ref.shape[1])),
+        moving_shape=(int(ny_m), int(nx_m)),
+        reference_pixel_a=p_r,
+        moving_pixel_a=p_m,
+        found=sub.found,
+        confidence=sub.confidence,
+        ccc=sub.ccc,
+        overlap=sub.overlap,
+        peak_ratio=sub.peak_ratio,
+        peak_z=sub.peak_z,
+        significance=sub.significance,
+        at_search_edge=sub.at_search_edge,
+        binning=sub.binning,
+        n_evaluations=sub.n_evaluations,
+        correlation_map=sub.correlation_map,
+    )
+    return replace(res, scale=float(sub.scale * k), rotation_deg=float(theta0 + sub.rotation_deg))
 
 
 def __getattr__(name: str) -> Any:
