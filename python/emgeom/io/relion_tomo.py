@@ -326,6 +326,8 @@ def to_relion(
     voltage_kv, cs_mm, amplitude_contrast : float
         Optics written to the global table.
 
+    Notes
+    -----
     ``_rlnTomoHand = −h`` and ``_rlnTomoDefocusSlope = κ``.
     """
     if not isinstance(geometry, TiltGeometry):

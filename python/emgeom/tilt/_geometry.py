@@ -169,6 +169,8 @@ class TiltGeometry:
     pixel_size_a : float, optional
         Tilt-series pixel size, Å.
 
+    Notes
+    -----
     Attributes carry the constructor's names (``geometry.tilt_deg``, ...), always canonical;
     per-tilt arrays are read-only float64 arrays of length ``n_tilts``. ``source`` and
     ``notes`` record where the geometry came from and how the hand was inferred.
