@@ -44,8 +44,10 @@ for _name, _module in SUBCOMMANDS.items():
     app.add_typer(_mod.app, name=_name)
 
 from emgeom.cli import demo as _demo  # noqa: E402
+from emgeom.cli import merge as _merge  # noqa: E402
 
 app.command("demo")(_demo.demo)
+app.command("merge")(_merge.merge)
 
 
 @app.command("version")
