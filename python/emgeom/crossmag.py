@@ -55,7 +55,6 @@ from numpy.typing import ArrayLike, NDArray
 from emgeom import _core
 from emgeom._validate import as_float, as_image, as_int, as_matrix, n_threads_arg
 from emgeom.errors import InvalidValueError
-from emgeom.resample import rescale
 
 __all__ = [
     "DEFAULT_FILTER",
@@ -645,6 +644,21 @@ _Level = tuple[
 ]
 
 
+def _is_constant(a: NDArray[Any]) -> bool:
+    """True when an image has no variation (relative to its magnitude)."""
+    lo, hi = float(a.min()), float(a.max())
+    return hi - lo <= 1e-7 * (1.0 + abs(hi) + abs(lo))
+
+
+def _shrink(img: NDArray[np.float32], zoom: float, how: str, threads: int | None) -> Any:
+    """``rescale`` without re-validating an already validated float32 image."""
+    shape = (
+        max(1, int(np.floor(img.shape[0] * zoom + 1e-6))),
+        max(1, int(np.floor(img.shape[1] * zoom + 1e-6))),
+    )
+    return _core.rescale_separable_f32(img, shape, (zoom, zoom), how, threads)
+
+
 def _level(
     ref: NDArray[np.float32],
     mov: NDArray[np.float32],
@@ -670,7 +684,7 @@ def _level(
     ``s`` = reference pixels per ``mov`` pixel; ``center_mov`` = the moving centre in ``mov``
     pixels (default its image centre; differs when ``mov`` is already a shrunk image).
     """
-    ref_b = ref if b == 1 else rescale(ref, 1.0 / b, "area", n_threads=threads)
+    ref_b = ref if b == 1 else _shrink(ref, 1.0 / b, "area", threads)
 
     def to_b(u: NDArray[np.float64]) -> NDArray[np.float64]:
         return (u + 0.5) / b - 0.5
@@ -696,7 +710,7 @@ def _level(
         z0, how = z, "lanczos3"
     else:
         z0, how = 1.0, ""
-    mov_s = mov if not how else rescale(mov, z0, how, n_threads=threads)
+    mov_s = mov if not how else _shrink(np.ascontiguousarray(mov, np.float32), z0, how, threads)
     if min(mov_s.shape) < 8:
         raise InvalidValueError(
             f"moving: only {mov_s.shape} pixels at the correlation sampling (binning {b}); "
@@ -910,8 +924,14 @@ def align(
         )
     ref_shape = (int(ny_r), int(nx_r))
     mov_shape = (int(mov.shape[0]), int(mov.shape[1]))
-    if float(ref.std()) <= 1e-12 * (1 + abs(float(ref.mean()))) or float(mov.std()) <= 1e-12 * (
-        1 + abs(float(mov.mean()))
+    # constant images: checked on a strided sample here (cheap), and again on the shrunk
+    # images below (content below the correlation sampling is invisible to it anyway)
+    if _is_constant(ref[:: max(1, ref.shape[0] // 256), :: max(1, ref.shape[1] // 256)]) and (
+        _is_constant(ref)
+    ):
+        return _not_found(ref_shape, mov_shape, p_r, p_m, s, theta0, ec)
+    if _is_constant(mov[:: max(1, mov.shape[0] // 256), :: max(1, mov.shape[1] // 256)]) and (
+        _is_constant(mov)
     ):
         return _not_found(ref_shape, mov_shape, p_r, p_m, s, theta0, ec)
 
@@ -973,6 +993,8 @@ def align(
         threads,
     )
     st, (x0, y0), size, _allowed, nyb, nxb = lv
+    if _is_constant(st.mov_s) or _is_constant(st.ref_b):
+        return _not_found(ref_shape, mov_shape, p_r, p_m, s, theta0, ec)
     hy, hx = st.half
     # the coarse (scale, rotation) grid runs one pyramid level down (2× coarser) when the
     # region is large: 4× cheaper per point; the refinement below is at full sampling

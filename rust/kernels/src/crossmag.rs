@@ -226,13 +226,18 @@ fn patch_and_mask(
     };
     let mut mask = Array2::<f32>::zeros((ky, kx));
     let mut score = Array2::<bool>::from_elem((ky, kx), false);
-    for i in 0..ky {
-        for j in 0..kx {
-            let w = weight(a, i, j);
-            mask[[i, j]] = w as f32;
-            score[[i, j]] = w > 0.05 && p.score_affines.iter().all(|b| weight(b, i, j) > 0.05);
-        }
-    }
+    mask.axis_iter_mut(Axis(0))
+        .into_par_iter()
+        .zip(score.axis_iter_mut(Axis(0)).into_par_iter())
+        .enumerate()
+        .with_min_len(8)
+        .for_each(|(i, (mut mrow, mut srow))| {
+            for j in 0..kx {
+                let w = weight(a, i, j);
+                mrow[j] = w as f32;
+                srow[j] = w > 0.05 && p.score_affines.iter().all(|b| weight(b, i, j) > 0.05);
+            }
+        });
     let (mut sw, mut swv) = (0.0f64, 0.0f64);
     for (m, v) in mask.iter().zip(patch.iter()) {
         sw += *m as f64;
