@@ -89,6 +89,31 @@ def test_missing_pixel_size_is_a_clear_error(files, capsys):
     assert "--mov-pixel" in capsys.readouterr().err
 
 
+def test_pixel_size_from_serialem_mdoc(files, capsys):
+    d, truth = files
+    (d / "nopix.mrc.mdoc").write_text(
+        "PixelSpacing = 4.0\nImageFile = nopix.mrc\n\n[ZValue = 0]\nPixelSpacing = 4.0\n"
+    )
+    try:
+        code = main(
+            [
+                "crossmag",
+                "align",
+                str(d / "view.mrc"),
+                str(d / "nopix.mrc"),
+                "--rotation",
+                "8",
+                "--json",
+            ]
+        )
+        assert code == 0
+        out = json.loads(capsys.readouterr().out)
+        assert out["moving_pixel_a"] == 4.0 and out["found"]
+        assert np.hypot(*(np.array(out["center_px"]) - truth)) < 0.5
+    finally:
+        (d / "nopix.mrc.mdoc").unlink()
+
+
 def test_batch_with_shards(files, capsys):
     d, truth = files
     table = d / "pairs.csv"

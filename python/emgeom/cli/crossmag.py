@@ -19,6 +19,26 @@ app = typer.Typer(
 )
 
 
+def _mdoc_pixel(path: Path) -> float | None:
+    """``PixelSpacing`` (Å) from SerialEM's ``<image>.mdoc`` next to the image, if present.
+
+    SerialEM writes ``PixelSpacing = <Å>`` in each ``[ZValue = n]`` section (and in the header
+    for single images); the first value is used.
+    """
+    mdoc = path.with_name(path.name + ".mdoc")
+    if not mdoc.exists():
+        return None
+    for line in mdoc.read_text(errors="replace").splitlines():
+        key, sep, value = line.partition("=")
+        if sep and key.strip() == "PixelSpacing":
+            try:
+                v = float(value.split()[0])
+            except (ValueError, IndexError):
+                return None
+            return v if v > 0 else None
+    return None
+
+
 def _load(path: Path, pixel: float | None, what: str) -> tuple[np.ndarray, float]:
     from emgeom.io.mrc import read_mrc
 
@@ -30,7 +50,12 @@ def _load(path: Path, pixel: float | None, what: str) -> tuple[np.ndarray, float
         data = data[0]
     px = pixel if pixel is not None else img.pixel_size_a
     if px is None:
-        raise InvalidValueError(f"{path}: the MRC header has no pixel size (0 or 1 Å); give {what}")
+        px = _mdoc_pixel(path)
+    if px is None:
+        raise InvalidValueError(
+            f"{path}: neither the MRC header (0 or 1 Å) nor a SerialEM {path.name}.mdoc gives "
+            f"a pixel size; give {what}"
+        )
     return np.ascontiguousarray(data), float(px)
 
 
