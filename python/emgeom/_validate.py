@@ -35,6 +35,7 @@ __all__ = [
     "as_vectors",
     "describe",
     "n_threads_arg",
+    "real_array",
     "require",
 ]
 
@@ -88,6 +89,13 @@ def as_int(value: Any, name: str, *, low: int | None = None, high: int | None = 
     return v
 
 
+def real_array(value: Any, name: str) -> NDArray[np.float64]:
+    """Any-shaped float64 array of real numbers: complex, bool, object and string input raise
+    :class:`InvalidTypeError` (``np.asarray(x, float)`` would silently drop imaginary parts).
+    """
+    return _to_float_array(value, name)
+
+
 def _to_float_array(value: Any, name: str) -> NDArray[np.float64]:
     try:
         arr = np.asarray(value)
@@ -120,8 +128,17 @@ def as_matrix(
     return np.array(arr, dtype=np.float64)
 
 
-def as_vectors(value: Any, name: str, width: int, *, allow_single: bool = True) -> NDArray[Any]:
-    """Return an ``(N, width)`` finite float64 array (a single vector becomes ``(1, width)``)."""
+def as_vectors(
+    value: Any,
+    name: str,
+    width: int,
+    *,
+    allow_single: bool = True,
+    max_abs: float | None = None,
+) -> NDArray[Any]:
+    """Return an ``(N, width)`` finite float64 array (a single vector becomes ``(1, width)``),
+    optionally with every ``|entry| <= max_abs``.
+    """
     arr = _to_float_array(value, name)
     if allow_single and arr.ndim == 1 and arr.shape[0] == width:
         arr = arr[None, :]
@@ -130,6 +147,10 @@ def as_vectors(value: Any, name: str, width: int, *, allow_single: bool = True) 
     if not np.all(np.isfinite(arr)):
         bad = int(np.count_nonzero(~np.isfinite(arr)))
         raise InvalidValueError(f"{name}: all entries must be finite ({bad} are NaN or inf)")
+    if max_abs is not None and arr.size and np.abs(arr).max() > max_abs:
+        raise InvalidValueError(
+            f"{name}: entries must be within ±{max_abs:g}, got up to {np.abs(arr).max():g}"
+        )
     return arr
 
 
@@ -170,7 +191,8 @@ def as_image(
         target = arr.dtype
     else:
         target = np.dtype(np.float32)
-    out = np.ascontiguousarray(arr, dtype=target)
+    with np.errstate(over="ignore", invalid="ignore"):  # overflow to inf is reported below
+        out = np.ascontiguousarray(arr, dtype=target)
     if not np.isfinite(out).all():
         bad = int(np.count_nonzero(~np.isfinite(out)))
         raise InvalidValueError(f"{name}: {bad} pixel(s) are NaN or inf; expected finite values")

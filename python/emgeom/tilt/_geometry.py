@@ -23,7 +23,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from emgeom import _core
-from emgeom._validate import as_float, as_vectors, describe, n_threads_arg
+from emgeom._validate import as_float, as_vectors, describe, n_threads_arg, real_array
 from emgeom.errors import (
     ImplausibleValueWarning,
     InvalidTypeError,
@@ -103,10 +103,7 @@ def _per_tilt(value: Any, name: str, n: int | None) -> NDArray[np.float64]:
     """A finite 1-D float64 array (scalars are returned as 0-d for broadcasting later)."""
     if isinstance(value, bool | str | bytes) or value is None:
         raise InvalidTypeError(f"{name}: expected a number or a 1-D array, got {describe(value)}")
-    try:
-        arr = np.asarray(value, dtype=np.float64)
-    except (TypeError, ValueError) as exc:
-        raise InvalidTypeError(f"{name}: expected numbers, got {describe(value)}") from exc
+    arr = real_array(value, name)  # rejects complex/bool/ragged input with a clear message
     if arr.ndim > 1:
         raise ShapeError(
             f"{name}: expected a scalar or a 1-D per-tilt array, got shape {arr.shape}"
@@ -526,7 +523,8 @@ def _positions(positions_a: Any) -> NDArray[np.float64]:
             f"positions_a: expected shape (N, 3) (x, y, z in Å from the tomogram centre), "
             f"got shape {positions_a.shape}"
         )
-    p = as_vectors(positions_a, "positions_a", 3)
+    # |p| ≤ 1e9 Å (10 cm) keeps every product finite; real positions are < 1e6 Å
+    p = as_vectors(positions_a, "positions_a", 3, max_abs=1e9)
     return np.ascontiguousarray(p, dtype=np.float64)
 
 
@@ -572,7 +570,10 @@ def particle_defocus(
     coeffs = np.ascontiguousarray(g.coefficients(component))
     shape = (p.shape[0], g.n_tilts)
     if out is None:
-        dt = np.dtype(dtype)
+        try:
+            dt = np.dtype(dtype)
+        except (TypeError, ValueError):
+            raise InvalidTypeError(f"dtype: expected float32 or float64, got {dtype!r}") from None
         if dt not in _FLOAT_DTYPES:
             raise InvalidTypeError(f"dtype: expected float32 or float64, got {dt}")
         out = np.empty(shape, dtype=dt)
@@ -648,13 +649,24 @@ def voxels_to_centered_a(
     ndarray, shape (N, 3)
         ``(coords − centre) · voxel_size_a``, Å.
     """
-    c = as_vectors(coords, "coords", 3)
-    if isinstance(volume_shape, str | bytes) or len(volume_shape) != 3:
+    c = as_vectors(coords, "coords", 3, max_abs=1e8)  # voxels; keeps products finite
+    if isinstance(volume_shape, np.ndarray):
+        shape_ok = volume_shape.shape == (3,)
+    else:
+        shape_ok = (
+            isinstance(volume_shape, Sequence)
+            and not isinstance(volume_shape, str | bytes)
+            and len(volume_shape) == 3
+        )
+    if not shape_ok:
         raise ShapeError(f"volume_shape: expected (nx, ny, nz), got {volume_shape!r}")
     n = np.array(
-        [as_float(v, f"volume_shape[{i}]", positive=True) for i, v in enumerate(volume_shape)]
+        [
+            as_float(v, f"volume_shape[{i}]", positive=True, high=1e8)
+            for i, v in enumerate(volume_shape)
+        ]
     )
-    vs = as_float(voxel_size_a, "voxel_size_a", positive=True)
+    vs = as_float(voxel_size_a, "voxel_size_a", positive=True, high=1e6)
     conv = str(convention).lower()
     if conv == "n/2":
         centre = n / 2

@@ -38,7 +38,7 @@ from typing import Any
 import numpy as np
 from numpy.typing import NDArray
 
-from emgeom._validate import as_float, as_int, describe
+from emgeom._validate import as_float, as_int, describe, real_array
 from emgeom.errors import (
     FileFormatError,
     InvalidTypeError,
@@ -107,8 +107,8 @@ def _as_samples(samples: Any, n_tilts: int) -> HandSamples:
         s = _build_samples(cols[0], cols[1], cols[2], cols[3], w)
     else:
         try:
-            arr = np.asarray(samples, dtype=np.float64)
-        except (TypeError, ValueError) as exc:
+            arr = real_array(samples, "samples")
+        except InvalidTypeError as exc:
             raise InvalidTypeError(
                 f"samples: expected HandSamples, a mapping or an (N, 4) array "
                 f"[tilt_index, x_a, y_a, defocus_a], got {describe(samples)}"
@@ -132,8 +132,10 @@ def _as_samples(samples: Any, n_tilts: int) -> HandSamples:
 
 
 def _build_samples(ti: Any, x: Any, y: Any, d: Any, w: Any | None) -> HandSamples:
-    ti = np.asarray(ti)
-    arrs = [np.asarray(v, dtype=np.float64).ravel() for v in (x, y, d)]
+    ti = real_array(ti, "samples.tilt_index")
+    arrs = [
+        real_array(v, f"samples.{k}").ravel() for v, k in ((x, "x_a"), (y, "y_a"), (d, "defocus_a"))
+    ]
     n = ti.size
     if any(a.size != n for a in arrs) or (w is not None and np.asarray(w).size != n):
         raise ShapeError(
@@ -143,7 +145,7 @@ def _build_samples(ti: Any, x: Any, y: Any, d: Any, w: Any | None) -> HandSample
     tif = np.asarray(ti, dtype=np.float64).ravel()
     if not np.all(np.isfinite(tif)) or np.any(tif != np.round(tif)):
         raise InvalidValueError("samples: tilt_index must hold integers")
-    ww = np.ones(n) if w is None else np.asarray(w, dtype=np.float64).ravel()
+    ww = np.ones(n) if w is None else real_array(w, "samples.weight").ravel()
     if np.any(~np.isfinite(ww)) or np.any(ww < 0):
         raise InvalidValueError("samples: weight must be finite and >= 0")
     # non-finite measurements are dropped (reported by the caller as unusable tilts)
