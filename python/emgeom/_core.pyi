@@ -118,6 +118,7 @@ def crossmag_evaluate(
     want_map: bool,
     score_affines: NDArray[np.float64],
     refine_ccc: bool = False,
+    direct: tuple[float, float] | None = None,
     n_threads: int | None = None,
 ) -> tuple[
     list[tuple[NDArray[np.float64], tuple[float, float, int], float]], NDArray[np.float32] | None

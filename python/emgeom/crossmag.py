@@ -551,6 +551,7 @@ class _Region:
         points: list[tuple[float, float]],
         want_map: bool = False,
         refine: bool = True,
+        direct: tuple[float, float] | None = None,
     ) -> tuple[list[_Eval], NDArray[np.float32] | None]:
         affs = np.stack([_patch_affine(st, s, t) for s, t in points])
         out, cmap = _core.crossmag_evaluate(
@@ -565,6 +566,7 @@ class _Region:
             want_map,
             st.score_affines,
             refine,
+            direct,
             st.threads,
         )
         evals = [
@@ -1121,7 +1123,7 @@ def align(
             dt = rot_step / div if rs > 0 else 0.0
             for _ in range(3):
                 pts = [(sigma + u * ds, theta + v * dt) for u, v in lgrid]
-                ev, _ = small.evaluate(st, pts)
+                ev, _ = small.evaluate(st, pts, direct=(float(pos_s[0]), float(pos_s[1])))
                 n_eval += len(ev)
                 du, dv = _fit_local(lgrid, _track(ev, pos_s, tol_f))
                 new_s = float(np.clip(sigma + du * ds, 1 - ss, 1 + ss))
@@ -1132,7 +1134,7 @@ def align(
                 sigma, theta = new_s, new_t
                 if not moved_to_edge:
                     break
-        ev, _ = small.evaluate(st, [(sigma, theta)])
+        ev, _ = small.evaluate(st, [(sigma, theta)], direct=(float(pos_s[0]), float(pos_s[1])))
         n_eval += 1
         if ev[0].best() >= 0:
             pk = ev[0].peaks[ev[0].best()]

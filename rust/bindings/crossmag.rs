@@ -194,7 +194,7 @@ type PointOut<'py> = (Bound<'py, PyArray2<f64>>, (f64, f64, usize), f64);
 /// `(peaks (k, 6) [x, y, value, ccc, overlap, value_interp], (mean, std, count), mask_sum)` and the map of
 /// the first point (or None).
 #[pyfunction]
-#[pyo3(signature = (reference, moving, affines, half, taper, allowed, n_peaks, min_sep, want_map, score_affines, refine_ccc=false, n_threads=None))]
+#[pyo3(signature = (reference, moving, affines, half, taper, allowed, n_peaks, min_sep, want_map, score_affines, refine_ccc=false, direct=None, n_threads=None))]
 #[allow(clippy::too_many_arguments)]
 fn crossmag_evaluate<'py>(
     py: Python<'py>,
@@ -209,6 +209,7 @@ fn crossmag_evaluate<'py>(
     want_map: bool,
     score_affines: PyReadonlyArray3<'py, f64>,
     refine_ccc: bool,
+    direct: Option<(f64, f64)>,
     n_threads: Option<usize>,
 ) -> PyResult<(Vec<PointOut<'py>>, Option<Bound<'py, PyArray2<f32>>>)> {
     let r = Arc::clone(&reference.get().inner);
@@ -251,6 +252,7 @@ fn crossmag_evaluate<'py>(
         min_sep,
         score_affines: score_affs,
         refine_ccc,
+        direct,
     };
     let results = run_detached(py, move || {
         with_threads(n_threads, || {

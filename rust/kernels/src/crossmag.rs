@@ -197,6 +197,9 @@ pub struct PatchParams {
     /// that the scores of different search points are measured over the same footprint and are
     /// comparable. Empty = each point's own footprint.
     pub score_affines: Vec<Affine>,
+    /// Known position `(x, y)` (region pixels) of the moving centre: skip the correlation and
+    /// only hill-climb the CCC from there (used by the local refinement rounds).
+    pub direct: Option<(f64, f64)>,
     /// Refine the best-scoring peak on the real-space CCC: its sub-pixel position and its
     /// CCC become those of the CCC maximum (3×3 neighbourhood, hill-climb, parabolas).
     pub refine_ccc: bool,
@@ -296,65 +299,114 @@ fn evaluate_one(
         });
     }
     let (ky, kx) = patch.dim();
-    let mut framed = Array2::<f32>::zeros(r.pad);
-    for i in 0..ky {
-        let fy = (i as isize - p.hy as isize).rem_euclid(py as isize) as usize;
-        for j in 0..kx {
-            let fx = (j as isize - p.hx as isize).rem_euclid(px as isize) as usize;
-            framed[[fy, fx]] = patch[[i, j]];
+    let (peaks, stats, map, pf) = if let Some((sx, sy)) = p.direct {
+        // the peak position is known (refinement rounds): no correlation map, only the CCC
+        // hill-climb below starting there
+        let pf = filter_patch(&patch, &r.filter)?;
+        let pk = xcorr::Peak {
+            x: sx,
+            y: sy,
+            ix: sx.round().max(0.0) as usize,
+            iy: sy.round().max(0.0) as usize,
+            value: 0.0,
+            value_interp: 0.0,
+        };
+        (vec![pk], MapStats::default(), None, pf)
+    } else {
+        let mut framed = Array2::<f32>::zeros(r.pad);
+        for i in 0..ky {
+            let fy = (i as isize - p.hy as isize).rem_euclid(py as isize) as usize;
+            for j in 0..kx {
+                let fx = (j as isize - p.hx as isize).rem_euclid(px as isize) as usize;
+                framed[[fy, fx]] = patch[[i, j]];
+            }
         }
-    }
-    let plan = fft::plan(py, px)?;
-    let (fp, pf) = rayon::join(
-        || plan.forward_opt(framed.view(), inner_parallel),
-        || filter_patch(&patch, &r.filter),
-    );
-    let (fp, pf) = (fp?, pf?);
-    let g = match r.method {
-        Method::XCorr => {
-            xcorr::cross_power(&r.spec, &fp, py, px, &FilterParams::NONE, Method::XCorr)
-        }
-        Method::Phase => xcorr::cross_power(&r.spec, &fp, py, px, &r.filter, Method::Phase),
+        let plan = fft::plan(py, px)?;
+        let (fp, pf) = rayon::join(
+            || plan.forward_opt(framed.view(), inner_parallel),
+            || filter_patch(&patch, &r.filter),
+        );
+        let (fp, pf) = (fp?, pf?);
+        let g = match r.method {
+            Method::XCorr => {
+                xcorr::cross_power(&r.spec, &fp, py, px, &FilterParams::NONE, Method::XCorr)
+            }
+            Method::Phase => xcorr::cross_power(&r.spec, &fp, py, px, &r.filter, Method::Phase),
+        };
+        drop(fp);
+        let map = plan.inverse_opt(g, inner_parallel)?;
+        let (peaks, stats) = xcorr::find_peaks(map.view(), p.n_peaks, p.min_sep, &p.allowed);
+        (peaks, stats, Some(map), pf)
     };
-    drop(fp);
-    let map = plan.inverse_opt(g, inner_parallel)?;
-    let (peaks, stats) = xcorr::find_peaks(map.view(), p.n_peaks, p.min_sep, &p.allowed);
     let msum: f64 = mask.iter().map(|m| *m as f64).sum();
     // Pearson CCC (means removed) of the filtered patch and the filtered reference over the
     // common footprint, and the overlap fraction, with the moving centre at region (ix, iy).
+    // per patch row: the contiguous span of footprint (score) columns; rows as slices
+    let spans: Vec<(usize, usize)> = score
+        .axis_iter(Axis(0))
+        .map(|row| {
+            let j0 = row.iter().position(|&b| b).unwrap_or(0);
+            let j1 = row.iter().rposition(|&b| b).map_or(0, |k| k + 1);
+            (j0, j1.max(j0))
+        })
+        .collect();
+    let pf_c = pf.as_standard_layout().into_owned();
+    let mask_c = mask.as_standard_layout().into_owned();
+    let pf_s = pf_c.as_slice().expect("contiguous");
+    let mask_s = mask_c.as_slice().expect("contiguous");
+    let filt_s = r.filtered.as_slice().expect("contiguous");
+    let valid_s = r.valid.as_slice().expect("contiguous");
     let ccc_at = |ix: isize, iy: isize| -> (f64, f64) {
         let (mut n, mut sr, mut sp, mut srr, mut spp, mut spr, mut ov) =
-            (0.0f64, 0.0f64, 0.0f64, 0.0f64, 0.0f64, 0.0f64, 0.0f64);
+            (0usize, 0.0f64, 0.0f64, 0.0f64, 0.0f64, 0.0f64, 0.0f64);
         for i in 0..ky {
             let y = iy + i as isize - p.hy as isize;
             if y < 0 || y >= wy as isize {
                 continue;
             }
-            let frow = r.filtered.row(y as usize);
-            let vrow = r.valid.row(y as usize);
-            for j in 0..kx {
-                let x = ix + j as isize - p.hx as isize;
-                if x < 0 || x >= wx as isize {
-                    continue;
-                }
-                let m = mask[[i, j]];
-                ov += m as f64 * vrow[x as usize] as f64;
-                if score[[i, j]] {
-                    let rv = frow[x as usize] as f64;
-                    let pv = pf[[i, j]] as f64;
-                    n += 1.0;
-                    sr += rv;
-                    sp += pv;
-                    srr += rv * rv;
-                    spp += pv * pv;
-                    spr += rv * pv;
-                }
+            let y = y as usize;
+            // patch column j sits at region column x = ix + j − hx; clip to [0, wx)
+            let jlo = (p.hx as isize - ix).max(0) as usize;
+            let jhi = ((wx as isize + p.hx as isize - ix).max(0) as usize).min(kx);
+            if jlo >= jhi {
+                continue;
             }
+            let xoff = (ix - p.hx as isize + jlo as isize) as usize;
+            let mrow = &mask_s[i * kx + jlo..i * kx + jhi];
+            let vrow = &valid_s[y * wx + xoff..y * wx + xoff + (jhi - jlo)];
+            let mut o = 0.0f32;
+            for (m, v) in mrow.iter().zip(vrow.iter()) {
+                o += m * v;
+            }
+            ov += o as f64;
+            let (j0, j1) = spans[i];
+            let (a, b) = (j0.max(jlo), j1.min(jhi));
+            if a >= b {
+                continue;
+            }
+            let prow = &pf_s[i * kx + a..i * kx + b];
+            let x0 = (ix - p.hx as isize + a as isize) as usize;
+            let rrow = &filt_s[y * wx + x0..y * wx + x0 + (b - a)];
+            let (mut r1, mut p1, mut rr, mut pp, mut pr) = (0.0f32, 0.0f32, 0.0f32, 0.0f32, 0.0f32);
+            for (rv, pv) in rrow.iter().zip(prow.iter()) {
+                r1 += rv;
+                p1 += pv;
+                rr += rv * rv;
+                pp += pv * pv;
+                pr += rv * pv;
+            }
+            n += b - a;
+            sr += r1 as f64;
+            sp += p1 as f64;
+            srr += rr as f64;
+            spp += pp as f64;
+            spr += pr as f64;
         }
-        let overlap = if msum > 0.0 { ov / msum } else { 0.0 };
-        if n < 25.0 {
+        let overlap = if msum > 0.0 { (ov / msum).clamp(0.0, 1.0) } else { 0.0 };
+        if n < 25 {
             return (0.0, overlap);
         }
+        let n = n as f64;
         let vr = srr - sr * sr / n;
         let vp = spp - sp * sp / n;
         let cov = spr - sr * sp / n;
@@ -449,7 +501,7 @@ fn evaluate_one(
         e.overlap = ovc;
     }
     let map = if want_map {
-        Some(map.slice(s![..wy, ..wx]).to_owned())
+        map.map(|m| m.slice(s![..wy, ..wx]).to_owned())
     } else {
         None
     };
@@ -539,6 +591,7 @@ mod tests {
             min_sep: 4.0,
             score_affines: vec![a],
             refine_ccc: true,
+            direct: None,
         };
         let res = evaluate_points(&r, mov.view(), &[a], &p, true).unwrap();
         let best = res[0].peaks[0];
