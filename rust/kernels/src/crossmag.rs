@@ -402,7 +402,11 @@ fn evaluate_one(
             spp += pp as f64;
             spr += pr as f64;
         }
-        let overlap = if msum > 0.0 { (ov / msum).clamp(0.0, 1.0) } else { 0.0 };
+        let overlap = if msum > 0.0 {
+            (ov / msum).clamp(0.0, 1.0)
+        } else {
+            0.0
+        };
         if n < 25 {
             return (0.0, overlap);
         }
