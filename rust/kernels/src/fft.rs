@@ -169,6 +169,9 @@ impl Plan2 {
                 let mut buf = vec![0.0f32; nx];
                 let mut scratch = r2c.make_scratch_vec();
                 for (o, i) in out.chunks_mut(nxc).zip(inp.chunks(nx)) {
+                    if i.iter().all(|&v| v == 0.0) {
+                        continue; // zero padding: its transform is zero (output is zeroed)
+                    }
                     buf.copy_from_slice(i);
                     // lengths are right by construction; realfft only errors on wrong lengths
                     let _ = r2c.process_with_scratch(&mut buf, o, &mut scratch);
