@@ -22,7 +22,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
-from emgeom import anisomag, resample
+from emgeom import anisomag, crossmag, resample, tilt, transform
 from emgeom.anisomag import AnisoMag
 from emgeom.errors import EmgeomError, EmgeomWarning
 
@@ -51,6 +51,20 @@ garbage = st.one_of(
 IMG = np.random.default_rng(0).normal(size=(12, 10)).astype(np.float32)
 FORUM = [-0.00571369, -0.00932393, -0.01013075, 0.00451204]
 AM = AnisoMag.from_cryosparc(FORUM)
+_rng = np.random.default_rng(1)
+REF = _rng.normal(size=(64, 64)).astype(np.float32)
+MOV = np.ascontiguousarray(REF[10:42, 20:52])
+TILTS = np.arange(-30.0, 31.0, 10.0)
+GEOM = tilt.TiltGeometry(TILTS, 85.0, 20000.0, hand=1, pixel_size_a=2.0)
+POS = _rng.uniform(-500, 500, size=(5, 3))
+SAMPLES = np.array(
+    [
+        [t, x, y, 20000.0 + 0.1 * x * np.tan(np.radians(TILTS[t]))]
+        for t in range(len(TILTS))
+        for x in (-400.0, 0.0, 400.0)
+        for y in (-400.0, 400.0)
+    ]
+)
 
 # name -> (function, valid positional args, valid keyword args)
 CALLS: dict[str, tuple[Callable[..., Any], tuple[Any, ...], dict[str, Any]]] = {
@@ -62,8 +76,8 @@ CALLS: dict[str, tuple[Callable[..., Any], tuple[Any, ...], dict[str, Any]]] = {
     "from_warp": (AnisoMag.from_warp, ("1.01, 0, 0, 0.99",), {}),
     "from_warp1": (AnisoMag.from_warp1, (1.02, 0.98, 30.0), {"pixel_size_a": 1.0}),
     "convert": (anisomag.convert, (FORUM,), {"source": "cryosparc", "target": "motioncor2"}),
-    "rescale": (AM.rescale, (1.0, 1.1), {}),
-    "to_warp1": (AM.to_warp1, (1.0,), {}),
+    "AnisoMag.rescale": (AM.rescale, (1.0, 1.1), {}),
+    "AnisoMag.to_warp1": (AM.to_warp1, (1.0,), {}),
     "correct": (anisomag.correct, (IMG, AM), {"order": 3, "fill": None, "n_threads": None}),
     "distort": (anisomag.distort, (IMG, AM), {"order": 1, "fill": 0.0, "n_threads": 1}),
     "warp_affine": (
@@ -72,6 +86,37 @@ CALLS: dict[str, tuple[Callable[..., Any], tuple[Any, ...], dict[str, Any]]] = {
         {"order": 3, "fill": None, "n_threads": None},
     ),
     "affine_about_center": (resample.affine_about_center, (np.eye(2), (3.0, 4.0)), {}),
+    "rescale": (resample.rescale, (REF, 0.5), {"method": "area", "n_threads": None}),
+    "log_polar": (
+        transform.log_polar,
+        (REF,),
+        {"center": None, "output_shape": (16, 12), "r_min": 1.0, "r_max": 20.0, "order": 1},
+    ),
+    "TiltGeometry": (
+        tilt.TiltGeometry,
+        (TILTS, 85.0, 20000.0),
+        {"x_tilt_deg": 0.0, "hand": 1, "defocus_slope": 1.0, "pixel_size_a": 2.0},
+    ),
+    "particle_defocus": (tilt.particle_defocus, (GEOM, POS), {"dtype": np.float32}),
+    "project": (tilt.project, (GEOM, POS), {}),
+    "voxels_to_centered_a": (
+        tilt.voxels_to_centered_a,
+        ([[10.0, 20.0, 5.0]], (100, 100, 40), 2.0),
+        {"convention": "n/2"},
+    ),
+    "check_hand": (tilt.check_hand, (GEOM,), {"samples": SAMPLES}),
+    "correlate": (crossmag.correlate, (REF, REF), {"n_peaks": 3, "max_shift": None}),
+    "align": (
+        crossmag.align,
+        (REF, MOV),
+        {
+            "reference_pixel_a": 1.0,
+            "moving_pixel_a": 1.0,
+            "rotation_deg": 0.0,
+            "scale_search": 0.0,
+            "rotation_search_deg": 0.0,
+        },
+    ),
 }
 
 

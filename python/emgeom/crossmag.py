@@ -904,6 +904,11 @@ def align(
     tf = as_float(taper_fraction, "taper_fraction", low=0.0, high=0.5)
     threads = n_threads_arg(n_threads)
     s = p_m / p_r
+    if s < 1.0 / 5000:
+        raise InvalidValueError(
+            f"moving_pixel_a / reference_pixel_a = {s:.3g}: a magnification ratio above 5000 is "
+            "not one alignment; chain through a middle magnification (crossmag.compose)"
+        )
     if s > 1.25:
         raise InvalidValueError(
             f"moving_pixel_a ({p_m} Å) is coarser than reference_pixel_a ({p_r} Å): the "

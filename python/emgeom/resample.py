@@ -145,18 +145,23 @@ def rescale(
         Same dtype as the converted input (``"fourier"`` returns float32).
     """
     img = as_image(image, "image", allow_stack=False)
+    if isinstance(factor, np.ndarray) and factor.ndim == 0:
+        factor = factor.item()
     if isinstance(factor, tuple | list | np.ndarray):
         if len(factor) != 2:
             raise InvalidValueError(f"factor: expected a number or (fy, fx), got {factor!r}")
-        fy = as_float(factor[0], "factor[0]", positive=True)
-        fx = as_float(factor[1], "factor[1]", positive=True)
+        fy = as_float(factor[0], "factor[0]", positive=True, low=1e-5, high=1e5)
+        fx = as_float(factor[1], "factor[1]", positive=True, low=1e-5, high=1e5)
     else:
-        fy = fx = as_float(factor, "factor", positive=True)
+        fy = fx = as_float(factor, "factor", positive=True, low=1e-5, high=1e5)
     if not isinstance(method, str) or method not in _RESCALE_METHODS:
         raise InvalidValueError(f"method: expected one of {_RESCALE_METHODS}, got {method!r}")
     ny, nx = img.shape
     if output_shape is None:
-        shape = (max(1, int(np.floor(ny * fy + 1e-6))), max(1, int(np.floor(nx * fx + 1e-6))))
+        shape = as_shape2(
+            (max(1, int(np.floor(ny * fy + 1e-6))), max(1, int(np.floor(nx * fx + 1e-6)))),
+            "output size (image shape × factor)",
+        )
     else:
         shape = as_shape2(output_shape, "output_shape")
     threads = n_threads_arg(n_threads)
