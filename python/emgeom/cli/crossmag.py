@@ -5,7 +5,7 @@ from __future__ import annotations
 import csv
 import json
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal, overload
 
 import numpy as np
 import typer
@@ -39,7 +39,17 @@ def _mdoc_pixel(path: Path) -> float | None:
     return None
 
 
-def _load(path: Path, pixel: float | None, what: str) -> tuple[np.ndarray, float]:
+@overload
+def _load(
+    path: Path, pixel: float | None, what: str, *, required: Literal[True] = ...
+) -> tuple[np.ndarray, float]: ...
+@overload
+def _load(
+    path: Path, pixel: float | None, what: str, *, required: bool
+) -> tuple[np.ndarray, float | None]: ...
+def _load(
+    path: Path, pixel: float | None, what: str, *, required: bool = True
+) -> tuple[np.ndarray, float | None]:
     from emgeom.io.mrc import read_mrc
 
     img = read_mrc(path)
@@ -51,16 +61,36 @@ def _load(path: Path, pixel: float | None, what: str) -> tuple[np.ndarray, float
     px = pixel if pixel is not None else img.pixel_size_a
     if px is None:
         px = _mdoc_pixel(path)
-    if px is None:
+    if px is None and required:
         raise InvalidValueError(
             f"{path}: neither the MRC header (0 or 1 Å) nor a SerialEM {path.name}.mdoc gives "
             f"a pixel size; give {what}"
         )
-    return np.ascontiguousarray(data), float(px)
+    return np.ascontiguousarray(data), None if px is None else float(px)
 
 
 def result_dict(res: Any) -> dict[str, Any]:
-    """The JSON form of an :class:`~emgeom.crossmag.AlignmentResult`."""
+    """The JSON form of an :class:`~emgeom.crossmag.AlignmentResult` (with the ranked
+    ``candidates`` of a :func:`~emgeom.crossmag.find_similarity` result).
+    """
+    out = _result_fields(res)
+    if hasattr(res, "candidates"):
+        out["candidates"] = [
+            {
+                "scale": c.scale,
+                "rotation_deg": c.rotation_deg,
+                "score": c.score,
+                "ccc": c.ccc,
+                "overlap": c.overlap,
+                "center_px": list(c.center),
+                "affine": c.affine,
+            }
+            for c in res.candidates
+        ]
+    return out
+
+
+def _result_fields(res: Any) -> dict[str, Any]:
     return {
         "found": res.found,
         "confidence": res.confidence,
@@ -183,10 +213,40 @@ def align_cmd(
     plot: Annotated[Path | None, typer.Option(help="Write an overlay figure (PNG).")] = None,
     force: Annotated[bool, typer.Option(help="Overwrite --plot output.")] = False,
     threads: Annotated[int | None, typer.Option(help="Worker threads.")] = None,
+    unknown_rotation: Annotated[
+        bool,
+        typer.Option(
+            "--unknown-rotation",
+            help="Rotation and scale unknown: log-polar Fourier–Mellin search "
+            "(crossmag.find_similarity); pixel sizes optional, --scale-range is then the range "
+            "around their ratio.",
+        ),
+    ] = False,
+    scale_range: Annotated[
+        tuple[float, float], typer.Option(help="With --unknown-rotation: scale range searched.")
+    ] = (0.5, 2.0),
 ) -> None:
     """Align MOVING (higher mag) onto REFERENCE (lower mag); print where it lies."""
     from emgeom import crossmag
 
+    if unknown_rotation:
+        ref, p_r_opt = _load(reference, ref_pixel, "--ref-pixel", required=False)
+        mov, p_m_opt = _load(moving, mov_pixel, "--mov-pixel", required=False)
+        res = crossmag.find_similarity(
+            ref,
+            mov,
+            reference_pixel_a=p_r_opt,
+            moving_pixel_a=p_m_opt,
+            scale_range=scale_range,
+            n_threads=threads,
+        )
+        if plot is not None:
+            _plot(res, ref, plot, force)
+        if as_json:
+            echo_json({"reference": str(reference), "moving": str(moving), **result_dict(res)})
+        else:
+            _print_human(res, reference, moving)
+        return
     ref, p_r = _load(reference, ref_pixel, "--ref-pixel")
     mov, p_m = _load(moving, mov_pixel, "--mov-pixel")
     res = crossmag.align(

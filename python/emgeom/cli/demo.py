@@ -168,7 +168,12 @@ def _crossmag_demo(output: Path, lines: list[str]) -> None:
     ):
         t0 = time.perf_counter()
         res = crossmag.align(
-            view.image, record.image, reference_pixel_a=32.0, moving_pixel_a=px, rotation_deg=rot
+            view.image,
+            record.image,
+            reference_pixel_a=32.0,
+            moving_pixel_a=px,
+            rotation_deg=rot,
+            return_map=True,
         )
         ms = 1e3 * (time.perf_counter() - t0)
         err = float(np.hypot(*(np.asarray(res.center) - true_center)))
