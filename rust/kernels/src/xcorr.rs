@@ -205,6 +205,61 @@ pub fn taper_1d(n: usize, width: f64) -> Vec<f64> {
         .collect()
 }
 
+/// Separable taper weights (`wy`, `wx`, ramps of `taper` px) and the weighted mean `μ_w` of a
+/// contiguous `(ny, nx)` image.
+fn taper_weights(data: &[f32], ny: usize, nx: usize, taper: f64) -> (Vec<f32>, Vec<f32>, f32) {
+    let wy: Vec<f32> = taper_1d(ny, taper).into_iter().map(|v| v as f32).collect();
+    let wx: Vec<f32> = taper_1d(nx, taper).into_iter().map(|v| v as f32).collect();
+    // Σ wx is the same for every row; Σ wx·v uses 8 independent f64 lanes (no serial
+    // dependency chain: this pass runs at memory speed)
+    let a: f64 = wx.iter().map(|&w| w as f64).sum();
+    let (sw, swv) = data
+        .par_chunks(nx)
+        .zip(wy.par_iter())
+        .with_min_len(16)
+        .map(|(row, &w_y)| {
+            let mut lanes = [0.0f64; 8];
+            let (rc, wc) = (row.chunks_exact(8), wx.chunks_exact(8));
+            let (rr, wr) = (rc.remainder(), wc.remainder());
+            for (r8, w8) in rc.zip(wc) {
+                for k in 0..8 {
+                    lanes[k] += (w8[k] * r8[k]) as f64;
+                }
+            }
+            let mut b: f64 = lanes.iter().sum();
+            for (v, &w_x) in rr.iter().zip(wr.iter()) {
+                b += (w_x * *v) as f64;
+            }
+            (w_y as f64 * a, w_y as f64 * b)
+        })
+        .reduce(|| (0.0, 0.0), |p, q| (p.0 + q.0, p.1 + q.1));
+    let mu = if sw > 0.0 { (swv / sw) as f32 } else { 0.0 };
+    (wy, wx, mu)
+}
+
+/// Row `y` of the tapered, mean-removed image placed at the origin of a wider zero frame:
+/// writes `buf` (frame width) and returns `false` when the row is outside the image.
+#[inline]
+fn taper_row(
+    data: &[f32],
+    ny: usize,
+    nx: usize,
+    (wy, wx, mu): (&[f32], &[f32], f32),
+    y: usize,
+    buf: &mut [f32],
+) -> bool {
+    if y >= ny {
+        return false;
+    }
+    let w_y = wy[y];
+    let row = &data[y * nx..(y + 1) * nx];
+    for ((o, v), &w_x) in buf[..nx].iter_mut().zip(row.iter()).zip(wx.iter()) {
+        *o = w_y * w_x * (*v - mu);
+    }
+    buf[nx..].fill(0.0);
+    true
+}
+
 /// `w·(img − μ_w)` with the separable taper `w` (ramps of `taper` px) and `μ_w` the weighted mean,
 /// written into the top-left corner of a zero `(py, px)` frame.
 pub fn taper_pad(
@@ -220,35 +275,18 @@ pub fn taper_pad(
             format!("{pad:?}"),
         ));
     }
-    let wy: Vec<f32> = taper_1d(ny, taper).into_iter().map(|v| v as f32).collect();
-    let wx: Vec<f32> = taper_1d(nx, taper).into_iter().map(|v| v as f32).collect();
     let contiguous = img.as_standard_layout();
     let data = contiguous
         .as_slice()
         .expect("standard layout is contiguous");
-    let (sw, swv) = data
-        .par_chunks(nx)
-        .zip(wy.par_iter())
-        .with_min_len(16)
-        .map(|(row, &w_y)| {
-            let (mut a, mut b) = (0.0f64, 0.0f64);
-            for (v, &w_x) in row.iter().zip(wx.iter()) {
-                a += w_x as f64;
-                b += (w_x * *v) as f64;
-            }
-            (w_y as f64 * a, w_y as f64 * b)
-        })
-        .reduce(|| (0.0, 0.0), |p, q| (p.0 + q.0, p.1 + q.1));
-    let mu = if sw > 0.0 { (swv / sw) as f32 } else { 0.0 };
+    let (wy, wx, mu) = taper_weights(data, ny, nx, taper);
     let mut out = vec![0.0f32; pad.0 * pad.1];
     out.par_chunks_mut(pad.1)
         .take(ny)
-        .zip(data.par_chunks(nx).zip(wy.par_iter()))
+        .enumerate()
         .with_min_len(16)
-        .for_each(|(orow, (row, &w_y))| {
-            for ((o, v), &w_x) in orow.iter_mut().zip(row.iter()).zip(wx.iter()) {
-                *o = w_y * w_x * (*v - mu);
-            }
+        .for_each(|(y, orow)| {
+            taper_row(data, ny, nx, (&wy, &wx, mu), y, orow);
         });
     Array2::from_shape_vec(pad, out).map_err(|e| KernelError::value("pad", e.to_string()))
 }
@@ -397,6 +435,19 @@ pub fn find_peaks(
     min_sep: f64,
     allowed: &Allowed,
 ) -> (Vec<Peak>, MapStats) {
+    find_peaks_rolled(map, n, min_sep, allowed, (0, 0))
+}
+
+/// [`find_peaks`] on the map circularly rolled by `roll = (ry, rx)` without copying it:
+/// logical position `(y, x)` reads stored pixel `((y + ry) mod ny, (x + rx) mod nx)`. Positions,
+/// `allowed` and the results are logical (identical to `find_peaks` on the rolled copy).
+pub fn find_peaks_rolled(
+    map: ArrayView2<f32>,
+    n: usize,
+    min_sep: f64,
+    allowed: &Allowed,
+    roll: (usize, usize),
+) -> (Vec<Peak>, MapStats) {
     let (ny, nx) = map.dim();
     if ny == 0 || nx == 0 || n == 0 {
         return (Vec::new(), MapStats::default());
@@ -405,60 +456,115 @@ pub fn find_peaks(
     let data = contiguous
         .as_slice()
         .expect("standard layout is contiguous");
-    let at = |y: usize, x: usize| data[y * nx + x];
+    let (ry, rx) = (roll.0 % ny, roll.1 % nx);
+    let at = |y: usize, x: usize| data[((y + ry) % ny) * nx + (x + rx) % nx];
     let y0 = allowed.y0.min(ny);
     let y1 = allowed.y1.min(ny);
-    let results: Vec<(Vec<(f32, usize, usize)>, f64, f64, usize)> = (y0..y1)
+    let keep = (n * 50).max(200);
+    // per worker: candidates, pruning threshold, Σv, Σv², count. A worker keeps only its top
+    // `keep` candidates (any other cannot be among the global top `keep`), so the threshold
+    // rises quickly and most pixels fail the first, well-predicted comparison.
+    type St = (Vec<(f32, usize, usize)>, f32, f64, f64, usize);
+    let prune = |st: &mut St| {
+        if st.0.len() > 2 * keep {
+            st.0.select_nth_unstable_by(keep - 1, |a, b| b.0.total_cmp(&a.0));
+            st.0.truncate(keep);
+            st.1 = st.1.max(st.0[keep - 1].0);
+        }
+    };
+    let results: Vec<St> = (y0..y1)
         .into_par_iter()
         .with_min_len(8)
-        .map(|y| {
-            let mut cands = Vec::new();
-            let (mut s, mut s2, mut c) = (0.0f64, 0.0f64, 0usize);
-            // x range of this row inside the rectangle and the disk
-            let (mut xa, mut xb) = (allowed.x0.min(nx), allowed.x1.min(nx));
-            if allowed.radius >= 0.0 {
-                let dy = y as f64 - allowed.cy;
-                let h2 = allowed.radius * allowed.radius - dy * dy;
-                if h2 < 0.0 {
-                    return (cands, s, s2, c);
-                }
-                let h = h2.sqrt();
-                xa = xa.max((allowed.cx - h).ceil().max(0.0) as usize);
-                xb = xb.min(((allowed.cx + h).floor() + 1.0).max(0.0) as usize);
-            }
-            if xa >= xb {
-                return (cands, s, s2, c);
-            }
-            let row = &data[y * nx..(y + 1) * nx];
-            let rm = &data[((y + ny - 1) % ny) * nx..((y + ny - 1) % ny + 1) * nx];
-            let rp = &data[((y + 1) % ny) * nx..((y + 1) % ny + 1) * nx];
-            for x in xa..xb {
-                let v = row[x];
-                s += v as f64;
-                s2 += (v as f64) * (v as f64);
-                c += 1;
-                let xm = if x == 0 { nx - 1 } else { x - 1 };
-                let xp = if x + 1 == nx { 0 } else { x + 1 };
-                // cheap tests first; strict against the "earlier" neighbours, >= against the
-                // later ones, so plateaus give exactly one maximum
-                if v > row[xm]
-                    && v >= row[xp]
-                    && v > rm[x]
-                    && v >= rp[x]
-                    && v > rm[xm]
-                    && v > rm[xp]
-                    && v >= rp[xm]
-                    && v >= rp[xp]
-                {
-                    cands.push((v, x, y));
-                }
-            }
-            (cands, s, s2, c)
-        })
+        .fold(
+            || (Vec::new(), f32::NEG_INFINITY, 0.0f64, 0.0f64, 0usize),
+            |mut st: St, y| {
+                let thr = st.1;
+                let (cands, s, s2, c) = (|| {
+                    let mut cands = Vec::new();
+                    let (mut s, mut s2, mut c) = (0.0f64, 0.0f64, 0usize);
+                    // x range of this row inside the rectangle and the disk
+                    let (mut xa, mut xb) = (allowed.x0.min(nx), allowed.x1.min(nx));
+                    if allowed.radius >= 0.0 {
+                        let dy = y as f64 - allowed.cy;
+                        let h2 = allowed.radius * allowed.radius - dy * dy;
+                        if h2 < 0.0 {
+                            return (cands, s, s2, c);
+                        }
+                        let h = h2.sqrt();
+                        xa = xa.max((allowed.cx - h).ceil().max(0.0) as usize);
+                        xb = xb.min(((allowed.cx + h).floor() + 1.0).max(0.0) as usize);
+                    }
+                    if xa >= xb {
+                        return (cands, s, s2, c);
+                    }
+                    let sy = (y + ry) % ny;
+                    let row = &data[sy * nx..(sy + 1) * nx];
+                    let rm = &data[((sy + ny - 1) % ny) * nx..((sy + ny - 1) % ny + 1) * nx];
+                    let rp = &data[((sy + 1) % ny) * nx..((sy + 1) % ny + 1) * nx];
+                    // the logical range [xa, xb) is one or two runs of stored columns (the roll keeps
+                    // circular neighbours adjacent)
+                    let p0 = (xa + rx) % nx;
+                    let len = xb - xa;
+                    let len1 = len.min(nx - p0);
+                    let mut scan = |pa: usize, pb: usize, x_first: usize| {
+                        // statistics with independent lanes (no serial f64 dependency chain)
+                        let seg = &row[pa..pb];
+                        let (mut l1, mut l2) = ([0.0f64; 4], [0.0f64; 4]);
+                        let ch = seg.chunks_exact(4);
+                        let rem = ch.remainder();
+                        for q in ch {
+                            for k in 0..4 {
+                                let v = q[k] as f64;
+                                l1[k] += v;
+                                l2[k] += v * v;
+                            }
+                        }
+                        let (mut a1, mut a2): (f64, f64) = (l1.iter().sum(), l2.iter().sum());
+                        for &v in rem {
+                            a1 += v as f64;
+                            a2 += (v as f64) * (v as f64);
+                        }
+                        s += a1;
+                        s2 += a2;
+                        c += pb - pa;
+                        for x in pa..pb {
+                            let v = row[x];
+                            let xm = if x == 0 { nx - 1 } else { x - 1 };
+                            let xp = if x + 1 == nx { 0 } else { x + 1 };
+                            // cheap tests first; strict against the "earlier" neighbours, >= against
+                            // the later ones, so plateaus give exactly one maximum
+                            if v >= thr
+                                && v > row[xm]
+                                && v >= row[xp]
+                                && v > rm[x]
+                                && v >= rp[x]
+                                && v > rm[xm]
+                                && v > rm[xp]
+                                && v >= rp[xm]
+                                && v >= rp[xp]
+                            {
+                                cands.push((v, x_first + (x - pa), y));
+                            }
+                        }
+                    };
+                    scan(p0, p0 + len1, xa);
+                    if len1 < len {
+                        scan(0, len - len1, xa + len1);
+                    }
+                    (cands, s, s2, c)
+                })();
+                st.0.extend(cands);
+                st.2 += s;
+                st.3 += s2;
+                st.4 += c;
+                prune(&mut st);
+                st
+            },
+        )
         .collect();
     let (mut s, mut s2, mut c) = (0.0, 0.0, 0usize);
     let mut cands = Vec::new();
-    for (cv, a, b, k) in results {
+    for (cv, _, a, b, k) in results {
         cands.extend(cv);
         s += a;
         s2 += b;
@@ -474,7 +580,6 @@ pub fn find_peaks(
     } else {
         MapStats::default()
     };
-    let keep = (n * 50).max(200);
     if cands.len() > keep {
         cands.select_nth_unstable_by(keep, |a, b| b.0.total_cmp(&a.0));
         cands.truncate(keep);
@@ -539,7 +644,7 @@ pub struct Translation {
 }
 
 /// Energy `Σ|x|²` of the real image behind a half-spectrum (Parseval), filtered by `H`.
-fn filtered_energy(spec: &Array2<C32>, ny: usize, nx: usize, f: &FilterParams) -> f64 {
+fn filtered_energy(spec: ArrayView2<C32>, ny: usize, nx: usize, f: &FilterParams) -> f64 {
     let table = filter_table(ny, nx, f, 1.0);
     spec.axis_iter(Axis(0))
         .into_par_iter()
@@ -574,49 +679,119 @@ pub fn correlate_translation(
 ) -> Result<Translation, KernelError> {
     f.check()?;
     let (py, px) = pad;
-    let (ta, tb) = rayon::join(|| taper_pad(a, taper, pad), || taper_pad(b, taper, pad));
-    let (ta, tb) = (ta?, tb?);
+    for (name, (ny, nx)) in [("reference", a.dim()), ("moving", b.dim())] {
+        if ny == 0 || nx == 0 || py < ny || px < nx {
+            return Err(KernelError::shape(
+                "pad",
+                format!(">= non-empty {name} ({ny}, {nx})"),
+                format!("{pad:?}"),
+            ));
+        }
+    }
     let plan = fft::plan(py, px)?;
-    // one after the other, each parallel inside (measured faster than two sequential
-    // transforms side by side: 2×9.7 ms vs 34 ms at 2048² on 2 cores)
-    let fa = plan.forward(ta.view())?;
-    let fb = plan.forward(tb.view())?;
+    let nxc = plan.nxc;
+    // taper, mean removal and padding are fused into the row pass of the forward transforms
+    // (no padded frames); the transforms run one after the other, each parallel inside
+    // (measured faster than two sequential transforms side by side on 2 cores)
+    let transform = |img: ArrayView2<f32>| -> Vec<C32> {
+        let (ny, nx) = img.dim();
+        let contiguous = img.as_standard_layout();
+        let data = contiguous
+            .as_slice()
+            .expect("standard layout is contiguous");
+        let (wy, wx, mu) = taper_weights(data, ny, nx, taper);
+        plan.forward_with(
+            |y, buf| taper_row(data, ny, nx, (&wy, &wx, mu), y, buf),
+            true,
+        )
+    };
+    let mut fa = transform(a);
+    let mut fb = transform(b);
     let (ea, eb) = if method == Method::XCorr {
+        let va = ArrayView2::from_shape((nxc, py), &fa[..]).expect("spectrum shape");
+        let vb = ArrayView2::from_shape((nxc, py), &fb[..]).expect("spectrum shape");
         rayon::join(
-            || filtered_energy(&fa, py, px, f),
-            || filtered_energy(&fb, py, px, f),
+            || filtered_energy(va, py, px, f),
+            || filtered_energy(vb, py, px, f),
         )
     } else {
         (0.0, 0.0)
     };
-
-    let g = cross_power(&fa, &fb, py, px, f, method);
-    drop((fa, fb));
-    let map = plan.inverse(g)?;
-    // search in the wrapped frame: shift the map so that zero displacement is at the centre
+    // cross-power spectrum formed in place in `fa`, block by block, right before the block's
+    // inverse column transforms (same arithmetic as [`cross_power`])
+    let table = if f.is_identity() {
+        None
+    } else {
+        Some(filter_table(py, px, f, 1.0))
+    };
+    let tsl = table
+        .as_ref()
+        .map(|t| t.as_slice().expect("contiguous table"));
+    {
+        let fbs = &fb[..];
+        plan.inverse_columns_with(
+            &mut fa,
+            |kx0, chunk| {
+                for (k, grow) in chunk.chunks_mut(py).enumerate() {
+                    let kx = kx0 + k;
+                    let brow = &fbs[kx * py..(kx + 1) * py];
+                    let trow = tsl.map(|t| &t[kx * py..(kx + 1) * py]);
+                    if method == Method::Phase {
+                        for ky in 0..py {
+                            let v = grow[ky] * brow[ky].conj();
+                            // |v| in f64 (no overflow, no libm hypot call): vectorises
+                            let (re, im) = (v.re as f64, v.im as f64);
+                            let m = (re * re + im * im).sqrt();
+                            let mut u = if m > 1e-30 {
+                                let r = 1.0 / m;
+                                C32::new((re * r) as f32, (im * r) as f32)
+                            } else {
+                                C32::new(0.0, 0.0)
+                            };
+                            if let Some(t) = trow {
+                                u *= t[ky];
+                            }
+                            grow[ky] = u;
+                        }
+                    } else {
+                        for ky in 0..py {
+                            let mut v = grow[ky] * brow[ky].conj();
+                            if let Some(t) = trow {
+                                v *= t[ky];
+                            }
+                            grow[ky] = v;
+                        }
+                    }
+                }
+                if kx0 == 0 && method == Method::Phase {
+                    // the images are zero-mean: the DC term carries only rounding noise
+                    chunk[0] = C32::new(0.0, 0.0);
+                }
+            },
+            true,
+        );
+    }
+    // `fb` is spare now: it becomes the transpose buffer of the row pass
+    let map = plan.inverse_rows(&fa, &mut fb, true);
+    fft::POOL_C32.give(fa);
+    fft::POOL_C32.give(fb);
+    let map = Array2::from_shape_vec((py, px), map)
+        .map_err(|e| KernelError::value("fft", e.to_string()))?;
+    // search in the wrapped frame, zero displacement at the centre (a roll, not a copy)
     let (cy, cx) = (py / 2, px / 2);
-    let mut centred = Array2::<f32>::zeros((py, px));
-    centred
-        .axis_iter_mut(Axis(0))
-        .into_par_iter()
-        .enumerate()
-        .for_each(|(y, mut row)| {
-            let sy = (y + py - cy) % py;
-            let src = map.row(sy);
-            let (src, dst) = (
-                src.as_slice().expect("contiguous"),
-                row.as_slice_mut().expect("contiguous"),
-            );
-            dst[..cx].copy_from_slice(&src[px - cx..]);
-            dst[cx..].copy_from_slice(&src[..px - cx]);
-        });
     let mut allowed = Allowed::all(py, px);
     if max_shift >= 0.0 {
         allowed.cx = cx as f64;
         allowed.cy = cy as f64;
         allowed.radius = max_shift;
     }
-    let (mut peaks, stats) = find_peaks(centred.view(), n_peaks, min_sep, &allowed);
+    let (mut peaks, stats) = find_peaks_rolled(
+        map.view(),
+        n_peaks,
+        min_sep,
+        &allowed,
+        ((py - cy) % py, (px - cx) % px),
+    );
     for p in peaks.iter_mut() {
         p.x -= cx as f64;
         p.y -= cy as f64;
@@ -631,7 +806,12 @@ pub fn correlate_translation(
         peaks,
         normalized,
         stats,
-        map: if return_map { Some(map) } else { None },
+        map: if return_map {
+            Some(map)
+        } else {
+            fft::POOL_F32.give(map.into_raw_vec_and_offset().0);
+            None
+        },
         pad,
     })
 }
@@ -738,7 +918,7 @@ mod timing {
             let fa = plan.forward(ta.view()).unwrap();
             let t2 = t.elapsed();
             let t = std::time::Instant::now();
-            let e = filtered_energy(&fa, n, n, &f);
+            let e = filtered_energy(fa.view(), n, n, &f);
             let t3 = t.elapsed();
             let t = std::time::Instant::now();
             let g = cross_power(&fa, &fa, n, n, &f, Method::Phase);
@@ -774,6 +954,67 @@ mod timing {
             )
             .unwrap();
             eprintln!("taper {t1:?} fwd {t2:?} energy {t3:?} xpow {t4:?} inv {t5:?} peaks {t6:?} total {:?} {e} {}", t.elapsed(), p.len());
+        }
+    }
+}
+
+#[cfg(test)]
+mod phase_timing {
+    use super::*;
+
+    /// `cargo test --release -p emgeom-kernels xcorr_phases -- --ignored --nocapture`
+    #[test]
+    #[ignore]
+    fn xcorr_phases() {
+        let n = 2048;
+        let a = Array2::from_shape_fn((n, n), |(y, x)| ((y * 31 + x * 17) % 97) as f32);
+        for threads in [Some(1), Some(2)] {
+            crate::parallel::with_threads(threads, || {
+                let plan = fft::plan(n, n).unwrap();
+                for _ in 0..3 {
+                    let data = a.as_slice().unwrap();
+                    let t = std::time::Instant::now();
+                    let (wy, wx, mu) = taper_weights(data, n, n, 0.0);
+                    let t1 = t.elapsed();
+                    let t = std::time::Instant::now();
+                    let mut fa = plan.forward_with(
+                        |y, buf| taper_row(data, n, n, (&wy, &wx, mu), y, buf),
+                        true,
+                    );
+                    let t2 = t.elapsed();
+                    let fb = fa.clone();
+                    let t = std::time::Instant::now();
+                    plan.inverse_columns_with(&mut fa, |_, _| {}, true);
+                    let t3 = t.elapsed();
+                    let mut spare = fb;
+                    let t = std::time::Instant::now();
+                    let m = plan.inverse_rows(&fa, &mut spare, true);
+                    let t4 = t.elapsed();
+                    let m = Array2::from_shape_vec((n, n), m).unwrap();
+                    let t = std::time::Instant::now();
+                    let _ = find_peaks_rolled(m.view(), 1, 3.0, &Allowed::all(n, n), (n / 2, n / 2));
+                    let t5 = t.elapsed();
+                    let t = std::time::Instant::now();
+                    let _ = correlate_translation(
+                        a.view(),
+                        a.view(),
+                        (n, n),
+                        0.0,
+                        &FilterParams::NONE,
+                        Method::Phase,
+                        1,
+                        3.0,
+                        -1.0,
+                        false,
+                    )
+                    .unwrap();
+                    eprintln!(
+                        "{threads:?} mean {t1:?} fwd {t2:?} invcols {t3:?} invrows {t4:?} peaks {t5:?} total {:?}",
+                        t.elapsed()
+                    );
+                }
+            })
+            .unwrap();
         }
     }
 }
