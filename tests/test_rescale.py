@@ -97,3 +97,24 @@ def test_bad_arguments():
         rescale(img, "half")
     with pytest.raises(InvalidValueError, match="NaN"):
         rescale(np.full((4, 4), np.nan), 0.5)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("method", ["area", "lanczos3"])
+@pytest.mark.parametrize("pos", [(0, 0), (99, 99), (50, 99), (99, 0), (41, 7)])
+def test_non_finite_pixel_anywhere_raises(dtype, method, pos):
+    """The separable kernel checks every input pixel itself (no separate as_image pass),
+    including rows/columns no output pixel reads (output_shape smaller than the image)."""
+    img = np.random.default_rng(3).random((100, 100)).astype(dtype)
+    for bad in (np.nan, np.inf, -np.inf):
+        b = img.copy()
+        b[pos] = bad
+        for factor, shape in ((1 / 12.01, None), (0.5, None), (0.1, (2, 2))):
+            with pytest.raises(InvalidValueError, match="image: 1 pixel"):
+                rescale(b, factor, method, output_shape=shape)
+
+
+def test_finite_overflow_is_not_reported_as_non_finite():
+    img = np.full((8, 8), 3e38, np.float32)
+    out = rescale(img, 0.5, "area")
+    assert np.allclose(out, 3e38, rtol=1e-5)

@@ -174,26 +174,77 @@ pub fn resample_separable<T: Sample>(
         .as_slice()
         .expect("standard layout is contiguous");
     let (wy, wx) = (ty.width, tx.width);
-    out.axis_iter_mut(Axis(0))
+    // One streaming pass over the input: for each output row, its input rows are accumulated
+    // (4 at a time: one load/store of the L1-resident row buffer per 4 input rows, same
+    // summation order as one at a time) and the row buffer is then reduced horizontally. The
+    // finiteness of every input pixel is checked on the way (a non-finite pixel with a
+    // non-zero weight makes the row buffer non-finite), so callers need no separate pass.
+    let n_bad_rows: usize = out
+        .axis_iter_mut(Axis(0))
         .into_par_iter()
         .enumerate()
         .with_min_len(2)
-        .for_each_init(
-            || vec![T::zero(); nx],
-            |acc, (j, mut orow)| {
-                acc.iter_mut().for_each(|a| *a = T::zero());
+        .map_init(
+            || (vec![T::zero(); nx], Vec::<(usize, T)>::with_capacity(wy)),
+            |(acc, taps), (j, mut orow)| {
+                taps.clear();
                 for t in 0..wy {
                     let w = ty.weight[j * wy + t];
-                    if w == 0.0 {
-                        continue;
-                    }
-                    let w = T::of_f64(w as f64);
-                    let r = ty.index[j * wy + t];
-                    let row = &data[r * nx..(r + 1) * nx];
-                    for (a, v) in acc.iter_mut().zip(row.iter()) {
-                        *a = *a + w * *v;
+                    if w != 0.0 {
+                        taps.push((ty.index[j * wy + t], T::of_f64(w as f64)));
                     }
                 }
+                let row = |r: usize| &data[r * nx..(r + 1) * nx];
+                acc.iter_mut().for_each(|a| *a = T::zero());
+                for g in taps.chunks(4) {
+                    match *g {
+                        [(r0, w0), (r1, w1), (r2, w2), (r3, w3)] => {
+                            let (s0, s1, s2, s3) = (row(r0), row(r1), row(r2), row(r3));
+                            for ((((a, v0), v1), v2), v3) in acc
+                                .iter_mut()
+                                .zip(s0.iter())
+                                .zip(s1.iter())
+                                .zip(s2.iter())
+                                .zip(s3.iter())
+                            {
+                                *a = *a + w0 * *v0 + w1 * *v1 + w2 * *v2 + w3 * *v3;
+                            }
+                        }
+                        [(r0, w0), (r1, w1), (r2, w2)] => {
+                            let (s0, s1, s2) = (row(r0), row(r1), row(r2));
+                            for (((a, v0), v1), v2) in
+                                acc.iter_mut().zip(s0.iter()).zip(s1.iter()).zip(s2.iter())
+                            {
+                                *a = *a + w0 * *v0 + w1 * *v1 + w2 * *v2;
+                            }
+                        }
+                        [(r0, w0), (r1, w1)] => {
+                            let (s0, s1) = (row(r0), row(r1));
+                            for ((a, v0), v1) in acc.iter_mut().zip(s0.iter()).zip(s1.iter()) {
+                                *a = *a + w0 * *v0 + w1 * *v1;
+                            }
+                        }
+                        [(r0, w0)] => {
+                            for (a, v0) in acc.iter_mut().zip(row(r0).iter()) {
+                                *a = *a + w0 * *v0;
+                            }
+                        }
+                        _ => {}
+                    }
+                }
+                // finite check with independent lanes (v − v is 0 for finite v, NaN otherwise)
+                let mut lanes = [T::zero(); 8];
+                let ch = acc.chunks_exact(8);
+                let rem = ch.remainder();
+                for c in ch {
+                    for k in 0..8 {
+                        lanes[k] = lanes[k] + (c[k] - c[k]);
+                    }
+                }
+                let finite = lanes
+                    .iter()
+                    .chain(rem.iter())
+                    .all(|v| (*v - *v) == T::zero());
                 for (i, o) in orow.iter_mut().enumerate() {
                     let mut s = T::zero();
                     let base = i * wx;
@@ -202,8 +253,36 @@ pub fn resample_separable<T: Sample>(
                     }
                     *o = s;
                 }
+                usize::from(!finite)
             },
-        );
+        )
+        .sum();
+    // input rows no output row reads (beyond the last box, or every row when the output is
+    // tiny) are checked directly; a non-finite row buffer is re-checked on the input (finite
+    // values may overflow in the sum, which is not an input error)
+    let mut used = vec![false; ny];
+    for (&i, &w) in ty.index.iter().zip(ty.weight.iter()) {
+        if w != 0.0 {
+            used[i] = true;
+        }
+    }
+    let count_bad = |r: usize| {
+        data[r * nx..(r + 1) * nx]
+            .iter()
+            .filter(|v| !v.is_finite())
+            .count()
+    };
+    let bad: usize = (0..ny)
+        .into_par_iter()
+        .filter(|&r| n_bad_rows > 0 || !used[r])
+        .map(count_bad)
+        .sum();
+    if bad > 0 {
+        return Err(KernelError::value(
+            "image",
+            format!("{bad} pixel(s) are NaN or inf; expected finite values"),
+        ));
+    }
     Ok(())
 }
 
