@@ -272,6 +272,57 @@ fn filter_patch(patch: &Array2<f32>, f: &FilterParams) -> Result<Array2<f32>, Ke
     Ok(out.slice(s![m..m + ky, m..m + kx]).to_owned())
 }
 
+/// `Σ a·b` with 8 independent f32 lanes (vectorises; no serial dependency chain).
+#[inline]
+fn dot_lanes(a: &[f32], b: &[f32]) -> f32 {
+    let n = a.len().min(b.len());
+    let (a, b) = (&a[..n], &b[..n]);
+    let mut l = [0.0f32; 8];
+    let (ca, cb) = (a.chunks_exact(8), b.chunks_exact(8));
+    let (ra, rb) = (ca.remainder(), cb.remainder());
+    for (x, y) in ca.zip(cb) {
+        for k in 0..8 {
+            l[k] += x[k] * y[k];
+        }
+    }
+    let mut s: f32 = l.iter().sum();
+    for (x, y) in ra.iter().zip(rb.iter()) {
+        s += x * y;
+    }
+    s
+}
+
+/// `[Σr, Σp, Σr², Σp², Σr·p]` with 8 independent f32 lanes per sum.
+#[inline]
+fn moments_lanes(r: &[f32], p: &[f32]) -> [f32; 5] {
+    let n = r.len().min(p.len());
+    let (r, p) = (&r[..n], &p[..n]);
+    let mut l = [[0.0f32; 8]; 5];
+    let (cr, cp) = (r.chunks_exact(8), p.chunks_exact(8));
+    let (rr, rp) = (cr.remainder(), cp.remainder());
+    for (x, y) in cr.zip(cp) {
+        for k in 0..8 {
+            l[0][k] += x[k];
+            l[1][k] += y[k];
+            l[2][k] += x[k] * x[k];
+            l[3][k] += y[k] * y[k];
+            l[4][k] += x[k] * y[k];
+        }
+    }
+    let mut o = [0.0f32; 5];
+    for (q, lane) in o.iter_mut().zip(l.iter()) {
+        *q = lane.iter().sum();
+    }
+    for (x, y) in rr.iter().zip(rp.iter()) {
+        o[0] += x;
+        o[1] += y;
+        o[2] += x * x;
+        o[3] += y * y;
+        o[4] += x * y;
+    }
+    o
+}
+
 fn evaluate_one(
     r: &Reference,
     moving: ArrayView2<f32>,
@@ -313,28 +364,76 @@ fn evaluate_one(
         };
         (vec![pk], MapStats::default(), None, pf)
     } else {
-        let mut framed = Array2::<f32>::zeros(r.pad);
-        for i in 0..ky {
-            let fy = (i as isize - p.hy as isize).rem_euclid(py as isize) as usize;
-            for j in 0..kx {
-                let fx = (j as isize - p.hx as isize).rem_euclid(px as isize) as usize;
-                framed[[fy, fx]] = patch[[i, j]];
-            }
-        }
+        // the patch centred on the frame origin (wrapped), written straight into the row
+        // pass of the transform (no zeroed frame, no scatter loop)
         let plan = fft::plan(py, px)?;
-        let (fp, pf) = rayon::join(
-            || plan.forward_opt(framed.view(), inner_parallel),
+        let patch_c = patch.as_standard_layout();
+        let ps = patch_c.as_slice().expect("contiguous");
+        let (hy, hx) = (p.hy, p.hx);
+        let fill = |fy: usize, buf: &mut [f32]| -> bool {
+            // frame row fy holds patch row i with (i − hy) ≡ fy (mod py)
+            let i0 = (fy + hy) % py;
+            if i0 >= ky {
+                return false;
+            }
+            // (if the patch were taller than the frame, the last such row wins, as before)
+            let i = i0 + ((ky - 1 - i0) / py) * py;
+            buf.fill(0.0);
+            let row = &ps[i * kx..(i + 1) * kx];
+            for (j, v) in row.iter().enumerate() {
+                buf[(j + px - hx % px) % px] = *v;
+            }
+            true
+        };
+        let (mut fp, pf) = rayon::join(
+            || plan.forward_with(fill, inner_parallel),
             || filter_patch(&patch, &r.filter),
         );
-        let (fp, pf) = (fp?, pf?);
-        let g = match r.method {
-            Method::XCorr => {
-                xcorr::cross_power(&r.spec, &fp, py, px, &FilterParams::NONE, Method::XCorr)
+        let pf = pf?;
+        // cross-power spectrum in place (same arithmetic as xcorr::cross_power), fused into
+        // the inverse column pass
+        let table = match r.method {
+            Method::Phase if !r.filter.is_identity() => {
+                Some(xcorr::filter_table(py, px, &r.filter, 1.0))
             }
-            Method::Phase => xcorr::cross_power(&r.spec, &fp, py, px, &r.filter, Method::Phase),
+            _ => None,
         };
-        drop(fp);
-        let map = plan.inverse_opt(g, inner_parallel)?;
+        let tsl = table
+            .as_ref()
+            .map(|t| t.as_slice().expect("contiguous table"));
+        let rs = r.spec.as_slice().expect("contiguous spectrum");
+        let phase = r.method == Method::Phase;
+        plan.inverse_columns_with(
+            &mut fp,
+            |kx0, chunk| {
+                for (k, grow) in chunk.chunks_mut(py).enumerate() {
+                    let kxx = kx0 + k;
+                    let arow = &rs[kxx * py..(kxx + 1) * py];
+                    let trow = tsl.map(|t| &t[kxx * py..(kxx + 1) * py]);
+                    for ky_ in 0..py {
+                        let mut v = arow[ky_] * grow[ky_].conj();
+                        if phase {
+                            let m = v.norm();
+                            v = if m > 1e-30 { v / m } else { C32::new(0.0, 0.0) };
+                        }
+                        if let Some(t) = trow {
+                            v *= t[ky_];
+                        }
+                        grow[ky_] = v;
+                    }
+                }
+                if kx0 == 0 && phase {
+                    chunk[0] = C32::new(0.0, 0.0);
+                }
+            },
+            inner_parallel,
+        );
+        let mut spare = fft::POOL_C32.take(fp.len());
+        let map = plan.inverse_rows(&fp, &mut spare, inner_parallel);
+        fft::POOL_C32.give(spare);
+        fft::POOL_C32.give(fp);
+        let map = Array2::from_shape_vec((py, px), map)
+            .map_err(|e| KernelError::value("fft", e.to_string()))?;
         let (peaks, stats) = xcorr::find_peaks(map.view(), p.n_peaks, p.min_sep, &p.allowed);
         (peaks, stats, Some(map), pf)
     };
@@ -374,11 +473,7 @@ fn evaluate_one(
             let xoff = (ix - p.hx as isize + jlo as isize) as usize;
             let mrow = &mask_s[i * kx + jlo..i * kx + jhi];
             let vrow = &valid_s[y * wx + xoff..y * wx + xoff + (jhi - jlo)];
-            let mut o = 0.0f32;
-            for (m, v) in mrow.iter().zip(vrow.iter()) {
-                o += m * v;
-            }
-            ov += o as f64;
+            ov += dot_lanes(mrow, vrow) as f64;
             let (j0, j1) = spans[i];
             let (a, b) = (j0.max(jlo), j1.min(jhi));
             if a >= b {
@@ -387,14 +482,7 @@ fn evaluate_one(
             let prow = &pf_s[i * kx + a..i * kx + b];
             let x0 = (ix - p.hx as isize + a as isize) as usize;
             let rrow = &filt_s[y * wx + x0..y * wx + x0 + (b - a)];
-            let (mut r1, mut p1, mut rr, mut pp, mut pr) = (0.0f32, 0.0f32, 0.0f32, 0.0f32, 0.0f32);
-            for (rv, pv) in rrow.iter().zip(prow.iter()) {
-                r1 += rv;
-                p1 += pv;
-                rr += rv * rv;
-                pp += pv * pv;
-                pr += rv * pv;
-            }
+            let [r1, p1, rr, pp, pr] = moments_lanes(rrow, prow);
             n += b - a;
             sr += r1 as f64;
             sp += p1 as f64;
@@ -507,6 +595,9 @@ fn evaluate_one(
     let map = if want_map {
         map.map(|m| m.slice(s![..wy, ..wx]).to_owned())
     } else {
+        if let Some(m) = map {
+            fft::POOL_F32.give(m.into_raw_vec_and_offset().0);
+        }
         None
     };
     Ok(PointResult {
