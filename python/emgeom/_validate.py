@@ -193,9 +193,16 @@ def as_image(
         target = np.dtype(np.float32)
     with np.errstate(over="ignore", invalid="ignore"):  # overflow to inf is reported below
         out = np.ascontiguousarray(arr, dtype=target)
-    if not np.isfinite(out).all():
+    lo, hi = out.min(), out.max()  # two passes without temporaries; NaN propagates
+    if not (np.isfinite(lo) and np.isfinite(hi)):
         bad = int(np.count_nonzero(~np.isfinite(out)))
         raise InvalidValueError(f"{name}: {bad} pixel(s) are NaN or inf; expected finite values")
+    limit = float(np.finfo(out.dtype).max) / 1024  # headroom for interpolation sums and FFTs
+    if max(-float(lo), float(hi)) > limit:
+        raise InvalidValueError(
+            f"{name}: pixel values up to {max(-float(lo), float(hi)):.3g} would overflow "
+            f"{out.dtype} arithmetic; expected |values| <= {limit:.3g}"
+        )
     return out
 
 
