@@ -416,3 +416,30 @@ def test_dtypes_and_determinism():
         n_threads=2,
     )
     assert c.center == pytest.approx(b.center, abs=1e-6)
+
+
+@pytest.mark.parametrize("bad", [np.nan, np.inf, -np.inf])
+@pytest.mark.parametrize("direction", ["down", "up"])
+@pytest.mark.parametrize("mov_pixel", [1.0, 2.2, 9.0])  # area shrink, Lanczos shrink, no shrink
+def test_non_finite_moving_pixel_raises_naming_moving(bad, direction, mov_pixel):
+    """float32 moving images skip the separate NaN/inf pass; the shrink (or an explicit check
+    on the paths without one) must still reject any non-finite pixel, naming 'moving'."""
+    rng = np.random.default_rng(5)
+    ref = rng.random((96, 96)).astype(np.float32)
+    for pos in ((0, 0), (63, 63), (17, 40)):
+        mov = rng.random((64, 64)).astype(np.float32)
+        mov[pos] = bad
+        with pytest.raises(InvalidValueError, match="moving: 1 pixel"):
+            crossmag.align(
+                ref,
+                mov,
+                reference_pixel_a=10.0,
+                moving_pixel_a=mov_pixel,
+                direction=direction,
+                scale_search=0.0,
+                rotation_search_deg=0.0,
+            )
+    const = np.full((64, 64), 1.0, np.float32)
+    const[5, 5] = np.inf
+    with pytest.raises(InvalidValueError, match="moving: 1 pixel"):
+        crossmag.align(ref, const, reference_pixel_a=10.0, moving_pixel_a=mov_pixel)

@@ -158,7 +158,7 @@ def rescale(
         and image.dtype in (np.float32, np.float64)
         and image.flags.c_contiguous
     )
-    img = image if fast else as_image(image, "image", allow_stack=False)
+    img = np.asarray(image) if fast else as_image(image, "image", allow_stack=False)
     if isinstance(factor, np.ndarray) and factor.ndim == 0:
         factor = factor.item()
     if isinstance(factor, tuple | list | np.ndarray):
