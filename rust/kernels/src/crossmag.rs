@@ -119,30 +119,65 @@ pub fn prepare_reference(
         ));
     }
     let mu = swv / sw;
-    let mut r0 = Array2::<f32>::zeros(pad);
-    r0.axis_iter_mut(Axis(0))
-        .into_par_iter()
-        .take(wy)
-        .enumerate()
-        .for_each(|(i, mut row)| {
-            if wty[i] > 0.0 {
-                for j in 0..wx {
-                    let w = wty[i] * wtx[j];
-                    if w > 0.0 {
-                        row[j] = (w * (val(i, j) - mu)) as f32;
-                    }
-                }
-            }
-        });
     let valid = Array2::from_shape_fn((wy, wx), |(i, j)| vy[i] * vx[j]);
     let plan = fft::plan(pad.0, pad.1)?;
-    let mut spec = plan.forward(r0.view())?;
-    drop(r0);
-    // filtered region R' (sqrt of the filter on one side)
-    let mut half = spec.clone();
-    xcorr::apply_filter(&mut half, pad.0, pad.1, filter, 0.5);
-    let filtered_full = plan.inverse(half)?;
-    let filtered = filtered_full.slice(s![..wy, ..wx]).to_owned();
+    // the tapered, mean-removed region is written straight into the transform's row pass
+    let spec = plan.forward_with(
+        |i, buf| {
+            if i >= wy || wty[i] <= 0.0 {
+                return false;
+            }
+            buf.fill(0.0);
+            for j in 0..wx {
+                let w = wty[i] * wtx[j];
+                if w > 0.0 {
+                    buf[j] = (w * (val(i, j) - mu)) as f32;
+                }
+            }
+            true
+        },
+        true,
+    );
+    let nxc = plan.nxc;
+    // filtered region R' (sqrt of the filter on one side): the filtered copy of the spectrum
+    // is formed block by block inside the inverse column pass (no clone + filter passes)
+    let t_half = if filter.is_identity() {
+        None
+    } else {
+        Some(xcorr::filter_table(pad.0, pad.1, filter, 0.5))
+    };
+    let mut half = fft::POOL_C32.take(spec.len());
+    {
+        let th = t_half
+            .as_ref()
+            .map(|t| t.as_slice().expect("contiguous table"));
+        let sp = &spec[..];
+        let py = pad.0;
+        plan.inverse_columns_with(
+            &mut half,
+            |kx0, chunk| {
+                let src = &sp[kx0 * py..kx0 * py + chunk.len()];
+                match th {
+                    Some(t) => {
+                        let tt = &t[kx0 * py..kx0 * py + chunk.len()];
+                        for ((o, v), h) in chunk.iter_mut().zip(src.iter()).zip(tt.iter()) {
+                            *o = *v * *h;
+                        }
+                    }
+                    None => chunk.copy_from_slice(src),
+                }
+            },
+            true,
+        );
+    }
+    let mut spare = fft::POOL_C32.take(spec.len());
+    let filtered_full = plan.inverse_rows(&half, &mut spare, true);
+    fft::POOL_C32.give(spare);
+    fft::POOL_C32.give(half);
+    let filtered = Array2::from_shape_fn((wy, wx), |(i, j)| filtered_full[i * pad.1 + j]);
+    fft::POOL_F32.give(filtered_full);
+    let mut spec = Array2::from_shape_vec((nxc, pad.0), spec)
+        .map_err(|e| KernelError::value("fft", e.to_string()))?;
     if method == Method::XCorr {
         xcorr::apply_filter(&mut spec, pad.0, pad.1, filter, 1.0);
     }
