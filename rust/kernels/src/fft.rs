@@ -139,9 +139,12 @@ pub struct Pool<T: 'static> {
     bufs: Mutex<Vec<Vec<T>>>,
 }
 
-/// Keep at most this many buffers per element type, each at most `POOL_MAX_BYTES`.
-const POOL_SLOTS: usize = 6;
+/// Keep at most this many buffers per element type, each at most `POOL_MAX_BYTES` and all
+/// together at most `POOL_MAX_TOTAL` (bounded memory kept alive between calls: enough for the
+/// three spectra and one map of a 2048² correlation, or a 4096² one's largest buffers).
+const POOL_SLOTS: usize = 4;
 const POOL_MAX_BYTES: usize = 96 << 20;
+const POOL_MAX_TOTAL: usize = 192 << 20;
 
 impl<T: Copy + Default + Send + 'static> Pool<T> {
     pub const fn new() -> Self {
@@ -180,13 +183,18 @@ impl<T: Copy + Default + Send + 'static> Pool<T> {
             return;
         }
         let mut g = self.bufs.lock().unwrap_or_else(|e| e.into_inner());
-        if g.len() < POOL_SLOTS {
+        let size = std::mem::size_of::<T>();
+        let total: usize = g.iter().map(|b| b.capacity() * size).sum();
+        if g.len() < POOL_SLOTS && total + v.capacity() * size <= POOL_MAX_TOTAL {
             g.push(v);
         } else if let Some((i, _)) = g
             .iter()
             .enumerate()
             .min_by_key(|(_, b)| b.capacity())
-            .filter(|(_, b)| b.capacity() < v.capacity())
+            .filter(|(_, b)| {
+                b.capacity() < v.capacity()
+                    && total - b.capacity() * size + v.capacity() * size <= POOL_MAX_TOTAL
+            })
         {
             g[i] = v; // keep the larger buffers
         }
@@ -494,6 +502,35 @@ mod tests {
                 assert!((a - b).abs() < 1e-4);
             }
         }
+    }
+
+    #[test]
+    fn pool_reuses_and_bounds_memory() {
+        let pool: Pool<f32> = Pool::new();
+        let v = pool.take(1000);
+        assert_eq!(v.len(), 1000);
+        let ptr = v.as_ptr();
+        pool.give(v);
+        // a smaller request reuses the buffer (stale contents, right length)
+        let w = pool.take(10);
+        assert_eq!(w.len(), 10);
+        assert_eq!(w.as_ptr(), ptr);
+        pool.give(w);
+        let w = pool.take(2000); // larger than the pooled one: grows or allocates
+        assert_eq!(w.len(), 2000);
+        // too large for the pool: not kept
+        pool.give(vec![0.0f32; (POOL_MAX_BYTES / 4) + 1]);
+        let kept: usize = pool.bufs.lock().unwrap().iter().map(|b| b.capacity()).sum();
+        assert!(kept * 4 <= POOL_MAX_TOTAL);
+        assert!(pool.bufs.lock().unwrap().len() <= POOL_SLOTS);
+        // the forward transform gives the same spectrum with reused (dirty) buffers
+        let img = Array2::from_shape_fn((16, 12), |(y, x)| (y * 3 + x) as f32 % 5.0);
+        let p = plan(16, 12).unwrap();
+        let f1 = p.forward(img.view()).unwrap();
+        POOL_C32.give(vec![C32::new(f32::NAN, 1.0); 16 * 7]);
+        POOL_C32.give(vec![C32::new(f32::NAN, 1.0); 16 * 7]);
+        let f2 = p.forward(img.view()).unwrap();
+        assert_eq!(f1, f2);
     }
 
     #[test]
