@@ -533,10 +533,10 @@ pub fn find_peaks_rolled(
                             let xp = if x + 1 == nx { 0 } else { x + 1 };
                             // cheap tests first; strict against the "earlier" neighbours, >= against
                             // the later ones, so plateaus give exactly one maximum
-                            if v >= thr
-                                && v > row[xm]
-                                && v >= row[xp]
-                                && v > rm[x]
+                            // the first tests without short-circuit branches (`&`): on
+                            // smooth maps `v > row[xm]` alone is a coin flip for the branch
+                            // predictor; their conjunction is rarely true
+                            if ((v >= thr) & (v > row[xm]) & (v >= row[xp]) & (v > rm[x]))
                                 && v >= rp[x]
                                 && v > rm[xm]
                                 && v > rm[xp]
