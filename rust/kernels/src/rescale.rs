@@ -232,19 +232,17 @@ pub fn resample_separable<T: Sample>(
                         _ => {}
                     }
                 }
-                // finite check with independent lanes (v − v is 0 for finite v, NaN otherwise)
+                // finite check with independent lanes
                 let mut lanes = [T::zero(); 8];
                 let ch = acc.chunks_exact(8);
                 let rem = ch.remainder();
                 for c in ch {
                     for k in 0..8 {
-                        lanes[k] = lanes[k] + (c[k] - c[k]);
+                        // v·0 is 0 for finite v, NaN for NaN/±inf
+                        lanes[k] = lanes[k] + c[k] * T::zero();
                     }
                 }
-                let finite = lanes
-                    .iter()
-                    .chain(rem.iter())
-                    .all(|v| (*v - *v) == T::zero());
+                let finite = lanes.iter().chain(rem.iter()).all(|v| v.is_finite());
                 for (i, o) in orow.iter_mut().enumerate() {
                     let mut s = T::zero();
                     let base = i * wx;
