@@ -47,3 +47,52 @@ def test_csv_shards_and_bad_inputs(tmp_path) -> None:  # type: ignore[no-untyped
     bad.write_text("{not json}\n")
     with pytest.raises(FileFormatError, match=r"bad\.jsonl:1"):
         merge_files([bad], tmp_path / "o.jsonl")
+
+
+def test_crossmag_batch_csv_shards_merge(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    import csv
+
+    import numpy as np
+
+    from emgeom import synthetic as syn
+    from emgeom.io.mrc import write_mrc
+
+    m = syn.make_specimen(
+        (1024, 1024),
+        pixel_a=4.0,
+        seed=7,
+        n_particles=600,
+        hole_diameter_a=2000.0,
+        n_contamination=10,
+    )
+    view = syn.acquire(m, pixel_a=20.0, shape=(200, 200), noise_sigma=0.05, seed=1)
+    prev = syn.acquire(
+        m,
+        pixel_a=4.0,
+        shape=(300, 320),
+        center=(560.0, 470.0),
+        rotation_deg=8.0,
+        noise_sigma=0.2,
+        seed=2,
+    )
+    write_mrc(tmp_path / "view.mrc", view.image, 20.0)
+    write_mrc(tmp_path / "prev.mrc", prev.image, 4.0)
+    a = syn.affine_between(view, prev)
+    truth = a[:, :2] @ np.array(prev.center) + a[:, 2]
+    table = tmp_path / "pairs.csv"
+    table.write_text("reference,moving,rotation_deg\n" + "view.mrc,prev.mrc,8\n" * 3)
+    parts = []
+    for i in range(2):
+        part = tmp_path / f"part{i}.csv"
+        assert main(["crossmag", "batch", str(table), "--out", str(part), "--shard", f"{i}/2"]) == 0
+        parts.append(part)
+    out = tmp_path / "all.csv"
+    assert merge_files(parts, out) == 3
+    rows = list(csv.DictReader(out.read_text().splitlines()))
+    assert [int(r["row"]) for r in rows] == [0, 1, 2]
+    for r in rows:
+        assert r["found"] == "True"
+        assert (
+            np.hypot(float(r["center_x_px"]) - truth[0], float(r["center_y_px"]) - truth[1]) < 0.5
+        )
+        assert float(r["a02"]) != 0.0

@@ -271,6 +271,61 @@ def align_cmd(
         _print_human(res, reference, moving)
 
 
+_CSV_COLUMNS = (
+    "row",
+    "reference",
+    "moving",
+    "found",
+    "confidence",
+    "center_x_px",
+    "center_y_px",
+    "center_x_a",
+    "center_y_a",
+    "shift_x_a",
+    "shift_y_a",
+    "scale",
+    "rotation_deg",
+    "ccc",
+    "overlap",
+    "peak_ratio",
+    "at_search_edge",
+    "a00",
+    "a01",
+    "a02",
+    "a10",
+    "a11",
+    "a12",
+    "error",
+)
+
+
+def _csv_table(records: list[dict[str, Any]]) -> str:
+    """Flatten batch records to CSV (vectors and the affine split into scalar columns)."""
+    import csv
+    import io
+
+    buf = io.StringIO()
+    writer = csv.DictWriter(
+        buf, fieldnames=_CSV_COLUMNS, extrasaction="ignore", lineterminator="\n"
+    )
+    writer.writeheader()
+    for r in records:
+        flat = dict(r)
+        for key, names in (
+            ("center_px", ("center_x_px", "center_y_px")),
+            ("center_a", ("center_x_a", "center_y_a")),
+            ("shift_a", ("shift_x_a", "shift_y_a")),
+        ):
+            if isinstance(r.get(key), list):
+                flat.update(zip(names, r[key], strict=False))
+        if isinstance(r.get("affine"), list):
+            for i, row in enumerate(r["affine"]):
+                for j, v in enumerate(row):
+                    flat[f"a{i}{j}"] = v
+        writer.writerow(flat)
+    return buf.getvalue()
+
+
 def _opt(row: dict[str, str], name: str) -> float | None:
     v = (row.get(name) or "").strip()
     return float(v) if v else None
@@ -297,7 +352,12 @@ def batch_cmd(
             "rotation_deg (paths relative to the file)."
         ),
     ],
-    out: Annotated[Path, typer.Option(help="Output JSON-lines file (one result per pair).")],
+    out: Annotated[
+        Path,
+        typer.Option(
+            help="Output file, one result per pair: JSON lines (.jsonl) or a flat table (.csv)."
+        ),
+    ],
     shard: Annotated[str, typer.Option(help="Process only rows k with k % n == i.")] = "0/1",
     scale_search: Annotated[float, typer.Option(help="Residual scale half-range.")] = 0.04,
     rotation_search: Annotated[
@@ -321,7 +381,7 @@ def batch_cmd(
         raise InvalidValueError(f"{pairs}: expected a header with 'reference' and 'moving'")
     mine = [(k, r) for k, r in enumerate(rows) if k % n_shard == i_shard]
     base = pairs.parent
-    lines: list[str] = []
+    records: list[dict[str, Any]] = []
     n_found = 0
     with typer.progressbar(mine, label=f"crossmag shard {i_shard}/{n_shard}") as bar:
         for k, row in bar:
@@ -347,7 +407,11 @@ def batch_cmd(
                 n_found += int(res.found)
             except (EmgeomError, ValueError) as exc:
                 rec["error"] = str(exc)
-            lines.append(json.dumps(to_jsonable(rec)))
+            records.append(to_jsonable(rec))
+    if out.suffix.lower() == ".csv":
+        text = _csv_table(records)
+    else:
+        text = "".join(json.dumps(r) + "\n" for r in records)
     with atomic_output(out, force=force) as tmp:
-        tmp.write_text("\n".join(lines) + ("\n" if lines else ""))
+        tmp.write_text(text)
     typer.echo(f"{len(mine)} pairs, {n_found} found -> {out}", err=True)

@@ -36,7 +36,8 @@ def merge_files(inputs: list[Path], output: Path, *, force: bool = False) -> int
 
     JSON-lines (``.jsonl``/``.json``): records are ordered by their ``row`` field when every
     record has one (the batch commands write it), and a row present in two shards is an error.
-    CSV/TSV: rows are concatenated; all inputs must have the same header. The output is written
+    CSV/TSV: rows are concatenated (ordered by a ``row`` column when there is one); all inputs
+    must have the same header. The output is written
     atomically and never replaces an existing file unless ``force``.
     """
     if not inputs:
@@ -68,6 +69,12 @@ def merge_files(inputs: list[Path], output: Path, *, force: bool = False) -> int
             elif rows_in[0] != header:
                 raise FileFormatError(f"{p}: header {rows_in[0]} differs from {header}")
             body.extend(rows_in[1:])
+        if header is not None and "row" in header:
+            k = header.index("row")
+            try:
+                body.sort(key=lambda r: int(r[k]))
+            except (ValueError, IndexError):
+                raise FileFormatError("inputs: the 'row' column must hold integers") from None
         buf = io.StringIO()
         writer = csv.writer(buf, delimiter=delim, lineterminator="\n")
         if header is not None:
