@@ -107,6 +107,11 @@ CALLS: dict[str, tuple[Callable[..., Any], tuple[Any, ...], dict[str, Any]]] = {
     ),
     "check_hand": (tilt.check_hand, (GEOM,), {"samples": SAMPLES}),
     "correlate": (crossmag.correlate, (REF, REF), {"n_peaks": 3, "max_shift": None}),
+    "find_similarity": (
+        crossmag.find_similarity,
+        (REF, MOV),
+        {"scale_range": (0.5, 2.0), "rotation_range_deg": None, "n_candidates": 3},
+    ),
     "align": (
         crossmag.align,
         (REF, MOV),

@@ -52,7 +52,7 @@ import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
 from emgeom import _core
-from emgeom._validate import as_float, as_image, as_int, n_threads_arg
+from emgeom._validate import as_float, as_image, as_int, as_pair, n_threads_arg
 from emgeom.crossmag import AlignmentResult, correlate
 from emgeom.errors import InvalidValueError
 from emgeom.resample import rescale, warp_affine
@@ -688,21 +688,13 @@ def find_similarity(
     p_m = (
         1.0 if moving_pixel_a is None else as_float(moving_pixel_a, "moving_pixel_a", positive=True)
     )
-    if len(scale_range) != 2:
-        raise InvalidValueError(f"scale_range: expected (low, high), got {scale_range!r}")
-    lo = as_float(scale_range[0], "scale_range[0]", low=0.25, high=4.0)
-    hi = as_float(scale_range[1], "scale_range[1]", low=0.25, high=4.0)
+    lo, hi = as_pair(scale_range, "scale_range", low=0.25, high=4.0)
     if not lo < hi:
         raise InvalidValueError(f"scale_range: expected low < high, got ({lo}, {hi})")
     srange = (lo, hi)
     rrange: tuple[float, float] | None = None
     if rotation_range_deg is not None:
-        if len(rotation_range_deg) != 2:
-            raise InvalidValueError(
-                f"rotation_range_deg: expected (low, high), got {rotation_range_deg!r}"
-            )
-        r0 = as_float(rotation_range_deg[0], "rotation_range_deg[0]")
-        r1 = as_float(rotation_range_deg[1], "rotation_range_deg[1]")
+        r0, r1 = as_pair(rotation_range_deg, "rotation_range_deg")
         if not r0 <= r1:
             raise InvalidValueError(f"rotation_range_deg: expected low <= high, got ({r0}, {r1})")
         rrange = (r0, r1) if r1 - r0 < 360.0 else None

@@ -31,6 +31,7 @@ __all__ = [
     "as_image",
     "as_int",
     "as_matrix",
+    "as_pair",
     "as_shape2",
     "as_vectors",
     "describe",
@@ -75,6 +76,22 @@ def as_float(
     if high is not None and v > high:
         raise InvalidValueError(f"{name}: expected a number <= {high}, got {v}")
     return v
+
+
+def as_pair(
+    value: Any, name: str, *, low: float | None = None, high: float | None = None
+) -> tuple[float, float]:
+    """Return ``(a, b)`` from a 2-sequence (or 1-D array) of finite numbers within the range."""
+    if isinstance(value, np.ndarray):
+        ok = value.ndim == 1 and value.shape[0] == 2
+    else:
+        ok = isinstance(value, Sequence) and not isinstance(value, str | bytes) and len(value) == 2
+    if not ok:
+        raise ShapeError(f"{name}: expected (low, high), got {describe(value)}")
+    return (
+        as_float(value[0], f"{name}[0]", low=low, high=high),
+        as_float(value[1], f"{name}[1]", low=low, high=high),
+    )
 
 
 def as_int(value: Any, name: str, *, low: int | None = None, high: int | None = None) -> int:
