@@ -301,5 +301,9 @@ def demo(
         start = len(lines)
         part(output, lines)
         typer.echo("\n".join(lines[start:] if start else lines))
+    if _matplotlib() is None:
+        note = "(figures skipped: matplotlib is not installed; pip install 'emgeom[plot]')"
+        lines.append(note)
+        typer.echo(note)
     (output / "report.txt").write_text("\n".join(lines) + "\n")
     typer.echo(f"report written to {output / 'report.txt'}")
