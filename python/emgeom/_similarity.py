@@ -53,7 +53,7 @@ from numpy.typing import ArrayLike, NDArray
 
 from emgeom import _core
 from emgeom._validate import as_float, as_image, as_int, as_pair, n_threads_arg
-from emgeom.crossmag import AlignmentResult, correlate
+from emgeom.crossmag import AlignmentResult, _make_result, correlate
 from emgeom.errors import InvalidValueError
 from emgeom.resample import rescale, warp_affine
 
@@ -891,16 +891,15 @@ def find_similarity(
     conf = _confidence(ccc, pose_ratio, overlap, best_pose.peak_z)
     if not found:
         conf = min(conf, 0.49)
-    c_mov = _center_of(mov_shape)
-    center = lin @ c_mov + full[:, 2]
-    d = (center - _center_of(ref_shape)) * p_r
-    return SimilarityResult(
-        affine=full,
+    res = _make_result(
+        full,
+        reference_shape=ref_shape,
+        moving_shape=mov_shape,
+        reference_pixel_a=p_r,
+        moving_pixel_a=p_m,
+        result_cls=SimilarityResult,
         scale=scale,
         rotation_deg=theta,
-        center=(float(center[0]), float(center[1])),
-        center_a=(float(d[0]), float(d[1])),
-        shift_a=(float(-d[0]), float(-d[1])),
         found=found,
         confidence=conf,
         ccc=float(ccc),
@@ -908,10 +907,6 @@ def find_similarity(
         peak_ratio=float(best_pose.peak_ratio),
         peak_z=float(best_pose.peak_z),
         at_search_edge=bool(not in_range),
-        reference_pixel_a=p_r,
-        moving_pixel_a=p_m,
-        reference_shape=ref_shape,
-        moving_shape=mov_shape,
         binning=1,
         n_evaluations=len(evals),
         candidates=ranked,
@@ -919,6 +914,8 @@ def find_similarity(
         scale_range=srange,
         nominal_scale=s0,
     )
+    assert isinstance(res, SimilarityResult)
+    return res
 
 
 def _zoom_affine(z: float) -> NDArray[np.float64]:

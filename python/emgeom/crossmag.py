@@ -271,18 +271,26 @@ def _make_result(
     moving_shape: tuple[int, int],
     reference_pixel_a: float,
     moving_pixel_a: float,
+    result_cls: type[AlignmentResult] | None = None,
     **kw: Any,
 ) -> AlignmentResult:
+    """Build a result from its affine: ``center``, ``center_a`` and ``shift_a`` are derived here
+    (the one place), ``scale``/``rotation_deg`` too unless given exactly in ``kw``.
+    """
     lin = affine[:, :2]
-    scale = float(math.sqrt(abs(np.linalg.det(lin))))
-    rot = float(math.degrees(math.atan2(lin[1, 0] - lin[0, 1], lin[0, 0] + lin[1, 1])))
     c_mov = _center_of(moving_shape)
     center = lin @ c_mov + affine[:, 2]
     d = (center - _center_of(reference_shape)) * reference_pixel_a
-    return AlignmentResult(
+    fields: dict[str, Any] = {
+        "scale": float(math.sqrt(abs(np.linalg.det(lin)))),
+        "rotation_deg": float(
+            math.degrees(math.atan2(lin[1, 0] - lin[0, 1], lin[0, 0] + lin[1, 1]))
+        ),
+    }
+    fields.update(kw)
+    cls = AlignmentResult if result_cls is None else result_cls
+    return cls(
         affine=affine,
-        scale=scale,
-        rotation_deg=rot,
         center=(float(center[0]), float(center[1])),
         center_a=(float(d[0]), float(d[1])),
         shift_a=(float(-d[0]), float(-d[1])),
@@ -290,7 +298,7 @@ def _make_result(
         moving_pixel_a=moving_pixel_a,
         reference_shape=reference_shape,
         moving_shape=moving_shape,
-        **kw,
+        **fields,
     )
 
 
@@ -1263,9 +1271,10 @@ def align(
         n_evaluations=n_eval,
         correlation_map=cmap,
         map_origin=(x0, y0),
+        scale=float(scale),  # the exact refined values, not re-derived from the matrix
+        rotation_deg=float(theta),
     )
-    # exact refined values (the generic constructor recomputes them from the matrix)
-    return replace(res, scale=float(scale), rotation_deg=float(theta))
+    return res
 
 
 def _align_up(
