@@ -132,3 +132,28 @@ def test_batch_with_shards(files, capsys):
     assert r0[1]["found"]
     assert "pixel size" in r1[0]["error"]
     assert main(["crossmag", "batch", str(table), "--out", str(out0), "--shard", "3/2"]) == 2
+
+
+def test_batch_csv_shards_merge(files, tmp_path):
+    import csv
+
+    from emgeom.cli.merge import merge_files
+
+    d, truth = files
+    table = d / "pairs_csv.csv"
+    table.write_text("reference,moving,rotation_deg\n" + "view.mrc,prev.mrc,8\n" * 3)
+    parts = []
+    for i in range(2):
+        part = tmp_path / f"part{i}.csv"
+        assert main(["crossmag", "batch", str(table), "--out", str(part), "--shard", f"{i}/2"]) == 0
+        parts.append(part)
+    out = tmp_path / "all.csv"
+    assert merge_files(parts, out) == 3
+    rows = list(csv.DictReader(out.read_text().splitlines()))
+    assert [int(r["row"]) for r in rows] == [0, 1, 2]
+    for r in rows:
+        assert r["found"] == "True"
+        assert (
+            np.hypot(float(r["center_x_px"]) - truth[0], float(r["center_y_px"]) - truth[1]) < 0.5
+        )
+        assert float(r["a02"]) != 0.0
