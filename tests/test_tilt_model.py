@@ -419,6 +419,18 @@ def test_bad_input_errors():
         particle_defocus(g, np.zeros((5, 2)))
     with pytest.raises(errors.InvalidValueError, match=r"positions_a.*NaN"):
         particle_defocus(g, [[0, 0, np.nan]])
+    # float64 C-contiguous input is validated inside the Rust tasks: same errors, naming the
+    # first bad row, for NaN, inf and |p| > 1e9 Å, in particle_defocus and project alike
+    big = np.zeros((50_000, 3))
+    for row, bad in ((41_234, np.nan), (7, -np.inf), (49_999, 2e9)):
+        p = big.copy()
+        p[row, 1] = bad
+        p[row + 1 :: 997, 0] = np.nan  # later bad rows are not the one reported
+        for fn in (particle_defocus, project):
+            with pytest.raises(errors.InvalidValueError, match=rf"positions_a: row {row} .*NaN"):
+                fn(g, p)
+    big[:, 2] = 1e9  # the bound itself is fine
+    assert np.isfinite(particle_defocus(g, big)).all()
     with pytest.raises(errors.ShapeError, match="out"):
         particle_defocus(g, np.zeros((5, 3)), out=np.empty((5, 3), np.float32))
     with pytest.raises(errors.InvalidTypeError, match="out"):

@@ -71,7 +71,7 @@ fn check_coeffs(coeffs: &[f64], n_tilts: usize) -> Result<(), KernelError> {
     Ok(())
 }
 
-fn check_positions(positions: &[f64], n: usize) -> Result<(), KernelError> {
+fn check_positions_shape(positions: &[f64], n: usize) -> Result<(), KernelError> {
     if positions.len() != 3 * n {
         return Err(KernelError::shape(
             "positions_a",
@@ -79,13 +79,63 @@ fn check_positions(positions: &[f64], n: usize) -> Result<(), KernelError> {
             format!("{} values", positions.len()),
         ));
     }
-    if let Some(i) = positions.iter().position(|v| !v.is_finite()) {
-        return Err(KernelError::value(
-            "positions_a",
-            format!("row {} is not finite", i / 3),
-        ));
-    }
     Ok(())
+}
+
+/// Largest accepted |coordinate| (Å, 10 cm): keeps every product and sum finite in f32.
+/// Real positions are below 1e6 Å.
+pub const MAX_POSITION_A: f64 = 1e9;
+
+/// Index (within `p`, a slice of whole `(x, y, z)` rows) of the first row with a coordinate
+/// that is NaN, infinite or beyond [`MAX_POSITION_A`]. The kernels check each task's rows right
+/// before computing them (still in cache), so validation costs no extra pass over memory and
+/// runs in parallel; the Python layer therefore skips its own value pass on float64 input.
+#[inline]
+fn first_bad_row(p: &[f64]) -> Option<usize> {
+    // a branch-free count vectorises; the slow search only runs when something is wrong
+    let bad = p.iter().filter(|v| !(v.abs() <= MAX_POSITION_A)).count();
+    if bad == 0 {
+        None
+    } else {
+        p.iter()
+            .position(|v| !(v.abs() <= MAX_POSITION_A))
+            .map(|i| i / 3)
+    }
+}
+
+/// Records the lowest bad row seen by any task (deterministic whatever the scheduling).
+struct BadRow(std::sync::atomic::AtomicUsize);
+
+impl BadRow {
+    fn new() -> Self {
+        BadRow(std::sync::atomic::AtomicUsize::new(usize::MAX))
+    }
+    /// Check rows `p` (whose first row has global index `row0`); `false` if one is bad.
+    fn check(&self, p: &[f64], row0: usize) -> bool {
+        match first_bad_row(p) {
+            None => true,
+            Some(r) => {
+                self.0
+                    .fetch_min(row0 + r, std::sync::atomic::Ordering::Relaxed);
+                false
+            }
+        }
+    }
+    fn result(self, positions: &[f64]) -> Result<(), KernelError> {
+        let r = self.0.into_inner();
+        if r == usize::MAX {
+            return Ok(());
+        }
+        let p = &positions[3 * r..3 * r + 3];
+        Err(KernelError::value(
+            "positions_a",
+            format!(
+                "row {r} is ({}, {}, {}): coordinates must be finite (no NaN or inf) and \
+                 within ±{MAX_POSITION_A:e} Å",
+                p[0], p[1], p[2]
+            ),
+        ))
+    }
 }
 
 /// Coefficients split into structure-of-arrays form in the computation type.
@@ -386,6 +436,9 @@ mod x86 {
 /// * `coeffs`: `(T, 4)` row-major: `(−h·κ·r3_t, Δf0_t)` (see module docs).
 /// * `out`: `(N, T)` row-major, fully overwritten.
 ///
+/// Every position must be finite and within ±[`MAX_POSITION_A`]; otherwise the error names the
+/// first bad row and `out` is left partly written.
+///
 /// Runs on the current rayon pool (wrap in [`crate::parallel::with_threads`]).
 pub fn particle_defocus<T: Kernel>(
     positions: &[f64],
@@ -405,7 +458,7 @@ pub fn particle_defocus<T: Kernel>(
         ));
     }
     let n = out.len() / n_tilts;
-    check_positions(positions, n)?;
+    check_positions_shape(positions, n)?;
     if n == 0 {
         return Ok(());
     }
@@ -423,9 +476,14 @@ pub fn particle_defocus<T: Kernel>(
     } else {
         None
     };
+    let bad = BadRow::new();
     pos_chunks(positions, out, n_tilts)
         .into_par_iter()
-        .for_each(|(p, o)| {
+        .enumerate()
+        .for_each(|(k, (p, o))| {
+            if !bad.check(p, k * TASK_PARTICLES) {
+                return;
+            }
             #[cfg(target_arch = "x86_64")]
             {
                 if avx2 {
@@ -449,7 +507,7 @@ pub fn particle_defocus<T: Kernel>(
             let _ = avx2;
             block_plain(&s, p, o, n_tilts)
         });
-    Ok(())
+    bad.result(positions)
 }
 
 fn pos_chunks<'a, T>(
@@ -494,11 +552,16 @@ pub fn project(
         ));
     }
     let n = out.len() / (2 * n_tilts);
-    check_positions(positions, n)?;
+    check_positions_shape(positions, n)?;
+    let bad = BadRow::new();
     positions
         .par_chunks(3 * 1024)
         .zip(out.par_chunks_mut(2 * n_tilts * 1024))
-        .for_each(|(p, o)| {
+        .enumerate()
+        .for_each(|(k, (p, o))| {
+            if !bad.check(p, k * 1024) {
+                return;
+            }
             for (pp, row) in p.chunks_exact(3).zip(o.chunks_exact_mut(2 * n_tilts)) {
                 for (r, q) in rows.chunks_exact(8).zip(row.chunks_exact_mut(2)) {
                     q[0] = r[0] * pp[0] + r[1] * pp[1] + r[2] * pp[2] + r[3];
@@ -506,7 +569,7 @@ pub fn project(
                 }
             }
         });
-    Ok(())
+    bad.result(positions)
 }
 
 #[cfg(test)]
@@ -708,5 +771,41 @@ mod tests {
             (out[0] - 43.58).abs() < 0.01 && (out[1] - 498.10).abs() < 0.01,
             "{out:?}"
         );
+    }
+
+    /// Bad positions are found by the parallel per-task check: the lowest bad row is reported
+    /// whichever task sees it first, for NaN, inf and |p| > MAX_POSITION_A alike.
+    #[test]
+    fn bad_rows_reported_lowest_first() {
+        let nt = 41;
+        let n = 3 * TASK_PARTICLES + 5;
+        let coeffs: Vec<f64> = (0..4 * nt).map(|i| (i % 7) as f64).collect();
+        let mut out = vec![0f32; n * nt];
+        for (rows, want) in [
+            (
+                vec![
+                    (2 * TASK_PARTICLES + 3, f64::NAN),
+                    (TASK_PARTICLES + 1, f64::INFINITY),
+                ],
+                TASK_PARTICLES + 1,
+            ),
+            (vec![(n - 1, 2e9)], n - 1),
+            (vec![(0, -f64::INFINITY), (n - 1, f64::NAN)], 0),
+        ] {
+            let mut pos = vec![1.0; 3 * n];
+            for &(r, v) in &rows {
+                pos[3 * r + 2] = v;
+            }
+            let e = particle_defocus(&pos, &coeffs, nt, &mut out).unwrap_err();
+            assert!(e.to_string().contains(&format!("row {want} ")), "{e}");
+            let mut proj = vec![0f64; n * nt * 2];
+            let prow: Vec<f64> = (0..8 * nt).map(|i| i as f64).collect();
+            let e = project(&pos, &prow, nt, &mut proj).unwrap_err();
+            assert!(e.to_string().contains(&format!("row {want} ")), "{e}");
+        }
+        // the bound itself is accepted
+        let pos = vec![MAX_POSITION_A; 3 * n];
+        assert!(particle_defocus(&pos, &coeffs, nt, &mut out).is_ok());
+        assert!(out.iter().all(|v| v.is_finite()));
     }
 }
