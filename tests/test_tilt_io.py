@@ -256,6 +256,44 @@ def test_imod_conversion_files_from_cryoet_alignment():
     assert np.all((g.axis_deg > -100.5) & (g.axis_deg < -99.4))
 
 
+def _tilt_f90_projection(p, theta_deg, alpha_deg):
+    """IMOD ``tilt`` (flib/tilt/tilt.f90) back-projection geometry, written from its source:
+    ``sinBeta = −sin θ``, ``sinAlpha = −sin alpha``, ``cosAlpha = cos alpha``, and a voxel
+    ``(xx, yy, zz)`` of an output slice lands at ``xx·cos θ + yy·sinAlpha·sinBeta +
+    zz·cosAlpha·sinBeta`` (x) and ``yy·cosAlpha − zz·sinAlpha`` (y) in the aligned view. Its
+    slices are upside down: ``zz = −z`` is what makes the alpha = 0 case the canonical
+    ``x cos θ + z sin θ`` that the .tlt convention rests on."""
+    th, al = np.radians(theta_deg)[None, :], np.radians(alpha_deg)[None, :]
+    xx, yy, zz = p[:, 0:1], p[:, 1:2], -p[:, 2:3]
+    sbeta, cbeta = -np.sin(th), np.cos(th)
+    sal, cal = -np.sin(al), np.cos(al)
+    xp = xx * cbeta + yy * sal * sbeta + zz * cal * sbeta
+    yp = yy * cal - zz * sal
+    return np.stack([xp, yp], axis=-1)
+
+
+def test_imod_xtilt_sign_follows_tilt_f90(tmp_path):
+    """chi = .xtilt − XAXISTILT reproduces tilt.f90's projection; the opposite sign does not."""
+    rng = np.random.default_rng(5)
+    theta = np.linspace(-60, 60, 21)
+    xtilt = rng.uniform(-4, 4, theta.size)
+    (tmp_path / "a.tlt").write_text("\n".join(f"{t:.3f}" for t in theta) + "\n")
+    (tmp_path / "a.xtilt").write_text("\n".join(f"{v:.4f}" for v in xtilt) + "\n")
+    xt = np.loadtxt(tmp_path / "a.xtilt")
+    g = tilt.read_imod(tmp_path / "a.tlt", xtilt=tmp_path / "a.xtilt", x_axis_tilt_deg=1.5)
+    assert g.x_tilt_deg == pytest.approx(xt - 1.5)
+    assert any("XAXISTILT" in n for n in g.notes)
+    p = rng.uniform(-3000, 3000, (200, 3))
+    want = _tilt_f90_projection(p, np.loadtxt(tmp_path / "a.tlt"), xt - 1.5)
+    got = tilt.project(g, p)
+    assert np.abs(got - want).max() < 1e-6
+    # the opposite x-tilt sign moves points by up to ~ z·2·sin(chi): hundreds of Å here
+    flipped = tilt.TiltGeometry(g.tilt_deg, g.axis_deg, 0.0, x_tilt_deg=-g.x_tilt_deg)
+    assert np.abs(tilt.project(flipped, p) - want).max() > 100
+    with pytest.raises(errors.InvalidValueError, match="x_axis_tilt_deg"):
+        tilt.read_imod(tmp_path / "a.tlt", x_axis_tilt_deg=float("nan"))
+
+
 # ------------------------------------------------------------------ path resolution
 def test_relion_paths_resolve_cwd_first(tmp_path, monkeypatch):
     src = shared_file(*RELION, "CtfRefine", "job027", "tomograms.star")

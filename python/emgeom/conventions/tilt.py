@@ -240,8 +240,8 @@ register(
         program="IMOD (tilt, tiltalign, ctfplotter, ctfphaseflip)",
         parameters=".tlt (deg), .xf rows A11 A12 A21 A22 DX DY (raw → aligned), .xtilt, "
         "ctfplotter .defocus (nm), ctfphaseflip -invert",
-        meaning="θ = .tlt, ψ = atan2(−A21, A11), s = −A⁻¹·(DX, DY)·pixel; "
-        "h = +1 (−1 with ctfphaseflip -invert)",
+        meaning="θ = .tlt, ψ = atan2(−A21, A11), χ = .xtilt − XAXISTILT, "
+        "s = −A⁻¹·(DX, DY)·pixel; h = +1 (−1 with ctfphaseflip -invert)",
         sources=(
             Source(
                 "IMOD 4.11",
@@ -254,7 +254,13 @@ register(
                 "https://bio3d.colorado.edu/imod/doc/man/tiltalign.html",
                 note="RotationAngle CCW from the Y axis",
             ),
-            Source("IMOD 4.7", "flib/tilt/tilt.f90", "LabShare-Archive/IMOD", "tilt sign"),
+            Source(
+                "IMOD 4.7",
+                "flib/tilt/tilt.f90",
+                "LabShare-Archive/IMOD",
+                "tilt sign; x-axis tilt: alpha = XTILTFILE − XAXISTILT, sinAlpha = −sin alpha, "
+                "sinBeta = −sin θ in the upside-down slice frame ⇒ canonical χ = +alpha",
+            ),
             Source(
                 "yet-another-imod-wrapper",
                 "src/yet_another_imod_wrapper/utils/xf.py: XF.specimen_shifts",
@@ -263,8 +269,9 @@ register(
             ),
         ),
         confidence="high",
-        notes="The x-axis tilt (.xtilt) sign relative to RELION XTilt is not verified; RELION's "
-        "IMOD import sets XTilt = 0.",
+        notes="The .xtilt sign follows tilt.f90's projection (tested by re-implementing it); "
+        "the xtilt_deg parameter here is the value tilt uses (.xtilt minus tilt.com's "
+        "XAXISTILT). RELION's IMOD import sets XTilt = 0.",
         to_canonical=_imod_to,
         from_canonical=_imod_from,
         aliases=("etomo", "ctfphaseflip", "ctfplotter"),

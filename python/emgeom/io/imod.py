@@ -13,9 +13,21 @@ ZRot from ``.xf``, XTilt = 0) and yet-another-imod-wrapper ``utils/xf.py``
 → ``TiltAxisOffsetX/Y``, added in image space by ``GetPositionInAllTilts``) agrees.
 
 Canonical mapping: ``θ = .tlt``, ``ψ = atan2(−A21, A11)``, ``s = −A⁻¹·(DX, DY)·pixel``,
-``χ = .xtilt`` (sign not verified against tilt.f90; RELION ignores it), ``h = +1`` (IMOD
+``χ = .xtilt − XAXISTILT`` (verified against ``flib/tilt/tilt.f90``, below; RELION's import
+ignores the x-tilt), ``h = +1`` (IMOD
 convention) or ``−1`` when ctfphaseflip/ctfplotter needed ``-invert``. Defocus files are in nm
 (converted here).
+
+The x-axis tilt, from ``flib/tilt/tilt.f90`` (LabShare-Archive/IMOD): the per-view
+``alpha = XTILTFILE value − XAXISTILT``; the trig tables use ``sinBeta = −sin θ`` ("equations
+are written for rotations in the X/Z plane, viewed from the negative Y axis") and
+``sinAlpha = −sin alpha`` ("the entered value is the amount that the specimen is tilted and we
+need to rotate by negative of that"); the back-projection maps a voxel ``(xx, yy, zz)`` of the
+output slice to ``xproj = xx·cos θ + yy·sinAlpha·sinBeta + zz·cosAlpha·sinBeta`` and
+``yproj = yy·cosAlpha − zz·sinAlpha``. With ``alpha = 0`` this is the canonical
+``x cos θ + z sin θ`` only for ``z = −zz`` (tilt's slices are upside down, as its comments
+say); substituting gives exactly the canonical ``Ry(θ)·Rx(χ)`` with ``χ = +alpha``.
+``tests/test_tilt_io.py::test_imod_xtilt_sign_follows_tilt_f90`` checks it numerically.
 """
 
 from __future__ import annotations
@@ -145,6 +157,7 @@ def read_imod(
     pixel_size_a: float | None = None,
     invert: bool = False,
     axis_deg: float | None = None,
+    x_axis_tilt_deg: float = 0.0,
 ) -> TiltGeometry:
     """Read an IMOD alignment into the canonical model.
 
@@ -155,7 +168,8 @@ def read_imod(
     xf : path, optional
         ``.xf``: tilt axis ``ψ = atan2(−A21, A11)`` and shifts ``−A⁻¹·(DX, DY)``.
     xtilt : path, optional
-        ``.xtilt`` per-view x-axis tilt (degrees; sign unverified, see module notes).
+        ``.xtilt`` per-view x-axis tilt (degrees), written by tiltalign and read by ``tilt``
+        (``XTILTFILE``): canonical ``χ = xtilt − x_axis_tilt_deg`` (module notes).
     defocus : path, optional
         ctfplotter ``.defocus`` (nm → Å). Views it does not list are an error.
     pixel_size_a : float, optional
@@ -164,6 +178,9 @@ def read_imod(
         True if ctfphaseflip/ctfplotter needed ``-invert`` for this series (then ``h = −1``).
     axis_deg : float, optional
         Tilt axis when no ``.xf`` is given (e.g. ctfplotter ``-aAngle``); default 0.
+    x_axis_tilt_deg : float
+        The ``XAXISTILT`` entry of ``tilt.com`` (degrees; tomopitch's global x-axis tilt of
+        the reconstruction), which ``tilt`` subtracts from every ``.xtilt`` value. Default 0.
 
     Returns
     -------
@@ -205,8 +222,13 @@ def read_imod(
         xt = read_tlt(xtilt)
         if xt.size != n:
             raise FileFormatError(f"{xtilt}: {xt.size} values for {n} tilts")
-        if np.any(xt != 0):
-            notes.append("x_tilt from .xtilt: sign vs RELION XTilt not verified")
+    x_axis = as_float(x_axis_tilt_deg, "x_axis_tilt_deg", low=-90.0, high=90.0)
+    xt = xt - x_axis
+    if np.any(xt != 0):
+        notes.append(
+            "x_tilt: chi = .xtilt - XAXISTILT (tilt.f90: alpha = XTILTFILE - XAXISTILT, "
+            "projection Ry(theta)·Rx(alpha) in the canonical frame)"
+        )
     d0: NDArray[np.float64] | None
     du: NDArray[np.float64] | None
     dv: NDArray[np.float64] | None
