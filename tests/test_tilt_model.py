@@ -419,7 +419,7 @@ def test_bad_input_errors():
         particle_defocus(g, np.zeros((5, 2)))
     with pytest.raises(errors.InvalidValueError, match=r"positions_a.*NaN"):
         particle_defocus(g, [[0, 0, np.nan]])
-    # float64 C-contiguous input is validated inside the Rust tasks: same errors, naming the
+    # float32/float64 arrays are validated inside the Rust tasks: same errors, naming the
     # first bad row, for NaN, inf and |p| > 1e9 Å, in particle_defocus and project alike
     big = np.zeros((50_000, 3))
     for row, bad in ((41_234, np.nan), (7, -np.inf), (49_999, 2e9)):
@@ -429,6 +429,8 @@ def test_bad_input_errors():
         for fn in (particle_defocus, project):
             with pytest.raises(errors.InvalidValueError, match=rf"positions_a: row {row} .*NaN"):
                 fn(g, p)
+        with pytest.raises(errors.InvalidValueError, match=rf"positions_a: row {row} "):
+            particle_defocus(g, p.astype(np.float32))  # widened, then checked in Rust
     big[:, 2] = 1e9  # the bound itself is fine
     assert np.isfinite(particle_defocus(g, big)).all()
     with pytest.raises(errors.ShapeError, match="out"):
