@@ -197,3 +197,21 @@ def ctf_score_curves(
 def ctf_flatten_profile(
     profile: NDArray[np.float32], s_per_bin: float, wavelength_a: float, df_ref: float
 ) -> NDArray[np.float64]: ...
+
+# --- ncc ---
+def masked_ncc_f32(
+    reference: NDArray[np.float32],
+    reference_mask: NDArray[np.float32] | None,
+    moving: NDArray[np.float32],
+    moving_mask: NDArray[np.float32] | None,
+    min_overlap: float,
+    n_peaks: int,
+    min_separation: float,
+    n_threads: int | None = None,
+) -> tuple[
+    NDArray[np.float64],
+    tuple[float, float, int],
+    NDArray[np.float32],
+    NDArray[np.float32],
+    tuple[int, int],
+]: ...

@@ -14,6 +14,7 @@ mod common;
 mod crossmag;
 mod hand;
 mod logpolar;
+mod ncc;
 mod resample;
 mod tilt;
 
@@ -26,5 +27,6 @@ fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     crossmag::register(m)?;
     hand::register(m)?;
     logpolar::register(m)?;
+    ncc::register(m)?;
     Ok(())
 }

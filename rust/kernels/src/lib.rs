@@ -19,5 +19,6 @@ pub mod xcorr;
 pub mod crossmag;
 pub mod ctf;
 pub mod logpolar;
+pub mod ncc;
 
 pub use error::KernelError;

@@ -1,0 +1,618 @@
+//! Masked normalised cross-correlation (NCC) in the Fourier domain.
+//!
+//! Algorithm: D. Padfield, "Masked object registration in the Fourier domain", IEEE Trans. Image
+//! Process. 21(5):2706–2718 (2012), doi:10.1109/TIP.2011.2181402 — the algorithm of
+//! scikit-image's `skimage/registration/_masked_phase_cross_correlation.py :
+//! cross_correlate_masked` (read, not copied; used as a test peer).
+//!
+//! For every integer displacement `d = (dx, dy)` the value is the Pearson correlation of the two
+//! images over the overlap of their masks, with weights `w(x) = Ma(x)·Mb(x − d)` (mask values in
+//! `[0, 1]`; soft masks act as weights):
+//!
+//! ```text
+//! O   = Σ w          Sa  = Σ w·a(x)       Sb  = Σ w·b(x − d)
+//! Saa = Σ w·a(x)²    Sbb = Σ w·b(x − d)²  Sab = Σ w·a(x)·b(x − d)
+//! ncc = (Sab − Sa·Sb/O) / sqrt((Saa − Sa²/O)·(Sbb − Sb²/O))
+//! ```
+//!
+//! Sign convention (the one of [`crate::xcorr`]): the map peaks at the displacement `d` for which
+//! `a(x) ≈ b(x − d)`, i.e. the content of `b` moved by `+d` lands on `a`.
+//!
+//! Linear (non-circular) correlation: both images are placed at the origin of a frame padded to
+//! a 2,3,5-smooth size ≥ `ny_a + ny_b − 1` (and x likewise), so every displacement of the
+//! "full" mode, `−(n_b − 1) ≤ d ≤ n_a − 1` per axis, is represented exactly once. The output map
+//! has shape `(ny_a + ny_b − 1, nx_a + nx_b − 1)`; index `(i, j)` holds
+//! `d = (j − (nx_b − 1), i − (ny_b − 1))` (the indexing of `scipy.signal.correlate(a, b, "full")`
+//! and of scikit-image's full mode).
+//!
+//! Numerics: the six correlations are f32 FFTs ([`crate::fft`], cached plans). Padfield's
+//! numerator and denominators are differences of large, nearly equal sums when the images carry
+//! an offset (cryo-EM counts ~1e4 with a small signal). We therefore (1) subtract each image's
+//! global weighted mean and divide by its largest deviation (computed in f64) before the
+//! transforms — NCC is invariant to both, and the transformed quantities are then O(1) and
+//! zero-mean — and (2) form the differences in f64. The remaining error of the f32 transforms is
+//! about 1e-6 of each image's total energy `E = Σ M·ã²`; a local variance at or below
+//! [`VAR_FLOOR`]·E (flat regions, constant images) gives NCC 0, never inf/NaN.
+//!
+//! Minimum overlap: displacements whose overlap weight `O` is below
+//! `max(min_overlap·min(ΣMa, ΣMb), 1e-5·max(ΣMa, ΣMb))` (a tolerance of `1e-6·max(ΣMa, ΣMb)`
+//! absorbs transform rounding, so integer thresholds of binary masks are inclusive) are invalid:
+//! value 0, never a peak.
+//!
+//! Threads: every transform and reduction is split in a fixed way, so the result is
+//! bit-identical for any thread count.
+
+use ndarray::{Array2, ArrayView2};
+use rayon::prelude::*;
+
+use crate::fft::{self, C32, POOL_C32, POOL_F32};
+use crate::xcorr::{peak_offset, MapStats};
+use crate::KernelError;
+
+/// Local variances at or below `VAR_FLOOR` × the image's total (normalised) energy count as flat:
+/// the NCC there is 0. About 10× the relative error of the f32 transforms.
+pub const VAR_FLOOR: f64 = 1e-5;
+/// Overlaps below `MIN_OVERLAP_ABS` × the larger mask sum are always invalid (transform noise).
+pub const MIN_OVERLAP_ABS: f64 = 1e-5;
+/// Tolerance on the overlap threshold, × the larger mask sum.
+pub const OVERLAP_TOL: f64 = 1e-6;
+
+/// Result of [`masked_ncc`].
+#[derive(Debug, Clone)]
+pub struct MaskedNcc {
+    /// NCC in `[−1, 1]`, shape `(ny_a + ny_b − 1, nx_a + nx_b − 1)`; 0 at invalid positions.
+    pub ncc: Array2<f32>,
+    /// Overlap weight `O` divided by `min(ΣMa, ΣMb)` (same shape).
+    pub overlap: Array2<f32>,
+    /// Index `(iy, ix)` of displacement zero: `(ny_b − 1, nx_b − 1)`.
+    pub origin: (usize, usize),
+    /// A position is valid iff `overlap ≥ valid_fraction` (compared as f64 of the f32 map).
+    pub valid_fraction: f64,
+    /// Padded FFT frame `(py, px)`.
+    pub pad: (usize, usize),
+}
+
+/// Weighted statistics of one image: mask sum, mean, scale (largest |deviation|), energy.
+struct Prep {
+    sum_m: f64,
+    mean: f64,
+    inv_scale: f64,
+    energy: f64,
+}
+
+fn check_mask(
+    what: &'static str,
+    img: (usize, usize),
+    m: Option<&[f32]>,
+    mdim: Option<(usize, usize)>,
+) -> Result<(), KernelError> {
+    if let (Some(m), Some(md)) = (m, mdim) {
+        if md != img {
+            return Err(KernelError::shape(
+                what,
+                format!("{img:?} (the shape of its image)"),
+                format!("{md:?}"),
+            ));
+        }
+        if m.iter().any(|v| !(0.0..=1.0).contains(v)) {
+            return Err(KernelError::value(
+                what,
+                "values must be finite and in [0, 1]",
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// Row sums in parallel, added in row order: deterministic for any thread count.
+fn ordered_sum<F>(ny: usize, f: F) -> f64
+where
+    F: Fn(usize) -> f64 + Sync + Send,
+{
+    let rows: Vec<f64> = (0..ny).into_par_iter().map(f).collect();
+    rows.iter().sum()
+}
+
+fn prepare(
+    what: &'static str,
+    img: &[f32],
+    mask: Option<&[f32]>,
+    ny: usize,
+    nx: usize,
+) -> Result<Prep, KernelError> {
+    let wt = |i: usize| mask.map_or(1.0, |m| m[i] as f64);
+    let sum_m = ordered_sum(ny, |y| (y * nx..(y + 1) * nx).map(wt).sum());
+    if sum_m <= 0.0 {
+        return Err(KernelError::value(
+            what,
+            "mask is all zero (no valid pixel)",
+        ));
+    }
+    let s1 = ordered_sum(ny, |y| {
+        (y * nx..(y + 1) * nx).map(|i| wt(i) * img[i] as f64).sum()
+    });
+    if !s1.is_finite() {
+        return Err(KernelError::value(what, "pixel values must be finite"));
+    }
+    let mean = s1 / sum_m;
+    let dev: Vec<f64> = (0..ny)
+        .into_par_iter()
+        .map(|y| {
+            (y * nx..(y + 1) * nx)
+                .filter(|&i| wt(i) > 0.0)
+                .map(|i| (img[i] as f64 - mean).abs())
+                .fold(0.0, f64::max)
+        })
+        .collect();
+    let scale = dev.iter().copied().fold(0.0, f64::max);
+    let inv_scale = if scale > 0.0 { 1.0 / scale } else { 0.0 };
+    let energy = ordered_sum(ny, |y| {
+        (y * nx..(y + 1) * nx)
+            .map(|i| {
+                let v = ((img[i] as f64 - mean) * inv_scale) as f32 as f64;
+                wt(i) * v * v
+            })
+            .sum()
+    });
+    Ok(Prep {
+        sum_m,
+        mean,
+        inv_scale,
+        energy,
+    })
+}
+
+/// Forward transform of `M·ã^power` (`ã` = normalised image) placed at the origin of the frame.
+fn transform(
+    plan: &fft::Plan2,
+    img: &[f32],
+    mask: Option<&[f32]>,
+    (ny, nx): (usize, usize),
+    p: &Prep,
+    power: u32,
+) -> Vec<C32> {
+    plan.forward_with(
+        |y, buf| {
+            if y >= ny {
+                return false;
+            }
+            let row = &img[y * nx..(y + 1) * nx];
+            let mrow = mask.map(|m| &m[y * nx..(y + 1) * nx]);
+            for (x, o) in buf[..nx].iter_mut().enumerate() {
+                let w = mrow.map_or(1.0f32, |m| m[x]);
+                *o = match power {
+                    0 => w,
+                    _ => {
+                        let v = ((row[x] as f64 - p.mean) * p.inv_scale) as f32;
+                        if power == 1 {
+                            w * v
+                        } else {
+                            w * v * v
+                        }
+                    }
+                };
+            }
+            buf[nx..].fill(0.0);
+            true
+        },
+        true,
+    )
+}
+
+/// Circular correlation `IFFT(X · conj(Y))` of two transposed half-spectra (pooled buffers).
+fn correlate_spectra(plan: &fft::Plan2, x: &[C32], y: &[C32]) -> Vec<f32> {
+    let len = x.len();
+    let mut buf = POOL_C32.take(len);
+    plan.inverse_columns_with(
+        &mut buf,
+        |kx0, chunk| {
+            let off = kx0 * plan.ny;
+            let n = chunk.len();
+            for ((c, u), v) in chunk.iter_mut().zip(&x[off..off + n]).zip(&y[off..off + n]) {
+                *c = u * v.conj();
+            }
+        },
+        true,
+    );
+    let mut rows = POOL_C32.take(len);
+    let out = plan.inverse_rows(&buf, &mut rows, true);
+    POOL_C32.give(rows);
+    POOL_C32.give(buf);
+    out
+}
+
+/// Masked NCC of `a` (reference) and `b` (moving) for every displacement of the "full" mode.
+///
+/// `ma`, `mb`: optional masks (same shape as their image, values in `[0, 1]`, not all zero;
+/// `None` = all ones). `min_overlap` in `[0, 1]`: fraction of the smaller mask sum below which
+/// a displacement is invalid (value 0). See the module documentation for the conventions.
+pub fn masked_ncc(
+    a: ArrayView2<f32>,
+    ma: Option<ArrayView2<f32>>,
+    b: ArrayView2<f32>,
+    mb: Option<ArrayView2<f32>>,
+    min_overlap: f64,
+) -> Result<MaskedNcc, KernelError> {
+    if !(0.0..=1.0).contains(&min_overlap) {
+        return Err(KernelError::value(
+            "min_overlap",
+            format!("expected a number in [0, 1], got {min_overlap}"),
+        ));
+    }
+    let (nya, nxa) = a.dim();
+    let (nyb, nxb) = b.dim();
+    if nya == 0 || nxa == 0 || nyb == 0 || nxb == 0 {
+        return Err(KernelError::shape(
+            "images",
+            "non-empty (ny, nx) arrays",
+            format!("{:?} and {:?}", a.dim(), b.dim()),
+        ));
+    }
+    let a = a.as_standard_layout();
+    let b = b.as_standard_layout();
+    let ma = ma.map(|m| m.as_standard_layout().into_owned());
+    let mb = mb.map(|m| m.as_standard_layout().into_owned());
+    let sa = a.as_slice().expect("contiguous");
+    let sb = b.as_slice().expect("contiguous");
+    let sma = ma.as_ref().map(|m| m.as_slice().expect("contiguous"));
+    let smb = mb.as_ref().map(|m| m.as_slice().expect("contiguous"));
+    check_mask(
+        "reference_mask",
+        (nya, nxa),
+        sma,
+        ma.as_ref().map(|m| m.dim()),
+    )?;
+    check_mask("moving_mask", (nyb, nxb), smb, mb.as_ref().map(|m| m.dim()))?;
+    let pa = prepare("reference", sa, sma, nya, nxa)?;
+    let pb = prepare("moving", sb, smb, nyb, nxb)?;
+
+    let (fy, fx) = (nya + nyb - 1, nxa + nxb - 1);
+    let (py, px) = (fft::nice_size(fy), fft::nice_size(fx));
+    let plan = fft::plan(py, px)?;
+
+    // Transforms in an order that keeps at most four spectra alive.
+    let a0 = transform(&plan, sa, sma, (nya, nxa), &pa, 0);
+    let b0 = transform(&plan, sb, smb, (nyb, nxb), &pb, 0);
+    let a1 = transform(&plan, sa, sma, (nya, nxa), &pa, 1);
+    let b1 = transform(&plan, sb, smb, (nyb, nxb), &pb, 1);
+    let m_o = correlate_spectra(&plan, &a0, &b0);
+    let m_sa = correlate_spectra(&plan, &a1, &b0);
+    let m_sb = correlate_spectra(&plan, &a0, &b1);
+    let m_sab = correlate_spectra(&plan, &a1, &b1);
+    POOL_C32.give(a1);
+    POOL_C32.give(b1);
+    let a2 = transform(&plan, sa, sma, (nya, nxa), &pa, 2);
+    let m_saa = correlate_spectra(&plan, &a2, &b0);
+    POOL_C32.give(a2);
+    let b2 = transform(&plan, sb, smb, (nyb, nxb), &pb, 2);
+    let m_sbb = correlate_spectra(&plan, &a0, &b2);
+    POOL_C32.give(b2);
+    POOL_C32.give(a0);
+    POOL_C32.give(b0);
+
+    let s_min = pa.sum_m.min(pb.sum_m);
+    let s_max = pa.sum_m.max(pb.sum_m);
+    let thr = (min_overlap * s_min).max(MIN_OVERLAP_ABS * s_max) - OVERLAP_TOL * s_max;
+    let valid_fraction = thr / s_min;
+    let (floor_a, floor_b) = (VAR_FLOOR * pa.energy, VAR_FLOOR * pb.energy);
+    let (oy, ox) = (nyb - 1, nxb - 1);
+
+    let mut ncc = Array2::<f32>::zeros((fy, fx));
+    let mut ovl = Array2::<f32>::zeros((fy, fx));
+    {
+        let ns = ncc.as_slice_mut().expect("contiguous");
+        let os = ovl.as_slice_mut().expect("contiguous");
+        ns.par_chunks_mut(fx)
+            .zip(os.par_chunks_mut(fx))
+            .enumerate()
+            .for_each(|(i, (nrow, orow))| {
+                let r = ((i + py - oy) % py) * px;
+                for j in 0..fx {
+                    let k = r + (j + px - ox) % px;
+                    let o = m_o[k] as f64;
+                    let frac = (o / s_min) as f32;
+                    orow[j] = frac;
+                    if (frac as f64) < valid_fraction {
+                        nrow[j] = 0.0;
+                        continue;
+                    }
+                    let (s1, s2) = (m_sa[k] as f64, m_sb[k] as f64);
+                    let va = m_saa[k] as f64 - s1 * s1 / o;
+                    let vb = m_sbb[k] as f64 - s2 * s2 / o;
+                    nrow[j] = if va <= floor_a || vb <= floor_b {
+                        0.0
+                    } else {
+                        let num = m_sab[k] as f64 - s1 * s2 / o;
+                        (num / (va * vb).sqrt()).clamp(-1.0, 1.0) as f32
+                    };
+                }
+            });
+    }
+    for m in [m_o, m_sa, m_sb, m_sab, m_saa, m_sbb] {
+        POOL_F32.give(m);
+    }
+    Ok(MaskedNcc {
+        ncc,
+        overlap: ovl,
+        origin: (oy, ox),
+        valid_fraction,
+        pad: (py, px),
+    })
+}
+
+/// One peak of a masked NCC map.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct NccPeak {
+    /// Sub-pixel displacement `d` (pixels) with `a(x) ≈ b(x − d)`.
+    pub dx: f64,
+    pub dy: f64,
+    /// Map index of the integer maximum.
+    pub ix: usize,
+    pub iy: usize,
+    /// NCC at the integer maximum.
+    pub value: f32,
+    /// Overlap fraction there (overlap weight / smaller mask sum).
+    pub overlap: f32,
+}
+
+/// Top-`n` local maxima of a [`MaskedNcc`] map among valid positions (strictly above their
+/// valid 8-neighbours, `≥` against the later ones so a plateau gives one maximum; positive
+/// values only), at least `min_sep` pixels apart, highest first; per-axis sub-pixel offsets
+/// ([`crate::xcorr::peak_offset`]) where both axis neighbours are valid. Also the mean and
+/// standard deviation of the map over valid positions.
+pub fn ncc_peaks(res: &MaskedNcc, n: usize, min_sep: f64) -> (Vec<NccPeak>, MapStats) {
+    let (ny, nx) = res.ncc.dim();
+    let map = res.ncc.as_slice().expect("contiguous");
+    let ov = res.overlap.as_slice().expect("contiguous");
+    let vf = res.valid_fraction;
+    let valid = |k: usize| ov[k] as f64 >= vf;
+    // value of a valid neighbour, None when outside the map or invalid
+    let nb = |y: isize, x: isize| -> Option<f32> {
+        if y < 0 || x < 0 || y >= ny as isize || x >= nx as isize {
+            return None;
+        }
+        let k = y as usize * nx + x as usize;
+        valid(k).then(|| map[k])
+    };
+    type Row = (Vec<(f32, usize, usize)>, f64, f64, usize);
+    let rows: Vec<Row> = (0..ny)
+        .into_par_iter()
+        .map(|y| {
+            let mut cands = Vec::new();
+            let (mut s, mut s2, mut c) = (0.0f64, 0.0f64, 0usize);
+            for x in 0..nx {
+                let k = y * nx + x;
+                if !valid(k) {
+                    continue;
+                }
+                let v = map[k];
+                s += v as f64;
+                s2 += v as f64 * v as f64;
+                c += 1;
+                if v <= 0.0 {
+                    continue;
+                }
+                let (yi, xi) = (y as isize, x as isize);
+                let mut is_max = true;
+                for (dy, dx) in [(-1, -1), (-1, 0), (-1, 1), (0, -1)] {
+                    if nb(yi + dy, xi + dx).is_some_and(|w| w >= v) {
+                        is_max = false;
+                        break;
+                    }
+                }
+                if is_max {
+                    for (dy, dx) in [(0, 1), (1, -1), (1, 0), (1, 1)] {
+                        if nb(yi + dy, xi + dx).is_some_and(|w| w > v) {
+                            is_max = false;
+                            break;
+                        }
+                    }
+                }
+                if is_max {
+                    cands.push((v, x, y));
+                }
+            }
+            (cands, s, s2, c)
+        })
+        .collect();
+    let (mut s, mut s2, mut c) = (0.0, 0.0, 0usize);
+    let mut cands = Vec::new();
+    for (cv, a, b, k) in rows {
+        cands.extend(cv);
+        s += a;
+        s2 += b;
+        c += k;
+    }
+    let stats = if c > 0 {
+        let mean = s / c as f64;
+        MapStats {
+            mean,
+            std: (s2 / c as f64 - mean * mean).max(0.0).sqrt(),
+            count: c,
+        }
+    } else {
+        MapStats::default()
+    };
+    cands.sort_by(|a, b| b.0.total_cmp(&a.0).then(a.2.cmp(&b.2)).then(a.1.cmp(&b.1)));
+    let mut peaks: Vec<NccPeak> = Vec::with_capacity(n);
+    for (v, x, y) in cands {
+        if peaks.len() >= n {
+            break;
+        }
+        if peaks.iter().any(|p| {
+            let dx = p.ix as f64 - x as f64;
+            let dy = p.iy as f64 - y as f64;
+            dx * dx + dy * dy < min_sep * min_sep
+        }) {
+            continue;
+        }
+        let (yi, xi) = (y as isize, x as isize);
+        let off = |m: Option<f32>, p: Option<f32>| match (m, p) {
+            (Some(m), Some(p)) => peak_offset(m as f64, v as f64, p as f64),
+            _ => 0.0,
+        };
+        let cx = off(nb(yi, xi - 1), nb(yi, xi + 1));
+        let cy = off(nb(yi - 1, xi), nb(yi + 1, xi));
+        peaks.push(NccPeak {
+            dx: x as f64 + cx - res.origin.1 as f64,
+            dy: y as f64 + cy - res.origin.0 as f64,
+            ix: x,
+            iy: y,
+            value: v,
+            overlap: ov[y * nx + x],
+        });
+    }
+    (peaks, stats)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Direct f64 evaluation (two-pass weighted Pearson at every displacement).
+    fn naive(a: &Array2<f32>, ma: &Array2<f32>, b: &Array2<f32>, mb: &Array2<f32>) -> Array2<f64> {
+        let (nya, nxa) = a.dim();
+        let (nyb, nxb) = b.dim();
+        let mut out = Array2::zeros((nya + nyb - 1, nxa + nxb - 1));
+        for i in 0..nya + nyb - 1 {
+            for j in 0..nxa + nxb - 1 {
+                let (dy, dx) = (
+                    i as isize - (nyb as isize - 1),
+                    j as isize - (nxb as isize - 1),
+                );
+                let mut acc = Vec::new();
+                for y in 0..nya as isize {
+                    for x in 0..nxa as isize {
+                        let (yb, xb) = (y - dy, x - dx);
+                        if yb < 0 || xb < 0 || yb >= nyb as isize || xb >= nxb as isize {
+                            continue;
+                        }
+                        let (ya, xa, yb, xb) = (y as usize, x as usize, yb as usize, xb as usize);
+                        let w = ma[[ya, xa]] as f64 * mb[[yb, xb]] as f64;
+                        if w > 0.0 {
+                            acc.push((w, a[[ya, xa]] as f64, b[[yb, xb]] as f64));
+                        }
+                    }
+                }
+                let o: f64 = acc.iter().map(|t| t.0).sum();
+                if o <= 0.0 {
+                    continue;
+                }
+                let mu_a = acc.iter().map(|t| t.0 * t.1).sum::<f64>() / o;
+                let mu_b = acc.iter().map(|t| t.0 * t.2).sum::<f64>() / o;
+                let (mut c, mut va, mut vb) = (0.0, 0.0, 0.0);
+                for &(w, x, y) in &acc {
+                    c += w * (x - mu_a) * (y - mu_b);
+                    va += w * (x - mu_a) * (x - mu_a);
+                    vb += w * (y - mu_b) * (y - mu_b);
+                }
+                if va > 0.0 && vb > 0.0 {
+                    out[[i, j]] = c / (va * vb).sqrt();
+                }
+            }
+        }
+        out
+    }
+
+    fn noise(ny: usize, nx: usize, seed: u64) -> Array2<f32> {
+        let mut s = seed
+            .wrapping_mul(6364136223846793005)
+            .wrapping_add(1442695040888963407);
+        Array2::from_shape_fn((ny, nx), |_| {
+            s = s
+                .wrapping_mul(6364136223846793005)
+                .wrapping_add(1442695040888963407);
+            ((s >> 33) as f64 / (1u64 << 31) as f64) as f32 - 0.5
+        })
+    }
+
+    #[test]
+    fn matches_direct_evaluation_with_soft_masks() {
+        for &((nya, nxa), (nyb, nxb)) in &[((9, 7), (5, 6)), ((6, 8), (8, 3)), ((2, 5), (3, 4))] {
+            let a = noise(nya, nxa, 1);
+            let b = noise(nyb, nxb, 2);
+            let ma = noise(nya, nxa, 3).mapv(|v| (v + 0.5).clamp(0.0, 1.0));
+            let mb = noise(nyb, nxb, 4).mapv(|v| if v > -0.3 { 1.0 } else { 0.25 });
+            let r = masked_ncc(a.view(), Some(ma.view()), b.view(), Some(mb.view()), 0.0).unwrap();
+            let d = naive(&a, &ma, &b, &mb);
+            assert_eq!(r.ncc.dim(), d.dim());
+            assert_eq!(r.origin, (nyb - 1, nxb - 1));
+            let mut compared = 0;
+            for ((&x, &y), &o) in r.ncc.iter().zip(d.iter()).zip(r.overlap.iter()) {
+                // tiny overlaps (< 2 pixels' worth) have near-zero variances on either side
+                if (o as f64) * ma.sum().min(mb.sum()) as f64 > 2.0 && x != 0.0 {
+                    assert!((x as f64 - y).abs() < 2e-3, "{x} vs {y}");
+                    compared += 1;
+                }
+            }
+            assert!(compared > 3, "{compared} of {}", d.len());
+        }
+    }
+
+    #[test]
+    fn recovers_known_shift_and_large_offset() {
+        let base = noise(40, 48, 7);
+        // b(x) = a(x + d), i.e. a(x) = b(x - d): the peak is at +d
+        let (dx, dy) = (3isize, -2isize);
+        let b = Array2::from_shape_fn((32, 36), |(y, x)| {
+            base[[
+                (y as isize + 4 + dy) as usize,
+                (x as isize + 5 + dx) as usize,
+            ]]
+        });
+        let a = Array2::from_shape_fn((30, 34), |(y, x)| base[[y + 4, x + 5]]);
+        let off = |m: &Array2<f32>| m.mapv(|v| 1.0e4 + 0.5 * v);
+        for (aa, bb) in [(a.clone(), b.clone()), (off(&a), off(&b))] {
+            let r = masked_ncc(aa.view(), None, bb.view(), None, 0.3).unwrap();
+            let (p, _) = ncc_peaks(&r, 3, 3.0);
+            // integer shift of white noise: the sub-pixel fit sees noise-level neighbours
+            assert_eq!((p[0].dx.round(), p[0].dy.round()), (dx as f64, dy as f64));
+            assert!((p[0].dx - dx as f64).abs() < 0.1 && (p[0].dy - dy as f64).abs() < 0.1);
+            assert!(p[0].value > 0.999, "{}", p[0].value);
+        }
+    }
+
+    #[test]
+    fn constant_images_and_disjoint_masks_give_zero() {
+        let a = Array2::<f32>::from_elem((8, 8), 5.0);
+        let b = noise(6, 6, 3);
+        let r = masked_ncc(a.view(), None, b.view(), None, 0.0).unwrap();
+        assert!(r.ncc.iter().all(|&v| v == 0.0));
+        // one-pixel masks in opposite corners: overlap only at one displacement
+        let mut ma = Array2::<f32>::zeros((8, 8));
+        ma[[0, 0]] = 1.0;
+        let mut mb = Array2::<f32>::zeros((6, 6));
+        mb[[5, 5]] = 1.0;
+        let a = noise(8, 8, 1);
+        let r = masked_ncc(a.view(), Some(ma.view()), b.view(), Some(mb.view()), 0.3).unwrap();
+        assert!(r.ncc.iter().all(|v| v.is_finite() && *v == 0.0));
+        assert!(ncc_peaks(&r, 5, 1.0).0.is_empty());
+    }
+
+    #[test]
+    fn bad_input_is_an_error() {
+        let a = noise(4, 4, 1);
+        let z = Array2::<f32>::zeros((4, 4));
+        assert!(masked_ncc(a.view(), Some(z.view()), a.view(), None, 0.3).is_err());
+        let bad = Array2::<f32>::from_elem((4, 4), 1.5);
+        assert!(masked_ncc(a.view(), None, a.view(), Some(bad.view()), 0.3).is_err());
+        let wrong = Array2::<f32>::ones((3, 4));
+        assert!(masked_ncc(a.view(), Some(wrong.view()), a.view(), None, 0.3).is_err());
+        assert!(masked_ncc(a.view(), None, a.view(), None, 1.5).is_err());
+    }
+
+    #[test]
+    fn thread_count_independent() {
+        let a = noise(37, 50, 11);
+        let b = noise(29, 21, 12);
+        let run = |n| {
+            crate::parallel::with_threads(Some(n), || {
+                masked_ncc(a.view(), None, b.view(), None, 0.3).unwrap()
+            })
+            .unwrap()
+        };
+        let (r1, r2) = (run(1), run(3));
+        assert_eq!(r1.ncc, r2.ncc);
+        assert_eq!(r1.overlap, r2.overlap);
+    }
+}
