@@ -135,8 +135,13 @@ def rescale(
         ``"lanczos3"``: Lanczos-3 windowed sinc, widened by ``1/factor`` when shrinking
         (antialiased zoom as IMOD ``zoomdown.c``/SerialEM ``TransformToOtherMag``).
         ``"fourier"``: Fourier crop / zero pad (band-limited, periodic; float32 only, the
-        zoom is exactly ``output_shape / input_shape``; the Nyquist term of even sizes is
-        dropped). ``"bicubic"``/``"bilinear"``: point sampling with
+        zoom is exactly ``output_shape / input_shape``): the output samples the input's
+        symmetric trigonometric interpolant, truncated to the output band. The Nyquist term
+        of an even size is kept exactly: enlarging splits it in halves at ``±n/2`` (a
+        ``cos(πx)`` pattern survives as ``cos(πx)``); shrinking to an even size gives the
+        output Nyquist bin the sum of the input ``±m/2`` terms (real for real input). So
+        enlarging then shrinking back returns the image to float precision, for even and odd
+        sizes. ``"bicubic"``/``"bilinear"``: point sampling with
         :func:`warp_affine` (no antialiasing: only for enlarging or factors ≥ ~0.8).
     output_shape : (ny, nx), optional
         Default ``floor(n·factor + 1e-6)`` per axis (at least 1).

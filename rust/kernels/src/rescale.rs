@@ -15,7 +15,8 @@
 //!   used by SerialEM `ProcessImage.cpp : TransformToOtherMag` for scalings < 0.8); plain
 //!   Lanczos-3 interpolation when enlarging.
 //! * [`fourier_rescale`]: Fourier cropping / zero padding (band-limited, periodic), with the
-//!   half-pixel phase shift that gives the same pixel-centre mapping as the other methods.
+//!   half-pixel phase shift that gives the same pixel-centre mapping as the other methods; the
+//!   Nyquist term of even sizes is kept exactly (split on enlarging, aliased sum on shrinking).
 //!
 //! The separable methods run one pass over the input rows (memory-bandwidth bound): for each
 //! output row, the needed input rows are accumulated with their weights into a row buffer, which
@@ -321,9 +322,49 @@ pub fn rescale_separable<T: Sample>(
     Ok(out)
 }
 
+/// Input frequencies feeding output bin `ko` of a length-`m` axis when a length-`n` axis is
+/// Fourier rescaled: up to two `(signed input frequency, weight)` pairs.
+///
+/// The input is read as its symmetric trigonometric interpolant: for even `n` the Nyquist
+/// coefficient is split in halves at `+n/2` and `−n/2` (the real interpolant `F·cos(πx)`), every
+/// other `|s| < n/2` has weight 1. Output bin `ko` (signed `so`) takes `s = so`, and for the
+/// Nyquist bin of an even `m` also `s = −m/2`, the two frequencies that alias onto it when the
+/// interpolant is sampled at `m` points. Hence: enlarging from an even size puts half of the input
+/// Nyquist term at `+n/2` and half at `−n/2`; shrinking to an even size gives the output Nyquist
+/// bin the sum of the input `±m/2` terms (real for real input); `m = n` is the identity.
+#[inline]
+fn nyquist_aware_sources(ko: usize, n: usize, m: usize) -> ([(isize, f64); 2], usize) {
+    let so = fft::signed_freq(ko, m);
+    let mut cands = [so, 0];
+    let mut nc = 1;
+    if m % 2 == 0 && ko == m / 2 {
+        cands[1] = -so;
+        nc = 2;
+    }
+    let mut out = [(0isize, 0.0f64); 2];
+    let mut k = 0;
+    for &s in &cands[..nc] {
+        let a = s.unsigned_abs();
+        let w = if 2 * a < n {
+            1.0
+        } else if 2 * a == n {
+            0.5
+        } else {
+            continue;
+        };
+        out[k] = (s, w);
+        k += 1;
+    }
+    (out, k)
+}
+
 /// Fourier crop / zero-pad a float32 image to `out_shape` (zoom `m/n` per axis), with the
 /// half-pixel phase shift so that output pixel `j` samples input position `(j+0.5)·n/m − 0.5`.
-/// The Nyquist component of an even dimension (input or output) is dropped. The mean is kept.
+///
+/// Exact at the Nyquist frequency (see `nyquist_aware_sources`): the output samples the
+/// input's symmetric band-limited interpolant (even-size Nyquist term split between `±n/2`),
+/// truncated to the output band, so enlarging keeps a Nyquist cosine, enlarging then shrinking
+/// back returns the input to float precision for even and odd sizes, and the mean is kept.
 pub fn fourier_rescale(
     src: ArrayView2<f32>,
     out_shape: (usize, usize),
@@ -342,43 +383,51 @@ pub fn fourier_rescale(
     let spec = pin.forward(src)?;
     let mxc = mx / 2 + 1;
     let mut out = Array2::<C32>::zeros((mxc, my));
-    // keep |k| < min(n, m)/2 strictly (drops Nyquist of even sizes)
-    let lim = |n: usize, m: usize| -> isize {
-        let k = n.min(m);
-        if k % 2 == 0 {
-            k as isize / 2 - 1
-        } else {
-            (k as isize - 1) / 2
-        }
-    };
-    let (ly, lx) = (lim(ny, my), lim(nx, mx));
     // shift δ = 0.5·(n/m − 1) input pixels: g(x) = f(x + δ) ⇔ G(k) = F(k)·exp(+2πi k δ / n)
     let dy = 0.5 * (ny as f64 / my as f64 - 1.0);
     let dx = 0.5 * (nx as f64 / mx as f64 - 1.0);
     let scale = (my * mx) as f64 / (ny * nx) as f64;
+    // input coefficient at signed frequencies (sx, sy) from the stored half spectrum
+    // (kx ≥ 0; a negative sx reads the Hermitian partner conj(F(−sx, −sy)))
+    let coef = |sx: isize, sy: isize| -> rustfft::num_complex::Complex64 {
+        let wrap = |s: isize, n: usize| s.rem_euclid(n as isize) as usize;
+        let (v, conj) = if sx >= 0 {
+            (spec[[sx as usize, wrap(sy, ny)]], false)
+        } else {
+            (spec[[(-sx) as usize, wrap(-sy, ny)]], true)
+        };
+        let v = rustfft::num_complex::Complex64::new(v.re as f64, v.im as f64);
+        if conj {
+            v.conj()
+        } else {
+            v
+        }
+    };
+    let ysrc: Vec<([(isize, f64); 2], usize)> = (0..my)
+        .map(|ko| nyquist_aware_sources(ko, ny, my))
+        .collect();
     out.axis_iter_mut(Axis(0))
         .into_par_iter()
         .enumerate()
-        .for_each(|(kx, mut orow)| {
-            if kx as isize > lx {
+        .for_each(|(kxo, mut orow)| {
+            let (xs, nxs) = nyquist_aware_sources(kxo, nx, mx);
+            if nxs == 0 {
                 return;
             }
-            for ky_s in -ly..=ly {
-                let ki = if ky_s >= 0 {
-                    ky_s as usize
-                } else {
-                    (ny as isize + ky_s) as usize
-                };
-                let ko = if ky_s >= 0 {
-                    ky_s as usize
-                } else {
-                    (my as isize + ky_s) as usize
-                };
-                let ph = 2.0
-                    * std::f64::consts::PI
-                    * (kx as f64 * dx / nx as f64 + ky_s as f64 * dy / ny as f64);
-                let rot = C32::new((ph.cos() * scale) as f32, (ph.sin() * scale) as f32);
-                orow[ko] = spec[[kx, ki]] * rot;
+            for (kyo, o) in orow.iter_mut().enumerate() {
+                let (ys, nys) = ysrc[kyo];
+                let mut acc = rustfft::num_complex::Complex64::new(0.0, 0.0);
+                for &(sx, wx) in &xs[..nxs] {
+                    for &(sy, wy) in &ys[..nys] {
+                        let ph = 2.0
+                            * std::f64::consts::PI
+                            * (sx as f64 * dx / nx as f64 + sy as f64 * dy / ny as f64);
+                        let rot = rustfft::num_complex::Complex64::new(ph.cos(), ph.sin());
+                        acc += coef(sx, sy) * rot * (wx * wy);
+                    }
+                }
+                acc *= scale;
+                *o = C32::new(acc.re as f32, acc.im as f32);
             }
         });
     pout.inverse(out)
@@ -451,6 +500,47 @@ mod tests {
             let x = (i as f32 + 0.5) * 2.0 - 0.5;
             let expect = 1.5 + (2.0 * std::f32::consts::PI * 3.0 * x / n as f32).cos();
             assert!((out[[3, i]] - expect).abs() < 1e-3);
+        }
+    }
+
+    #[test]
+    fn fourier_nyquist_cosine_survives_enlargement() {
+        // cos(πx) on an even grid is the pure Nyquist term: its interpolant is cos(πx)
+        let (n, m) = (16usize, 40usize);
+        let img = Array2::from_shape_fn((6, n), |(_, x)| if x % 2 == 0 { 1.0f32 } else { -1.0 });
+        let out = fourier_rescale(img.view(), (6, m)).unwrap();
+        for j in 0..m {
+            let x = (j as f64 + 0.5) * n as f64 / m as f64 - 0.5;
+            let expect = (std::f64::consts::PI * x).cos() as f32;
+            assert!(
+                (out[[2, j]] - expect).abs() < 1e-5,
+                "{j}: {} vs {expect}",
+                out[[2, j]]
+            );
+        }
+    }
+
+    #[test]
+    fn fourier_enlarge_then_shrink_is_identity() {
+        for &((ny, nx), (my, mx)) in &[
+            ((10usize, 12usize), (23usize, 30usize)),
+            ((9, 13), (20, 27)),
+            ((8, 7), (8, 16)),
+            ((6, 6), (6, 6)),
+        ] {
+            let img = Array2::from_shape_fn((ny, nx), |(y, x)| {
+                ((y * 7 + x * 13) % 11) as f32 - 0.4 * (x as f32)
+            });
+            let up = fourier_rescale(img.view(), (my, mx)).unwrap();
+            let back = fourier_rescale(up.view(), (ny, nx)).unwrap();
+            for (a, b) in back.iter().zip(img.iter()) {
+                assert!(
+                    (a - b).abs() < 1e-4,
+                    "{:?}->{:?}: {a} vs {b}",
+                    (ny, nx),
+                    (my, mx)
+                );
+            }
         }
     }
 }
