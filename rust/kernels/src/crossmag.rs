@@ -89,29 +89,46 @@ pub fn prepare_reference(
     }
     let (wty, vy) = span_weights(y0, wy, ny, taper);
     let (wtx, vx) = span_weights(x0, wx, nx, taper);
-    let val = |i: usize, j: usize| -> f64 {
+    // rows of the region inside the image and the columns [ja, jb) inside it (the taper
+    // weights are zero elsewhere)
+    let img = image.as_standard_layout();
+    let data = img.as_slice().expect("standard layout is contiguous");
+    let ja = (-x0).clamp(0, wx as isize) as usize;
+    let jb = (nx as isize - x0).clamp(ja as isize, wx as isize) as usize;
+    let row_of = |i: usize| -> Option<&[f32]> {
         let y = y0 + i as isize;
-        let x = x0 + j as isize;
-        if y >= 0 && x >= 0 && (y as usize) < ny && (x as usize) < nx {
-            image[[y as usize, x as usize]] as f64
+        if wty[i] > 0.0 && y >= 0 && (y as usize) < ny && ja < jb {
+            let o = y as usize * nx;
+            let xa = (x0 + ja as isize) as usize;
+            Some(&data[o + xa..o + xa + (jb - ja)])
         } else {
-            0.0
+            None
         }
     };
-    let (sw, swv) = (0..wy)
+    let sw: f64 = wty.iter().sum::<f64>() * wtx.iter().sum::<f64>();
+    let swv: f64 = (0..wy)
         .into_par_iter()
-        .map(|i| {
-            let (mut a, mut b) = (0.0, 0.0);
-            if wty[i] > 0.0 {
-                for j in 0..wx {
-                    let w = wty[i] * wtx[j];
-                    a += w;
-                    b += w * val(i, j);
+        .with_min_len(16)
+        .map(|i| match row_of(i) {
+            Some(row) => {
+                let mut l = [0.0f64; 4];
+                let w = &wtx[ja..jb];
+                let (cw, cr) = (w.chunks_exact(4), row.chunks_exact(4));
+                let (rw, rr) = (cw.remainder(), cr.remainder());
+                for (a, b) in cw.zip(cr) {
+                    for k in 0..4 {
+                        l[k] += a[k] * b[k] as f64;
+                    }
                 }
+                let mut t: f64 = l.iter().sum();
+                for (a, b) in rw.iter().zip(rr.iter()) {
+                    t += a * *b as f64;
+                }
+                wty[i] * t
             }
-            (a, b)
+            None => 0.0,
         })
-        .reduce(|| (0.0, 0.0), |p, q| (p.0 + q.0, p.1 + q.1));
+        .sum();
     if sw <= 0.0 {
         return Err(KernelError::value(
             "expected_center",
@@ -124,15 +141,15 @@ pub fn prepare_reference(
     // the tapered, mean-removed region is written straight into the transform's row pass
     let spec = plan.forward_with(
         |i, buf| {
-            if i >= wy || wty[i] <= 0.0 {
-                return false;
-            }
-            buf.fill(0.0);
-            for j in 0..wx {
-                let w = wty[i] * wtx[j];
-                if w > 0.0 {
-                    buf[j] = (w * (val(i, j) - mu)) as f32;
-                }
+            let row = match if i < wy { row_of(i) } else { None } {
+                Some(r) => r,
+                None => return false,
+            };
+            buf[..ja].fill(0.0);
+            buf[jb..].fill(0.0);
+            let wi = wty[i];
+            for ((o, w), v) in buf[ja..jb].iter_mut().zip(&wtx[ja..jb]).zip(row) {
+                *o = (wi * *w * (*v as f64 - mu)) as f32;
             }
             true
         },
@@ -240,11 +257,54 @@ pub struct PatchParams {
     pub refine_ccc: bool,
 }
 
+/// The cosine ramp [`ramp`] of one width, tabulated (linear interpolation between 4096
+/// samples: |error| < 2e-7): the patch mask evaluates it at every patch pixel for every score
+/// map, and `cos` dominated the mask's cost.
+struct RampTable {
+    width: f64,
+    inv_step: f64,
+    tab: Vec<f64>,
+}
+
+impl RampTable {
+    const N: usize = 4096;
+
+    fn new(width: f64) -> Self {
+        let w = width.max(0.0);
+        let tab = (0..=Self::N + 1)
+            .map(|k| ramp(w * k as f64 / Self::N as f64, w))
+            .collect();
+        RampTable {
+            width: w,
+            inv_step: if w > 0.0 { Self::N as f64 / w } else { 0.0 },
+            tab,
+        }
+    }
+
+    #[inline]
+    fn at(&self, t: f64) -> f64 {
+        if t <= 0.0 {
+            0.0
+        } else if t >= self.width {
+            1.0
+        } else {
+            let u = t * self.inv_step;
+            let k = (u as usize).min(Self::N - 1);
+            let f = u - k as f64;
+            self.tab[k] + f * (self.tab[k + 1] - self.tab[k])
+        }
+    }
+}
+
+/// The warped, masked, mean-removed patch; its mask; per patch row the contiguous span
+/// `[j0, j1)` of score-footprint columns (see [`PatchParams::score_affines`]); Σ mask.
+type PatchMask = (Array2<f32>, Array2<f32>, Vec<(usize, usize)>, f64);
+
 fn patch_and_mask(
     moving: ArrayView2<f32>,
     a: &Affine,
     p: &PatchParams,
-) -> Result<(Array2<f32>, Array2<f32>, Array2<bool>, f64), KernelError> {
+) -> Result<PatchMask, KernelError> {
     let (ky, kx) = (2 * p.hy + 1, 2 * p.hx + 1);
     let mut patch = Array2::<f32>::zeros((ky, kx));
     warp::warp_affine(
@@ -255,39 +315,138 @@ fn patch_and_mask(
         patch.view_mut(),
     )?;
     let (ny, nx) = moving.dim();
+    let tab = RampTable::new(p.taper);
     let weight = |b: &Affine, i: usize, j: usize| -> f64 {
         let sx = b[0][0] * j as f64 + b[0][1] * i as f64 + b[0][2];
         let sy = b[1][0] * j as f64 + b[1][1] * i as f64 + b[1][2];
         let dx = (sx + 0.5).min(nx as f64 - 0.5 - sx);
         let dy = (sy + 0.5).min(ny as f64 - 0.5 - sy);
-        ramp(dx, p.taper) * ramp(dy, p.taper)
+        tab.at(dx) * tab.at(dy)
+    };
+    // Per row, the weight is exactly 0 outside the moving image's footprint and exactly 1 in
+    // its interior (both intervals of j, the sample position being affine in j): only the ramp
+    // zone is evaluated pixel by pixel. The intervals are shrunk/grown by one pixel so rounding
+    // never changes a value.
+    let taper = p.taper.max(0.0);
+    let row_interval = |b: &Affine, i: usize, lo_x: f64, hi_x: f64, lo_y: f64, hi_y: f64| {
+        let (mut lo, mut hi) = (f64::NEG_INFINITY, f64::INFINITY);
+        for (c1, c0, l, h) in [
+            (b[0][0], b[0][1] * i as f64 + b[0][2], lo_x, hi_x),
+            (b[1][0], b[1][1] * i as f64 + b[1][2], lo_y, hi_y),
+        ] {
+            if c1.abs() < 1e-12 {
+                if !(c0 >= l && c0 <= h) {
+                    return (0.0, -1.0);
+                }
+            } else {
+                let (u, v) = ((l - c0) / c1, (h - c0) / c1);
+                lo = lo.max(u.min(v));
+                hi = hi.min(u.max(v));
+            }
+        }
+        (lo, hi)
+    };
+    let clip = |v: f64| -> usize { v.clamp(0.0, kx as f64) as usize };
+    // interior (weight exactly 1), shrunk by one pixel: [a, b)
+    let interior = |b: &Affine, i: usize| -> (usize, usize) {
+        let (lo, hi) = row_interval(
+            b,
+            i,
+            taper - 0.5,
+            nx as f64 - 0.5 - taper,
+            taper - 0.5,
+            ny as f64 - 0.5 - taper,
+        );
+        if hi.is_nan() || lo.is_nan() || hi < lo {
+            return (0, 0);
+        }
+        let (a, z) = (clip(lo.ceil() + 1.0), clip(hi.floor()));
+        (a, z.max(a))
+    };
+    // support (weight possibly > 0), grown by one pixel: [a, b)
+    let support = |b: &Affine, i: usize| -> (usize, usize) {
+        let (lo, hi) = row_interval(b, i, -0.5, nx as f64 - 0.5, -0.5, ny as f64 - 0.5);
+        if hi.is_nan() || lo.is_nan() || hi < lo {
+            return (0, 0);
+        }
+        let (a, z) = (clip(lo.floor() - 1.0), clip(hi.ceil() + 2.0));
+        (a, z.max(a))
     };
     let mut mask = Array2::<f32>::zeros((ky, kx));
-    let mut score = Array2::<bool>::from_elem((ky, kx), false);
-    mask.axis_iter_mut(Axis(0))
+    // per row: mask, score span and the weighted sums (Σm, Σm·v), rows in parallel
+    let rows: Vec<((usize, usize), f64, f64)> = mask
+        .axis_iter_mut(Axis(0))
         .into_par_iter()
-        .zip(score.axis_iter_mut(Axis(0)).into_par_iter())
+        .zip(patch.axis_iter(Axis(0)).into_par_iter())
         .enumerate()
         .with_min_len(8)
-        .for_each(|(i, (mut mrow, mut srow))| {
-            for j in 0..kx {
-                let w = weight(a, i, j);
-                mrow[j] = w as f32;
-                srow[j] = w > 0.05 && p.score_affines.iter().all(|b| weight(b, i, j) > 0.05);
+        .map(|(i, (mut mrow, prow))| {
+            let (sa, sb) = support(a, i);
+            let (ia, ib) = interior(a, i);
+            let (ia, ib) = (ia.max(sa), ib.min(sb).max(ia.max(sa)));
+            for j in (sa..ia).chain(ib..sb) {
+                mrow[j] = weight(a, i, j) as f32;
             }
-        });
+            mrow.slice_mut(s![ia..ib]).fill(1.0);
+            let (mut sw, mut swv) = (0.0f64, 0.0f64);
+            for j in sa..sb {
+                let m = mrow[j] as f64;
+                sw += m;
+                swv += m * prow[j] as f64;
+            }
+            // score footprint: first and last j where every map's weight exceeds 0.05
+            // (exactly the weight test, only skipped where its outcome is certain)
+            let (mut ca, mut cb) = (sa, sb);
+            let (mut qa, mut qb) = (ia, ib);
+            for b in &p.score_affines {
+                let (u, v) = support(b, i);
+                ca = ca.max(u);
+                cb = cb.min(v);
+                let (u, v) = interior(b, i);
+                qa = qa.max(u);
+                qb = qb.min(v);
+            }
+            let ok = |j: usize| {
+                weight(a, i, j) > 0.05 && p.score_affines.iter().all(|b| weight(b, i, j) > 0.05)
+            };
+            let span = if ca >= cb {
+                (0, 0)
+            } else if qa < qb {
+                let j0 = (ca..qa).find(|&j| ok(j)).unwrap_or(qa);
+                let j1 = (qb..cb).rev().find(|&j| ok(j)).map_or(qb, |j| j + 1);
+                (j0, j1)
+            } else {
+                match (ca..cb).find(|&j| ok(j)) {
+                    Some(j0) => {
+                        let j1 = (j0..cb).rev().find(|&j| ok(j)).map_or(j0 + 1, |j| j + 1);
+                        (j0, j1)
+                    }
+                    None => (0, 0),
+                }
+            };
+            (span, sw, swv)
+        })
+        .collect();
     let (mut sw, mut swv) = (0.0f64, 0.0f64);
-    for (m, v) in mask.iter().zip(patch.iter()) {
-        sw += *m as f64;
-        swv += *m as f64 * *v as f64;
+    for r in &rows {
+        sw += r.1;
+        swv += r.2;
     }
+    let spans = rows.into_iter().map(|r| r.0).collect();
     if sw > 0.0 {
         let mu = (swv / sw) as f32;
-        patch.zip_mut_with(&mask, |v, m| *v = *m * (*v - mu));
+        patch
+            .axis_iter_mut(Axis(0))
+            .into_par_iter()
+            .zip(mask.axis_iter(Axis(0)).into_par_iter())
+            .with_min_len(8)
+            .for_each(|(mut prow, mrow)| {
+                prow.zip_mut_with(&mrow, |v, m| *v = *m * (*v - mu));
+            });
     } else {
         patch.fill(0.0);
     }
-    Ok((patch, mask, score, sw))
+    Ok((patch, mask, spans, sw))
 }
 
 /// Filter a small patch with √H on its own padded frame (same cycles/pixel as the reference).
@@ -375,7 +534,7 @@ fn evaluate_one(
             format!("{:?}", r.pad),
         ));
     }
-    let (patch, mask, score, mask_sum) = patch_and_mask(moving, a, p)?;
+    let (patch, mask, spans, mask_sum) = patch_and_mask(moving, a, p)?;
     if mask_sum <= 1e-9 {
         return Ok(PointResult {
             peaks: Vec::new(),
@@ -472,18 +631,10 @@ fn evaluate_one(
         let (peaks, stats) = xcorr::find_peaks(map.view(), p.n_peaks, p.min_sep, &p.allowed);
         (peaks, stats, Some(map), pf)
     };
-    let msum: f64 = mask.iter().map(|m| *m as f64).sum();
+    let msum = mask_sum;
     // Pearson CCC (means removed) of the filtered patch and the filtered reference over the
     // common footprint, and the overlap fraction, with the moving centre at region (ix, iy).
     // per patch row: the contiguous span of footprint (score) columns; rows as slices
-    let spans: Vec<(usize, usize)> = score
-        .axis_iter(Axis(0))
-        .map(|row| {
-            let j0 = row.iter().position(|&b| b).unwrap_or(0);
-            let j1 = row.iter().rposition(|&b| b).map_or(0, |k| k + 1);
-            (j0, j1.max(j0))
-        })
-        .collect();
     let pf_c = pf.as_standard_layout().into_owned();
     let mask_c = mask.as_standard_layout().into_owned();
     let pf_s = pf_c.as_slice().expect("contiguous");
@@ -579,12 +730,31 @@ fn evaluate_one(
         );
         let mut grid = [[0.0f64; 3]; 3];
         let mut ovc = 0.0;
+        // cells already computed (the hill-climb's neighbourhoods overlap; the peak's own
+        // CCC is known): each position's CCC is computed once
+        let mut cache: Vec<((isize, isize), (f64, f64))> = Vec::with_capacity(32);
+        if (peaks[kbest].ix as isize, peaks[kbest].iy as isize) == (cx, cy) {
+            cache.push(((cx, cy), (evals[kbest].ccc, evals[kbest].overlap)));
+        }
         for _ in 0..4 {
+            let missing: Vec<(isize, isize)> = (0..9usize)
+                .map(|q| (cx + (q % 3) as isize - 1, cy + (q / 3) as isize - 1))
+                .filter(|c| !cache.iter().any(|(k, _)| k == c))
+                .collect();
+            let fresh: Vec<((isize, isize), (f64, f64))> = missing
+                .par_iter()
+                .map(|&(x, y)| ((x, y), ccc_at(x, y)))
+                .collect();
+            cache.extend(fresh);
             let cells: Vec<(usize, usize, f64, f64)> = (0..9usize)
-                .into_par_iter()
                 .map(|q| {
                     let (a, b) = (q / 3, q % 3);
-                    let (c, o) = ccc_at(cx + b as isize - 1, cy + a as isize - 1);
+                    let key = (cx + b as isize - 1, cy + a as isize - 1);
+                    let (c, o) = cache
+                        .iter()
+                        .find(|(k, _)| *k == key)
+                        .map(|(_, v)| *v)
+                        .expect("computed above");
                     (a, b, c, o)
                 })
                 .collect();
@@ -689,6 +859,81 @@ mod tests {
         })
     }
 
+    /// The interval shortcuts of `patch_and_mask` give exactly the per-pixel weights and score
+    /// spans (rotations, zooms, patches larger and smaller than the image, several score maps).
+    #[test]
+    fn patch_mask_equals_per_pixel_evaluation() {
+        let mov = scene(37, 52);
+        let (ny, nx) = mov.dim();
+        let mk = |th: f64, z: f64, hy: usize, hx: usize, cx: f64, cy: f64| -> Affine {
+            let (c, s) = (th.cos() / z, th.sin() / z);
+            // patch pixel (j, i) -> moving cx + R(θ)ᵀ (j − hx, i − hy) / z
+            [
+                [c, s, cx - c * hx as f64 - s * hy as f64],
+                [-s, c, cy + s * hx as f64 - c * hy as f64],
+            ]
+        };
+        for (k, &(th, z, hy, hx, taper)) in [
+            (0.0, 1.0, 20usize, 28usize, 5.0),
+            (0.3, 0.9, 25, 30, 8.0),
+            (-2.9, 1.3, 12, 15, 3.0),
+            (std::f64::consts::FRAC_PI_2, 1.0, 30, 30, 0.0),
+            (0.1, 0.5, 40, 40, 11.5),
+        ]
+        .iter()
+        .enumerate()
+        {
+            let a = mk(th, z, hy, hx, 25.7, 18.2);
+            let sa = vec![
+                mk(th + 0.05, z * 0.96, hy, hx, 25.7, 18.2),
+                mk(th - 0.05, z * 0.96, hy, hx, 25.7, 18.2),
+            ];
+            let p = PatchParams {
+                hy,
+                hx,
+                taper,
+                allowed: Allowed::all(10, 10),
+                n_peaks: 1,
+                min_sep: 1.0,
+                score_affines: if k % 2 == 0 { sa } else { vec![] },
+                refine_ccc: false,
+                direct: None,
+            };
+            let (_, mask, spans, _) = patch_and_mask(mov.view(), &a, &p).unwrap();
+            let tab = RampTable::new(taper);
+            let w = |b: &Affine, i: usize, j: usize| -> f64 {
+                let sx = b[0][0] * j as f64 + b[0][1] * i as f64 + b[0][2];
+                let sy = b[1][0] * j as f64 + b[1][1] * i as f64 + b[1][2];
+                let dx = (sx + 0.5).min(nx as f64 - 0.5 - sx);
+                let dy = (sy + 0.5).min(ny as f64 - 0.5 - sy);
+                tab.at(dx) * tab.at(dy)
+            };
+            for i in 0..2 * hy + 1 {
+                let mut first = None;
+                let mut last = 0;
+                for j in 0..2 * hx + 1 {
+                    let v = w(&a, i, j);
+                    assert_eq!(mask[[i, j]], v as f32, "case {k} ({i}, {j})");
+                    assert!((v - ramp_product(&a, i, j, nx, ny, taper)).abs() < 1e-6);
+                    if v > 0.05 && p.score_affines.iter().all(|b| w(b, i, j) > 0.05) {
+                        first.get_or_insert(j);
+                        last = j + 1;
+                    }
+                }
+                let expect = first.map_or((0, 0), |f| (f, last));
+                assert_eq!(spans[i], expect, "case {k} row {i}");
+            }
+        }
+    }
+
+    fn ramp_product(b: &Affine, i: usize, j: usize, nx: usize, ny: usize, taper: f64) -> f64 {
+        let sx = b[0][0] * j as f64 + b[0][1] * i as f64 + b[0][2];
+        let sy = b[1][0] * j as f64 + b[1][1] * i as f64 + b[1][2];
+        let dx = (sx + 0.5).min(nx as f64 - 0.5 - sx);
+        let dy = (sy + 0.5).min(ny as f64 - 0.5 - sy);
+        ramp(dx, taper) * ramp(dy, taper)
+    }
+
     #[test]
     fn finds_a_translated_patch() {
         let img = scene(96, 112);
@@ -732,5 +977,60 @@ mod tests {
         assert!(best.ccc > 0.9, "{best:?}");
         assert!(best.overlap > 0.99);
         assert_eq!(res[0].map.as_ref().unwrap().dim(), region);
+    }
+}
+
+#[cfg(test)]
+mod timing {
+    use super::*;
+
+    /// `cargo test --release -p emgeom-kernels crossmag_timing -- --ignored --nocapture`:
+    /// one known-calibration evaluation of the benchmark's size (1024² region, 463² patch).
+    #[test]
+    #[ignore]
+    fn crossmag_timing() {
+        let n = 1024usize;
+        let img = Array2::from_shape_fn((n, n), |(y, x)| {
+            let (x, y) = (x as f64, y as f64);
+            ((x * 0.05).sin() * (y * 0.031).cos() + (x * 0.2 + y * 0.13).sin() * 0.3) as f32
+        });
+        let mov = Array2::from_shape_fn((409, 409), |(y, x)| img[[y + 300, x + 200]]);
+        let (hy, hx) = (231usize, 231usize);
+        let pad = (1280usize, 1280usize);
+        let f = FilterParams::SERIALEM;
+        for _ in 0..12 {
+            let t = std::time::Instant::now();
+            let r = prepare_reference(img.view(), (0, 0), (n, n), pad, 30.0, &f, Method::XCorr)
+                .unwrap();
+            let tp = t.elapsed();
+            let a: Affine = [[1.0, 0.0, 204.0 - hx as f64], [0.0, 1.0, 204.0 - hy as f64]];
+            let p = PatchParams {
+                hy,
+                hx,
+                taper: 41.0,
+                allowed: Allowed::all(n, n),
+                n_peaks: 10,
+                min_sep: 34.0,
+                score_affines: vec![a],
+                refine_ccc: true,
+                direct: None,
+            };
+            let t = std::time::Instant::now();
+            let res = evaluate_points(&r, mov.view(), &[a], &p, false).unwrap();
+            let te = t.elapsed();
+            let map = Array2::from_shape_fn(pad, |(y, x)| {
+                // smooth + hash noise: a local maximum every few pixels, like a real map
+                let h = ((x * 7919 + y * 104_729) % 1009) as f32 / 1009.0;
+                ((x as f32 * 0.07).sin() * (y as f32 * 0.05).cos()) + h * 0.5
+            });
+            let t = std::time::Instant::now();
+            let (pk, _) = xcorr::find_peaks(map.view(), 10, 34.0, &Allowed::all(n, n));
+            let tk = t.elapsed();
+            eprintln!(
+                "prepare {tp:?} evaluate {te:?} find_peaks {tk:?} ({} peaks, best {:?})",
+                pk.len(),
+                res[0].peaks.first().map(|e| (e.x, e.y))
+            );
+        }
     }
 }

@@ -472,9 +472,12 @@ pub fn find_peaks_rolled(
             st.1 = st.1.max(st.0[keep - 1].0);
         }
     };
+    // few, long fold segments: each starts with no threshold, and a segment's threshold only
+    // rises once it holds 2·keep candidates (on noisy maps a local maximum every few pixels)
+    let min_rows = ((y1.saturating_sub(y0)) / (4 * rayon::current_num_threads().max(1))).max(8);
     let results: Vec<St> = (y0..y1)
         .into_par_iter()
-        .with_min_len(8)
+        .with_min_len(min_rows)
         .fold(
             || (Vec::new(), f32::NEG_INFINITY, 0.0f64, 0.0f64, 0usize),
             |mut st: St, y| {
