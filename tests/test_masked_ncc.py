@@ -316,3 +316,23 @@ def test_thread_count_bit_identical():
     assert np.array_equal(r1.correlation_map, r2.correlation_map)
     assert np.array_equal(r1.overlap_map, r2.overlap_map)
     assert r1.peaks == r2.peaks
+
+
+def test_box_sums_equal_the_transform_path():
+    """No mask (box sums from f64 integral images) == a uniform 0.5 mask (all six terms as
+    FFT correlations): NCC is unchanged by a constant weight. (The overlap fraction is
+    Σ Ma·Mb / min(ΣMa, ΣMb), so uniform 0.5 masks halve it.)"""
+    a = _texture((50, 61), 3) + 100.0
+    b = _texture((33, 24), 4)
+    mb = np.ones(b.shape)
+    mb[:5, :7] = 0
+    for ma_, mb_ in ((None, None), (None, mb), (np.ones(a.shape), mb)):
+        r = masked_correlate(a, b, reference_mask=ma_, moving_mask=mb_, min_overlap=0.0)
+        half_a = np.full(a.shape, 0.5) if ma_ is None else 0.5 * ma_
+        half_b = np.full(b.shape, 0.5) if mb_ is None else 0.5 * mb_
+        f = masked_correlate(a, b, reference_mask=half_a, moving_mask=half_b, min_overlap=0.0)
+        np.testing.assert_allclose(f.overlap_map, 0.5 * r.overlap_map, atol=1e-6)
+        assert r.n_valid == f.n_valid
+        # (overlaps of a few pixels of a smooth texture are ill-conditioned in f32: skipped)
+        big = r.overlap_map >= 0.1
+        assert np.abs(r.correlation_map - f.correlation_map)[big].max() < 1e-5

@@ -70,6 +70,8 @@ pub struct MaskedNcc {
     pub valid_fraction: f64,
     /// Padded FFT frame `(py, px)`.
     pub pad: (usize, usize),
+    /// Mean and standard deviation of the NCC over the valid positions (and their count).
+    pub stats: MapStats,
 }
 
 /// Weighted statistics of one image: mask sum, mean, scale (largest |deviation|), energy.
@@ -162,6 +164,62 @@ fn prepare(
     })
 }
 
+/// The elements of a view in row-major order (borrowed when already contiguous).
+fn contiguous(v: ArrayView2<'_, f32>) -> std::borrow::Cow<'_, [f32]> {
+    match v.to_slice() {
+        Some(s) => std::borrow::Cow::Borrowed(s),
+        None => std::borrow::Cow::Owned(v.iter().copied().collect()),
+    }
+}
+
+/// f64 integral images of `M`, `M·ã`, `M·ã²` (`ã` the normalised image, rounded to f32 exactly
+/// as in the transforms), `(ny + 1) × (nx + 1)`, for rectangle sums over an overlap.
+struct Integral {
+    w: usize,
+    t: Vec<[f64; 3]>,
+}
+
+impl Integral {
+    fn new(img: &[f32], mask: Option<&[f32]>, (ny, nx): (usize, usize), p: &Prep) -> Self {
+        let w = nx + 1;
+        let mut t = vec![[0.0f64; 3]; (ny + 1) * w];
+        // row prefix sums in parallel, then the running column sums (fixed order: deterministic)
+        t[w..].par_chunks_mut(w).enumerate().for_each(|(y, row)| {
+            let mut acc = [0.0f64; 3];
+            for x in 0..nx {
+                let i = y * nx + x;
+                let m = mask.map_or(1.0f32, |m| m[i]);
+                let v = ((img[i] as f64 - p.mean) * p.inv_scale) as f32;
+                acc[0] += m as f64;
+                acc[1] += (m * v) as f64;
+                acc[2] += (m * v * v) as f64;
+                row[x + 1] = acc;
+            }
+        });
+        for y in 1..=ny {
+            let (prev, cur) = t[(y - 1) * w..(y + 1) * w].split_at_mut(w);
+            for (c, p) in cur.iter_mut().zip(prev.iter()) {
+                for k in 0..3 {
+                    c[k] += p[k];
+                }
+            }
+        }
+        Integral { w, t }
+    }
+
+    /// Sums over rows `y0..y1`, columns `x0..x1`.
+    #[inline(always)]
+    fn rect(&self, y0: usize, y1: usize, x0: usize, x1: usize) -> [f64; 3] {
+        let (a, b) = (&self.t[y1 * self.w + x1], &self.t[y0 * self.w + x1]);
+        let (c, d) = (&self.t[y1 * self.w + x0], &self.t[y0 * self.w + x0]);
+        [
+            a[0] - b[0] - c[0] + d[0],
+            a[1] - b[1] - c[1] + d[1],
+            a[2] - b[2] - c[2] + d[2],
+        ]
+    }
+}
+
 /// Forward transform of `M·ã^power` (`ã` = normalised image) placed at the origin of the frame.
 fn transform(
     plan: &fft::Plan2,
@@ -248,21 +306,18 @@ pub fn masked_ncc(
             format!("{:?} and {:?}", a.dim(), b.dim()),
         ));
     }
-    let a = a.as_standard_layout();
-    let b = b.as_standard_layout();
-    let ma = ma.map(|m| m.as_standard_layout().into_owned());
-    let mb = mb.map(|m| m.as_standard_layout().into_owned());
-    let sa = a.as_slice().expect("contiguous");
-    let sb = b.as_slice().expect("contiguous");
-    let sma = ma.as_ref().map(|m| m.as_slice().expect("contiguous"));
-    let smb = mb.as_ref().map(|m| m.as_slice().expect("contiguous"));
-    check_mask(
-        "reference_mask",
-        (nya, nxa),
-        sma,
-        ma.as_ref().map(|m| m.dim()),
-    )?;
-    check_mask("moving_mask", (nyb, nxb), smb, mb.as_ref().map(|m| m.dim()))?;
+    let sa = contiguous(a);
+    let sb = contiguous(b);
+    let ca = ma.map(contiguous);
+    let cb = mb.map(contiguous);
+    let sma = ca.as_deref();
+    let smb = cb.as_deref();
+    check_mask("reference_mask", (nya, nxa), sma, ma.map(|m| m.dim()))?;
+    check_mask("moving_mask", (nyb, nxb), smb, mb.map(|m| m.dim()))?;
+    // an all-ones mask is the same as no mask (and lets the box sums replace transforms)
+    let sma = sma.filter(|m| !m.iter().all(|&v| v == 1.0));
+    let smb = smb.filter(|m| !m.iter().all(|&v| v == 1.0));
+    let (sa, sb) = (&sa[..], &sb[..]);
     let pa = prepare("reference", sa, sma, nya, nxa)?;
     let pb = prepare("moving", sb, smb, nyb, nxb)?;
 
@@ -270,25 +325,43 @@ pub fn masked_ncc(
     let (py, px) = (fft::nice_size(fy), fft::nice_size(fx));
     let plan = fft::plan(py, px)?;
 
-    // Transforms in an order that keeps at most four spectra alive.
-    let a0 = transform(&plan, sa, sma, (nya, nxa), &pa, 0);
-    let b0 = transform(&plan, sb, smb, (nyb, nxb), &pb, 0);
-    let a1 = transform(&plan, sa, sma, (nya, nxa), &pa, 1);
-    let b1 = transform(&plan, sb, smb, (nyb, nxb), &pb, 1);
-    let m_o = correlate_spectra(&plan, &a0, &b0);
-    let m_sa = correlate_spectra(&plan, &a1, &b0);
-    let m_sb = correlate_spectra(&plan, &a0, &b1);
+    // Terms. With masks on both sides all six are FFT correlations (12 transforms). A side
+    // without mask is a box: every term correlating the other side with it is a rectangle sum
+    // of that other side over the overlap, taken from f64 integral images (exact, no
+    // transform): one mask → 7 transforms, no mask → 3.
+    let (box_a, box_b) = (sma.is_none(), smb.is_none());
+    let tr_a = |power| transform(&plan, sa, sma, (nya, nxa), &pa, power);
+    let tr_b = |power| transform(&plan, sb, smb, (nyb, nxb), &pb, power);
+    let a0 = (!box_a).then(|| tr_a(0));
+    let b0 = (!box_b).then(|| tr_b(0));
+    let a1 = tr_a(1);
+    let b1 = tr_b(1);
     let m_sab = correlate_spectra(&plan, &a1, &b1);
+    let m_sa = b0.as_ref().map(|b0| correlate_spectra(&plan, &a1, b0));
+    let m_sb = a0.as_ref().map(|a0| correlate_spectra(&plan, a0, &b1));
     POOL_C32.give(a1);
     POOL_C32.give(b1);
-    let a2 = transform(&plan, sa, sma, (nya, nxa), &pa, 2);
-    let m_saa = correlate_spectra(&plan, &a2, &b0);
-    POOL_C32.give(a2);
-    let b2 = transform(&plan, sb, smb, (nyb, nxb), &pb, 2);
-    let m_sbb = correlate_spectra(&plan, &a0, &b2);
-    POOL_C32.give(b2);
-    POOL_C32.give(a0);
-    POOL_C32.give(b0);
+    let m_o = match (&a0, &b0) {
+        (Some(a0), Some(b0)) => Some(correlate_spectra(&plan, a0, b0)),
+        _ => None,
+    };
+    let m_saa = b0.as_ref().map(|b0| {
+        let a2 = tr_a(2);
+        let m = correlate_spectra(&plan, &a2, b0);
+        POOL_C32.give(a2);
+        m
+    });
+    let m_sbb = a0.as_ref().map(|a0| {
+        let b2 = tr_b(2);
+        let m = correlate_spectra(&plan, a0, &b2);
+        POOL_C32.give(b2);
+        m
+    });
+    for s in [a0, b0].into_iter().flatten() {
+        POOL_C32.give(s);
+    }
+    let ia = box_b.then(|| Integral::new(sa, sma, (nya, nxa), &pa));
+    let ib = box_a.then(|| Integral::new(sb, smb, (nyb, nxb), &pb));
 
     let s_min = pa.sum_m.min(pb.sum_m);
     let s_max = pa.sum_m.max(pb.sum_m);
@@ -296,39 +369,86 @@ pub fn masked_ncc(
     let valid_fraction = thr / s_min;
     let (floor_a, floor_b) = (VAR_FLOOR * pa.energy, VAR_FLOOR * pb.energy);
     let (oy, ox) = (nyb - 1, nxb - 1);
+    let (nyai, nxai, nybi, nxbi) = (nya as isize, nxa as isize, nyb as isize, nxb as isize);
 
     let mut ncc = Array2::<f32>::zeros((fy, fx));
     let mut ovl = Array2::<f32>::zeros((fy, fx));
+    let rows: Vec<(f64, f64, usize)>;
     {
         let ns = ncc.as_slice_mut().expect("contiguous");
         let os = ovl.as_slice_mut().expect("contiguous");
-        ns.par_chunks_mut(fx)
+        let at = |m: &Option<Vec<f32>>, k: usize| m.as_ref().map_or(0.0, |m| m[k] as f64);
+        rows = ns
+            .par_chunks_mut(fx)
             .zip(os.par_chunks_mut(fx))
             .enumerate()
-            .for_each(|(i, (nrow, orow))| {
+            .map(|(i, (nrow, orow))| {
+                let (mut st1, mut st2, mut cnt) = (0.0f64, 0.0f64, 0usize);
                 let r = ((i + py - oy) % py) * px;
+                // overlap rows in a's coordinates (b's = a's − dy); never empty in full mode
+                let dy = i as isize - oy as isize;
+                let (ya0, ya1) = (dy.max(0), nyai.min(nybi + dy));
+                let (yb0, yb1) = ((ya0 - dy) as usize, (ya1 - dy) as usize);
+                let (ya0, ya1) = (ya0 as usize, ya1 as usize);
                 for j in 0..fx {
-                    let k = r + (j + px - ox) % px;
-                    let o = m_o[k] as f64;
+                    // stored column of displacement dx = j − ox (circular frame), no modulo
+                    let k = if j < ox { r + px - ox + j } else { r + j - ox };
+                    let dx = j as isize - ox as isize;
+                    let (xa0, xa1) = (dx.max(0), nxai.min(nxbi + dx));
+                    let (xb0, xb1) = ((xa0 - dx) as usize, (xa1 - dx) as usize);
+                    let (xa0, xa1) = (xa0 as usize, xa1 as usize);
+                    let ra = ia.as_ref().map(|t| t.rect(ya0, ya1, xa0, xa1));
+                    let rb = ib.as_ref().map(|t| t.rect(yb0, yb1, xb0, xb1));
+                    let o = match (&m_o, ra, rb) {
+                        (Some(m), _, _) => m[k] as f64,
+                        (None, Some(ra), _) => ra[0],
+                        (None, None, Some(rb)) => rb[0],
+                        (None, None, None) => unreachable!("a box side gives the overlap"),
+                    };
                     let frac = (o / s_min) as f32;
                     orow[j] = frac;
                     if (frac as f64) < valid_fraction {
                         nrow[j] = 0.0;
                         continue;
                     }
-                    let (s1, s2) = (m_sa[k] as f64, m_sb[k] as f64);
-                    let va = m_saa[k] as f64 - s1 * s1 / o;
-                    let vb = m_sbb[k] as f64 - s2 * s2 / o;
-                    nrow[j] = if va <= floor_a || vb <= floor_b {
+                    let inv_o = 1.0 / o;
+                    let (s1, s11) = ra.map_or((at(&m_sa, k), at(&m_saa, k)), |t| (t[1], t[2]));
+                    let (s2, s22) = rb.map_or((at(&m_sb, k), at(&m_sbb, k)), |t| (t[1], t[2]));
+                    let va = s11 - s1 * s1 * inv_o;
+                    let vb = s22 - s2 * s2 * inv_o;
+                    let v = if va <= floor_a || vb <= floor_b {
                         0.0
                     } else {
-                        let num = m_sab[k] as f64 - s1 * s2 / o;
+                        let num = m_sab[k] as f64 - s1 * s2 * inv_o;
                         (num / (va * vb).sqrt()).clamp(-1.0, 1.0) as f32
                     };
+                    nrow[j] = v;
+                    st1 += v as f64;
+                    st2 += v as f64 * v as f64;
+                    cnt += 1;
                 }
-            });
+                (st1, st2, cnt)
+            })
+            .collect();
     }
-    for m in [m_o, m_sa, m_sb, m_sab, m_saa, m_sbb] {
+    let (mut st1, mut st2, mut cnt) = (0.0f64, 0.0f64, 0usize);
+    for (a, b, c) in rows {
+        st1 += a;
+        st2 += b;
+        cnt += c;
+    }
+    let stats = if cnt > 0 {
+        let mean = st1 / cnt as f64;
+        MapStats {
+            mean,
+            std: (st2 / cnt as f64 - mean * mean).max(0.0).sqrt(),
+            count: cnt,
+        }
+    } else {
+        MapStats::default()
+    };
+    POOL_F32.give(m_sab);
+    for m in [m_o, m_sa, m_sb, m_saa, m_sbb].into_iter().flatten() {
         POOL_F32.give(m);
     }
     Ok(MaskedNcc {
@@ -337,6 +457,7 @@ pub fn masked_ncc(
         origin: (oy, ox),
         valid_fraction,
         pad: (py, px),
+        stats,
     })
 }
 
@@ -374,65 +495,39 @@ pub fn ncc_peaks(res: &MaskedNcc, n: usize, min_sep: f64) -> (Vec<NccPeak>, MapS
         let k = y as usize * nx + x as usize;
         valid(k).then(|| map[k])
     };
-    type Row = (Vec<(f32, usize, usize)>, f64, f64, usize);
-    let rows: Vec<Row> = (0..ny)
+    // Invalid positions hold exactly 0 and a candidate is > 0, so the maximum test can compare
+    // raw map values: an invalid neighbour never beats a candidate.
+    let rows: Vec<Vec<(f32, usize, usize)>> = (0..ny)
         .into_par_iter()
         .map(|y| {
+            let row = &map[y * nx..(y + 1) * nx];
+            let up = (y > 0).then(|| &map[(y - 1) * nx..y * nx]);
+            let dn = (y + 1 < ny).then(|| &map[(y + 1) * nx..(y + 2) * nx]);
             let mut cands = Vec::new();
-            let (mut s, mut s2, mut c) = (0.0f64, 0.0f64, 0usize);
             for x in 0..nx {
-                let k = y * nx + x;
-                if !valid(k) {
+                let v = row[x];
+                // strict against the "earlier" neighbours, >= against the later ones, so a
+                // plateau gives exactly one maximum
+                if v <= 0.0 || (x > 0 && row[x - 1] >= v) || (x + 1 < nx && row[x + 1] > v) {
                     continue;
                 }
-                let v = map[k];
-                s += v as f64;
-                s2 += v as f64 * v as f64;
-                c += 1;
-                if v <= 0.0 {
-                    continue;
-                }
-                let (yi, xi) = (y as isize, x as isize);
-                let mut is_max = true;
-                for (dy, dx) in [(-1, -1), (-1, 0), (-1, 1), (0, -1)] {
-                    if nb(yi + dy, xi + dx).is_some_and(|w| w >= v) {
-                        is_max = false;
-                        break;
+                let (x0, x1) = (x.saturating_sub(1), (x + 2).min(nx));
+                if let Some(u) = up {
+                    if u[x0..x1].iter().any(|&w| w >= v) {
+                        continue;
                     }
                 }
-                if is_max {
-                    for (dy, dx) in [(0, 1), (1, -1), (1, 0), (1, 1)] {
-                        if nb(yi + dy, xi + dx).is_some_and(|w| w > v) {
-                            is_max = false;
-                            break;
-                        }
+                if let Some(d) = dn {
+                    if d[x0..x1].iter().any(|&w| w > v) {
+                        continue;
                     }
                 }
-                if is_max {
-                    cands.push((v, x, y));
-                }
+                cands.push((v, x, y));
             }
-            (cands, s, s2, c)
+            cands
         })
         .collect();
-    let (mut s, mut s2, mut c) = (0.0, 0.0, 0usize);
-    let mut cands = Vec::new();
-    for (cv, a, b, k) in rows {
-        cands.extend(cv);
-        s += a;
-        s2 += b;
-        c += k;
-    }
-    let stats = if c > 0 {
-        let mean = s / c as f64;
-        MapStats {
-            mean,
-            std: (s2 / c as f64 - mean * mean).max(0.0).sqrt(),
-            count: c,
-        }
-    } else {
-        MapStats::default()
-    };
+    let mut cands: Vec<(f32, usize, usize)> = rows.into_iter().flatten().collect();
     cands.sort_by(|a, b| b.0.total_cmp(&a.0).then(a.2.cmp(&b.2)).then(a.1.cmp(&b.1)));
     let mut peaks: Vec<NccPeak> = Vec::with_capacity(n);
     for (v, x, y) in cands {
@@ -462,7 +557,7 @@ pub fn ncc_peaks(res: &MaskedNcc, n: usize, min_sep: f64) -> (Vec<NccPeak>, MapS
             overlap: ov[y * nx + x],
         });
     }
-    (peaks, stats)
+    (peaks, res.stats)
 }
 
 #[cfg(test)]
@@ -614,5 +709,40 @@ mod tests {
         let (r1, r2) = (run(1), run(3));
         assert_eq!(r1.ncc, r2.ncc);
         assert_eq!(r1.overlap, r2.overlap);
+    }
+}
+
+#[cfg(test)]
+mod timing {
+    use super::*;
+
+    /// `cargo test --release -p emgeom-kernels ncc_timing -- --ignored --nocapture`
+    #[test]
+    #[ignore]
+    fn ncc_timing() {
+        let n = 1024;
+        let a = Array2::from_shape_fn((n, n), |(y, x)| ((y * 31 + x * 17) % 97) as f32);
+        let b = a.slice(ndarray::s![100..900, 50..1000]).to_owned();
+        let mut ma = Array2::<f32>::ones((n, n));
+        ma.slice_mut(ndarray::s![300..500, 300..600]).fill(0.0);
+        for (name, m) in [("none", None), ("ref mask", Some(ma.view()))] {
+            for _ in 0..3 {
+                let t = std::time::Instant::now();
+                let r = masked_ncc(a.view(), m, b.view(), None, 0.3).unwrap();
+                let t1 = t.elapsed();
+                let t = std::time::Instant::now();
+                let _ = ncc_peaks(&r, 5, 3.0);
+                eprintln!("{name}: ncc {:?} peaks {:?}", t1, t.elapsed());
+            }
+        }
+        let p = fft::plan(2048, 2048).unwrap();
+        let t = std::time::Instant::now();
+        let s = p.forward(
+            a.view()
+                .slice(ndarray::s![..1024, ..1024])
+                .to_owned()
+                .view(),
+        );
+        eprintln!("one fwd {:?} {}", t.elapsed(), s.is_err());
     }
 }
