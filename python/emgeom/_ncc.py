@@ -31,7 +31,7 @@ class MaskedCorrelationPeak(CorrelationPeak):
     ``(dx, dy)``: displacement in pixels with ``reference(x) ≈ moving(x − d)`` (as
     :class:`~emgeom.crossmag.CorrelationPeak`); ``value`` and ``normalized``: the masked NCC at
     the integer maximum (in [−1, 1]); ``overlap``: overlap weight of the two masks there divided
-    by the smaller mask sum (in [0, 1]).
+    by the smaller mask sum, each mask scaled to a maximum of 1 (in [0, 1]).
     """
 
     overlap: float = 0.0
@@ -113,7 +113,8 @@ def masked_correlate(
     reference_mask, moving_mask : ndarray (y, x), optional
         Validity of each pixel, same shape as its image: boolean, or weights in [0, 1] (soft
         masks act as weights of a weighted Pearson correlation). ``None`` = all valid. A mask
-        must not be all zero.
+        must not be all zero. Only relative weights matter: a mask multiplied by a constant
+        gives the same result (overlaps are measured with each mask scaled to a maximum of 1).
     min_overlap : float in [0, 1]
         Displacements whose overlap weight ``Σ w`` is below ``min_overlap`` × the smaller of the
         two mask sums get the value 0 and never hold a peak (small overlaps give large, noisy

@@ -29,9 +29,13 @@ OVERLAP_TOL = 1e-6
 
 
 def _prep(img: Any, mask: Any) -> tuple[NDArray[np.float64], NDArray[np.float64], float, float]:
-    """Normalised image ``(img − μ_w)/max|img − μ_w|``, mask, mask sum, normalised energy."""
+    """Normalised image ``(img − μ_w)/max|img − μ_w|``, mask scaled to a maximum of 1 (NCC is
+    invariant to it; overlaps, thresholds and floors are defined in these units), mask sum,
+    normalised energy.
+    """
     a = np.asarray(img, dtype=np.float64)
     m = np.ones_like(a) if mask is None else np.asarray(mask, dtype=np.float64)
+    m = m / m.max()
     s = float(m.sum())
     mu = float((m * a).sum() / s)
     dev = np.abs(a - mu)[m > 0]

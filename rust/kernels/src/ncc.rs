@@ -37,7 +37,9 @@
 //! Minimum overlap: displacements whose overlap weight `O` is below
 //! `max(min_overlap·min(ΣMa, ΣMb), 1e-5·max(ΣMa, ΣMb))` (a tolerance of `1e-6·max(ΣMa, ΣMb)`
 //! absorbs transform rounding, so integer thresholds of binary masks are inclusive) are invalid:
-//! value 0, never a peak.
+//! value 0, never a peak. Overlaps, thresholds and floors are evaluated with each mask scaled to
+//! a maximum of 1 (a constant factor on a mask changes nothing); the overlap fraction is
+//! `O / min(ΣMa, ΣMb)` in those units.
 //!
 //! Threads: every transform and reduction is split in a fixed way, so the result is
 //! bit-identical for any thread count.
@@ -62,7 +64,8 @@ pub const OVERLAP_TOL: f64 = 1e-6;
 pub struct MaskedNcc {
     /// NCC in `[−1, 1]`, shape `(ny_a + ny_b − 1, nx_a + nx_b − 1)`; 0 at invalid positions.
     pub ncc: Array2<f32>,
-    /// Overlap weight `O` divided by `min(ΣMa, ΣMb)` (same shape).
+    /// Overlap weight `O` divided by `min(ΣMa, ΣMb)`, masks scaled to a maximum of 1 (same
+    /// shape).
     pub overlap: Array2<f32>,
     /// Index `(iy, ix)` of displacement zero: `(ny_b − 1, nx_b − 1)`.
     pub origin: (usize, usize),
@@ -74,9 +77,11 @@ pub struct MaskedNcc {
     pub stats: MapStats,
 }
 
-/// Weighted statistics of one image: mask sum, mean, scale (largest |deviation|), energy.
+/// Weighted statistics of one image: mask sum and maximum, mean, scale (largest
+/// |deviation|), energy.
 struct Prep {
     sum_m: f64,
+    max_m: f64,
     mean: f64,
     inv_scale: f64,
     energy: f64,
@@ -137,6 +142,7 @@ fn prepare(
         return Err(KernelError::value(what, "pixel values must be finite"));
     }
     let mean = s1 / sum_m;
+    let max_m = mask.map_or(1.0, |m| m.iter().copied().fold(0.0f32, f32::max) as f64);
     let dev: Vec<f64> = (0..ny)
         .into_par_iter()
         .map(|y| {
@@ -158,6 +164,7 @@ fn prepare(
     });
     Ok(Prep {
         sum_m,
+        max_m,
         mean,
         inv_scale,
         energy,
@@ -363,11 +370,16 @@ pub fn masked_ncc(
     let ia = box_b.then(|| Integral::new(sa, sma, (nya, nxa), &pa));
     let ib = box_a.then(|| Integral::new(sb, smb, (nyb, nxb), &pb));
 
-    let s_min = pa.sum_m.min(pb.sum_m);
-    let s_max = pa.sum_m.max(pb.sum_m);
+    // Overlaps, thresholds and floors as if each mask were scaled to a maximum of 1, so that
+    // scaling a mask by a constant changes nothing (NCC itself is invariant to it).
+    let (ca, cb) = (pa.max_m, pb.max_m);
+    let inv_cc = 1.0 / (ca * cb);
+    let s_min = (pa.sum_m / ca).min(pb.sum_m / cb);
+    let s_max = (pa.sum_m / ca).max(pb.sum_m / cb);
     let thr = (min_overlap * s_min).max(MIN_OVERLAP_ABS * s_max) - OVERLAP_TOL * s_max;
     let valid_fraction = thr / s_min;
-    let (floor_a, floor_b) = (VAR_FLOOR * pa.energy, VAR_FLOOR * pb.energy);
+    // local variances carry the weight of both masks: va = ca·cb·va' with va' ≤ τ·E'_a
+    let (floor_a, floor_b) = (VAR_FLOOR * pa.energy * cb, VAR_FLOOR * pb.energy * ca);
     let (oy, ox) = (nyb - 1, nxb - 1);
     let (nyai, nxai, nybi, nxbi) = (nya as isize, nxa as isize, nyb as isize, nxb as isize);
 
@@ -405,7 +417,7 @@ pub fn masked_ncc(
                         (None, None, Some(rb)) => rb[0],
                         (None, None, None) => unreachable!("a box side gives the overlap"),
                     };
-                    let frac = (o / s_min) as f32;
+                    let frac = (o * inv_cc / s_min) as f32;
                     orow[j] = frac;
                     if (frac as f64) < valid_fraction {
                         nrow[j] = 0.0;
