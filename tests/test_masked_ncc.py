@@ -376,3 +376,52 @@ def test_real_micrograph_offset_and_masks():
     sk32 = mpc.cross_correlate_masked(ref, mov, mref, mmov, axes=(0, 1))
     both = (sk32 != 0) & (exact != 0)
     assert np.abs(sk32[both] - exact[both]).max() > 0.1
+
+
+def _brute_peaks(m, n, sep):
+    ny, nx = m.shape
+    c = []
+    for y in range(ny):
+        for x in range(nx):
+            v = m[y, x]
+            if v <= 0:
+                continue
+            ok = True
+            for dy in (-1, 0, 1):
+                for dx in (-1, 0, 1):
+                    yy, xx = y + dy, x + dx
+                    if (dy, dx) == (0, 0) or not (0 <= yy < ny and 0 <= xx < nx):
+                        continue
+                    earlier = dy < 0 or (dy == 0 and dx < 0)
+                    w = m[yy, xx]
+                    if (earlier and w >= v) or (not earlier and w > v):
+                        ok = False
+            if ok:
+                c.append((-v, y, x))
+    out = []
+    for _, y, x in sorted(c):
+        if len(out) == n:
+            break
+        if all((x - px) ** 2 + (y - py) ** 2 >= sep * sep for py, px in out):
+            out.append((y, x))
+    return out
+
+
+@pytest.mark.parametrize(("n", "sep"), [(5, 3.0), (12, 25.0), (40, 0.0), (5, 40.0)])
+def test_peaks_equal_brute_force_selection(n, sep):
+    rng = np.random.default_rng(n)
+    a = rng.normal(size=(40, 50))
+    b = rng.normal(size=(30, 20))
+    r = masked_correlate(a, b, n_peaks=n, min_separation=sep, min_overlap=0.1)
+    got = [
+        (round(p.dy + r.origin[0]), round(p.dx + r.origin[1]))
+        for p in r.peaks  # integer maxima (sub-pixel offsets are within ±0.5)
+    ]
+    assert got == _brute_peaks(r.correlation_map, n, sep)
+    for p, (iy, ix) in zip(r.peaks, got, strict=True):
+        assert p.value == r.correlation_map[iy, ix]
+        assert p.overlap == pytest.approx(r.overlap_map[iy, ix])
+    valid = r.overlap_map >= 0.1 - 1e-6
+    assert r.n_valid == valid.sum()
+    assert r.map_mean == pytest.approx(r.correlation_map[valid].mean(), abs=1e-6)
+    assert r.map_std == pytest.approx(r.correlation_map[valid].std(), abs=1e-6)

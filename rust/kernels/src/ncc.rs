@@ -378,6 +378,7 @@ pub fn masked_ncc(
     let s_max = (pa.sum_m / ca).max(pb.sum_m / cb);
     let thr = (min_overlap * s_min).max(MIN_OVERLAP_ABS * s_max) - OVERLAP_TOL * s_max;
     let valid_fraction = thr / s_min;
+    let frac_scale = inv_cc / s_min;
     // local variances carry the weight of both masks: va = ca·cb·va' with va' ≤ τ·E'_a
     let (floor_a, floor_b) = (VAR_FLOOR * pa.energy * cb, VAR_FLOOR * pb.energy * ca);
     let (oy, ox) = (nyb - 1, nxb - 1);
@@ -417,7 +418,7 @@ pub fn masked_ncc(
                         (None, None, Some(rb)) => rb[0],
                         (None, None, None) => unreachable!("a box side gives the overlap"),
                     };
-                    let frac = (o * inv_cc / s_min) as f32;
+                    let frac = (o * frac_scale) as f32;
                     orow[j] = frac;
                     if (frac as f64) < valid_fraction {
                         nrow[j] = 0.0;
@@ -431,6 +432,7 @@ pub fn masked_ncc(
                     let v = if va <= floor_a || vb <= floor_b {
                         0.0
                     } else {
+                        // f64 throughout: tiny soft-mask weights make va·vb underflow f32
                         let num = m_sab[k] as f64 - s1 * s2 * inv_o;
                         (num / (va * vb).sqrt()).clamp(-1.0, 1.0) as f32
                     };
@@ -515,32 +517,76 @@ pub fn ncc_peaks(res: &MaskedNcc, n: usize, min_sep: f64) -> (Vec<NccPeak>, MapS
             let row = &map[y * nx..(y + 1) * nx];
             let up = (y > 0).then(|| &map[(y - 1) * nx..y * nx]);
             let dn = (y + 1 < ny).then(|| &map[(y + 1) * nx..(y + 2) * nx]);
-            let mut cands = Vec::new();
-            for x in 0..nx {
+            // strict against the "earlier" neighbours, >= against the later ones, so a
+            // plateau gives exactly one maximum
+            let general = |x: usize| -> bool {
                 let v = row[x];
-                // strict against the "earlier" neighbours, >= against the later ones, so a
-                // plateau gives exactly one maximum
                 if v <= 0.0 || (x > 0 && row[x - 1] >= v) || (x + 1 < nx && row[x + 1] > v) {
-                    continue;
+                    return false;
                 }
                 let (x0, x1) = (x.saturating_sub(1), (x + 2).min(nx));
-                if let Some(u) = up {
-                    if u[x0..x1].iter().any(|&w| w >= v) {
-                        continue;
+                !(up.is_some_and(|u| u[x0..x1].iter().any(|&w| w >= v))
+                    || dn.is_some_and(|d| d[x0..x1].iter().any(|&w| w > v)))
+            };
+            let mut cands = Vec::new();
+            match (up, dn) {
+                (Some(u), Some(d)) if nx >= 3 => {
+                    for x in [0, nx - 1] {
+                        if general(x) {
+                            cands.push((row[x], x, y));
+                        }
+                    }
+                    for x in 1..nx - 1 {
+                        let v = row[x];
+                        // the first tests without short-circuit branches (`&`): each alone is a
+                        // coin flip for the branch predictor, their conjunction is rare
+                        if ((v > 0.0) & (v > row[x - 1]) & (v >= row[x + 1]) & (v > u[x]))
+                            && v >= d[x]
+                            && v > u[x - 1]
+                            && v > u[x + 1]
+                            && v >= d[x - 1]
+                            && v >= d[x + 1]
+                        {
+                            cands.push((v, x, y));
+                        }
                     }
                 }
-                if let Some(d) = dn {
-                    if d[x0..x1].iter().any(|&w| w > v) {
-                        continue;
-                    }
-                }
-                cands.push((v, x, y));
+                _ => cands.extend((0..nx).filter(|&x| general(x)).map(|x| (row[x], x, y))),
             }
             cands
         })
         .collect();
     let mut cands: Vec<(f32, usize, usize)> = rows.into_iter().flatten().collect();
-    cands.sort_by(|a, b| b.0.total_cmp(&a.0).then(a.2.cmp(&b.2)).then(a.1.cmp(&b.1)));
+    // a total order (value, then position): the selection below does not depend on threads
+    let order = |a: &(f32, usize, usize), b: &(f32, usize, usize)| {
+        b.0.total_cmp(&a.0).then(a.2.cmp(&b.2)).then(a.1.cmp(&b.1))
+    };
+    let mut keep = (50 * n).max(200);
+    loop {
+        if cands.len() > keep {
+            cands.select_nth_unstable_by(keep, order);
+        }
+        let top = keep.min(cands.len());
+        cands[..top].sort_by(order);
+        // enough candidates once min-separation suppression leaves n peaks (checked below)
+        let mut kept: Vec<(usize, usize)> = Vec::new();
+        for &(_, x, y) in &cands[..top] {
+            if kept.len() >= n {
+                break;
+            }
+            if !kept.iter().any(|&(px, py)| {
+                let (dx, dy) = (px as f64 - x as f64, py as f64 - y as f64);
+                dx * dx + dy * dy < min_sep * min_sep
+            }) {
+                kept.push((x, y));
+            }
+        }
+        if kept.len() >= n || top == cands.len() {
+            cands.truncate(top);
+            break;
+        }
+        keep *= 4;
+    }
     let mut peaks: Vec<NccPeak> = Vec::with_capacity(n);
     for (v, x, y) in cands {
         if peaks.len() >= n {
