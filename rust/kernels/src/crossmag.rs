@@ -1026,6 +1026,44 @@ mod timing {
             let t = std::time::Instant::now();
             let (pk, _) = xcorr::find_peaks(map.view(), 10, 34.0, &Allowed::all(n, n));
             let tk = t.elapsed();
+            // a refinement point: direct mode (no correlation), 499² patch, 3 score maps
+            let (hy2, hx2) = (249usize, 249usize);
+            let r2 = prepare_reference(
+                img.view(),
+                (300 - 255, 400 - 255),
+                (525, 525),
+                (810, 810),
+                3.0,
+                &f,
+                Method::XCorr,
+            )
+            .unwrap();
+            let mov2 = Array2::from_shape_fn((401, 401), |(y, x)| img[[y + 100, x + 200]]);
+            let a2: Affine = [
+                [1.0, 0.0, 200.0 - hx2 as f64],
+                [0.0, 1.0, 200.0 - hy2 as f64],
+            ];
+            let p2 = PatchParams {
+                hy: hy2,
+                hx: hx2,
+                taper: 40.0,
+                allowed: Allowed::all(525, 525),
+                n_peaks: 10,
+                min_sep: 37.0,
+                score_affines: vec![a2, a2, a2],
+                refine_ccc: true,
+                direct: Some((255.0, 255.0)),
+            };
+            let t = std::time::Instant::now();
+            let (patch, _, _, _) = patch_and_mask(mov2.view(), &a2, &p2).unwrap();
+            let t_pm = t.elapsed();
+            let t = std::time::Instant::now();
+            let _ = filter_patch(&patch, &f).unwrap();
+            let t_fp = t.elapsed();
+            let t = std::time::Instant::now();
+            let _ = evaluate_points(&r2, mov2.view(), &[a2], &p2, false).unwrap();
+            let t_d = t.elapsed();
+            eprintln!("direct point {t_d:?}: patch+mask {t_pm:?} filter_patch {t_fp:?}");
             eprintln!(
                 "prepare {tp:?} evaluate {te:?} find_peaks {tk:?} ({} peaks, best {:?})",
                 pk.len(),
