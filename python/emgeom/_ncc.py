@@ -146,8 +146,12 @@ def masked_correlate(
 
     Numerics: six float32 FFT correlations after subtracting each image's weighted mean and
     scaling by its largest deviation (computed in float64), differences formed in float64. The
-    values agree with a float64 evaluation to ~1e-5 for images of comparable size; a local
-    variance below 1e-5 of the image's total (mean-removed) energy counts as flat and gives 0
+    values agree with a float64 evaluation to ~1e-7 (measured on 1024² images, with and without
+    a 1e4 offset; the error grows as total energy / local variance, so overlaps of a few pixels
+    are the least accurate). A side without mask (or with an all-ones mask) is handled with
+    float64 box sums instead of transforms (12 transforms with two masks, 7 with one, 3 with
+    none). A local variance below 1e-5 of the image's total (mean-removed) energy counts as
+    flat and gives 0
     (constant images give an all-zero map, never NaN or inf). Sub-pixel positions: per-axis
     Gaussian (log-parabola) fit through the peak and its two valid neighbours, else a parabola.
     """
