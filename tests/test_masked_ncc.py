@@ -6,11 +6,12 @@ import numpy as np
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from hypothesis.extra import numpy as hnp
 from scipy import ndimage
 
 from emgeom import crossmag
 from emgeom._ncc import MaskedCorrelationPeak, MaskedCorrelationResult, masked_correlate
-from emgeom.errors import InvalidTypeError, InvalidValueError, ShapeError
+from emgeom.errors import EmgeomError, InvalidTypeError, InvalidValueError, ShapeError
 from emgeom.reference.ncc import (
     MIN_OVERLAP_ABS,
     OVERLAP_TOL,
@@ -425,3 +426,52 @@ def test_peaks_equal_brute_force_selection(n, sep):
     assert r.n_valid == valid.sum()
     assert r.map_mean == pytest.approx(r.correlation_map[valid].mean(), abs=1e-6)
     assert r.map_std == pytest.approx(r.correlation_map[valid].std(), abs=1e-6)
+
+
+_scalars = st.one_of(
+    st.floats(allow_nan=True, allow_infinity=True),
+    st.integers(-(2**70), 2**70),
+    st.sampled_from([0, -1, 1e-300, 1e300, True, None, "1.0", b"x", 1j]),
+)
+_garbage = st.one_of(
+    _scalars,
+    hnp.arrays(
+        dtype=st.sampled_from([np.float32, np.float64, np.int16, np.uint8, np.complex64, np.bool_]),
+        shape=hnp.array_shapes(min_dims=0, max_dims=3, min_side=0, max_side=6),
+    ),
+    st.lists(_scalars, max_size=4),
+)
+_SLOTS = (
+    "reference",
+    "moving",
+    "reference_mask",
+    "moving_mask",
+    "min_overlap",
+    "n_peaks",
+    "min_separation",
+    "n_threads",
+)
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(slot=st.sampled_from(_SLOTS), bad=_garbage)
+def test_garbage_raises_only_emgeom_errors(slot, bad):
+    rng = np.random.default_rng(0)
+    kw = {
+        "reference": rng.normal(size=(9, 8)),
+        "moving": rng.normal(size=(5, 6)),
+        "reference_mask": None,
+        "moving_mask": np.ones((5, 6), bool),
+        "min_overlap": 0.3,
+        "n_peaks": 3,
+        "min_separation": 2.0,
+        "n_threads": None,
+    }
+    kw[slot] = bad
+    ref, mov = kw.pop("reference"), kw.pop("moving")
+    try:
+        r = masked_correlate(ref, mov, **kw)
+    except EmgeomError:
+        return
+    assert np.all(np.isfinite(r.correlation_map)) and np.all(np.abs(r.correlation_map) <= 1)
+    assert all(np.isfinite([p.dx, p.dy, p.value, p.overlap]).all() for p in r.peaks)
