@@ -156,6 +156,7 @@ fn prepare(
     let inv_scale = if scale > 0.0 { 1.0 / scale } else { 0.0 };
     let energy = ordered_sum(ny, |y| {
         (y * nx..(y + 1) * nx)
+            .filter(|&i| wt(i) > 0.0) // outside the mask |v| is unbounded (0·inf = NaN)
             .map(|i| {
                 let v = ((img[i] as f64 - mean) * inv_scale) as f32 as f64;
                 wt(i) * v * v
@@ -196,7 +197,12 @@ impl Integral {
             for x in 0..nx {
                 let i = y * nx + x;
                 let m = mask.map_or(1.0f32, |m| m[i]);
-                let v = ((img[i] as f64 - p.mean) * p.inv_scale) as f32;
+                // |v| ≤ 1 inside the mask; outside it may overflow, and 0·inf would be NaN
+                let v = if m > 0.0 {
+                    ((img[i] as f64 - p.mean) * p.inv_scale) as f32
+                } else {
+                    0.0
+                };
                 acc[0] += m as f64;
                 acc[1] += (m * v) as f64;
                 acc[2] += (m * v * v) as f64;
@@ -247,6 +253,7 @@ fn transform(
                 let w = mrow.map_or(1.0f32, |m| m[x]);
                 *o = match power {
                     0 => w,
+                    _ if w == 0.0 => 0.0, // outside the mask |v| is unbounded (0·inf = NaN)
                     _ => {
                         let v = ((row[x] as f64 - p.mean) * p.inv_scale) as f32;
                         if power == 1 {
@@ -740,6 +747,19 @@ mod tests {
         let r = masked_ncc(a.view(), Some(ma.view()), b.view(), Some(mb.view()), 0.3).unwrap();
         assert!(r.ncc.iter().all(|v| v.is_finite() && *v == 0.0));
         assert!(ncc_peaks(&r, 5, 1.0).0.is_empty());
+    }
+
+    #[test]
+    fn huge_values_outside_a_nearly_flat_mask_stay_finite() {
+        // inside the mask the deviation is tiny (scale 1e-30-ish); outside it is huge
+        let mut a = Array2::<f32>::from_elem((12, 12), 1.0);
+        a[[3, 3]] = 1.0 + 1e-6;
+        a[[10, 10]] = 3.0e35;
+        let mut ma = Array2::<f32>::ones((12, 12));
+        ma[[10, 10]] = 0.0;
+        let b = noise(5, 5, 9);
+        let r = masked_ncc(a.view(), Some(ma.view()), b.view(), None, 0.3).unwrap();
+        assert!(r.ncc.iter().all(|v| v.is_finite() && v.abs() <= 1.0));
     }
 
     #[test]
