@@ -1097,7 +1097,8 @@ def align(
         check_mov()  # the shrink found a NaN/inf pixel: report it under the argument's name
         raise
     st, (x0, y0), size, _allowed, nyb, nxb = lv
-    if _is_constant(st.mov_s) or _is_constant(st.ref_b):
+    # (unbinned, ref_b is the reference itself, already known not to be constant)
+    if _is_constant(st.mov_s) or (b > 1 and _is_constant(st.ref_b)):
         return _not_found(ref_shape, mov_shape, p_r, p_m, s, theta0, ec)
     hy, hx = st.half
     # the coarse (scale, rotation) grid runs one pyramid level down (2× coarser) when the

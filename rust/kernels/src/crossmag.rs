@@ -136,7 +136,12 @@ pub fn prepare_reference(
         ));
     }
     let mu = swv / sw;
-    let valid = Array2::from_shape_fn((wy, wx), |(i, j)| vy[i] * vx[j]);
+    let mut valid = Array2::<f32>::zeros((wy, wx));
+    for (mut row, &v) in valid.axis_iter_mut(Axis(0)).zip(vy.iter()) {
+        if v > 0.0 {
+            row.assign(&ndarray::ArrayView1::from(&vx[..]));
+        }
+    }
     let plan = fft::plan(pad.0, pad.1)?;
     // the tapered, mean-removed region is written straight into the transform's row pass
     let spec = plan.forward_with(
@@ -191,7 +196,17 @@ pub fn prepare_reference(
     let filtered_full = plan.inverse_rows(&half, &mut spare, true);
     fft::POOL_C32.give(spare);
     fft::POOL_C32.give(half);
-    let filtered = Array2::from_shape_fn((wy, wx), |(i, j)| filtered_full[i * pad.1 + j]);
+    let mut filtered = Array2::<f32>::zeros((wy, wx));
+    filtered
+        .axis_iter_mut(Axis(0))
+        .into_par_iter()
+        .enumerate()
+        .with_min_len(16)
+        .for_each(|(i, mut row)| {
+            row.assign(&ndarray::ArrayView1::from(
+                &filtered_full[i * pad.1..i * pad.1 + wx],
+            ))
+        });
     fft::POOL_F32.give(filtered_full);
     let mut spec = Array2::from_shape_vec((nxc, pad.0), spec)
         .map_err(|e| KernelError::value("fft", e.to_string()))?;
@@ -603,13 +618,19 @@ fn evaluate_one(
                 for (k, grow) in chunk.chunks_mut(py).enumerate() {
                     let kxx = kx0 + k;
                     let arow = &rs[kxx * py..(kxx + 1) * py];
+                    if !phase {
+                        // xcorr: the filter is already in the reference spectrum; a plain,
+                        // branch-free loop (vectorises)
+                        for (g, a) in grow.iter_mut().zip(arow) {
+                            *g = *a * g.conj();
+                        }
+                        continue;
+                    }
                     let trow = tsl.map(|t| &t[kxx * py..(kxx + 1) * py]);
                     for ky_ in 0..py {
                         let mut v = arow[ky_] * grow[ky_].conj();
-                        if phase {
-                            let m = v.norm();
-                            v = if m > 1e-30 { v / m } else { C32::new(0.0, 0.0) };
-                        }
+                        let m = v.norm();
+                        v = if m > 1e-30 { v / m } else { C32::new(0.0, 0.0) };
                         if let Some(t) = trow {
                             v *= t[ky_];
                         }
@@ -635,8 +656,8 @@ fn evaluate_one(
     // Pearson CCC (means removed) of the filtered patch and the filtered reference over the
     // common footprint, and the overlap fraction, with the moving centre at region (ix, iy).
     // per patch row: the contiguous span of footprint (score) columns; rows as slices
-    let pf_c = pf.as_standard_layout().into_owned();
-    let mask_c = mask.as_standard_layout().into_owned();
+    let pf_c = pf.as_standard_layout();
+    let mask_c = mask.as_standard_layout();
     let pf_s = pf_c.as_slice().expect("contiguous");
     let mask_s = mask_c.as_slice().expect("contiguous");
     let filt_s = r.filtered.as_slice().expect("contiguous");
