@@ -154,6 +154,10 @@ def masked_correlate(
     flat and gives 0
     (constant images give an all-zero map, never NaN or inf). Sub-pixel positions: per-axis
     Gaussian (log-parabola) fit through the peak and its two valid neighbours, else a parabola.
+
+    Memory: the frame is ``P = nice(ny_ref + ny_mov − 1) × nice(nx_ref + nx_mov − 1)``; with two
+    masks up to four half spectra and six float32 maps of that size are alive at once (about
+    40·P bytes: ~170 MB for a 1024² pair, ~2.7 GB for a 4096² pair), plus the two output maps.
     """
     a = as_image(reference, "reference", allow_stack=False, dtype=np.float32)
     b = as_image(moving, "moving", allow_stack=False, dtype=np.float32)
