@@ -262,6 +262,35 @@ def test_partial_overlap_at_the_border():
     assert r.found
 
 
+@pytest.mark.parametrize("search", [True, False])
+def test_up_direction_overlap_counts_only_pixels_on_the_reference(search):
+    """direction='up' enlarges a reference extract; where it reaches past the reference image
+    its pixels are filler and must not count as overlap (they did: overlap 1.0 here)."""
+    m = small_master()
+    ref = syn.acquire(m, pixel_a=20.0, shape=(204, 204), seed=0)
+    mov = syn.acquire(m, pixel_a=4.0, shape=(512, 512), center=(1023.5 - 475.0, 1023.5 + 100.0))
+    cut = ref.image[:, 40:]  # ~1/3 of the moving field hangs off the left border
+    tc = truth_center(ref, mov) - np.array([40.0, 0.0])
+    kw = {
+        "reference_pixel_a": 20,
+        "moving_pixel_a": 4,
+        "expected_center": tc + np.array([3.0, -2.0]),
+        "max_shift_a": 10 * 20.0,
+        **({} if search else NO_SEARCH),
+    }
+    down = crossmag.align(cut, mov.image, **kw)
+    up = crossmag.align(cut, mov.image, direction="up", **kw)
+    assert np.hypot(*(np.array(up.center) - tc)) < 0.5
+    assert 0.5 < up.overlap < 0.8
+    assert up.overlap == pytest.approx(down.overlap, abs=0.03)
+    assert up.found and up.confidence >= 0.5
+    # fully inside: the overlap stays ~1
+    inside = crossmag.align(
+        ref.image, mov.image, direction="up", **{**kw, "expected_center": truth_center(ref, mov)}
+    )
+    assert inside.overlap > 0.99
+
+
 def test_compose_and_inverse_are_exact():
     m = small_master()
     view = syn.acquire(m, pixel_a=40.0, shape=(102, 102))

@@ -1361,6 +1361,45 @@ def align(
     return res
 
 
+def _footprint_overlap(
+    affine: NDArray[np.float64],
+    mov_shape: tuple[int, int],
+    ref_shape: tuple[int, ...],
+    taper_px: float,
+    extract_warp: NDArray[np.float64] | None = None,
+    n_extract: int = 0,
+) -> float:
+    """Fraction of the moving image's soft-mask weight (cosine ramp of ``taper_px`` moving
+    pixels inside its border, as in the correlation) whose image under ``affine`` lies on the
+    reference image and, when given, inside the ``n_extract``² extract whose pixel q maps to
+    the reference at ``extract_warp @ [q, 1]``. Sampled on at most 128 × 128 moving pixels.
+    """
+    ny, nx = mov_shape
+    ys = np.arange(0, ny, max(1, math.ceil(ny / 128)), dtype=np.float64)
+    xs = np.arange(0, nx, max(1, math.ceil(nx / 128)), dtype=np.float64)
+
+    def ramp(t: NDArray[np.float64]) -> NDArray[np.float64]:
+        u = np.clip(t / taper_px, 0.0, 1.0) if taper_px > 0 else (t > 0).astype(np.float64)
+        return np.where(t <= 0, 0.0, 0.5 * (1.0 - np.cos(np.pi * u)))
+
+    wy = ramp(np.minimum(ys + 0.5, ny - 0.5 - ys))
+    wx = ramp(np.minimum(xs + 0.5, nx - 0.5 - xs))
+    w = wy[:, None] * wx[None, :]
+    gx, gy = np.meshgrid(xs, ys)
+    rx = affine[0, 0] * gx + affine[0, 1] * gy + affine[0, 2]
+    ry = affine[1, 0] * gx + affine[1, 1] * gy + affine[1, 2]
+    inside = (rx >= -0.5) & (rx < ref_shape[1] - 0.5) & (ry >= -0.5) & (ry < ref_shape[0] - 0.5)
+    if extract_warp is not None:
+        inv = np.linalg.inv(extract_warp[:, :2])
+        dx, dy = rx - extract_warp[0, 2], ry - extract_warp[1, 2]
+        qx = inv[0, 0] * dx + inv[0, 1] * dy
+        qy = inv[1, 0] * dx + inv[1, 1] * dy
+        lim = n_extract - 0.5
+        inside &= (qx >= -0.5) & (qx < lim) & (qy >= -0.5) & (qy < lim)
+    total = float(w.sum())
+    return float((w * inside).sum() / total) if total > 0 else 0.0
+
+
 def _align_up(
     ref: NDArray[np.float32],
     mov: NDArray[np.float32],
@@ -1424,16 +1463,27 @@ def _align_up(
         return_map=return_map,
     )
     a = np.hstack([lin @ sub.affine[:, :2], (lin @ sub.affine[:, 2] + warp[:, 2])[:, None]])
+    # The extract's pixels outside the reference image are filler, but the sub-alignment
+    # counts them as valid: measure the overlap on the reference itself (and inside the
+    # extract), with the same soft mask of the moving image, and re-judge found/confidence.
+    overlap = _footprint_overlap(
+        a, (int(ny_m), int(nx_m)), ref.shape, max(2.0, tf * float(min(ny_m, nx_m))), warp, n_out
+    )
+    min_sig = _MIN_SIGNIFICANCE_SEARCH if (ss > 0 or rs > 0) else _MIN_SIGNIFICANCE
+    found = bool(sub.found and overlap >= _MIN_OVERLAP)
+    conf = min(sub.confidence, _confidence(sub.significance, sub.peak_ratio, overlap, min_sig))
+    if not found:
+        conf = min(conf, 0.49)
     res = _make_result(
         a,
         reference_shape=(int(ref.shape[0]), int(ref.shape[1])),
         moving_shape=(int(ny_m), int(nx_m)),
         reference_pixel_a=p_r,
         moving_pixel_a=p_m,
-        found=sub.found,
-        confidence=sub.confidence,
+        found=found,
+        confidence=conf,
         ccc=sub.ccc,
-        overlap=sub.overlap,
+        overlap=overlap,
         peak_ratio=sub.peak_ratio,
         peak_z=sub.peak_z,
         significance=sub.significance,
