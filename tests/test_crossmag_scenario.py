@@ -47,14 +47,26 @@ def test_hole_edge_with_default_search_no_calibration_error():
 
 
 def test_hole_edge_calibration_error_recovered_by_default_search():
-    """−3% pixel size and +2.5° rotation error, default ±4% / ±3° search. The issue asks 100%
-    within 1.5 px; we reach ≥ 85% (measured 87.5% over 16 trials, median 0.23 px) and every
-    `found=True` result is within 2 px. Without the search it is ~25% and rarely `found`."""
+    """−3% pixel size and +2.5° rotation error, default ±4% / ±3° search, 16 trials.
+
+    The issue asks 100% within 1.5 px; measured 14/16 here (median 0.2 px) and 57/64 over
+    seeds 13–16, and every miss is reported ``found=False``. The misses are not a search
+    failure: the hole edge is a circular arc, so a rotation about the hole centre plus a shift
+    of ~20 px along the edge matches it almost as well, and in 6 of the 7 misses over the 64
+    trials that wrong pose has a *higher* CCC than the best pose near the truth (the texture
+    that pins the position is near the noise at View σ 0.3 / Preview σ 1.5). The coarse
+    candidates always include the true position; a rival within 10% makes the result
+    ambiguous (found=False) instead of a confident wrong answer (6/57 found=True were wrong
+    before the candidates were compared). Without the search it is ~25% and rarely found.
+    """
     rng = np.random.default_rng(13)
-    res = run(rng, pixel_err=0.97, rot_err=2.5, n=12)
-    assert np.mean(res[:, 0] < 1.5) >= 0.8, res[:, 0]
+    res = run(rng, pixel_err=0.97, rot_err=2.5, n=16)
+    assert np.mean(res[:, 0] < 1.5) >= 0.85, res[:, 0]
     assert np.median(res[:, 0]) < 0.5
-    assert np.mean(res[:, 0][res[:, 1] == 1] < 2.0) >= 0.9, res
+    found = res[:, 1] == 1
+    assert found.sum() >= 8, res
+    assert np.all(res[found, 0] < 1.5), res  # no confident wrong answer
+    assert np.all(res[~found, 2] < 0.5)
     off = run(np.random.default_rng(13), pixel_err=0.97, rot_err=2.5, search=False, n=6)
     # (without the search a miscalibrated pair can still give a confident wrong peak: the
     # measures cannot know the calibration is off — that is what the search is for)
