@@ -220,16 +220,17 @@ impl Integral {
         Integral { w, t }
     }
 
-    /// Sums over rows `y0..y1`, columns `x0..x1`.
-    #[inline(always)]
-    fn rect(&self, y0: usize, y1: usize, x0: usize, x1: usize) -> [f64; 3] {
-        let (a, b) = (&self.t[y1 * self.w + x1], &self.t[y0 * self.w + x1]);
-        let (c, d) = (&self.t[y1 * self.w + x0], &self.t[y0 * self.w + x0]);
-        [
-            a[0] - b[0] - c[0] + d[0],
-            a[1] - b[1] - c[1] + d[1],
-            a[2] - b[2] - c[2] + d[2],
-        ]
+    /// Column prefix sums of rows `y0..y1`: the sum over rows `y0..y1`, columns `x0..x1` is
+    /// `band[x1] − band[x0]` (one band per output row, shared by all its displacements).
+    fn band(&self, y0: usize, y1: usize) -> Vec<[f64; 3]> {
+        let (r0, r1) = (
+            &self.t[y0 * self.w..(y0 + 1) * self.w],
+            &self.t[y1 * self.w..(y1 + 1) * self.w],
+        );
+        r1.iter()
+            .zip(r0)
+            .map(|(a, b)| [a[0] - b[0], a[1] - b[1], a[2] - b[2]])
+            .collect()
     }
 }
 
@@ -410,6 +411,12 @@ pub fn masked_ncc(
                 let (ya0, ya1) = (dy.max(0), nyai.min(nybi + dy));
                 let (yb0, yb1) = ((ya0 - dy) as usize, (ya1 - dy) as usize);
                 let (ya0, ya1) = (ya0 as usize, ya1 as usize);
+                let band_a = ia.as_ref().map(|t| t.band(ya0, ya1));
+                let band_b = ib.as_ref().map(|t| t.band(yb0, yb1));
+                let rect = |b: &[[f64; 3]], x0: usize, x1: usize| {
+                    let (p, q) = (&b[x1], &b[x0]);
+                    [p[0] - q[0], p[1] - q[1], p[2] - q[2]]
+                };
                 for j in 0..fx {
                     // stored column of displacement dx = j − ox (circular frame), no modulo
                     let k = if j < ox { r + px - ox + j } else { r + j - ox };
@@ -417,8 +424,8 @@ pub fn masked_ncc(
                     let (xa0, xa1) = (dx.max(0), nxai.min(nxbi + dx));
                     let (xb0, xb1) = ((xa0 - dx) as usize, (xa1 - dx) as usize);
                     let (xa0, xa1) = (xa0 as usize, xa1 as usize);
-                    let ra = ia.as_ref().map(|t| t.rect(ya0, ya1, xa0, xa1));
-                    let rb = ib.as_ref().map(|t| t.rect(yb0, yb1, xb0, xb1));
+                    let ra = band_a.as_deref().map(|b| rect(b, xa0, xa1));
+                    let rb = band_b.as_deref().map(|b| rect(b, xb0, xb1));
                     let o = match (&m_o, ra, rb) {
                         (Some(m), _, _) => m[k] as f64,
                         (None, Some(ra), _) => ra[0],
