@@ -33,12 +33,22 @@ pub struct Reference {
     pub region: (usize, usize),
     /// `F(R0)·H` (xcorr) or `F(R0)` (phase), transposed half-spectrum layout of [`crate::fft`].
     pub spec: Array2<C32>,
-    /// Filtered region `R'` (√H applied), `(wy, wx)`.
-    pub filtered: Array2<f32>,
-    /// 1 where the region pixel lies inside the reference image, else 0, `(wy, wx)`.
-    pub valid: Array2<f32>,
+    /// Filtered region `R'` (√H applied): row `i` of the region is
+    /// `filtered[i·px .. i·px + wx]` (the inverse transform's frame, not copied; returned to
+    /// the buffer pool on drop).
+    pub filtered: Vec<f32>,
+    /// Region rows `[y0, y1)` and columns `[x0, x1)` that lie inside the reference image (the
+    /// valid part is this rectangle; its pixels count for the overlap).
+    pub valid_rows: (usize, usize),
+    pub valid_cols: (usize, usize),
     pub filter: FilterParams,
     pub method: Method,
+}
+
+impl Drop for Reference {
+    fn drop(&mut self) {
+        fft::POOL_F32.give(std::mem::take(&mut self.filtered));
+    }
 }
 
 /// 1-D weights of a crop `[o, o + w)` of an axis of length `n`: ramp inside the valid span.
@@ -136,12 +146,10 @@ pub fn prepare_reference(
         ));
     }
     let mu = swv / sw;
-    let mut valid = Array2::<f32>::zeros((wy, wx));
-    for (mut row, &v) in valid.axis_iter_mut(Axis(0)).zip(vy.iter()) {
-        if v > 0.0 {
-            row.assign(&ndarray::ArrayView1::from(&vx[..]));
-        }
-    }
+    let ia = (-y0).clamp(0, wy as isize) as usize;
+    let ib = (ny as isize - y0).clamp(ia as isize, wy as isize) as usize;
+    debug_assert!((0..wy).all(|i| (vy[i] > 0.0) == (ia..ib).contains(&i)));
+    debug_assert!((0..wx).all(|j| (vx[j] > 0.0) == (ja..jb).contains(&j)));
     let plan = fft::plan(pad.0, pad.1)?;
     // the tapered, mean-removed region is written straight into the transform's row pass
     let spec = plan.forward_with(
@@ -196,18 +204,6 @@ pub fn prepare_reference(
     let filtered_full = plan.inverse_rows(&half, &mut spare, true);
     fft::POOL_C32.give(spare);
     fft::POOL_C32.give(half);
-    let mut filtered = Array2::<f32>::zeros((wy, wx));
-    filtered
-        .axis_iter_mut(Axis(0))
-        .into_par_iter()
-        .enumerate()
-        .with_min_len(16)
-        .for_each(|(i, mut row)| {
-            row.assign(&ndarray::ArrayView1::from(
-                &filtered_full[i * pad.1..i * pad.1 + wx],
-            ))
-        });
-    fft::POOL_F32.give(filtered_full);
     let mut spec = Array2::from_shape_vec((nxc, pad.0), spec)
         .map_err(|e| KernelError::value("fft", e.to_string()))?;
     if method == Method::XCorr {
@@ -217,8 +213,9 @@ pub fn prepare_reference(
         pad,
         region,
         spec,
-        filtered,
-        valid,
+        filtered: filtered_full,
+        valid_rows: (ia, ib),
+        valid_cols: (ja, jb),
         filter: *filter,
         method,
     })
@@ -481,26 +478,6 @@ fn filter_patch(patch: &Array2<f32>, f: &FilterParams) -> Result<Array2<f32>, Ke
     Ok(out.slice(s![m..m + ky, m..m + kx]).to_owned())
 }
 
-/// `Σ a·b` with 8 independent f32 lanes (vectorises; no serial dependency chain).
-#[inline]
-fn dot_lanes(a: &[f32], b: &[f32]) -> f32 {
-    let n = a.len().min(b.len());
-    let (a, b) = (&a[..n], &b[..n]);
-    let mut l = [0.0f32; 8];
-    let (ca, cb) = (a.chunks_exact(8), b.chunks_exact(8));
-    let (ra, rb) = (ca.remainder(), cb.remainder());
-    for (x, y) in ca.zip(cb) {
-        for k in 0..8 {
-            l[k] += x[k] * y[k];
-        }
-    }
-    let mut s: f32 = l.iter().sum();
-    for (x, y) in ra.iter().zip(rb.iter()) {
-        s += x * y;
-    }
-    s
-}
-
 /// `[Σr, Σp, Σr², Σp², Σr·p]` with 8 independent f32 lanes per sum.
 #[inline]
 fn moments_lanes(r: &[f32], p: &[f32]) -> [f32; 5] {
@@ -660,8 +637,22 @@ fn evaluate_one(
     let mask_c = mask.as_standard_layout();
     let pf_s = pf_c.as_slice().expect("contiguous");
     let mask_s = mask_c.as_slice().expect("contiguous");
-    let filt_s = r.filtered.as_slice().expect("contiguous");
-    let valid_s = r.valid.as_slice().expect("contiguous");
+    let filt_s = &r.filtered[..];
+    let (vy0, vy1) = r.valid_rows;
+    let (vx0, vx1) = r.valid_cols;
+    // per patch row, prefix sums of the mask: the overlap of a row with the valid columns is
+    // one difference (the valid part of the region is a rectangle)
+    let mut mpre = vec![0.0f64; ky * (kx + 1)];
+    mpre.par_chunks_mut(kx + 1)
+        .zip(mask_s.par_chunks(kx))
+        .with_min_len(16)
+        .for_each(|(pre, m)| {
+            let mut acc = 0.0f64;
+            for (q, v) in pre[1..].iter_mut().zip(m) {
+                acc += *v as f64;
+                *q = acc;
+            }
+        });
     let ccc_at = |ix: isize, iy: isize| -> (f64, f64) {
         let (mut n, mut sr, mut sp, mut srr, mut spp, mut spr, mut ov) =
             (0usize, 0.0f64, 0.0f64, 0.0f64, 0.0f64, 0.0f64, 0.0f64);
@@ -677,10 +668,13 @@ fn evaluate_one(
             if jlo >= jhi {
                 continue;
             }
-            let xoff = (ix - p.hx as isize + jlo as isize) as usize;
-            let mrow = &mask_s[i * kx + jlo..i * kx + jhi];
-            let vrow = &valid_s[y * wx + xoff..y * wx + xoff + (jhi - jlo)];
-            ov += dot_lanes(mrow, vrow) as f64;
+            if y >= vy0 && y < vy1 {
+                // valid columns x ∈ [vx0, vx1) are patch columns j = x + hx − ix
+                let va = ((vx0 + p.hx) as isize - ix).clamp(jlo as isize, jhi as isize) as usize;
+                let vb = ((vx1 + p.hx) as isize - ix).clamp(va as isize, jhi as isize) as usize;
+                let pre = &mpre[i * (kx + 1)..(i + 1) * (kx + 1)];
+                ov += pre[vb] - pre[va];
+            }
             let (j0, j1) = spans[i];
             let (a, b) = (j0.max(jlo), j1.min(jhi));
             if a >= b {
@@ -688,7 +682,7 @@ fn evaluate_one(
             }
             let prow = &pf_s[i * kx + a..i * kx + b];
             let x0 = (ix - p.hx as isize + a as isize) as usize;
-            let rrow = &filt_s[y * wx + x0..y * wx + x0 + (b - a)];
+            let rrow = &filt_s[y * px + x0..y * px + x0 + (b - a)];
             let [r1, p1, rr, pp, pr] = moments_lanes(rrow, prow);
             n += b - a;
             sr += r1 as f64;
