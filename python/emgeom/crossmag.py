@@ -1096,11 +1096,10 @@ def align(
     except InvalidValueError:
         check_mov()  # the shrink found a NaN/inf pixel: report it under the argument's name
         raise
-    st, (x0, y0), size, _allowed, nyb, nxb = lv
+    st, (x0, y0), size, _allowed, _, _ = lv
     # (unbinned, ref_b is the reference itself, already known not to be constant)
     if _is_constant(st.mov_s) or (b > 1 and _is_constant(st.ref_b)):
         return _not_found(ref_shape, mov_shape, p_r, p_m, s, theta0, ec)
-    hy, hx = st.half
     # the coarse (scale, rotation) grid runs one pyramid level down (2× coarser) when the
     # region is large: 4× cheaper per point; the refinement below is at full sampling
     coarse = lv
@@ -1172,32 +1171,28 @@ def align(
 
     tol_f = max(2.0, 0.5 * st.min_sep)
 
+    # the full region at full sampling: the refinement's direct (CCC-only) evaluations read
+    # its filtered reference, and the honesty measures below correlate over it
+    fine = (
+        full
+        if coarse is lv
+        else _Region(st, (x0, y0), size, _allowed, st.ref_taper)
+        if (searching or return_map)
+        else None
+    )
+
     def refine(
         pos: NDArray[np.float64], sigma: float, theta: float
     ) -> tuple[float, float, NDArray[np.float64] | None, float, int]:
-        """Local (scale, rotation) refinement at full sampling on a small region around
-        ``pos`` (full-sampling region px): a 3×3 grid per step in _REFINE_DIVS and a 2-D
-        quadratic fit, the position hill-climbed on the CCC. Returns (sigma, theta, final
-        peak or None, its score, evaluations).
+        """Local (scale, rotation) refinement at full sampling around ``pos`` (full-sampling
+        region px): a 3×3 grid per step in _REFINE_DIVS and a 2-D quadratic fit, the position
+        hill-climbed on the CCC (no correlation map). Returns (sigma, theta, final peak or
+        None, its score, evaluations).
         """
+        assert fine is not None
+        small = fine
         n = 0
-        margin = max(6, math.ceil(0.08 * min(hy, hx)))
-        cx_b, cy_b = float(pos[0]) + x0, float(pos[1]) + y0
-        ox, oy = round(cx_b) - margin - 1, round(cy_b) - margin - 1
-        small_size = (2 * margin + 3, 2 * margin + 3)
-        e = 6  # extra border so the region taper (3 px) stays outside every patch footprint
-        ox2, oy2 = ox - hx - e, oy - hy - e
-        size2 = (small_size[0] + 2 * (hy + e), small_size[1] + 2 * (hx + e))
-        a_x0, a_x1 = max(hx + e, -ox2), min(hx + e + small_size[1], nxb - ox2)
-        a_y0, a_y1 = max(hy + e, -oy2), min(hy + e + small_size[0], nyb - oy2)
-        small = _Region(
-            st,
-            (ox2, oy2),
-            size2,
-            (a_x0, a_x1, a_y0, a_y1, float(cx_b - ox2), float(cy_b - oy2), float(margin)),
-            3.0,
-        )
-        pos_s = (float(cx_b - ox2), float(cy_b - oy2))
+        pos_s = (float(pos[0]), float(pos[1]))
         us = (-1, 0, 1) if ss > 0 else (0,)
         vs = (-1, 0, 1) if rs > 0 else (0,)
         lgrid = [(u, v) for u in us for v in vs]
@@ -1225,7 +1220,7 @@ def align(
         if kb < 0:
             return sigma, theta, None, -1.0, n
         pk = ev[0].peaks[kb]
-        fin = np.array([pk[0] + ox2 - x0, pk[1] + oy2 - y0, pk[2], pk[3], pk[4]])
+        fin = np.array([pk[0], pk[1], pk[2], pk[3], pk[4]], dtype=np.float64)
         return sigma, theta, fin, float(ev[0].scores()[kb]), n
 
     runs = []
@@ -1293,7 +1288,7 @@ def align(
     # 1.2-1.6 for the same true matches, so ambiguity is judged at full sampling)
     cmap = None
     if coarse is not lv or return_map:
-        full_f = full if coarse is lv else _Region(st, (x0, y0), size, _allowed, st.ref_taper)
+        full_f = fine if fine is not None else _Region(st, (x0, y0), size, _allowed, st.ref_taper)
         ev_f, cmap = full_f.evaluate(st, [(sigma, theta)], want_map=return_map)
         n_eval += 1
         e_f = ev_f[0]
