@@ -28,6 +28,7 @@ use rayon::prelude::*;
 use crate::fft::{self, C32};
 use crate::warp::Sample;
 use crate::KernelError;
+use rustfft::num_complex::Complex64;
 
 /// Per-output-pixel taps along one axis: `width` (clamped index, weight) pairs per output pixel.
 #[derive(Clone, Debug)]
@@ -389,41 +390,52 @@ pub fn fourier_rescale(
     let scale = (my * mx) as f64 / (ny * nx) as f64;
     // input coefficient at signed frequencies (sx, sy) from the stored half spectrum
     // (kx ≥ 0; a negative sx reads the Hermitian partner conj(F(−sx, −sy)))
-    let coef = |sx: isize, sy: isize| -> rustfft::num_complex::Complex64 {
+    let coef = |sx: isize, sy: isize| -> Complex64 {
         let wrap = |s: isize, n: usize| s.rem_euclid(n as isize) as usize;
         let (v, conj) = if sx >= 0 {
             (spec[[sx as usize, wrap(sy, ny)]], false)
         } else {
             (spec[[(-sx) as usize, wrap(-sy, ny)]], true)
         };
-        let v = rustfft::num_complex::Complex64::new(v.re as f64, v.im as f64);
+        let v = Complex64::new(v.re as f64, v.im as f64);
         if conj {
             v.conj()
         } else {
             v
         }
     };
-    let ysrc: Vec<([(isize, f64); 2], usize)> = (0..my)
-        .map(|ko| nyquist_aware_sources(ko, ny, my))
-        .collect();
+    // the shift phase is separable: exp(2πi(sx·dx/nx + sy·dy/ny)) = px(sx)·py(sy); per-axis
+    // tables of (signed source frequency, weight × phase) for each output bin
+    type Src = ([(isize, Complex64); 2], usize);
+    let table = |n: usize, m: usize, d: f64| -> Vec<Src> {
+        (0..m)
+            .map(|ko| {
+                let (src, k) = nyquist_aware_sources(ko, n, m);
+                let mut t = [(0isize, Complex64::new(0.0, 0.0)); 2];
+                for (o, &(s, w)) in t.iter_mut().zip(&src[..k]) {
+                    let ph = 2.0 * std::f64::consts::PI * s as f64 * d / n as f64;
+                    *o = (s, Complex64::new(ph.cos(), ph.sin()) * w);
+                }
+                (t, k)
+            })
+            .collect()
+    };
+    let ytab = table(ny, my, dy);
+    let xtab = table(nx, mx, dx);
     out.axis_iter_mut(Axis(0))
         .into_par_iter()
         .enumerate()
         .for_each(|(kxo, mut orow)| {
-            let (xs, nxs) = nyquist_aware_sources(kxo, nx, mx);
+            let (xs, nxs) = xtab[kxo];
             if nxs == 0 {
                 return;
             }
             for (kyo, o) in orow.iter_mut().enumerate() {
-                let (ys, nys) = ysrc[kyo];
-                let mut acc = rustfft::num_complex::Complex64::new(0.0, 0.0);
-                for &(sx, wx) in &xs[..nxs] {
-                    for &(sy, wy) in &ys[..nys] {
-                        let ph = 2.0
-                            * std::f64::consts::PI
-                            * (sx as f64 * dx / nx as f64 + sy as f64 * dy / ny as f64);
-                        let rot = rustfft::num_complex::Complex64::new(ph.cos(), ph.sin());
-                        acc += coef(sx, sy) * rot * (wx * wy);
+                let (ys, nys) = ytab[kyo];
+                let mut acc = Complex64::new(0.0, 0.0);
+                for &(sx, px) in &xs[..nxs] {
+                    for &(sy, py) in &ys[..nys] {
+                        acc += coef(sx, sy) * (px * py);
                     }
                 }
                 acc *= scale;
