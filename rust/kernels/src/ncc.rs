@@ -25,7 +25,13 @@
 //! `d = (j − (nx_b − 1), i − (ny_b − 1))` (the indexing of `scipy.signal.correlate(a, b, "full")`
 //! and of scikit-image's full mode).
 //!
-//! Numerics: the six correlations are f32 FFTs ([`crate::fft`], cached plans). Padfield's
+//! Terms: with masks on both sides the six sums are FFT correlations (`Ma⋆Mb`, `(Ma·a)⋆Mb`,
+//! `Ma⋆(Mb·b)`, `(Ma·a²)⋆Mb`, `Ma⋆(Mb·b²)`, `(Ma·a)⋆(Mb·b)`: 6 forward + 6 inverse transforms).
+//! A side without mask (or with an all-ones mask) is a box, and every term correlating the other
+//! side with it is a rectangle sum of that other side over the overlap, read from f64 integral
+//! images: 4 + 3 transforms with one mask, 2 + 1 with none.
+//!
+//! Numerics: the correlations are f32 FFTs ([`crate::fft`], cached plans). Padfield's
 //! numerator and denominators are differences of large, nearly equal sums when the images carry
 //! an offset (cryo-EM counts ~1e4 with a small signal). We therefore (1) subtract each image's
 //! global weighted mean and divide by its largest deviation (computed in f64) before the
