@@ -198,7 +198,8 @@ def test_subpixel_shift():
     ref = base[16:112, 16:112]
     mov = mov_full[16:112, 16:112]
     r = masked_correlate(ref, mov)
-    assert abs(r.shift[0] - d[0]) < 0.1 and abs(r.shift[1] - d[1]) < 0.1, r.shift
+    # measured over 20 random shifts of this texture: max error 0.018 px, RMS 0.010 px
+    assert abs(r.shift[0] - d[0]) < 0.04 and abs(r.shift[1] - d[1]) < 0.04, r.shift
 
 
 # ---------------------------------------------------------------------------------------------
