@@ -593,3 +593,228 @@ def test_random_geometries_round_trip_through_writers(n, hand, seed, layout):
         )
     if layout != "relion4":
         np.testing.assert_allclose(tilt.project(g2, p), tilt.project(g, p), atol=1e-3)
+
+
+# ------------------------------------------------------------------ RELION-4 matrix translations
+def _rot(axis: str, deg: float) -> np.ndarray:
+    """Active right-handed rotation about a coordinate axis (gravis t3Matrix::rotation)."""
+    c, s = math.cos(math.radians(deg)), math.sin(math.radians(deg))
+    return {
+        "x": np.array([[1, 0, 0], [0, c, -s], [0, s, c]]),
+        "y": np.array([[c, 0, s], [0, 1, 0], [-s, 0, c]]),
+        "z": np.array([[c, -s, 0], [s, c, 0], [0, 0, 1]]),
+    }[axis]
+
+
+def _relion5_matrix(xtilt, ytilt, zrot, shift_a, pixel, vol, img_nx_ny):
+    """Independent transcription of RELION 5 Tomogram::setProjectionMatrix (tomogram.cpp):
+    P = S(shift/px)·S(int(N/2) of the image)·Rz·Ry·Rx·S(−int(w0/2), −int(h0/2), −int(d0/2))."""
+    r = _rot("z", zrot) @ _rot("y", ytilt) @ _rot("x", xtilt)
+    p = np.eye(4)
+    p[:3, :3] = r
+    c_vol = np.array([float(int(v / 2)) for v in vol])
+    c_img = np.array([float(int(img_nx_ny[0] / 2)), float(int(img_nx_ny[1] / 2)), 0.0])
+    p[:3, 3] = np.array([shift_a[0] / pixel, shift_a[1] / pixel, 0.0]) + c_img - r @ c_vol
+    return p
+
+
+def _relion4_star(path, mats, *, vol, pixel, hand=-1.0, stack=None, micrographs=None):
+    cols = ["rlnTomoName", "rlnTomoHand", "rlnTomoTiltSeriesPixelSize"]
+    cols += ["rlnTomoSizeX", "rlnTomoSizeY", "rlnTomoSizeZ"]
+    row = ["TS_01", f"{hand:.1f}", repr(pixel), *(str(v) for v in vol)]
+    if stack is not None:
+        cols.append("rlnTomoTiltSeriesName")
+        row.append(stack)
+    glob = star.StarBlock(name="global", columns=cols, rows=[row])
+    tcols = ["rlnTomoProjX", "rlnTomoProjY", "rlnTomoProjZ", "rlnTomoProjW", "rlnDefocusU"]
+    rows = [
+        ["[" + ",".join(repr(float(v)) for v in m[i]) + "]" for i in range(4)] + ["30000.0"]
+        for m in mats
+    ]
+    if micrographs is not None:
+        tcols = ["rlnMicrographName", *tcols]
+        rows = [[mg, *r] for mg, r in zip(micrographs, rows, strict=True)]
+    per = star.StarBlock(name="TS_01", columns=tcols, rows=rows)
+    star.write_star(path, [glob, per])
+    return path
+
+
+_ANGLES = [(-1.5, -45.0, 84.0), (0.5, -15.0, 85.0), (1.0, 0.0, 85.5), (2.0, 30.0, 86.0)]
+_SHIFTS = [(12.5, -7.25), (-3.0, 4.5), (0.0, 0.0), (20.0, 15.5)]
+
+
+def test_relion4_translation_gives_relion5_shifts(tmp_path):
+    # even volume: RELION 5's setProjectionMatrix and getProjectionAnglesFromMatrix agree
+    vol, img, px = (1000, 1200, 300), (960, 1024), 2.5  # img = (nx, ny)
+    mats = [
+        _relion5_matrix(x, y, z, s, px, vol, img)
+        for (x, y, z), s in zip(_ANGLES, _SHIFTS, strict=True)
+    ]
+    path = _relion4_star(tmp_path / "r4.star", mats, vol=vol, pixel=px)
+    g = tilt.read_relion(path, image_shape=(img[1], img[0]))
+    np.testing.assert_allclose(g.shifts_a, _SHIFTS, atol=1e-9)
+    np.testing.assert_allclose(g.x_tilt_deg, [a[0] for a in _ANGLES], atol=1e-9)
+    np.testing.assert_allclose(g.tilt_deg, [a[1] for a in _ANGLES], atol=1e-9)
+    np.testing.assert_allclose(g.axis_deg, [a[2] for a in _ANGLES], atol=1e-9)
+    assert any("getProjectionAnglesFromMatrix" in n for n in g.notes)
+    assert any("given by the caller" in n for n in g.notes)
+    # without the image size: today's behaviour (zero shifts, a note saying why)
+    g0 = tilt.read_relion(path)
+    assert np.all(g0.shifts_a == 0.0)
+    assert any("image shifts set to 0" in n and "image_shape" in n for n in g0.notes)
+    p = np.random.default_rng(5).uniform(-1000, 1000, (30, 3))
+    np.testing.assert_allclose(
+        tilt.particle_defocus(g0, p, dtype=np.float64),
+        tilt.particle_defocus(g, p, dtype=np.float64),
+        atol=1e-9,
+    )
+    # the shift is exactly the difference of the projections
+    d = tilt.project(g, p) - tilt.project(g0, p)
+    np.testing.assert_allclose(d, np.broadcast_to(np.array(_SHIFTS), d.shape), atol=1e-9)
+
+
+def test_relion4_positions_equal_relion5_projection_of_particles(tmp_path):
+    # arbitrary matrices, odd sizes: emgeom's image position must be where RELION 5 puts a
+    # particle: P·(p/px + (w0, h0, d0)/2.0) (ParticleSet::getPosition de-centres about
+    # Tomogram::centre = size/2.0), measured from the integer image centre (nx//2, ny//2).
+    vol, img, px = (999, 1201, 301), (1023, 1101), 1.7
+    rng = np.random.default_rng(11)
+    mats = []
+    for x, y, z in _ANGLES:
+        m = np.eye(4)
+        m[:3, :3] = _rot("z", z) @ _rot("y", y) @ _rot("x", x)
+        m[:3, 3] = rng.uniform(-150, 150, 3)
+        m[:2, 3] += np.array(img) / 2 - (m[:3, :3] @ (np.array(vol) / 2.0))[:2]
+        mats.append(m)
+    path = _relion4_star(tmp_path / "r4.star", mats, vol=vol, pixel=px)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        g = tilt.read_relion(path, image_shape=(img[1], img[0]))
+    p_a = rng.uniform(-600, 600, (25, 3))
+    pos_px = p_a / px + np.array(vol) / 2.0
+    q_relion = np.stack([(m @ np.c_[pos_px, np.ones(25)].T).T[:, :2] for m in mats], axis=1)
+    q = tilt.project(g, p_a) / px + np.array([img[0] // 2, img[1] // 2])
+    np.testing.assert_allclose(q, q_relion, atol=1e-9)
+
+
+def test_relion4_written_with_image_shape_round_trips_relion5(tmp_path):
+    n = 9
+    g = tilt.TiltGeometry(
+        np.linspace(-60, 60, n),
+        85.25,
+        None,
+        x_tilt_deg=np.linspace(-2.5, 1.5, n),
+        shifts_a=np.stack([np.linspace(-40, 35, n), np.linspace(12.5, -20, n)], axis=1),
+        hand=+1,
+        defocus_u_a=np.linspace(30000, 32000, n),
+        defocus_v_a=np.linspace(29000, 31000, n),
+        astigmatism_deg=np.full(n, 25.5),
+        volume_shape=(1001, 1200, 301),
+        pixel_size_a=1.35,
+    )
+    tilt.to_relion(g, tmp_path / "r5.star", layout="relion5")
+    tilt.to_relion(g, tmp_path / "r4.star", layout="relion4", image_shape=(1101, 1023))
+    g5 = tilt.read_relion(tmp_path / "r5.star")
+    g4 = tilt.read_relion(tmp_path / "r4.star", image_shape=(1101, 1023))
+    assert np.any(np.abs(g.shifts_a) > 1)
+    np.testing.assert_allclose(g4.shifts_a, g5.shifts_a, atol=1e-9)
+    p = np.random.default_rng(3).uniform(-1500, 1500, (40, 3))
+    np.testing.assert_allclose(tilt.project(g4, p), tilt.project(g5, p), atol=1e-6)
+    np.testing.assert_allclose(tilt.project(g4, p), tilt.project(g, p), atol=1e-6)
+    for comp in ("u", "v"):
+        np.testing.assert_allclose(
+            tilt.particle_defocus(g4, p, component=comp, dtype=np.float64),
+            tilt.particle_defocus(g5, p, component=comp, dtype=np.float64),
+            atol=1e-6,
+        )
+    assert g4.hand == g5.hand == +1
+    # without image_shape the writer keeps today's rotation-only rows
+    tilt.to_relion(g, tmp_path / "r4rot.star", layout="relion4")
+    assert np.all(tilt.read_relion(tmp_path / "r4rot.star").shifts_a == 0.0)
+    assert ",0]" in (tmp_path / "r4rot.star").read_text()
+
+
+def test_relion4_image_size_from_mrc_header(tmp_path, monkeypatch):
+    import mrcfile
+
+    monkeypatch.chdir(tmp_path)  # RELION paths are relative to the project directory
+    vol, img, px = (800, 900, 200), (300, 250), 3.0  # img = (nx, ny)
+    mats = [
+        _relion5_matrix(x, y, z, s, px, vol, img)
+        for (x, y, z), s in zip(_ANGLES, _SHIFTS, strict=True)
+    ]
+    (tmp_path / "ts").mkdir()
+    with mrcfile.new(tmp_path / "ts" / "TS_01.st", overwrite=True) as m:
+        m.set_data(np.zeros((4, img[1], img[0]), dtype=np.int8))
+    path = _relion4_star(tmp_path / "r4.star", mats, vol=vol, pixel=px, stack="ts/TS_01.st:mrc")
+    g = tilt.read_relion(path)
+    np.testing.assert_allclose(g.shifts_a, _SHIFTS, atol=1e-9)
+    assert any("MRC header" in n and "TS_01.st" in n for n in g.notes)
+    # an explicit image_shape wins over the header
+    gk = tilt.read_relion(path, image_shape=(img[1] + 2, img[0]))
+    np.testing.assert_allclose(gk.shifts_a[:, 1] - g.shifts_a[:, 1], -px, atol=1e-9)
+    # RELION 5 style: the first per-tilt image (index@stack form)
+    names = [f"{i + 1}@ts/TS_01.st" for i in range(4)]
+    path2 = _relion4_star(tmp_path / "r4b.star", mats, vol=vol, pixel=px, micrographs=names)
+    np.testing.assert_allclose(tilt.read_relion(path2).shifts_a, _SHIFTS, atol=1e-9)
+    # a named file that is not an MRC, or is missing: zero shifts and the reason
+    (tmp_path / "ts" / "bad.st").write_text("not an image")
+    path3 = _relion4_star(tmp_path / "r4c.star", mats, vol=vol, pixel=px, stack="ts/bad.st")
+    g3 = tilt.read_relion(path3)
+    assert np.all(g3.shifts_a == 0.0)
+    assert any("no MRC header" in n for n in g3.notes)
+    path4 = _relion4_star(tmp_path / "r4d.star", mats, vol=vol, pixel=px, stack="ts/none.st")
+    g4 = tilt.read_relion(path4)
+    assert np.all(g4.shifts_a == 0.0)
+    assert any("none.st not found" in n for n in g4.notes)
+    # per-tomogram image shapes through read_relion_tomograms
+    gs = tilt.read_relion_tomograms(path4, image_shape={"TS_01": (img[1], img[0])})
+    np.testing.assert_allclose(gs["TS_01"].shifts_a, _SHIFTS, atol=1e-9)
+
+
+def test_relion4_implausible_image_size_warns(tmp_path):
+    vol, img, px = (1000, 1200, 300), (960, 1024), 2.5
+    mats = [
+        _relion5_matrix(x, y, z, s, px, vol, img)
+        for (x, y, z), s in zip(_ANGLES, _SHIFTS, strict=True)
+    ]
+    path = _relion4_star(tmp_path / "r4.star", mats, vol=vol, pixel=px)
+    with pytest.warns(errors.ImplausibleValueWarning, match="image size"):
+        tilt.read_relion(path, image_shape=(32, 32))
+
+
+def test_warp_export_keeps_zero_shifts_with_image_shape():
+    path = shared_file("warp_tomo", "cryocat_warp2_relion5", "warp2_matching_tomograms.star")
+    g = tilt.read_relion(path, "TS_1.tomostar", image_shape=(6000, 4400))
+    assert np.all(g.shifts_a == 0.0)
+    assert any("without translations (WarpTools export)" in n for n in g.notes)
+    assert any("GetRelionHand" in n for n in g.notes)
+    g2 = tilt.read_relion(path, "TS_1.tomostar")  # dummy_tiltseries.mrc does not resolve
+    assert np.all(g2.shifts_a == 0.0) and g2.notes == g.notes
+
+
+@pytest.mark.parametrize(
+    ("bad", "exc"),
+    [
+        ((0, 10), errors.InvalidValueError),
+        ((10, -3), errors.InvalidValueError),
+        ((10,), errors.ShapeError),
+        ((10, 20, 30), errors.ShapeError),
+        ((10.5, 20), errors.InvalidTypeError),
+        ((True, 20), errors.InvalidTypeError),
+        ("ab", errors.ShapeError),
+    ],
+)
+def test_relion4_image_shape_bad_input(tmp_path, bad, exc):
+    vol, img, px = (1000, 1200, 300), (960, 1024), 2.5
+    mats = [_relion5_matrix(x, y, z, (0, 0), px, vol, img) for x, y, z in _ANGLES]
+    path = _relion4_star(tmp_path / "r4.star", mats, vol=vol, pixel=px)
+    with pytest.raises(exc, match="image_shape"):
+        tilt.read_relion(path, image_shape=bad)
+    with pytest.raises(exc, match="image_shape"):
+        tilt.read_relion_tomograms(path, image_shape={"TS_01": bad})
+    g = tilt.read_relion(path, image_shape=(1024, 960))
+    with pytest.raises(exc, match="image_shape"):
+        tilt.to_relion(g, tmp_path / "o.star", layout="relion4", image_shape=bad)
+    with pytest.raises(errors.InvalidValueError, match="image_shape"):
+        tilt.to_relion(g, tmp_path / "o.star", layout="relion5", image_shape=(1024, 960))

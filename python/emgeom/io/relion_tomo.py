@@ -6,6 +6,20 @@ Sources (3dem/relion): ``src/jaz/tomography/tomogram.cpp`` (``Tomogram::getDepth
 projection ``P = S(shift/px)·S(image centre)·Rz(ZRot)·Ry(YTilt)·Rx(XTilt)·S(−volume centre)``, or
 the RELION-4 ``rlnTomoProjX/Y/Z/W`` rows used verbatim when present).
 
+RELION-4 matrices map a tomogram voxel position (tilt-series pixels, origin at voxel 0) to a
+tilt-image pixel position (origin at pixel 0): ``P·(pos, 1)``. RELION 5 reads them verbatim
+(``TomogramSet::loadTomogram``, "has relion-4 definition of projection matrices") and turns a
+matrix back into angles and shifts with ``Tomogram::getProjectionAnglesFromMatrix``
+(``src/jaz/tomography/tomogram.cpp``): ``shift_px = [A·S(centre)·R⁻¹·S(−image centre)]`` column 3,
+i.e. ``shift_px = t_xy + [R·c_vol]_xy − c_img`` with ``c_vol = (w0/2.0, h0/2.0, d0/2.0)``
+(``rlnTomoSizeX/Y/Z``, float halves: ``Tomogram::centre``) and ``c_img = (int(nx/2), int(ny/2))``
+of the tilt-series image (integer halves), all in tilt-series pixels
+(``rlnTomoTiltSeriesPixelSize``); ``shift_Å = pixel·shift_px``. These are also the centres
+RELION 5 projects a particle with (``ParticleSet::getPosition`` de-centres
+``rlnCenteredCoordinate*Angst`` about ``w0/2.0``), so the recovered shifts reproduce RELION 5's
+image positions exactly. The image size is not in the star file: it comes from ``image_shape=``
+or from the header of the tilt-series stack / first tilt image the star file names.
+
 Canonical mapping: ``θ = rlnTomoYTilt``, ``ψ = rlnTomoZRot``, ``χ = rlnTomoXTilt``,
 ``s = (rlnTomoXShiftAngst, rlnTomoYShiftAngst)``, ``h = −rlnTomoHand``,
 ``κ = rlnTomoDefocusSlope`` (default 1); per-tilt ``rlnDefocusU/V/Angle`` (Å).
@@ -17,6 +31,8 @@ the star file.
 from __future__ import annotations
 
 import os
+import re
+import warnings
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -24,9 +40,11 @@ from typing import Any
 import numpy as np
 from numpy.typing import NDArray
 
+from emgeom._validate import as_shape2
 from emgeom.errors import (
     EmgeomFileError,
     FileFormatError,
+    ImplausibleValueWarning,
     InvalidTypeError,
     InvalidValueError,
 )
@@ -121,16 +139,98 @@ def _global_records(blocks: Mapping[str, StarBlock], path: Path) -> list[dict[st
     return recs
 
 
+# RELION names an image file as "[index@]path[:type]" (e.g. "TS_01.st:mrc", "3@stack.mrcs")
+_RELION_NAME = re.compile(r"^(?:\d+@)?(?P<path>.+?)(?::[A-Za-z0-9]{1,5})?$")
+
+
+def _image_shape_from_headers(
+    rec: Mapping[str, str],
+    tb: StarBlock,
+    path: Path,
+    project_dir: str | os.PathLike[str] | None,
+) -> tuple[tuple[int, int] | None, str]:
+    """``(ny, nx)`` of the tilt-series images from an MRC header, and where it came from.
+
+    Candidates, in order: the global ``_rlnTomoTiltSeriesName`` (RELION 4 stack), the first
+    per-tilt ``_rlnMicrographName`` (RELION 5 per-tilt images) — the files RELION 5's
+    ``TomogramSet::loadTomogram`` takes the image size from. Header only; a file that is
+    missing or not an MRC is skipped (the reason is returned).
+    """
+    import mrcfile
+
+    names: list[str] = []
+    if rec.get("rlnTomoTiltSeriesName"):
+        names.append(rec["rlnTomoTiltSeriesName"])
+    if tb.has("rlnMicrographName"):
+        col = tb.column("rlnMicrographName")
+        if col:
+            names.append(col[0])
+    reasons = []
+    for raw in names:
+        m = _RELION_NAME.match(raw.strip())
+        name = m.group("path") if m else raw.strip()
+        try:
+            p = resolve_relion_path(name, path, project_dir)
+        except EmgeomFileError:
+            reasons.append(f"{name} not found")
+            continue
+        try:
+            with mrcfile.open(p, header_only=True, permissive=True) as mrc:
+                nx, ny = int(mrc.header.nx), int(mrc.header.ny)
+        except Exception as exc:  # not an MRC file, unreadable, ...
+            reasons.append(f"{p}: no MRC header ({type(exc).__name__})")
+            continue
+        if nx < 1 or ny < 1:
+            reasons.append(f"{p}: MRC header gives {nx} x {ny}")
+            continue
+        return (ny, nx), f"MRC header of {p}"
+    if not names:
+        reasons.append("no _rlnTomoTiltSeriesName or _rlnMicrographName")
+    return None, "; ".join(reasons)
+
+
+def _relion4_centres(
+    volume_shape: tuple[int, int, int], image_shape: tuple[int, int]
+) -> tuple[NDArray[np.float64], NDArray[np.float64]]:
+    """Volume and image centres (tilt-series pixels, ``(x, y[, z])``) that RELION 5 pairs with a
+    RELION-4 matrix: ``Tomogram::centre = (w0/2.0, h0/2.0, d0/2.0)`` and the integer half of the
+    image (``Tomogram::getProjectionAnglesFromMatrix``, src/jaz/tomography/tomogram.cpp).
+    """
+    ny, nx = image_shape
+    c_vol = np.array(volume_shape, dtype=np.float64) / 2.0
+    c_img = np.array([nx // 2, ny // 2], dtype=np.float64)
+    return c_vol, c_img
+
+
+def _check_image_shape(image_shape: Any, name: str = "image_shape") -> tuple[int, int] | None:
+    if image_shape is None:
+        return None
+    return as_shape2(image_shape, name)
+
+
 def read_relion_tomograms(
     tomograms_star: str | os.PathLike[str],
     *,
     project_dir: str | os.PathLike[str] | None = None,
+    image_shape: tuple[int, int] | Mapping[str, tuple[int, int]] | None = None,
 ) -> dict[str, TiltGeometry]:
-    """Every tomogram of a RELION ``tomograms.star`` (name → :class:`TiltGeometry`)."""
+    """Every tomogram of a RELION ``tomograms.star`` (name → :class:`TiltGeometry`).
+
+    ``image_shape``: ``(ny, nx)`` of the tilt-series images for every tomogram, or a mapping
+    tomogram name → ``(ny, nx)``; see :func:`read_relion`.
+    """
     path = Path(tomograms_star)
     blocks = read_star(path)
+    shapes: dict[str, tuple[int, int]] = {}
+    common: tuple[int, int] | None = None
+    if isinstance(image_shape, Mapping):
+        shapes = {str(k): as_shape2(v, f"image_shape[{k!r}]") for k, v in image_shape.items()}
+    else:
+        common = _check_image_shape(image_shape)
     return {
-        rec["rlnTomoName"]: _geometry_from_record(rec, blocks, path, project_dir)
+        rec["rlnTomoName"]: _geometry_from_record(
+            rec, blocks, path, project_dir, shapes.get(rec["rlnTomoName"], common)
+        )
         for rec in _global_records(blocks, path)
     }
 
@@ -140,6 +240,7 @@ def read_relion(
     tomo_name: str | None = None,
     *,
     project_dir: str | os.PathLike[str] | None = None,
+    image_shape: tuple[int, int] | None = None,
 ) -> TiltGeometry:
     """Read one tilt series from a RELION 5 ``tomograms.star`` (or RELION-4/WarpTools layout).
 
@@ -152,6 +253,12 @@ def read_relion(
     project_dir : path, optional
         RELION project directory for the relative ``_rlnTomoTiltSeriesStarFile`` paths
         (default: current directory, then the folders above ``tomograms_star``).
+    image_shape : (int, int), optional
+        ``(ny, nx)`` in pixels of the tilt-series images the projection matrices refer to
+        (same pixel size as ``_rlnTomoTiltSeriesPixelSize``). Only used for RELION-4
+        ``_rlnTomoProjX/Y/Z/W`` matrices with translations, to recover the image shifts; when
+        omitted it is read from the MRC header of the stack (``_rlnTomoTiltSeriesName``) or
+        first tilt image (``_rlnMicrographName``) when that file can be found.
 
     Returns
     -------
@@ -164,7 +271,19 @@ def read_relion(
     Per-tilt table: ``_rlnTomoXTilt/YTilt/ZRot`` (+ ``X/YShiftAngst``) — RELION 5; or
     ``_rlnTomoProjX/Y/Z/W`` — RELION 4 / WarpTools export, used in preference when present
     (as RELION does). Defocus: ``_rlnDefocusU/V`` (Å), ``_rlnDefocusAngle``.
+
+    RELION-4 matrices: the rotation gives θ, ψ, χ; the translation gives the image shifts
+    (Å) as RELION 5's ``Tomogram::getProjectionAnglesFromMatrix`` does,
+    ``s = pixel·(t_xy + [R·c_vol]_xy − c_img)``, ``c_vol = rlnTomoSize/2.0``,
+    ``c_img = (nx//2, ny//2)`` — which needs the image size (``image_shape`` or an MRC header),
+    ``_rlnTomoSizeX/Y/Z`` and ``_rlnTomoTiltSeriesPixelSize``. Without them the shifts are 0 and
+    ``notes`` says so (depth and defocus are exact either way). Matrices whose translations are
+    all zero (WarpTools exports: Warp's centred convention) always give zero shifts.
+    RELION 4.0 itself added 1 to every particle coordinate before applying these matrices
+    (``ParticleSet::getPosition``, removed in RELION 5); the shifts here follow RELION 5, so
+    positions differ from RELION 4.0's by ``R·(1, 1, 1)`` tilt-series pixels.
     """
+    image_shape = _check_image_shape(image_shape)
     path = Path(tomograms_star)
     blocks = read_star(path)
     recs = _global_records(blocks, path)
@@ -180,7 +299,7 @@ def read_relion(
         if not matches:
             raise InvalidValueError(f"tomo_name: {tomo_name!r} not in {path}; available: {names}")
         rec = matches[0]
-    return _geometry_from_record(rec, blocks, path, project_dir)
+    return _geometry_from_record(rec, blocks, path, project_dir, image_shape)
 
 
 def _geometry_from_record(
@@ -188,6 +307,7 @@ def _geometry_from_record(
     blocks: Mapping[str, StarBlock],
     path: Path,
     project_dir: str | os.PathLike[str] | None,
+    image_shape: tuple[int, int] | None = None,
 ) -> TiltGeometry:
     name = rec["rlnTomoName"]
     where = f"{path} (tomogram {name})"
@@ -237,10 +357,12 @@ def _geometry_from_record(
         trans = np.stack([px[:, 3], py[:, 3]], axis=1)
         shifts = np.zeros((len(tilt), 2))
         if np.any(np.abs(trans) > 1e-6):
+            shifts, note = _relion4_shifts(
+                r, trans, rec, tb, path, project_dir, image_shape, shape, pixel, src
+            )
             notes.append(
                 "layout: RELION-4 _rlnTomoProjX/Y/Z/W matrices (used in preference to "
-                "X/YTilt/ZRot, as RELION does); their translations include the image centre, "
-                "which is not in the star file: image shifts set to 0 (depth/defocus exact)"
+                "X/YTilt/ZRot, as RELION does); " + note
             )
         else:
             notes.append(
@@ -297,6 +419,58 @@ def _geometry_from_record(
     )
 
 
+def _relion4_shifts(
+    r: NDArray[np.float64],
+    trans: NDArray[np.float64],
+    rec: Mapping[str, str],
+    tb: StarBlock,
+    path: Path,
+    project_dir: str | os.PathLike[str] | None,
+    image_shape: tuple[int, int] | None,
+    volume_shape: tuple[int, ...] | None,
+    pixel: float | None,
+    src: str,
+) -> tuple[NDArray[np.float64], str]:
+    """Image shifts (Å) from RELION-4 translations, or zeros and the reason they are zeros."""
+    n = len(r)
+    zero = "image shifts set to 0 (depth/defocus exact)"
+    if volume_shape is None or len(volume_shape) != 3:
+        return np.zeros((n, 2)), f"no _rlnTomoSizeX/Y/Z (volume centre unknown): {zero}"
+    if pixel is None or not pixel > 0:
+        return np.zeros((n, 2)), f"no _rlnTomoTiltSeriesPixelSize: {zero}"
+    if image_shape is not None:
+        where = f"image_shape (ny, nx) = {image_shape} given by the caller"
+    else:
+        image_shape, why = _image_shape_from_headers(rec, tb, path, project_dir)
+        if image_shape is None:
+            return np.zeros((n, 2)), (
+                "their translations include the image centre; the image size is not in the "
+                f"star file and no image header was found ({why}): {zero}; pass "
+                "image_shape=(ny, nx) to recover them"
+            )
+        where = f"image size {image_shape[1]} x {image_shape[0]} from the {why}"
+    c_vol, c_img = _relion4_centres(
+        (volume_shape[0], volume_shape[1], volume_shape[2]), image_shape
+    )
+    # Tomogram::getProjectionAnglesFromMatrix: shift_px = t + R·centre − image centre
+    shift_px = trans + (r @ c_vol)[:, :2] - c_img
+    ny, nx = image_shape
+    if np.any(np.abs(shift_px) > max(nx, ny) / 2.0):
+        worst = float(np.abs(shift_px).max())
+        warnings.warn(
+            f"{src}: RELION-4 translations give image shifts up to {worst:.0f} px for "
+            f"{nx} x {ny} images: the image size or _rlnTomoSizeX/Y/Z probably does not match "
+            "the matrices",
+            ImplausibleValueWarning,
+            stacklevel=4,
+        )
+    return shift_px * pixel, (
+        "image shifts from their translations as RELION 5 Tomogram::"
+        "getProjectionAnglesFromMatrix: s = pixel*(t_xy + [R*c_vol]_xy - c_img), "
+        f"c_vol = rlnTomoSize/2.0, c_img = (nx//2, ny//2); {where}"
+    )
+
+
 # ---------------------------------------------------------------------------- writer
 def _g(v: float) -> str:
     return f"{v:.6f}"
@@ -311,6 +485,7 @@ def to_relion(
     voltage_kv: float = 300.0,
     cs_mm: float = 2.7,
     amplitude_contrast: float = 0.1,
+    image_shape: tuple[int, int] | None = None,
     force: bool = False,
 ) -> Path:
     """Write a RELION ``tomograms.star`` (global table + the per-tilt table embedded in the
@@ -322,9 +497,18 @@ def to_relion(
         Needs ``pixel_size_a`` and ``volume_shape`` (RELION requires both).
     layout : {"relion5", "relion4"}
         ``relion5``: ``_rlnTomoXTilt/YTilt/ZRot/X,YShiftAngst``; ``relion4``:
-        ``_rlnTomoProjX/Y/Z/W`` rows (rotation only, zero translation, like WarpTools).
+        ``_rlnTomoProjX/Y/Z/W`` rows: with ``image_shape`` the full RELION-4 matrix
+        (translation = image centre + shift − R·volume centre, tilt-series pixels), otherwise
+        the rotation only with zero translation, like WarpTools (image shifts are then not
+        written).
     voltage_kv, cs_mm, amplitude_contrast : float
         Optics written to the global table.
+    image_shape : (int, int), optional
+        ``(ny, nx)`` in pixels of the tilt-series images; ``layout="relion4"`` only. The
+        translation is ``t_xy = s/pixel + c_img − [R·c_vol]_xy``, ``t_z = −[R·c_vol]_z`` with
+        ``c_vol = volume_shape/2.0`` and ``c_img = (nx//2, ny//2)``: the inverse of RELION 5's
+        ``Tomogram::getProjectionAnglesFromMatrix``, so :func:`read_relion` with the same
+        ``image_shape`` (or the stack's header) returns the shifts exactly.
 
     Notes
     -----
@@ -338,6 +522,11 @@ def to_relion(
         )
     if layout not in ("relion5", "relion4"):
         raise InvalidValueError(f"layout: expected 'relion5' or 'relion4', got {layout!r}")
+    image_shape = _check_image_shape(image_shape)
+    if image_shape is not None and layout != "relion4":
+        raise InvalidValueError(
+            "image_shape: only used with layout='relion4' (RELION 5 stores the shifts in Å)"
+        )
     nx, ny, nz = geometry.volume_shape
     glob = StarBlock(
         name="global",
@@ -396,10 +585,16 @@ def to_relion(
     else:
         cols = list(_PROJ)
         r = rotation_matrices(geometry.tilt_deg, geometry.axis_deg, geometry.x_tilt_deg)
+        t = np.zeros((geometry.n_tilts, 3))
+        if image_shape is not None:
+            c_vol, c_img = _relion4_centres((nx, ny, nz), image_shape)
+            rc = r @ c_vol
+            t[:, :2] = np.asarray(geometry.shifts_a) / geometry.pixel_size_a + c_img - rc[:, :2]
+            t[:, 2] = -rc[:, 2]  # z' = 0 at the volume centre (RELION only uses differences)
         geo_rows = [
-            ["[" + ",".join(f"{v:.9g}" for v in (*m[i], 0.0)) + "]" for i in range(3)]
+            ["[" + ",".join(f"{v:.17g}" for v in (*m[i], ti[i])) + "]" for i in range(3)]
             + ["[0,0,0,1]"]
-            for m in r
+            for m, ti in zip(r, t, strict=True)
         ]
     cols += ["rlnDefocusU", "rlnDefocusV", "rlnDefocusAngle"]
     rows = [[*gr, _g(u), _g(v), _g(a)] for gr, u, v, a in zip(geo_rows, du, dv, ang, strict=True)]
