@@ -186,13 +186,34 @@ register(
         program="RELION 4 / WarpTools RELION export (projection matrices)",
         parameters="_rlnTomoProjX/Y/Z/W (rows of the 4×4 projection, tilt-series pixels), "
         "_rlnTomoHand",
-        meaning="R = rows ProjX/Y/Z[0:3] = Rz(ψ)Ry(θ)Rx(χ); z' = ProjZ[0:3]·p; h = −rlnTomoHand",
+        meaning="R = rows ProjX/Y/Z[0:3] = Rz(ψ)Ry(θ)Rx(χ); z' = ProjZ[0:3]·p; h = −rlnTomoHand; "
+        "image shift s[Å] = pixel·(t_xy + [R·c_vol]_xy − c_img), t = column 3 of the rows, "
+        "c_vol = rlnTomoSizeX/Y/Z / 2.0, c_img = (nx//2, ny//2) of the tilt-series image",
         sources=(
             Source(
                 "RELION 4.0/5.0",
                 "src/jaz/tomography/tomogram_set.cpp: TomogramSet::loadTomogram",
                 "3dem/relion",
-                "matrices used verbatim when present ('has relion-4 definition')",
+                "matrices used verbatim when present ('has relion-4 definition'); "
+                "Tomogram::centre = (w0/2.0, h0/2.0, d0/2.0); image size from the stack "
+                "(rlnTomoTiltSeriesName) or first rlnMicrographName header",
+            ),
+            Source(
+                "RELION 5.0",
+                "src/jaz/tomography/tomogram.cpp: Tomogram::getProjectionAnglesFromMatrix, "
+                "Tomogram::setProjectionMatrix",
+                "3dem/relion",
+                "matrix → XTilt/YTilt/ZRot and X/YShiftAngst: shift = pixel·column 3 of "
+                "A·S(centre)·R⁻¹·S(−int(N/2) image centre); setProjectionMatrix builds "
+                "S(shift/px)·S(int(N/2))·Rz·Ry·Rx·S(−int(w0/2), …) (integer volume centre: "
+                "half a voxel apart from the inverse for odd sizes)",
+            ),
+            Source(
+                "RELION 4.0",
+                "src/jaz/tomography/particle_set.cpp: ParticleSet::getPosition",
+                "3dem/relion",
+                "RELION 4.0 added 1 to each particle coordinate before applying the matrix; "
+                "RELION 5 no longer does (emgeom follows RELION 5)",
             ),
             Source(
                 "WarpTools",
@@ -202,8 +223,13 @@ register(
             ),
         ),
         confidence="high",
-        notes="Translations (W column) include the image centre, which the star file does not "
-        "carry; emgeom reads the rotation only (depth/defocus are exact).",
+        notes="Translations (column 3) include the image centre, which the star file does not "
+        "carry: emgeom.tilt.read_relion recovers the shifts when the image size is known "
+        "(image_shape= or the stack's MRC header), else sets them to 0 (depth/defocus exact "
+        "either way); all-zero translations (WarpTools) mean zero shifts. Positions follow "
+        "RELION 5; RELION 4.0's +1 coordinate offset moves them by R·(1, 1, 1) pixels. "
+        "This per-tilt entry converts the rotation and hand only (from_canonical writes a "
+        "zero translation; emgeom.tilt.to_relion(layout='relion4', image_shape=) writes it).",
         to_canonical=_relion4_to,
         from_canonical=_relion4_from,
         aliases=("relion-4", "relion_matrices"),
