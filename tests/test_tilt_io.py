@@ -759,6 +759,14 @@ def test_relion4_image_size_from_mrc_header(tmp_path, monkeypatch):
     np.testing.assert_allclose(tilt.read_relion(path2).shifts_a, _SHIFTS, atol=1e-9)
     # a named file that is not an MRC, or is missing: zero shifts and the reason
     (tmp_path / "ts" / "bad.st").write_text("not an image")
+    # a non-MRC file that mrcfile opens permissively (sizes look fine, no "MAP " id, mode 77)
+    fake = np.zeros(256, np.int32)
+    fake[:4] = (img[0], img[1], 4, 77)
+    (tmp_path / "ts" / "rand.tif").write_bytes(fake.tobytes() + bytes(5000))
+    path5 = _relion4_star(tmp_path / "r4e.star", mats, vol=vol, pixel=px, stack="ts/rand.tif")
+    g5 = tilt.read_relion(path5)
+    assert np.all(g5.shifts_a == 0.0)
+    assert any("rand.tif: no MRC header (map id" in n for n in g5.notes)
     path3 = _relion4_star(tmp_path / "r4c.star", mats, vol=vol, pixel=px, stack="ts/bad.st")
     g3 = tilt.read_relion(path3)
     assert np.all(g3.shifts_a == 0.0)
@@ -818,3 +826,38 @@ def test_relion4_image_shape_bad_input(tmp_path, bad, exc):
         tilt.to_relion(g, tmp_path / "o.star", layout="relion4", image_shape=bad)
     with pytest.raises(errors.InvalidValueError, match="image_shape"):
         tilt.to_relion(g, tmp_path / "o.star", layout="relion5", image_shape=(1024, 960))
+
+
+@settings(max_examples=15, deadline=None)
+@given(
+    n=st.integers(1, 10),
+    seed=st.integers(0, 2**31),
+    vol=st.tuples(st.integers(50, 5000), st.integers(50, 5000), st.integers(20, 2000)),
+    img=st.tuples(st.integers(64, 8000), st.integers(64, 8000)),
+)
+def test_random_geometries_round_trip_relion4_with_image_shape(n, seed, vol, img):
+    rng = np.random.default_rng(seed)
+    g = tilt.TiltGeometry(
+        rng.uniform(-70, 70, n),
+        rng.uniform(-179, 179, n),
+        rng.uniform(1e4, 5e4, n),
+        x_tilt_deg=rng.uniform(-5, 5, n),
+        shifts_a=rng.normal(0, 100, (n, 2)),
+        hand=int(rng.choice([-1, 1])),
+        volume_shape=vol,
+        pixel_size_a=float(rng.uniform(0.5, 5)),
+    )
+    with tempfile.TemporaryDirectory() as d:
+        path = Path(d) / "t.star"
+        tilt.to_relion(g, path, tomo_name="X", layout="relion4", image_shape=img)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", errors.ImplausibleValueWarning)
+            g2 = tilt.read_relion(path, image_shape=img)
+    np.testing.assert_allclose(g2.shifts_a, g.shifts_a, atol=1e-6)
+    p = rng.uniform(-4000, 4000, (20, 3))
+    np.testing.assert_allclose(tilt.project(g2, p), tilt.project(g, p), atol=1e-6)
+    np.testing.assert_allclose(
+        tilt.particle_defocus(g2, p, dtype=np.float64),
+        tilt.particle_defocus(g, p, dtype=np.float64),
+        atol=1e-6,
+    )

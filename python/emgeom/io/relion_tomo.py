@@ -139,6 +139,8 @@ def _global_records(blocks: Mapping[str, StarBlock], path: Path) -> list[dict[st
     return recs
 
 
+_MRC_MODES = (0, 1, 2, 3, 4, 6, 12, 101)
+
 # RELION names an image file as "[index@]path[:type]" (e.g. "TS_01.st:mrc", "3@stack.mrcs")
 _RELION_NAME = re.compile(r"^(?:\d+@)?(?P<path>.+?)(?::[A-Za-z0-9]{1,5})?$")
 
@@ -175,13 +177,20 @@ def _image_shape_from_headers(
             reasons.append(f"{name} not found")
             continue
         try:
-            with mrcfile.open(p, header_only=True, permissive=True) as mrc:
-                nx, ny = int(mrc.header.nx), int(mrc.header.ny)
+            with warnings.catch_warnings():  # permissive mode warns about odd headers
+                warnings.simplefilter("ignore")
+                with mrcfile.open(p, header_only=True, permissive=True) as mrc:
+                    h = mrc.header
+                    nx, ny, mode = int(h.nx), int(h.ny), int(h.mode)
+                    map_id = bytes(h.map)
         except Exception as exc:  # not an MRC file, unreadable, ...
             reasons.append(f"{p}: no MRC header ({type(exc).__name__})")
             continue
-        if nx < 1 or ny < 1:
-            reasons.append(f"{p}: MRC header gives {nx} x {ny}")
+        # a permissive open of a non-MRC file (TIFF, EER, ...) gives garbage: require the
+        # "MAP " id, or at least a valid mode and sane sizes (very old headers lack the id)
+        plausible = 0 < nx <= 1 << 16 and 0 < ny <= 1 << 16
+        if not plausible or (map_id != b"MAP " and mode not in _MRC_MODES):
+            reasons.append(f"{p}: no MRC header (map id {map_id!r}, {nx} x {ny}, mode {mode})")
             continue
         return (ny, nx), f"MRC header of {p}"
     if not names:
@@ -550,7 +559,7 @@ def to_relion(
                 _g(amplitude_contrast),
                 f"{float(geometry.relion_hand):.1f}",
                 _g(geometry.defocus_slope),
-                _g(geometry.pixel_size_a),
+                repr(float(geometry.pixel_size_a)),  # exact: RELION-4 translations are in px
                 str(nx),
                 str(ny),
                 str(nz),
