@@ -476,7 +476,8 @@ def _relion4_shifts(
     return shift_px * pixel, (
         "image shifts from their translations as RELION 5 Tomogram::"
         "getProjectionAnglesFromMatrix: s = pixel*(t_xy + [R*c_vol]_xy - c_img), "
-        f"c_vol = rlnTomoSize/2.0, c_img = (nx//2, ny//2); {where}"
+        f"c_vol = rlnTomoSize/2.0, c_img = (nx//2, ny//2); {where}; positions as RELION 5 "
+        "projects them (RELION 4.0 added 1 voxel to every particle coordinate first)"
     )
 
 
