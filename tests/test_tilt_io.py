@@ -383,9 +383,14 @@ def test_warp_bad_files(tmp_path):
 def test_to_relion_round_trip(tmp_path, layout):
     g = relion_ts03()
     out = tmp_path / "tomograms.star"
-    with warnings.catch_warnings():
-        warnings.simplefilter("error")
-        tilt.to_relion(g, out, tomo_name="TS_03", layout=layout)
+    if layout == "relion5":
+        with warnings.catch_warnings():
+            warnings.simplefilter("error")
+            tilt.to_relion(g, out, tomo_name="TS_03", layout=layout)
+    else:  # rotation-only matrices: the shifts are dropped, and it says so
+        assert np.abs(g.shifts_a).max() > 1
+        with pytest.warns(errors.LossyConversionWarning, match="image_shape"):
+            tilt.to_relion(g, out, tomo_name="TS_03", layout=layout)
     g2 = tilt.read_relion(out, "TS_03")
     np.testing.assert_allclose(g2.tilt_deg, g.tilt_deg, atol=1e-5)
     np.testing.assert_allclose(g2.axis_deg, g.axis_deg, atol=1e-5)
@@ -439,7 +444,8 @@ def test_to_warp_round_trip_and_hand(tmp_path):
 def test_warp_relion_warp_chain(tmp_path):
     """Warp XML -> RELION (emgeom writer, correct hand) -> back: same per-particle defocus."""
     gw = warp_p163().replace(volume_shape=(4096, 4096, 2000))
-    tilt.to_relion(gw, tmp_path / "t.star", tomo_name="P", layout="relion4")
+    with pytest.warns(errors.LossyConversionWarning, match="shifts"):
+        tilt.to_relion(gw, tmp_path / "t.star", tomo_name="P", layout="relion4")
     gr = tilt.read_relion(tmp_path / "t.star")
     assert gr.relion_hand == +1  # emgeom writes +1 where WarpTools writes -1
     p = np.random.default_rng(5).uniform(-3000, 3000, (64, 3))
@@ -543,7 +549,8 @@ def test_written_star_files_parse_with_starfile(tmp_path):
     starfile = pytest.importorskip("starfile")
     g = relion_ts03()
     tilt.to_relion(g, tmp_path / "t5.star", tomo_name="TS_03")
-    tilt.to_relion(g, tmp_path / "t4.star", tomo_name="TS_03", layout="relion4")
+    with pytest.warns(errors.LossyConversionWarning, match="shifts"):
+        tilt.to_relion(g, tmp_path / "t4.star", tomo_name="TS_03", layout="relion4")
     d5 = starfile.read(tmp_path / "t5.star", always_dict=True)
     assert list(d5) == ["global", "TS_03"]
     assert float(d5["global"]["rlnTomoHand"].iloc[0]) == -1.0
@@ -581,7 +588,9 @@ def test_random_geometries_round_trip_through_writers(n, hand, seed, layout):
             tilt.to_warp(g, path)
             g2 = tilt.read_warp(path)
         else:
-            tilt.to_relion(g, path, tomo_name="X", layout=layout)
+            with warnings.catch_warnings():  # relion4 rotation-only drops shifts (tested elsewhere)
+                warnings.simplefilter("ignore", errors.LossyConversionWarning)
+                tilt.to_relion(g, path, tomo_name="X", layout=layout)
             g2 = tilt.read_relion(path)
     assert g2.hand == hand
     p = rng.uniform(-4000, 4000, (20, 3))
@@ -729,7 +738,8 @@ def test_relion4_written_with_image_shape_round_trips_relion5(tmp_path):
         )
     assert g4.hand == g5.hand == +1
     # without image_shape the writer keeps today's rotation-only rows
-    tilt.to_relion(g, tmp_path / "r4rot.star", layout="relion4")
+    with pytest.warns(errors.LossyConversionWarning, match="shifts"):
+        tilt.to_relion(g, tmp_path / "r4rot.star", layout="relion4")
     assert np.all(tilt.read_relion(tmp_path / "r4rot.star").shifts_a == 0.0)
     assert ",0]" in (tmp_path / "r4rot.star").read_text()
 

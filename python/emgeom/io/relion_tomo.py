@@ -47,6 +47,7 @@ from emgeom.errors import (
     ImplausibleValueWarning,
     InvalidTypeError,
     InvalidValueError,
+    LossyConversionWarning,
 )
 from emgeom.io._tilt_star import StarBlock, read_star, write_star
 from emgeom.tilt._geometry import (
@@ -601,6 +602,14 @@ def to_relion(
             rc = r @ c_vol
             t[:, :2] = np.asarray(geometry.shifts_a) / geometry.pixel_size_a + c_img - rc[:, :2]
             t[:, 2] = -rc[:, 2]  # z' = 0 at the volume centre (RELION only uses differences)
+        elif np.any(np.asarray(geometry.shifts_a) != 0):
+            warnings.warn(
+                "to_relion(layout='relion4') without image_shape writes rotation-only matrices: "
+                f"the image shifts (up to {np.abs(geometry.shifts_a).max():.1f} Å) are dropped "
+                "(defocus is unaffected); pass image_shape=(ny, nx) to keep them",
+                LossyConversionWarning,
+                stacklevel=2,
+            )
         geo_rows = [
             ["[" + ",".join(f"{v:.17g}" for v in (*m[i], ti[i])) + "]" for i in range(3)]
             + ["[0,0,0,1]"]
