@@ -7,7 +7,7 @@ import json
 import numpy as np
 import pytest
 
-from emgeom import tilt
+from emgeom import errors, tilt
 from emgeom.cli import main
 
 try:
@@ -113,6 +113,42 @@ def test_convert_warp_to_relion_and_back(tmp_path, capsys):
     assert code == 2 and "volume_shape" in err
     code, _, err = run(capsys, "tilt", "convert", str(tmp_path / "x.mrc"), "-o", "y")
     assert code == 2 and "extension" in err
+
+
+def test_convert_to_relion4_keeps_shifts_with_image_shape(tmp_path, capsys):
+    gw = tilt.read_warp(shared_file(*WARP))
+    assert np.abs(gw.shifts_a).max() > 1  # the Warp series has real shifts
+    args = ["tilt", "convert", str(shared_file(*WARP)), "--to", "relion4"]
+    vol = ["--volume-shape", "4096,4096,2000"]
+    out = tmp_path / "full.star"
+    code, text, _ = run(capsys, *args, "-o", str(out), *vol, "--image-shape", "4092,5760")
+    assert code == 0, text
+    g = tilt.read_relion(out, image_shape=(4092, 5760))
+    np.testing.assert_allclose(g.shifts_a, gw.shifts_a, atol=1e-6)
+    p = np.random.default_rng(0).uniform(-2000, 2000, (10, 3))
+    np.testing.assert_allclose(tilt.project(g, p), tilt.project(gw, p), atol=1e-6)
+    # without it: rotation-only matrices, shifts dropped with a warning (Python prints it)
+    with pytest.warns(errors.LossyConversionWarning, match="image_shape"):
+        code, _, _ = run(capsys, *args, "-o", str(tmp_path / "rot.star"), *vol)
+    assert code == 0
+    assert np.all(tilt.read_relion(tmp_path / "rot.star").shifts_a == 0)
+    for bad, what in (("4092", "ny,nx"), ("a,b", "ny,nx")):
+        code, _, err = run(
+            capsys, *args, "-o", str(tmp_path / "b.star"), *vol, "--image-shape", bad
+        )
+        assert code == 2 and what in err
+    code, _, err = run(
+        capsys,
+        "tilt",
+        "convert",
+        str(shared_file(*WARP)),
+        "-o",
+        str(tmp_path / "c.star"),
+        *vol,
+        "--image-shape",
+        "10,10",
+    )
+    assert code == 2 and "relion4" in err
 
 
 def test_defocus_command(tmp_path, capsys):

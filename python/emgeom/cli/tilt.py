@@ -166,6 +166,14 @@ def convert(
         str | None,
         typer.Option("--volume-shape", help="nx,ny,nz in tilt-series pixels (RELION needs it)."),
     ] = None,
+    image_shape: Annotated[
+        str | None,
+        typer.Option(
+            "--image-shape",
+            help="ny,nx of the tilt images in pixels: --to relion4 then writes full matrices "
+            "(image shifts kept) instead of rotation-only ones.",
+        ),
+    ] = None,
     force: Annotated[bool, typer.Option("--force", help="Overwrite the output.")] = False,
 ) -> None:
     """Convert one tilt series between Warp XML, RELION 5/4 star, IMOD and AreTomo files.
@@ -202,12 +210,24 @@ def convert(
     if g.pixel_size_a is None and pixel_size_a is not None:
         g = g.replace(pixel_size_a=pixel_size_a)
     target = to.lower()
+    shape2: tuple[int, int] | None = None
+    if image_shape is not None:
+        try:
+            ny_i, nx_i = (int(v) for v in image_shape.split(","))
+        except ValueError:
+            raise InvalidValueError(
+                f"--image-shape: expected ny,nx integers, got {image_shape!r}"
+            ) from None
+        if target != "relion4":
+            raise InvalidValueError("--image-shape: only used with --to relion4")
+        shape2 = (ny_i, nx_i)
     if target in ("relion", "relion5", "relion4"):
         tilt.to_relion(
             g,
             output,
             tomo_name=tomo_name or name,
             layout="relion4" if target == "relion4" else "relion5",
+            image_shape=shape2,
             force=force,
         )
     elif target == "warp":
