@@ -478,9 +478,29 @@ fn filter_patch(patch: &Array2<f32>, f: &FilterParams) -> Result<Array2<f32>, Ke
     Ok(out.slice(s![m..m + ky, m..m + kx]).to_owned())
 }
 
-/// `[Σr, Σp, Σr², Σp², Σr·p]` with 8 independent f32 lanes per sum.
+/// `[Σr, Σp, Σr², Σp², Σr·p]` with 8 independent f32 lanes per sum; the same arithmetic
+/// compiled for AVX2 when the CPU has it (one 256-bit register per sum instead of two SSE
+/// registers: identical results).
 #[inline]
 fn moments_lanes(r: &[f32], p: &[f32]) -> [f32; 5] {
+    #[cfg(target_arch = "x86_64")]
+    {
+        if std::is_x86_feature_detected!("avx2") {
+            // SAFETY: the CPU supports AVX2 (checked above).
+            return unsafe { moments_lanes_avx2(r, p) };
+        }
+    }
+    moments_lanes_generic(r, p)
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2")]
+unsafe fn moments_lanes_avx2(r: &[f32], p: &[f32]) -> [f32; 5] {
+    moments_lanes_generic(r, p)
+}
+
+#[inline(always)]
+fn moments_lanes_generic(r: &[f32], p: &[f32]) -> [f32; 5] {
     let n = r.len().min(p.len());
     let (r, p) = (&r[..n], &p[..n]);
     let mut l = [[0.0f32; 8]; 5];
