@@ -153,7 +153,8 @@ class AlignmentResult:
         Fraction of the moving image's (mask) weight that lies on the reference image.
     peak_ratio : float
         Best peak score / second-best peak score in the searched area (≈ 1 = ambiguous; capped
-        at 100).
+        at 100); with the residual search also the best refined score / that of a rival
+        candidate position refined elsewhere (the smaller of the two ratios).
     peak_z : float
         Peak height above the mean of the correlation map in its standard deviations
         (reported only; large-scale content makes it a poor decision measure).
