@@ -1216,9 +1216,9 @@ def align(
         pos: NDArray[np.float64], sigma: float, theta: float
     ) -> tuple[float, float, NDArray[np.float64] | None, float, int]:
         """Local (scale, rotation) refinement at full sampling around ``pos`` (full-sampling
-        region px): a 3×3 grid per step in _REFINE_DIVS and a 2-D quadratic fit, the position
-        hill-climbed on the CCC (no correlation map). Returns (sigma, theta, final peak or
-        None, its score, evaluations).
+        region px): a 3×3 grid and a 2-D quadratic fit, then (at the range edge) a cross at
+        half that step; the position hill-climbed on the CCC (no correlation map). Returns
+        (sigma, theta, final peak or None, its score, evaluations).
         """
         assert fine is not None
         small = fine
@@ -1301,8 +1301,9 @@ def align(
         if searching:
             sigma, theta, fin, sc_f, n = refine(to_fine(pos_c), sigma, theta)
             n_eval += n
-            if fin is not None:
-                final, score = fin, sc_f
+            # (a failed refinement keeps the coarse peak but must not win on its coarse-level
+            # score, which is not comparable with the full-sampling ones)
+            final, score = (fin, sc_f) if fin is not None else (final, -1.0)
         runs.append((score, sigma, theta, final, ratio, z_score, n_positions))
     best_run = max(range(len(runs)), key=lambda q: runs[q][0])
     score_best, sigma, theta, final, ratio, z_score, n_positions = runs[best_run]
