@@ -107,6 +107,11 @@ CALLS: dict[str, tuple[Callable[..., Any], tuple[Any, ...], dict[str, Any]]] = {
     ),
     "check_hand": (tilt.check_hand, (GEOM,), {"samples": SAMPLES}),
     "correlate": (crossmag.correlate, (REF, REF), {"n_peaks": 3, "max_shift": None}),
+    "masked_correlate": (
+        crossmag.masked_correlate,
+        (REF, MOV),
+        {"reference_mask": REF > -1.0, "moving_mask": None, "min_overlap": 0.3, "n_peaks": 3},
+    ),
     "find_similarity": (
         crossmag.find_similarity,
         (REF, MOV),

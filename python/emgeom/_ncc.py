@@ -61,7 +61,12 @@ class MaskedCorrelationResult(CorrelationResult):
 def _mask(value: Any, name: str, image: NDArray[Any]) -> NDArray[np.float32] | None:
     if value is None:
         return None
-    arr = np.asarray(value)
+    try:
+        arr = np.asarray(value)
+    except (ValueError, TypeError) as exc:  # ragged nested lists
+        raise InvalidTypeError(
+            f"{name}: expected an array the shape of its image, got {describe(value)}"
+        ) from exc
     if arr.dtype.kind == "b":
         arr = arr.astype(np.float32)
     if arr.dtype.kind not in "fiu":

@@ -1532,9 +1532,15 @@ def _align_up(
 
 
 def __getattr__(name: str) -> Any:
-    """Lazy re-export of the unknown-rotation mode (``emgeom._similarity`` imports this module)."""
+    """Lazy re-exports of the unknown-rotation mode (``emgeom._similarity``) and of masked NCC
+    (``emgeom._ncc``): both import this module.
+    """
     if name in ("find_similarity", "SimilarityResult"):
         from emgeom import _similarity
 
         return getattr(_similarity, name)
+    if name in ("masked_correlate", "MaskedCorrelationResult", "MaskedCorrelationPeak"):
+        from emgeom import _ncc  # masked NCC (Padfield 2012); it imports this module
+
+        return getattr(_ncc, name)
     raise AttributeError(f"module 'emgeom.crossmag' has no attribute {name!r}")
