@@ -127,9 +127,13 @@ class AlignmentResult:
     affine : ndarray (2, 3)
         ``[x_ref, y_ref] = affine @ [x_mov, y_mov, 1]`` (pixels; x = column, y = row).
     scale : float
-        Refined pixel-size ratio moving/reference (reference pixels per moving pixel).
+        Refined pixel-size ratio moving/reference (reference pixels per moving pixel). With a
+        residual search it reads systematically high by ≈ 0.3–0.9 % (noise-free synthetic
+        pairs; see docs/crossmag.md "Accuracy of the refined scale and rotation"): good for
+        the position, not a magnification calibration.
     rotation_deg : float
-        Refined rotation θ of the linear part ``scale·R(θ)`` (degrees).
+        Refined rotation θ of the linear part ``scale·R(θ)`` (degrees); with a residual search
+        biased by ≈ +0.1–0.2° in the same measurements.
     center : (float, float)
         ``(x, y)`` reference pixel where the moving centre ``((nx−1)/2, (ny−1)/2)`` lies.
     center_a : (float, float)
