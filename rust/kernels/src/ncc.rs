@@ -471,16 +471,7 @@ pub fn masked_ncc(
         st2 += b;
         cnt += c;
     }
-    let stats = if cnt > 0 {
-        let mean = st1 / cnt as f64;
-        MapStats {
-            mean,
-            std: (st2 / cnt as f64 - mean * mean).max(0.0).sqrt(),
-            count: cnt,
-        }
-    } else {
-        MapStats::default()
-    };
+    let stats = MapStats::from_sums(st1, st2, cnt);
     POOL_F32.give(m_sab);
     for m in [m_o, m_sa, m_sb, m_saa, m_sbb].into_iter().flatten() {
         POOL_F32.give(m);

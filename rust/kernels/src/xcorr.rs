@@ -426,6 +426,21 @@ pub struct MapStats {
     pub count: usize,
 }
 
+impl MapStats {
+    /// From the sum, the sum of squares and the count of the values (all zero when empty).
+    pub fn from_sums(sum: f64, sum_sq: f64, count: usize) -> Self {
+        if count == 0 {
+            return MapStats::default();
+        }
+        let mean = sum / count as f64;
+        MapStats {
+            mean,
+            std: (sum_sq / count as f64 - mean * mean).max(0.0).sqrt(),
+            count,
+        }
+    }
+}
+
 /// Top-`n` local maxima (strictly above their 8 neighbours, neighbours taken circularly) inside
 /// `allowed`, at least `min_sep` pixels apart, highest first, with parabolic sub-pixel offsets
 /// (per axis, after IMOD `XCorrPeakFind`, with a Gaussian fit when possible: [`peak_offset`]); plus the mean and standard deviation of the allowed map.
@@ -573,16 +588,7 @@ pub fn find_peaks_rolled(
         s2 += b;
         c += k;
     }
-    let stats = if c > 0 {
-        let mean = s / c as f64;
-        MapStats {
-            mean,
-            std: (s2 / c as f64 - mean * mean).max(0.0).sqrt(),
-            count: c,
-        }
-    } else {
-        MapStats::default()
-    };
+    let stats = MapStats::from_sums(s, s2, c);
     if cands.len() > keep {
         cands.select_nth_unstable_by(keep, |a, b| b.0.total_cmp(&a.0));
         cands.truncate(keep);
