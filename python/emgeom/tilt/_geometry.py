@@ -565,7 +565,9 @@ def particle_defocus(
         :func:`voxels_to_centered_a` for voxel coordinates.
     out : ndarray, shape (N, T), optional
         Preallocated C-contiguous, writeable float32/float64 output (written in place and
-        returned). Otherwise one is allocated with numpy.
+        returned). Otherwise one is allocated with numpy. Reuse one for repeated calls: the
+        first write to fresh memory pays the operating system's page faults (measured 82 ms
+        for 124 MB on a 2-core VM, against 4.9 ms for the computation itself).
     dtype : float32 or float64
         Output type when ``out`` is None (float32 rounding is ≈ 2e-3 Å at 3 µm defocus).
     component : {"mean", "u", "v"}
