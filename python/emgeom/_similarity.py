@@ -512,13 +512,15 @@ def _not_found(
     lin = s0 * np.eye(2)
     c = _center_of(ref_shape)
     a = np.hstack([lin, (c - lin @ _center_of(mov_shape))[:, None]])
-    return SimilarityResult(
-        affine=a,
+    res = _make_result(
+        a,
+        reference_shape=ref_shape,
+        moving_shape=mov_shape,
+        reference_pixel_a=p_r,
+        moving_pixel_a=p_m,
+        result_cls=SimilarityResult,
         scale=s0,
         rotation_deg=0.0,
-        center=(float(c[0]), float(c[1])),
-        center_a=(0.0, 0.0),
-        shift_a=(0.0, 0.0),
         found=False,
         confidence=0.0,
         ccc=0.0,
@@ -526,15 +528,13 @@ def _not_found(
         peak_ratio=1.0,
         peak_z=0.0,
         at_search_edge=False,
-        reference_pixel_a=p_r,
-        moving_pixel_a=p_m,
-        reference_shape=ref_shape,
-        moving_shape=mov_shape,
         candidates=candidates,
         pose_ratio=0.0,
         scale_range=scale_range,
         nominal_scale=s0,
     )
+    assert isinstance(res, SimilarityResult)
+    return res
 
 
 def _blank(img: NDArray[np.float32]) -> bool:

@@ -145,6 +145,17 @@ def explain(
     echo_json(out)
 
 
+def _ints(text: str, n: int, option: str, what: str) -> tuple[int, ...]:
+    """``"a,b,c"`` → ``n`` integers, or a clear error naming the option."""
+    try:
+        vals = tuple(int(v) for v in text.split(","))
+    except ValueError:
+        vals = ()
+    if len(vals) != n:
+        raise InvalidValueError(f"{option}: expected {what} integers, got {text!r}")
+    return vals
+
+
 @app.command("convert")
 def convert(
     source: Annotated[Path, typer.Argument(help="Input file.")],
@@ -200,24 +211,13 @@ def convert(
         raise InvalidValueError(f"--tomo-name: {source} holds {sorted(geoms)}; choose one")
     name, g = next(iter(geoms.items()))
     if volume_shape is not None:
-        try:
-            vs = tuple(int(v) for v in volume_shape.split(","))
-        except ValueError:
-            raise InvalidValueError(
-                f"--volume-shape: expected nx,ny,nz integers, got {volume_shape!r}"
-            ) from None
-        g = g.replace(volume_shape=vs)
+        g = g.replace(volume_shape=_ints(volume_shape, 3, "--volume-shape", "nx,ny,nz"))
     if g.pixel_size_a is None and pixel_size_a is not None:
         g = g.replace(pixel_size_a=pixel_size_a)
     target = to.lower()
     shape2: tuple[int, int] | None = None
     if image_shape is not None:
-        try:
-            ny_i, nx_i = (int(v) for v in image_shape.split(","))
-        except ValueError:
-            raise InvalidValueError(
-                f"--image-shape: expected ny,nx integers, got {image_shape!r}"
-            ) from None
+        ny_i, nx_i = _ints(image_shape, 2, "--image-shape", "ny,nx")
         if target != "relion4":
             raise InvalidValueError("--image-shape: only used with --to relion4")
         shape2 = (ny_i, nx_i)

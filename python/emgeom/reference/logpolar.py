@@ -12,6 +12,8 @@ from typing import Any
 import numpy as np
 from numpy.typing import NDArray
 
+from emgeom.crossmag import _nice  # the padded size the Rust side uses (fft::nice_size)
+
 __all__ = [
     "apodize",
     "keys_weights",
@@ -144,19 +146,6 @@ def apodize(image: NDArray[Any], fraction: float) -> NDArray[np.float64]:
     img = np.asarray(image, dtype=np.float64)
     ny, nx = img.shape
     return (img - img.mean()) * tukey(ny, fraction)[:, None] * tukey(nx, fraction)[None, :]
-
-
-def _nice(n: int) -> int:
-    m = max(1, n)
-    while True:
-        if m == 1 or m % 2 == 0:
-            r = m
-            for f in (2, 3, 5):
-                while r % f == 0:
-                    r //= f
-            if r == 1:
-                return m
-        m += 1
 
 
 def spectrum_log_polar(

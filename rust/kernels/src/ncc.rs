@@ -573,43 +573,33 @@ pub fn ncc_peaks(res: &MaskedNcc, n: usize, min_sep: f64) -> (Vec<NccPeak>, MapS
         b.0.total_cmp(&a.0).then(a.2.cmp(&b.2)).then(a.1.cmp(&b.1))
     };
     let mut keep = (50 * n).max(200);
-    loop {
+    // the peaks, highest first, at least min_sep apart (the survivors of the suppression)
+    let kept: Vec<(f32, usize, usize)> = loop {
         if cands.len() > keep {
             cands.select_nth_unstable_by(keep, order);
         }
         let top = keep.min(cands.len());
         cands[..top].sort_by(order);
         // enough candidates once min-separation suppression leaves n peaks (checked below)
-        let mut kept: Vec<(usize, usize)> = Vec::new();
-        for &(_, x, y) in &cands[..top] {
+        let mut kept: Vec<(f32, usize, usize)> = Vec::with_capacity(n);
+        for &(v, x, y) in &cands[..top] {
             if kept.len() >= n {
                 break;
             }
-            if !kept.iter().any(|&(px, py)| {
+            if !kept.iter().any(|&(_, px, py)| {
                 let (dx, dy) = (px as f64 - x as f64, py as f64 - y as f64);
                 dx * dx + dy * dy < min_sep * min_sep
             }) {
-                kept.push((x, y));
+                kept.push((v, x, y));
             }
         }
         if kept.len() >= n || top == cands.len() {
-            cands.truncate(top);
-            break;
+            break kept;
         }
         keep *= 4;
-    }
+    };
     let mut peaks: Vec<NccPeak> = Vec::with_capacity(n);
-    for (v, x, y) in cands {
-        if peaks.len() >= n {
-            break;
-        }
-        if peaks.iter().any(|p| {
-            let dx = p.ix as f64 - x as f64;
-            let dy = p.iy as f64 - y as f64;
-            dx * dx + dy * dy < min_sep * min_sep
-        }) {
-            continue;
-        }
+    for (v, x, y) in kept {
         let (yi, xi) = (y as isize, x as isize);
         let off = |m: Option<f32>, p: Option<f32>| match (m, p) {
             (Some(m), Some(p)) => peak_offset(m as f64, v as f64, p as f64),
