@@ -16,6 +16,7 @@ def test_demo_report_and_figures(tmp_path, capsys) -> None:  # type: ignore[no-u
     assert max(errors) < 1.0
     assert "pure noise: found=False" in report
     assert "rotation 30.00° (true 30.00°)" in report
+    assert "shift (23.00, -14.00) px (true 23, -14)" in report  # masked NCC on the micrograph
     assert "they DISAGREE" in report  # WarpTools export vs AreTomo3 on the same real series
     assert "check_hand decided h = -1" in report
     for name in (
