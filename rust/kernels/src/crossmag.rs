@@ -25,6 +25,9 @@ use crate::warp::{self, Affine, Fill, Interpolation};
 use crate::xcorr::{self, ramp, Allowed, FilterParams, MapStats, Method};
 use crate::KernelError;
 
+/// Most steps of the CCC hill-climb that places a peak (each step evaluates ≤ 5 new cells).
+const HILL_CLIMB_STEPS: usize = 8;
+
 /// A prepared reference search region.
 pub struct Reference {
     /// Padded frame `(py, px)`.
@@ -771,7 +774,10 @@ fn evaluate_one(
         if (peaks[kbest].ix as isize, peaks[kbest].iy as isize) == (cx, cy) {
             cache.push(((cx, cy), (evals[kbest].ccc, evals[kbest].overlap)));
         }
-        for _ in 0..4 {
+        // (a climb that has not converged leaves the centre below a neighbour: the parabolas
+        // would then extrapolate past the grid and inflate the score, so they are skipped)
+        let mut converged = false;
+        for _ in 0..HILL_CLIMB_STEPS {
             let missing: Vec<(isize, isize)> = (0..9usize)
                 .map(|q| (cx + (q % 3) as isize - 1, cy + (q / 3) as isize - 1))
                 .filter(|c| !cache.iter().any(|(k, _)| k == c))
@@ -806,22 +812,45 @@ fn evaluate_one(
                 }
             }
             if ba == 1 && bb == 1 {
+                converged = true;
                 break;
             }
             cx += bb as isize - 1;
             cy += ba as isize - 1;
         }
-        let ox = xcorr::parabolic_offset(grid[1][0], grid[1][1], grid[1][2]);
-        let oy = xcorr::parabolic_offset(grid[0][1], grid[1][1], grid[2][1]);
-        // height of the CCC maximum between pixels (vertex of the two parabolas)
-        let rise = |y1: f64, y2: f64, y3: f64| -> f64 {
-            let d = y1 + y3 - 2.0 * y2;
-            if d < -1e-12 {
-                (-(y1 - y3) * (y1 - y3) / (8.0 * d)).min(0.25 * y2.abs())
+        if !converged {
+            // the last step moved the centre to a better neighbour whose own neighbourhood was
+            // not evaluated: report that cell as it is (a parabola through the old
+            // neighbourhood would extrapolate past it and inflate the score)
+            let (c, o) = cache
+                .iter()
+                .find(|(k, _)| *k == (cx, cy))
+                .map(|(_, v)| *v)
+                .expect("a neighbour computed above");
+            grid = [[c; 3]; 3];
+            ovc = o;
+        }
+        // sub-pixel vertex and height of the CCC maximum between pixels, per axis, only where
+        // the centre is the maximum of its three samples (the vertex then lies within ±½ px and
+        // rises at most |y1 − y3|/8 above the centre)
+        let peaked = |y1: f64, y2: f64, y3: f64| y2 >= y1 && y2 >= y3;
+        let offset = |y1: f64, y2: f64, y3: f64| -> f64 {
+            if peaked(y1, y2, y3) {
+                xcorr::parabolic_offset(y1, y2, y3)
             } else {
                 0.0
             }
         };
+        let rise = |y1: f64, y2: f64, y3: f64| -> f64 {
+            let d = y1 + y3 - 2.0 * y2;
+            if peaked(y1, y2, y3) && d < -1e-12 {
+                -(y1 - y3) * (y1 - y3) / (8.0 * d)
+            } else {
+                0.0
+            }
+        };
+        let ox = offset(grid[1][0], grid[1][1], grid[1][2]);
+        let oy = offset(grid[0][1], grid[1][1], grid[2][1]);
         let c = grid[1][1];
         let ccc_max =
             (c + rise(grid[1][0], c, grid[1][2]) + rise(grid[0][1], c, grid[2][1])).min(1.0);
@@ -878,6 +907,37 @@ pub fn evaluate_points(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Direct mode (refinement rounds): a climb that converges lands on the true position; one
+    /// that runs out of steps reports the cell it reached as it is, never a parabola
+    /// extrapolated past the evaluated cells (that once inflated scores of wrong poses).
+    #[test]
+    fn direct_climb_never_extrapolates() {
+        // one broad blob: the CCC rises monotonically towards it over tens of pixels
+        let img = Array2::from_shape_fn((96, 112), |(y, x)| {
+            let (dx, dy) = (x as f64 - 60.0, y as f64 - 40.0);
+            (-(dx * dx + dy * dy) / (2.0 * 12.0 * 12.0)).exp() as f32
+        });
+        let (mov, r, a) = crop_at_60_40(&img, &FilterParams::NONE);
+        let run = |start: (f64, f64)| {
+            let p = crop_params(a, Some(start));
+            evaluate_points(&r, mov.view(), &[a], &p, false).unwrap()[0].peaks[0]
+        };
+        let near = run((63.0, 42.0));
+        assert!(
+            (near.x - 60.0).abs() < 0.3 && (near.y - 40.0).abs() < 0.3,
+            "{near:?}"
+        );
+        let far = run((60.0 + 20.0, 40.0));
+        // 8 steps from x = 80 cannot reach x = 60: an integer cell, below the true maximum
+        assert!(
+            far.x >= 60.0 + 20.0 - HILL_CLIMB_STEPS as f64 - 1e-9,
+            "{far:?}"
+        );
+        assert_eq!(far.x, far.x.round(), "{far:?}");
+        assert_eq!(far.y, far.y.round(), "{far:?}");
+        assert!(far.ccc < near.ccc, "{far:?} vs {near:?}");
+    }
 
     fn scene(ny: usize, nx: usize) -> Array2<f32> {
         Array2::from_shape_fn((ny, nx), |(y, x)| {
@@ -969,40 +1029,44 @@ mod tests {
         ramp(dx, taper) * ramp(dy, taper)
     }
 
-    #[test]
-    fn finds_a_translated_patch() {
-        let img = scene(96, 112);
-        // moving = crop of 31x41 centred at (x, y) = (60, 40) in the reference
+    /// The moving image = the 31×41 crop centred at (x, y) = (60, 40) of a 96×112 `img`; the
+    /// whole of `img` prepared as the reference region; the patch (half 16, 21) → moving map
+    /// at the true pose.
+    fn crop_at_60_40(img: &Array2<f32>, f: &FilterParams) -> (Array2<f32>, Reference, Affine) {
         let (cx, cy) = (60usize, 40usize);
         let mov = img
             .slice(s![cy - 15..=cy + 15, cx - 20..=cx + 20])
             .to_owned();
-        let region = (96usize, 112usize);
         let (hy, hx) = (16usize, 21usize);
         let pad = (nice_size(96 + hy), nice_size(112 + hx));
-        let r = prepare_reference(
-            img.view(),
-            (0, 0),
-            region,
-            pad,
-            6.0,
-            &FilterParams::SERIALEM,
-            Method::XCorr,
-        )
-        .unwrap();
+        let r =
+            prepare_reference(img.view(), (0, 0), (96, 112), pad, 6.0, f, Method::XCorr).unwrap();
         // patch pixel (j, i) -> moving (j - hx + 20, i - hy + 15)
         let a: Affine = [[1.0, 0.0, 20.0 - hx as f64], [0.0, 1.0, 15.0 - hy as f64]];
-        let p = PatchParams {
-            hy,
-            hx,
+        (mov, r, a)
+    }
+
+    /// Patch parameters for [`crop_at_60_40`]'s pose `a` (correlation map, or `direct`).
+    fn crop_params(a: Affine, direct: Option<(f64, f64)>) -> PatchParams {
+        PatchParams {
+            hy: 16,
+            hx: 21,
             taper: 3.0,
             allowed: Allowed::all(96, 112),
             n_peaks: 5,
             min_sep: 4.0,
             score_affines: vec![a],
             refine_ccc: true,
-            direct: None,
-        };
+            direct,
+        }
+    }
+
+    #[test]
+    fn finds_a_translated_patch() {
+        let img = scene(96, 112);
+        let (mov, r, a) = crop_at_60_40(&img, &FilterParams::SERIALEM);
+        let region = (96usize, 112usize);
+        let p = crop_params(a, None);
         let res = evaluate_points(&r, mov.view(), &[a], &p, true).unwrap();
         let best = res[0].peaks[0];
         assert!(
