@@ -484,3 +484,25 @@ def test_non_finite_moving_pixel_raises_naming_moving(bad, direction, mov_pixel)
     const[5, 5] = np.inf
     with pytest.raises(InvalidValueError, match="moving: 1 pixel"):
         crossmag.align(ref, const, reference_pixel_a=10.0, moving_pixel_a=mov_pixel)
+
+
+def test_local_fit_with_one_column_of_scores_keeps_that_column():
+    """The refinement's 3×3 (scale, rotation) fit when only one rotation column has scores (the
+    peak slid away at the others): the optimum stays in that column, not at the grid centre
+    (the centre reading once sent the candidate at the truth to a 2.5° wrong rotation)."""
+    grid = [(u, v) for u in (-1, 0, 1) for v in (-1, 0, 1)]
+    ys = np.full(9, np.nan)
+    col = [k for k, (u, v) in enumerate(grid) if v == -1]
+    ys[col] = [0.88, 0.90, 0.89]  # u = -1, 0, 1 at v = -1
+    u, v = crossmag._fit_local(grid, ys)
+    assert v == -1.0
+    assert 0.0 < u < 0.5  # vertex of the parabola 0.88, 0.90, 0.89: u = 1/6
+    assert u == pytest.approx(1 / 6, abs=1e-9)
+    # the same along the other axis, and a single finite score returns its own grid point
+    ys2 = np.full(9, np.nan)
+    row = [k for k, (u, v) in enumerate(grid) if u == 1]
+    ys2[row] = [0.5, 0.7, 0.6]
+    assert crossmag._fit_local(grid, ys2) == pytest.approx((1.0, 1 / 6))
+    ys3 = np.full(9, np.nan)
+    ys3[0] = 0.3
+    assert crossmag._fit_local(grid, ys3) == (-1.0, -1.0)
