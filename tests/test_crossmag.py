@@ -506,3 +506,53 @@ def test_local_fit_with_one_column_of_scores_keeps_that_column():
     ys3 = np.full(9, np.nan)
     ys3[0] = 0.3
     assert crossmag._fit_local(grid, ys3) == (-1.0, -1.0)
+
+
+@pytest.mark.parametrize("k", [2.0**-100, 1e-10, 1e20, 1e30])
+def test_results_do_not_depend_on_intensity_units(k):
+    """Images in tiny or huge units (float32 values ~1e-30 … 1e30, all accepted by the
+    validation) give the same alignment as the same images near unit magnitude. They once
+    came back found=False (values ≤ 1e-10 were called "constant"; above ~1e19 the float32
+    moment sums overflowed) and ``correlate`` raised "no peak was found"."""
+    ref, mov = pair(5.0, rot=12.0, center=(60.0, -40.0))
+    r0, m0 = ref.image, mov.image
+    rk, mk = (r0 * np.float32(k)).astype(np.float32), (m0 * np.float32(k)).astype(np.float32)
+    tc = truth_center(ref, mov)
+    kw = {"reference_pixel_a": 20.0, "moving_pixel_a": 4.0, "rotation_deg": 12.0}
+    for direction in ("down", "up"):
+        base = crossmag.align(r0, m0, direction=direction, **kw)
+        for a, b in ((rk, m0), (r0, mk), (rk, mk)):
+            res = crossmag.align(a, b, direction=direction, **kw)
+            assert res.found and base.found
+            assert np.hypot(*(np.array(res.center) - tc)) < 0.5
+            assert res.center == pytest.approx(base.center, abs=0.02)
+            assert res.ccc == pytest.approx(base.ccc, abs=2e-3)
+    # translation correlation: same shift; the raw xcorr value is reported in the inputs' units
+    c0 = crossmag.correlate(r0[40:168, 40:168], r0[52:180, 33:161], return_map=True)
+    ck = crossmag.correlate(rk[40:168, 40:168], rk[52:180, 33:161], return_map=True)
+    assert ck.shift == pytest.approx(c0.shift, abs=1e-3)
+    assert ck.peaks[0].value == pytest.approx(c0.peaks[0].value * k * k, rel=1e-4)
+    assert ck.peaks[0].normalized == pytest.approx(c0.peaks[0].normalized, abs=1e-5)
+    assert ck.map_std == pytest.approx(c0.map_std * k * k, rel=1e-4)
+    assert ck.correlation_map is not None and c0.correlation_map is not None
+    big = ck.correlation_map.astype(np.float64)
+    ref_map = c0.correlation_map.astype(np.float64) * k * k
+    assert np.allclose(big, ref_map, rtol=1e-3, atol=1e-3 * abs(big).max())
+    # unknown rotation and masked NCC
+    s0 = crossmag.find_similarity(r0, m0, reference_pixel_a=20.0, moving_pixel_a=4.0)
+    sk = crossmag.find_similarity(rk, mk, reference_pixel_a=20.0, moving_pixel_a=4.0)
+    assert sk.found and s0.found
+    assert sk.center == pytest.approx(s0.center, abs=0.05)
+    n0 = crossmag.masked_correlate(r0[40:168, 40:168], r0[52:180, 33:161])
+    nk = crossmag.masked_correlate(rk[40:168, 40:168], rk[52:180, 33:161])
+    assert nk.shift == pytest.approx(n0.shift, abs=1e-3)
+
+
+def test_constant_means_no_variation_relative_to_the_values():
+    assert crossmag._is_constant(np.zeros((8, 8), np.float32))
+    assert crossmag._is_constant(np.full((8, 8), 1e-12, np.float32))
+    tiny = np.arange(64, dtype=np.float32).reshape(8, 8) * np.float32(1e-12)
+    assert not crossmag._is_constant(tiny)
+    flat = np.full((8, 8), 1000.0, np.float32)
+    flat[0, 0] = np.nextafter(np.float32(1000.0), np.float32(2000.0))  # one float32 step
+    assert crossmag._is_constant(flat)

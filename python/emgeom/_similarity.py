@@ -53,7 +53,7 @@ from numpy.typing import ArrayLike, NDArray
 
 from emgeom import _core
 from emgeom._validate import as_float, as_image, as_int, as_pair, n_threads_arg
-from emgeom.crossmag import AlignmentResult, _make_result, correlate
+from emgeom.crossmag import AlignmentResult, _make_result, _unit_scaled, correlate
 from emgeom.errors import InvalidValueError
 from emgeom.resample import rescale, warp_affine
 
@@ -674,8 +674,9 @@ def find_similarity(
         Bad arguments (one pixel size without the other, a scale range outside [0.25, 4] or
         empty, an empty rotation range, ...).
     """
-    ref = as_image(reference, "reference", allow_stack=False, dtype=np.float32)
-    mov = as_image(moving, "moving", allow_stack=False, dtype=np.float32)
+    # (scaled by a power of two into a safe float32 range: results do not depend on units)
+    ref = _unit_scaled(as_image(reference, "reference", allow_stack=False, dtype=np.float32))
+    mov = _unit_scaled(as_image(moving, "moving", allow_stack=False, dtype=np.float32))
     if (reference_pixel_a is None) != (moving_pixel_a is None):
         raise InvalidValueError(
             "reference_pixel_a/moving_pixel_a: give both pixel sizes or neither"

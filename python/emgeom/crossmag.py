@@ -391,7 +391,7 @@ class CorrelationResult:
     peaks: tuple[CorrelationPeak, ...]
     map_mean: float
     map_std: float
-    correlation_map: NDArray[np.float32] | None = field(default=None, repr=False)
+    correlation_map: NDArray[np.floating[Any]] | None = field(default=None, repr=False)
 
     @property
     def shift(self) -> tuple[float, float]:
@@ -449,7 +449,8 @@ def correlate(
     taper_fraction, pad_fraction : float
         Taper width and padding as fractions of the image size.
     return_map : bool
-        Also return the correlation map (zero displacement at index ``[0, 0]``, circular).
+        Also return the correlation map (zero displacement at index ``[0, 0]``, circular):
+        float32, or float64 when the raw values do not fit float32 (inputs beyond ~1e±19).
     n_threads : int, optional
         Worker threads; default all cores.
 
@@ -463,6 +464,10 @@ def correlate(
     """
     a = as_image(reference, "reference", allow_stack=False, dtype=np.float32)
     b = as_image(moving, "moving", allow_stack=False, dtype=np.float32)
+    # images far from unit magnitude are correlated scaled by powers of two (exact); the
+    # unnormalised xcorr values are scaled back below
+    ea, eb = _unit_exponent(a), _unit_exponent(b)
+    a, b = _unit_scaled(a), _unit_scaled(b)
     f = _filter_arg(filter)
     if method not in ("xcorr", "phase"):
         raise InvalidValueError(f"method: expected 'xcorr' or 'phase', got {method!r}")
@@ -478,12 +483,23 @@ def correlate(
     peaks, norm, stats, cmap = _core.correlate_f32(
         a, b, pad, taper, f, method, n, sep, ms, bool(return_map), n_threads_arg(n_threads)
     )
+    back = 1.0 if method == "phase" else math.ldexp(1.0, -(ea + eb))
     out = tuple(
-        CorrelationPeak(float(p[0]), float(p[1]), float(p[2]), float(q))
+        CorrelationPeak(float(p[0]), float(p[1]), float(p[2]) * back, float(q))
         for p, q in zip(peaks, norm, strict=True)
     )
+    cmap_out: NDArray[np.floating[Any]] | None = cmap
+    if cmap is not None and back != 1.0:
+        m64 = np.asarray(cmap, dtype=np.float64) * back
+        top = float(np.abs(m64).max())
+        f32 = np.finfo(np.float32)
+        fits = top == 0.0 or float(f32.tiny) * 2.0**23 < top < float(f32.max)
+        cmap_out = m64.astype(np.float32) if fits else m64
     return CorrelationResult(
-        peaks=out, map_mean=float(stats[0]), map_std=float(stats[1]), correlation_map=cmap
+        peaks=out,
+        map_mean=float(stats[0]) * back,
+        map_std=float(stats[1]) * back,
+        correlation_map=cmap_out,
     )
 
 
@@ -754,9 +770,29 @@ _Level = tuple[
 
 
 def _is_constant(a: NDArray[Any]) -> bool:
-    """True when an image has no variation (relative to its magnitude)."""
+    """True when an image has no variation relative to its own magnitude (float32 rounding):
+    purely relative, so that an image in tiny units (values ~1e-10) is not called constant.
+    """
     lo, hi = float(a.min()), float(a.max())
-    return hi - lo <= 1e-7 * (1.0 + abs(hi) + abs(lo))
+    return hi - lo <= 1e-7 * max(abs(hi), abs(lo))
+
+
+def _unit_exponent(a: NDArray[np.float32]) -> int:
+    """The power of two ``e`` that brings the largest |value| of ``a`` into [0.5, 1) with
+    ``a·2^e``, or 0 when that is already within [2⁻¹⁶, 2¹⁶] (or ``a`` is all zero). The
+    float32 sums of the correlation overflow for values above ~1e19 and lose everything below
+    ~1e-19; scaling by a power of two is exact and a user's units must not decide the answer.
+    """
+    m = max(-float(a.min()), float(a.max()))
+    if m == 0.0 or 2.0**-16 <= m <= 2.0**16:
+        return 0
+    return -math.frexp(m)[1]
+
+
+def _unit_scaled(a: NDArray[np.float32]) -> NDArray[np.float32]:
+    """``a·2^e`` with ``e = _unit_exponent(a)`` (``a`` itself, no copy, when ``e`` = 0)."""
+    e = _unit_exponent(a)
+    return a if e == 0 else np.ldexp(a, e).astype(np.float32, copy=False)
 
 
 def _shrink(img: NDArray[np.float32], zoom: float, how: str, threads: int | None) -> Any:
@@ -820,6 +856,7 @@ def _level(
     else:
         z0, how = 1.0, ""
     mov_s = mov if not how else _shrink(np.ascontiguousarray(mov, np.float32), z0, how, threads)
+    ref_b, mov_s = _unit_scaled(ref_b), _unit_scaled(mov_s)
     if min(mov_s.shape) < 8:
         raise InvalidValueError(
             f"moving: only {mov_s.shape} pixels at the correlation sampling (binning {b}); "
