@@ -184,6 +184,19 @@ def as_image(
     are converted to float32; float16 to float32. NaN/inf, empty arrays, complex data and
     other dimensionalities raise.
     """
+    return as_image_range(value, name, allow_stack=allow_stack, dtype=dtype)[0]
+
+
+def as_image_range(
+    value: Any,
+    name: str = "image",
+    *,
+    allow_stack: bool = True,
+    dtype: Any = None,
+) -> tuple[NDArray[Any], float, float]:
+    """:func:`as_image`, also returning the image's minimum and maximum (which the validation
+    computes anyway: callers need not read the image again).
+    """
     if not isinstance(value, np.ndarray):
         try:
             value = np.asarray(value)
@@ -220,7 +233,7 @@ def as_image(
             f"{name}: pixel values up to {max(-float(lo), float(hi)):.3g} would overflow "
             f"{out.dtype} arithmetic; expected |values| <= {limit:.3g}"
         )
-    return out
+    return out, float(lo), float(hi)
 
 
 def n_threads_arg(n_threads: Any) -> int | None:

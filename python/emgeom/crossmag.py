@@ -59,7 +59,14 @@ import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
 from emgeom import _core
-from emgeom._validate import as_float, as_image, as_int, as_matrix, n_threads_arg
+from emgeom._validate import (
+    as_float,
+    as_image,
+    as_image_range,
+    as_int,
+    as_matrix,
+    n_threads_arg,
+)
 from emgeom.errors import InvalidValueError
 
 __all__ = [
@@ -462,12 +469,12 @@ def correlate(
         ``(x, y)``; ``skimage.registration.phase_cross_correlation(reference, moving,
         normalization=None)`` returns ``+d`` as ``(row, col) = (dy, dx)`` (scikit-image 0.26).
     """
-    a = as_image(reference, "reference", allow_stack=False, dtype=np.float32)
-    b = as_image(moving, "moving", allow_stack=False, dtype=np.float32)
+    a, lo_a, hi_a = as_image_range(reference, "reference", allow_stack=False, dtype=np.float32)
+    b, lo_b, hi_b = as_image_range(moving, "moving", allow_stack=False, dtype=np.float32)
     # images far from unit magnitude are correlated scaled by powers of two (exact); the
     # unnormalised xcorr values are scaled back below
-    ea, eb = _unit_exponent(a), _unit_exponent(b)
-    a, b = _unit_scaled(a), _unit_scaled(b)
+    ea, eb = _unit_exponent(a, lo_a, hi_a), _unit_exponent(b, lo_b, hi_b)
+    a, b = _unit_scaled(a, ea), _unit_scaled(b, eb)
     f = _filter_arg(filter)
     if method not in ("xcorr", "phase"):
         raise InvalidValueError(f"method: expected 'xcorr' or 'phase', got {method!r}")
@@ -777,21 +784,24 @@ def _is_constant(a: NDArray[Any]) -> bool:
     return hi - lo <= 1e-7 * max(abs(hi), abs(lo))
 
 
-def _unit_exponent(a: NDArray[np.float32]) -> int:
+def _unit_exponent(a: NDArray[np.float32], lo: float | None = None, hi: float | None = None) -> int:
     """The power of two ``e`` that brings the largest |value| of ``a`` into [0.5, 1) with
-    ``a·2^e``, or 0 when that is already within [2⁻¹⁶, 2¹⁶] (or ``a`` is all zero). The
-    float32 sums of the correlation overflow for values above ~1e19 and lose everything below
-    ~1e-19; scaling by a power of two is exact and a user's units must not decide the answer.
+    ``a·2^e``, or 0 when that is already within [2⁻¹⁶, 2¹⁶] (or ``a`` is all zero); ``lo`` and
+    ``hi`` (``a``'s minimum and maximum, when known) spare a pass over it. The float32 sums of
+    the correlation overflow for values above ~1e19 and lose everything below ~1e-19; scaling
+    by a power of two is exact, and a user's units must not decide the answer.
     """
-    m = max(-float(a.min()), float(a.max()))
+    if lo is None or hi is None:
+        lo, hi = float(a.min()), float(a.max())
+    m = max(-lo, hi)
     if m == 0.0 or 2.0**-16 <= m <= 2.0**16:
         return 0
     return -math.frexp(m)[1]
 
 
-def _unit_scaled(a: NDArray[np.float32]) -> NDArray[np.float32]:
-    """``a·2^e`` with ``e = _unit_exponent(a)`` (``a`` itself, no copy, when ``e`` = 0)."""
-    e = _unit_exponent(a)
+def _unit_scaled(a: NDArray[np.float32], e: int | None = None) -> NDArray[np.float32]:
+    """``a·2^e`` (default ``e = _unit_exponent(a)``; ``a`` itself, no copy, when ``e`` = 0)."""
+    e = _unit_exponent(a) if e is None else e
     return a if e == 0 else np.ldexp(a, e).astype(np.float32, copy=False)
 
 
@@ -856,7 +866,7 @@ def _level(
     else:
         z0, how = 1.0, ""
     mov_s = mov if not how else _shrink(np.ascontiguousarray(mov, np.float32), z0, how, threads)
-    ref_b, mov_s = _unit_scaled(ref_b), _unit_scaled(mov_s)
+    mov_s = _unit_scaled(mov_s)  # (align scaled the reference)
     if min(mov_s.shape) < 8:
         raise InvalidValueError(
             f"moving: only {mov_s.shape} pixels at the correlation sampling (binning {b}); "
@@ -1031,7 +1041,8 @@ def align(
         Bad arguments (non-positive pixel sizes, the moving image coarser than the reference,
         unknown method/direction, a search circle outside the reference).
     """
-    ref = as_image(reference, "reference", allow_stack=False, dtype=np.float32)
+    ref, lo_r, hi_r = as_image_range(reference, "reference", allow_stack=False, dtype=np.float32)
+    ref = _unit_scaled(ref, _unit_exponent(ref, lo_r, hi_r))  # (the moving one: once shrunk)
     # A float32 C-contiguous moving image skips as_image's separate NaN/inf pass (7 ms at
     # 4096²): the shrink below reads every pixel and raises for non-finite ones; the paths that
     # do not shrink (direction "up", ratio near 1, "constant" images) validate it explicitly.
