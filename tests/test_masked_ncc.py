@@ -13,9 +13,9 @@ from emgeom import crossmag
 from emgeom._ncc import MaskedCorrelationPeak, MaskedCorrelationResult, masked_correlate
 from emgeom.errors import EmgeomError, InvalidTypeError, InvalidValueError, ShapeError
 from emgeom.reference.ncc import (
-    MIN_OVERLAP_ABS,
-    OVERLAP_TOL,
+    _overlaps,
     _prep,
+    _threshold,
     masked_ncc_direct,
     masked_ncc_fft,
 )
@@ -30,8 +30,7 @@ def _texture(shape: tuple[int, int], seed: int, sigma: float = 2.0) -> np.ndarra
 def _near_threshold(ovl, sa, sb, min_overlap):
     """Positions whose overlap is within rounding of the validity threshold."""
     lo, hi = min(sa, sb), max(sa, sb)
-    thr = max(min_overlap * lo, MIN_OVERLAP_ABS * hi) - OVERLAP_TOL * hi
-    return np.abs(ovl * lo - thr) < 1e-4 * hi
+    return np.abs(ovl * lo - _threshold(sa, sb, min_overlap)) < 1e-4 * hi
 
 
 def _kappa(a, b, ma, mb):
@@ -41,21 +40,16 @@ def _kappa(a, b, ma, mb):
     tb, wb, _, eb = _prep(b, mb)
     (nya, nxa), (nyb, nxb) = ta.shape, tb.shape
     k = np.full((nya + nyb - 1, nxa + nxb - 1), np.inf)
-    for i in range(k.shape[0]):
-        dy = i - (nyb - 1)
-        y0, y1 = max(0, dy), min(nya, nyb + dy)
-        for j in range(k.shape[1]):
-            dx = j - (nxb - 1)
-            x0, x1 = max(0, dx), min(nxa, nxb + dx)
-            w = wa[y0:y1, x0:x1] * wb[y0 - dy : y1 - dy, x0 - dx : x1 - dx]
-            o = w.sum()
-            if o <= 0:
-                continue
-            pa, pb = ta[y0:y1, x0:x1], tb[y0 - dy : y1 - dy, x0 - dx : x1 - dx]
-            va = (w * (pa - (w * pa).sum() / o) ** 2).sum()
-            vb = (w * (pb - (w * pb).sum() / o) ** 2).sum()
-            if va > 0 and vb > 0:
-                k[i, j] = ea / va + eb / vb + np.sqrt(ea * eb / (va * vb))
+    for i, j, sa_, sb_ in _overlaps(ta.shape, tb.shape):
+        w = wa[sa_] * wb[sb_]
+        o = w.sum()
+        if o <= 0:
+            continue
+        pa, pb = ta[sa_], tb[sb_]
+        va = (w * (pa - (w * pa).sum() / o) ** 2).sum()
+        vb = (w * (pb - (w * pb).sum() / o) ** 2).sum()
+        if va > 0 and vb > 0:
+            k[i, j] = ea / va + eb / vb + np.sqrt(ea * eb / (va * vb))
     return k
 
 

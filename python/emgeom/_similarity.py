@@ -52,12 +52,11 @@ import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
 from emgeom import _core
-from emgeom._validate import as_float, as_image_range, as_int, as_pair, n_threads_arg
+from emgeom._validate import as_float, as_int, as_pair, n_threads_arg
 from emgeom.crossmag import (
     AlignmentResult,
+    _as_unit_image,
     _make_result,
-    _unit_exponent,
-    _unit_scaled,
     correlate,
 )
 from emgeom.errors import InvalidValueError
@@ -681,10 +680,8 @@ def find_similarity(
         empty, an empty rotation range, ...).
     """
     # (scaled by a power of two into a safe float32 range: results do not depend on units)
-    ref, lo_r, hi_r = as_image_range(reference, "reference", allow_stack=False, dtype=np.float32)
-    mov, lo_m, hi_m = as_image_range(moving, "moving", allow_stack=False, dtype=np.float32)
-    ref = _unit_scaled(ref, _unit_exponent(ref, lo_r, hi_r))
-    mov = _unit_scaled(mov, _unit_exponent(mov, lo_m, hi_m))
+    ref, _ = _as_unit_image(reference, "reference")
+    mov, _ = _as_unit_image(moving, "moving")
     if (reference_pixel_a is None) != (moving_pixel_a is None):
         raise InvalidValueError(
             "reference_pixel_a/moving_pixel_a: give both pixel sizes or neither"

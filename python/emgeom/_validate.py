@@ -78,15 +78,18 @@ def as_float(
     return v
 
 
+def _is_pair(value: Any) -> bool:
+    """A 1-D array or a (non-string) sequence of exactly two entries."""
+    if isinstance(value, np.ndarray):
+        return value.ndim == 1 and value.shape[0] == 2
+    return isinstance(value, Sequence) and not isinstance(value, str | bytes) and len(value) == 2
+
+
 def as_pair(
     value: Any, name: str, *, low: float | None = None, high: float | None = None
 ) -> tuple[float, float]:
     """Return ``(a, b)`` from a 2-sequence (or 1-D array) of finite numbers within the range."""
-    if isinstance(value, np.ndarray):
-        ok = value.ndim == 1 and value.shape[0] == 2
-    else:
-        ok = isinstance(value, Sequence) and not isinstance(value, str | bytes) and len(value) == 2
-    if not ok:
+    if not _is_pair(value):
         raise ShapeError(f"{name}: expected (low, high), got {describe(value)}")
     return (
         as_float(value[0], f"{name}[0]", low=low, high=high),
@@ -255,11 +258,7 @@ def require(module: str, extra: str) -> ModuleType:
 
 def as_shape2(value: Any, name: str) -> tuple[int, int]:
     """Return a ``(ny, nx)`` output shape of positive integers."""
-    if isinstance(value, np.ndarray):
-        ok = value.ndim == 1 and value.shape[0] == 2
-    else:
-        ok = isinstance(value, Sequence) and not isinstance(value, str | bytes) and len(value) == 2
-    if not ok:
+    if not _is_pair(value):
         raise ShapeError(f"{name}: expected (ny, nx), got {describe(value)}")
     ny = as_int(value[0], f"{name}[0]", low=1, high=MAX_IMAGE_SIDE)
     nx = as_int(value[1], f"{name}[1]", low=1, high=MAX_IMAGE_SIDE)

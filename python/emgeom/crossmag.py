@@ -469,12 +469,10 @@ def correlate(
         ``(x, y)``; ``skimage.registration.phase_cross_correlation(reference, moving,
         normalization=None)`` returns ``+d`` as ``(row, col) = (dy, dx)`` (scikit-image 0.26).
     """
-    a, lo_a, hi_a = as_image_range(reference, "reference", allow_stack=False, dtype=np.float32)
-    b, lo_b, hi_b = as_image_range(moving, "moving", allow_stack=False, dtype=np.float32)
     # images far from unit magnitude are correlated scaled by powers of two (exact); the
     # unnormalised xcorr values are scaled back below
-    ea, eb = _unit_exponent(a, lo_a, hi_a), _unit_exponent(b, lo_b, hi_b)
-    a, b = _unit_scaled(a, ea), _unit_scaled(b, eb)
+    a, ea = _as_unit_image(reference, "reference")
+    b, eb = _as_unit_image(moving, "moving")
     f = _filter_arg(filter)
     if method not in ("xcorr", "phase"):
         raise InvalidValueError(f"method: expected 'xcorr' or 'phase', got {method!r}")
@@ -784,15 +782,13 @@ def _is_constant(a: NDArray[Any]) -> bool:
     return hi - lo <= 1e-7 * max(abs(hi), abs(lo))
 
 
-def _unit_exponent(a: NDArray[np.float32], lo: float | None = None, hi: float | None = None) -> int:
-    """The power of two ``e`` that brings the largest |value| of ``a`` into [0.5, 1) with
-    ``a·2^e``, or 0 when that is already within [2⁻¹⁶, 2¹⁶] (or ``a`` is all zero); ``lo`` and
-    ``hi`` (``a``'s minimum and maximum, when known) spare a pass over it. The float32 sums of
-    the correlation overflow for values above ~1e19 and lose everything below ~1e-19; scaling
-    by a power of two is exact, and a user's units must not decide the answer.
+def _unit_exponent(lo: float, hi: float) -> int:
+    """The power of two ``e`` that brings the largest |value| of an image with minimum ``lo``
+    and maximum ``hi`` into [0.5, 1) with ``image·2^e``, or 0 when that is already within
+    [2⁻¹⁶, 2¹⁶] (or the image is all zero). The float32 sums of the correlation overflow for
+    values above ~1e19 and lose everything below ~1e-19; scaling by a power of two is exact,
+    and a user's units must not decide the answer.
     """
-    if lo is None or hi is None:
-        lo, hi = float(a.min()), float(a.max())
     m = max(-lo, hi)
     if m == 0.0 or 2.0**-16 <= m <= 2.0**16:
         return 0
@@ -800,9 +796,18 @@ def _unit_exponent(a: NDArray[np.float32], lo: float | None = None, hi: float | 
 
 
 def _unit_scaled(a: NDArray[np.float32], e: int | None = None) -> NDArray[np.float32]:
-    """``a·2^e`` (default ``e = _unit_exponent(a)``; ``a`` itself, no copy, when ``e`` = 0)."""
-    e = _unit_exponent(a) if e is None else e
+    """``a·2^e`` (default: ``e`` from ``a``'s range); ``a`` itself, no copy, when ``e`` = 0."""
+    e = _unit_exponent(float(a.min()), float(a.max())) if e is None else e
     return a if e == 0 else np.ldexp(a, e).astype(np.float32, copy=False)
+
+
+def _as_unit_image(value: ArrayLike, name: str) -> tuple[NDArray[np.float32], int]:
+    """A validated float32 ``(y, x)`` image scaled by ``2^e`` (see :func:`_unit_exponent`;
+    the range comes from the validation, no extra pass), and ``e``.
+    """
+    img, lo, hi = as_image_range(value, name, allow_stack=False, dtype=np.float32)
+    e = _unit_exponent(lo, hi)
+    return _unit_scaled(img, e), e
 
 
 def _shrink(img: NDArray[np.float32], zoom: float, how: str, threads: int | None) -> Any:
@@ -1041,8 +1046,7 @@ def align(
         Bad arguments (non-positive pixel sizes, the moving image coarser than the reference,
         unknown method/direction, a search circle outside the reference).
     """
-    ref, lo_r, hi_r = as_image_range(reference, "reference", allow_stack=False, dtype=np.float32)
-    ref = _unit_scaled(ref, _unit_exponent(ref, lo_r, hi_r))  # (the moving one: once shrunk)
+    ref, _ = _as_unit_image(reference, "reference")  # (the moving one: once shrunk)
     # A float32 C-contiguous moving image skips as_image's separate NaN/inf pass (7 ms at
     # 4096²): the shrink below reads every pixel and raises for non-finite ones; the paths that
     # do not shrink (direction "up", ratio near 1, "constant" images) validate it explicitly.
@@ -1159,12 +1163,18 @@ def align(
     searching = ss > 0 or rs > 0
     if s / b > 0.8:
         check_mov()  # not shrunk (the area/Lanczos shrinks check every pixel themselves)
-    try:
-        lv = _level(
+
+    def level(
+        image: NDArray[np.float32],
+        binning: int,
+        zoom: float,
+        center_mov: NDArray[np.float64] | None = None,
+    ) -> _Level:
+        return _level(
             ref,
-            mov,
-            b,
-            s,
+            image,
+            binning,
+            zoom,
             lo,
             hi,
             ec,
@@ -1179,7 +1189,11 @@ def align(
             method,
             npk,
             threads,
+            center_mov=center_mov,
         )
+
+    try:
+        lv = level(mov, b, s)
     except InvalidValueError:
         check_mov()  # the shrink found a NaN/inf pixel: report it under the argument's name
         raise
@@ -1192,27 +1206,7 @@ def align(
     coarse = lv
     if searching and min(size) >= 384 and min(st.mov_s.shape) >= 64:
         # built from the fine level's shrunk moving image (s_f reference px per its pixel)
-        coarse = _level(
-            ref,
-            st.mov_s,
-            2 * b,
-            b * st.zr,
-            lo,
-            hi,
-            ec,
-            r_px,
-            ext_x,
-            ext_y,
-            ss,
-            rs,
-            theta0,
-            tf,
-            filt,
-            method,
-            npk,
-            threads,
-            center_mov=st.c_s,
-        )
+        coarse = level(st.mov_s, 2 * b, b * st.zr, center_mov=st.c_s)
     st_c, (x0c, y0c), size_c, allowed_c, _, _ = coarse
     full = _Region(st_c, (x0c, y0c), size_c, allowed_c, st_c.ref_taper)
     n_eval = 0

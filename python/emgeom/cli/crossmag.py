@@ -240,29 +240,23 @@ def align_cmd(
             scale_range=scale_range,
             n_threads=threads,
         )
-        if plot is not None:
-            _plot(res, ref, plot, force)
-        if as_json:
-            echo_json({"reference": str(reference), "moving": str(moving), **result_dict(res)})
-        else:
-            _print_human(res, reference, moving)
-        return
-    ref, p_r = _load(reference, ref_pixel, "--ref-pixel")
-    mov, p_m = _load(moving, mov_pixel, "--mov-pixel")
-    res = crossmag.align(
-        ref,
-        mov,
-        reference_pixel_a=p_r,
-        moving_pixel_a=p_m,
-        rotation_deg=rotation,
-        expected_center=expected,
-        max_shift_a=max_shift,
-        scale_search=scale_search,
-        rotation_search_deg=rotation_search,
-        method=method,
-        n_threads=threads,
-        return_map=plot is not None,
-    )
+    else:
+        ref, p_r = _load(reference, ref_pixel, "--ref-pixel")
+        mov, p_m = _load(moving, mov_pixel, "--mov-pixel")
+        res = crossmag.align(
+            ref,
+            mov,
+            reference_pixel_a=p_r,
+            moving_pixel_a=p_m,
+            rotation_deg=rotation,
+            expected_center=expected,
+            max_shift_a=max_shift,
+            scale_search=scale_search,
+            rotation_search_deg=rotation_search,
+            method=method,
+            n_threads=threads,
+            return_map=plot is not None,
+        )
     if plot is not None:
         _plot(res, ref, plot, force)
     if as_json:

@@ -15,6 +15,7 @@ index ``[i, j]`` of the ``(ny_a + ny_b − 1, nx_a + nx_b − 1)`` map holds
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from typing import Any
 
 import numpy as np
@@ -49,6 +50,27 @@ def _threshold(sa: float, sb: float, min_overlap: float) -> float:
     return max(min_overlap * lo, MIN_OVERLAP_ABS * hi) - OVERLAP_TOL * hi
 
 
+def _overlaps(
+    shape_a: tuple[int, ...], shape_b: tuple[int, ...]
+) -> Iterator[tuple[int, int, tuple[slice, slice], tuple[slice, slice]]]:
+    """Every map index ``(i, j)`` with the slices of ``a`` and of ``b`` that overlap at its
+    displacement ``d = (j − (nx_b − 1), i − (ny_b − 1))``.
+    """
+    (nya, nxa), (nyb, nxb) = shape_a, shape_b
+    for i in range(nya + nyb - 1):
+        dy = i - (nyb - 1)
+        y0, y1 = max(0, dy), min(nya, nyb + dy)
+        for j in range(nxa + nxb - 1):
+            dx = j - (nxb - 1)
+            x0, x1 = max(0, dx), min(nxa, nxb + dx)
+            yield (
+                i,
+                j,
+                (slice(y0, y1), slice(x0, x1)),
+                (slice(y0 - dy, y1 - dy), slice(x0 - dx, x1 - dx)),
+            )
+
+
 def masked_ncc_direct(
     reference: Any,
     moving: Any,
@@ -71,26 +93,20 @@ def masked_ncc_direct(
     thr = _threshold(sa, sb, min_overlap)
     out = np.zeros((nya + nyb - 1, nxa + nxb - 1))
     ovl = np.zeros_like(out)
-    for i in range(out.shape[0]):
-        dy = i - (nyb - 1)
-        y0, y1 = max(0, dy), min(nya, nyb + dy)
-        for j in range(out.shape[1]):
-            dx = j - (nxb - 1)
-            x0, x1 = max(0, dx), min(nxa, nxb + dx)
-            w = wa[y0:y1, x0:x1] * wb[y0 - dy : y1 - dy, x0 - dx : x1 - dx]
-            o = float(w.sum())
-            ovl[i, j] = o / min(sa, sb)
-            if o < thr or o <= 0:
-                continue
-            pa = ta[y0:y1, x0:x1]
-            pb = tb[y0 - dy : y1 - dy, x0 - dx : x1 - dx]
-            da = pa - (w * pa).sum() / o
-            db = pb - (w * pb).sum() / o
-            va = float((w * da * da).sum())
-            vb = float((w * db * db).sum())
-            if va <= VAR_FLOOR * ea or vb <= VAR_FLOOR * eb:
-                continue
-            out[i, j] = np.clip((w * da * db).sum() / np.sqrt(va * vb), -1.0, 1.0)
+    for i, j, sa_, sb_ in _overlaps(ta.shape, tb.shape):
+        w = wa[sa_] * wb[sb_]
+        o = float(w.sum())
+        ovl[i, j] = o / min(sa, sb)
+        if o < thr or o <= 0:
+            continue
+        pa, pb = ta[sa_], tb[sb_]
+        da = pa - (w * pa).sum() / o
+        db = pb - (w * pb).sum() / o
+        va = float((w * da * da).sum())
+        vb = float((w * db * db).sum())
+        if va <= VAR_FLOOR * ea or vb <= VAR_FLOOR * eb:
+            continue
+        out[i, j] = np.clip((w * da * db).sum() / np.sqrt(va * vb), -1.0, 1.0)
     return out, ovl
 
 

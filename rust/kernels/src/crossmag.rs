@@ -315,6 +315,17 @@ impl RampTable {
 /// `[j0, j1)` of score-footprint columns (see [`PatchParams::score_affines`]); Σ mask.
 type PatchMask = (Array2<f32>, Array2<f32>, Vec<(usize, usize)>, f64);
 
+/// Soft-mask weight of patch pixel `(j, i)` under the patch → moving map `b`: the ramp of the
+/// distance of its sample position to the moving image's border, per axis, multiplied.
+#[inline]
+fn mask_weight(tab: &RampTable, b: &Affine, i: usize, j: usize, nx: usize, ny: usize) -> f64 {
+    let sx = b[0][0] * j as f64 + b[0][1] * i as f64 + b[0][2];
+    let sy = b[1][0] * j as f64 + b[1][1] * i as f64 + b[1][2];
+    let dx = (sx + 0.5).min(nx as f64 - 0.5 - sx);
+    let dy = (sy + 0.5).min(ny as f64 - 0.5 - sy);
+    tab.at(dx) * tab.at(dy)
+}
+
 fn patch_and_mask(
     moving: ArrayView2<f32>,
     a: &Affine,
@@ -331,13 +342,7 @@ fn patch_and_mask(
     )?;
     let (ny, nx) = moving.dim();
     let tab = RampTable::new(p.taper);
-    let weight = |b: &Affine, i: usize, j: usize| -> f64 {
-        let sx = b[0][0] * j as f64 + b[0][1] * i as f64 + b[0][2];
-        let sy = b[1][0] * j as f64 + b[1][1] * i as f64 + b[1][2];
-        let dx = (sx + 0.5).min(nx as f64 - 0.5 - sx);
-        let dy = (sy + 0.5).min(ny as f64 - 0.5 - sy);
-        tab.at(dx) * tab.at(dy)
-    };
+    let weight = |b: &Affine, i: usize, j: usize| mask_weight(&tab, b, i, j, nx, ny);
     // Per row, the weight is exactly 0 outside the moving image's footprint and exactly 1 in
     // its interior (both intervals of j, the sample position being affine in j): only the ramp
     // zone is evaluated pixel by pixel. The intervals are shrunk/grown by one pixel so rounding
@@ -996,13 +1001,7 @@ mod tests {
             };
             let (_, mask, spans, _) = patch_and_mask(mov.view(), &a, &p).unwrap();
             let tab = RampTable::new(taper);
-            let w = |b: &Affine, i: usize, j: usize| -> f64 {
-                let sx = b[0][0] * j as f64 + b[0][1] * i as f64 + b[0][2];
-                let sy = b[1][0] * j as f64 + b[1][1] * i as f64 + b[1][2];
-                let dx = (sx + 0.5).min(nx as f64 - 0.5 - sx);
-                let dy = (sy + 0.5).min(ny as f64 - 0.5 - sy);
-                tab.at(dx) * tab.at(dy)
-            };
+            let w = |b: &Affine, i: usize, j: usize| mask_weight(&tab, b, i, j, nx, ny);
             for i in 0..2 * hy + 1 {
                 let mut first = None;
                 let mut last = 0;
