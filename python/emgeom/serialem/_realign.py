@@ -1,0 +1,379 @@
+"""Realign to Item and the Low Dose View offset, with emgeom's cross-magnification alignment.
+
+SerialEM's Realign to Item (``NavHelper.cpp : CNavHelper::RealignToItem`` and
+``AlignWithScaleAndRotation``) predicts where a new image lies on a map from the stage, aligns
+the new image to the map (scaled to the map's pixels) and converts the found offset to a
+stage error. This module does the same from Python with :func:`emgeom.crossmag.align` (or
+``find_similarity`` when the rotation is unknown) and :class:`MapFrame`'s exact geometry.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+from numpy.typing import ArrayLike, NDArray
+
+from emgeom import crossmag
+from emgeom._validate import as_float, as_image, as_matrix
+from emgeom.errors import InvalidTypeError, InvalidValueError
+from emgeom.io.montage import Montage
+from emgeom.io.serialem_nav import NavItem
+from emgeom.serialem._frame import MapFrame
+
+__all__ = ["LowDoseOffset", "RealignResult", "lowdose_offset", "realign"]
+
+
+@dataclass(frozen=True, eq=False)
+class RealignResult:
+    """Result of :func:`realign`.
+
+    Attributes
+    ----------
+    stage_xy_um : (float, float)
+        Where the new image's centre really lies on the stage (µm), per the map.
+    error_um : (float, float)
+        ``stage_xy_um`` minus where the stage said the image was (``expected_stage_xy_um``).
+    expected_stage_xy_um : (float, float)
+        The stage position the new image was taken at (the prediction).
+    map_xy_px : (float, float)
+        The new image's centre in the map's pixels (emgeom pixels of the map as loaded; for a
+        montage: montage pixels at binning 1, nominal layout).
+    piece : int or None
+        For a montage: the piece (list index of ``Montage``) the alignment used.
+    image_shift : ndarray (2,) or None
+        The image-shift change that would centre the target in the new image (when a camera →
+        image-shift matrix was given): ``B⁻¹ · (bin·dx, −bin·dy)`` as in
+        :meth:`emgeom.crossmag.AlignmentResult.image_shift`.
+    target_offset_px : (float, float)
+        The target's position in the new image minus its centre (new-image pixels, y down).
+    alignment : AlignmentResult
+        The alignment of the new image (moving) to the map region (reference).
+    map_pixel_a : float
+        Pixel size (Å) of the map region that was aligned to.
+    found, confidence : bool, float
+        From ``alignment``: when ``found`` is False, nothing else may be used.
+    """
+
+    stage_xy_um: tuple[float, float]
+    error_um: tuple[float, float]
+    expected_stage_xy_um: tuple[float, float]
+    map_xy_px: tuple[float, float]
+    piece: int | None
+    image_shift: NDArray[np.float64] | None
+    target_offset_px: tuple[float, float]
+    alignment: Any
+    map_pixel_a: float
+
+    @property
+    def found(self) -> bool:
+        """The alignment vouches for the position."""
+        return bool(self.alignment.found)
+
+    @property
+    def confidence(self) -> float:
+        """Confidence in [0, 1] of the alignment."""
+        return float(self.alignment.confidence)
+
+    @property
+    def error_magnitude_um(self) -> float:
+        """``|error_um|`` in µm."""
+        return math.hypot(*self.error_um)
+
+
+def _best_piece(m: Montage, p0: NDArray[np.float64], half: NDArray[np.float64]) -> int:
+    """The piece covering most of the box ``p0 ± half`` (montage px); ties → SerialEM's tile."""
+    lo, hi = p0 - half + 0.5, p0 + half + 0.5  # right-handed
+    c0 = m.piece_coords.astype(np.float64)
+    c1 = c0 + np.array(m.frame_size)
+    ov = np.clip(np.minimum(hi, c1) - np.maximum(lo, c0), 0, None)
+    area = ov[:, 0] * ov[:, 1]
+    tile = m.piece_at(p0)
+    best = float(area.max())
+    if area[tile] >= best * 0.999:
+        return tile
+    return int(np.argmax(area))
+
+
+def _region(
+    frame: MapFrame, p0: NDArray[np.float64], half: float
+) -> tuple[NDArray[np.int64], tuple[int, int]]:
+    rows, cols = frame.shape
+    x0 = int(np.clip(math.floor(p0[0] - half), 0, cols - 1))
+    y0 = int(np.clip(math.floor(p0[1] - half), 0, rows - 1))
+    x1 = int(np.clip(math.ceil(p0[0] + half) + 1, x0 + 1, cols))
+    y1 = int(np.clip(math.ceil(p0[1] + half) + 1, y0 + 1, rows))
+    return np.array([x0, y0]), (y1 - y0, x1 - x0)
+
+
+def _reference(
+    frame_or_item: MapFrame | NavItem,
+    map_image_or_montage: Any,
+    p_stage: NDArray[np.float64],
+    half_um: float,
+    montage_binning: int | None,
+) -> tuple[NDArray[np.float32], MapFrame, int | None, MapFrame]:
+    """(reference region, its frame, piece, the whole map's frame)."""
+    if isinstance(map_image_or_montage, Montage):
+        m = map_image_or_montage
+        if isinstance(frame_or_item, NavItem):
+            item = frame_or_item
+            ov = _overview_binning(item, m)
+            w, h = m.overview_size(ov)
+            ov_frame = MapFrame.from_item(item, (h, w), montage_layout=m.layout)
+            full = ov_frame.scaled(ov, shape=(m.full_size[1], m.full_size[0]))
+            b = montage_binning or ov
+        elif isinstance(frame_or_item, MapFrame):
+            full = frame_or_item
+            b = montage_binning or 1
+        else:
+            raise InvalidTypeError(
+                f"frame_or_item: expected MapFrame or NavItem, got {type(frame_or_item).__name__}"
+            )
+        p0 = full.stage_to_pixel(p_stage)
+        half = np.full(2, half_um * 1e4 / full.pixel_size_a)
+        piece = _best_piece(m, p0, half)
+        ref = m.extract_piece(piece, b)
+        pf = full.cropped(
+            m.piece_coords[piece].astype(np.float64), (m.frame_size[1], m.frame_size[0])
+        )
+        return ref, pf.scaled(1.0 / b, shape=ref.shape), piece, full
+    img = as_image(
+        map_image_or_montage, "map_image_or_montage", allow_stack=False, dtype=np.float32
+    )
+    if isinstance(frame_or_item, NavItem):
+        frame = MapFrame.from_item(frame_or_item, img.shape)
+    elif isinstance(frame_or_item, MapFrame):
+        frame = frame_or_item
+        if frame.shape != img.shape:
+            raise InvalidValueError(
+                f"map_image_or_montage: shape {img.shape} differs from the frame's map "
+                f"shape {frame.shape}"
+            )
+    else:
+        raise InvalidTypeError(
+            f"frame_or_item: expected MapFrame or NavItem, got {type(frame_or_item).__name__}"
+        )
+    p0 = frame.stage_to_pixel(p_stage)
+    origin, shape = _region(frame, p0, half_um * 1e4 / frame.pixel_size_a)
+    ref = img[origin[1] : origin[1] + shape[0], origin[0] : origin[0] + shape[1]]
+    return np.ascontiguousarray(ref), frame.cropped(origin.astype(np.float64), shape), None, frame
+
+
+def _overview_binning(item: NavItem, m: Montage) -> int:
+    """``MapBinning / MontBinning``: how much the map's overview is binned relative to pieces."""
+    mb, mo = item.map_binning, item.mont_binning or 1
+    wh = item.map_width_height
+    if mb is None or wh is None:
+        raise InvalidValueError(
+            f"{item.source}: [Item = {item.label}]: MapBinning/MapWidthHeight needed for a "
+            "montage map"
+        )
+    ov = max(1, round(mb / mo))
+    w, h = m.overview_size(ov)
+    if abs(w - wh[0]) > 4 or abs(h - wh[1]) > 1:
+        raise InvalidValueError(
+            f"{item.source}: [Item = {item.label}]: MapWidthHeight {wh} does not match the montage "
+            f"{m.mdoc_path} binned by MapBinning/MontBinning = {ov} ({w} {h}): inconsistent "
+            "montage metadata"
+        )
+    return ov
+
+
+def realign(
+    frame_or_item: MapFrame | NavItem,
+    map_image_or_montage: ArrayLike | Montage,
+    image: ArrayLike,
+    *,
+    image_pixel_a: float,
+    stage_xy_um: ArrayLike | None = None,
+    rotation_deg: float | None = None,
+    target_stage_xy_um: ArrayLike | None = None,
+    max_shift_um: float | None = None,
+    camera_to_image_shift: ArrayLike | None = None,
+    image_binning: float = 1.0,
+    direction: str = "down",
+    montage_binning: int | None = None,
+    scale_search: float = 0.04,
+    rotation_search_deg: float = 3.0,
+    n_threads: int | None = None,
+) -> RealignResult:
+    """Realign a new image to a (montaged) map: SerialEM's Realign to Item.
+
+    Parameters
+    ----------
+    frame_or_item : MapFrame or NavItem
+        The map's geometry: a map :class:`NavItem` (preferred) or a :class:`MapFrame` of
+        ``map_image_or_montage`` (for a montage: a frame in montage pixels at binning 1).
+    map_image_or_montage : ndarray (y, x) or Montage
+        The map as loaded (numpy rows as ``mrcfile`` returns them), or the montage it was made
+        from (:func:`emgeom.io.montage.read_montage`); for a montage the best piece around the
+        prediction is used.
+    image : ndarray (y, x)
+        The new, higher-magnification image.
+    image_pixel_a : float
+        Its pixel size in Å (with binning).
+    stage_xy_um : (x, y), optional
+        Stage position (µm) at which the new image was taken; default the item's ``StageXYZ``.
+    rotation_deg : float, optional
+        Rotation of the new image relative to the map in :func:`emgeom.crossmag.align`'s sense
+        (degrees). None: unknown, found with ``find_similarity`` (slower, less certain).
+    target_stage_xy_um : (x, y), optional
+        The point to centre (µm); default the stage position (``stage_xy_um``).
+    max_shift_um : float, optional
+        Largest stage error searched (µm); default half the new image's larger field side.
+    camera_to_image_shift : (2, 2), optional
+        ``B⁻¹`` of the new image's magnification (unbinned camera pixels → IS units), to
+        report ``image_shift``.
+    image_binning : float
+        Camera binning of the new image (for ``image_shift``).
+    direction : {"down", "up"}
+        ``"up"``: the scaled-map round (map region enlarged to the image's sampling).
+    montage_binning : int, optional
+        Binning of montage pieces for the alignment; default the map's overview binning.
+    scale_search, rotation_search_deg : float
+        Residual search ranges passed to ``crossmag.align``.
+    n_threads : int, optional
+        Worker threads.
+
+    Returns
+    -------
+    RealignResult
+    """
+    img = as_image(image, "image", allow_stack=False, dtype=np.float32)
+    px_img = as_float(image_pixel_a, "image_pixel_a", positive=True)
+    if stage_xy_um is None:
+        if not isinstance(frame_or_item, NavItem):
+            raise InvalidValueError("stage_xy_um: required when frame_or_item is a MapFrame")
+        sx, sy, _ = frame_or_item.stage_xyz_um
+        stage = np.array([sx, sy])
+    else:
+        stage = as_matrix(stage_xy_um, "stage_xy_um", (2,))
+    target = (
+        stage
+        if target_stage_xy_um is None
+        else as_matrix(target_stage_xy_um, "target_stage_xy_um", (2,))
+    )
+    field_um = max(img.shape) * px_img / 1e4
+    shift_um = (
+        0.5 * field_um
+        if max_shift_um is None
+        else as_float(max_shift_um, "max_shift_um", positive=True)
+    )
+    half_um = 0.5 * math.hypot(*img.shape) * px_img / 1e4 + shift_um
+    ref, ref_frame, piece, full = _reference(
+        frame_or_item, map_image_or_montage, stage, half_um, montage_binning
+    )
+    p0 = ref_frame.stage_to_pixel(stage)
+    ref_px = ref_frame.pixel_size_a
+    if rotation_deg is None:
+        res = crossmag.find_similarity(
+            ref, img, reference_pixel_a=ref_px, moving_pixel_a=px_img, n_threads=n_threads
+        )
+    else:
+        res = crossmag.align(
+            ref,
+            img,
+            reference_pixel_a=ref_px,
+            moving_pixel_a=px_img,
+            rotation_deg=as_float(rotation_deg, "rotation_deg"),
+            expected_center=p0,
+            max_shift_a=shift_um * 1e4,
+            scale_search=scale_search,
+            rotation_search_deg=rotation_search_deg,
+            direction=direction,
+            n_threads=n_threads,
+        )
+    centre = np.asarray(res.center, dtype=np.float64)
+    found_stage = ref_frame.pixel_to_stage(centre)
+    err = found_stage - stage
+    # target in the new image: map region px -> new-image px through the inverse alignment
+    t_ref = ref_frame.stage_to_pixel(target)
+    t_img = res.inverse().transform_points(t_ref)[0]
+    d = t_img - np.array([(img.shape[1] - 1) / 2.0, (img.shape[0] - 1) / 2.0])
+    ishift = None
+    if camera_to_image_shift is not None:
+        mat = as_matrix(camera_to_image_shift, "camera_to_image_shift", (2, 2))
+        b = as_float(image_binning, "image_binning", positive=True)
+        ishift = np.asarray(mat @ np.array([b * d[0], -b * d[1]]), dtype=np.float64)
+    map_xy = full.stage_to_pixel(found_stage)
+    return RealignResult(
+        stage_xy_um=(float(found_stage[0]), float(found_stage[1])),
+        error_um=(float(err[0]), float(err[1])),
+        expected_stage_xy_um=(float(stage[0]), float(stage[1])),
+        map_xy_px=(float(map_xy[0]), float(map_xy[1])),
+        piece=piece,
+        image_shift=ishift,
+        target_offset_px=(float(d[0]), float(d[1])),
+        alignment=res,
+        map_pixel_a=float(ref_px),
+    )
+
+
+@dataclass(frozen=True, eq=False)
+class LowDoseOffset:
+    """Result of :func:`lowdose_offset`.
+
+    Attributes
+    ----------
+    image_shift : ndarray (2,)
+        Change to add to the View (or Search) image-shift offset (IS units), from
+        :meth:`emgeom.crossmag.AlignmentResult.image_shift`. Only usable when ``found``.
+    alignment : AlignmentResult
+        The Record/Preview image (moving) aligned to the View (reference).
+    """
+
+    image_shift: NDArray[np.float64]
+    alignment: Any
+
+    @property
+    def found(self) -> bool:
+        """The alignment vouches for the offset."""
+        return bool(self.alignment.found)
+
+
+def lowdose_offset(
+    view: ArrayLike,
+    record_or_preview: ArrayLike,
+    *,
+    view_pixel_a: float,
+    record_pixel_a: float,
+    rotation_deg: float = 0.0,
+    is_to_camera: ArrayLike | None = None,
+    camera_to_image_shift: ArrayLike | None = None,
+    view_binning: float = 1.0,
+    n_threads: int | None = None,
+) -> LowDoseOffset:
+    """The Low Dose View/Search image-shift offset ("Auto", ``LowDoseDlg.cpp :
+    CLowDoseDlg::DoSetViewShift``) from a View and a Record/Preview of the same area.
+
+    Parameters
+    ----------
+    view, record_or_preview : ndarray (y, x)
+        The View (or Search) image and the higher-magnification image, same stage position.
+    view_pixel_a, record_pixel_a : float
+        Pixel sizes in Å (with binning; the View's at its defocus offset).
+    rotation_deg : float
+        Rotation of the Record relative to the View (``crossmag.align``'s sense).
+    is_to_camera, camera_to_image_shift : (2, 2)
+        SerialEM's IS → camera calibration ``B`` of the View magnification, or its inverse;
+        exactly one.
+    view_binning : float
+        Camera binning of the View image.
+
+    Returns
+    -------
+    LowDoseOffset
+    """
+    res = crossmag.align(
+        view,
+        record_or_preview,
+        reference_pixel_a=view_pixel_a,
+        moving_pixel_a=record_pixel_a,
+        rotation_deg=rotation_deg,
+        n_threads=n_threads,
+    )
+    shift = res.image_shift(camera_to_image_shift, is_to_camera=is_to_camera, binning=view_binning)
+    return LowDoseOffset(image_shift=shift, alignment=res)
