@@ -180,7 +180,8 @@ class Montage:
         )
         ixy = self.piece_ixy
         d2 = (ixy[:, 0] - ix) ** 2 + (ixy[:, 1] - iy) ** 2
-        return int(np.argmin(d2))
+        # ties as StageToImage's loop meets them: ix ascending, then iy from the top
+        return int(np.lexsort((-ixy[:, 1], ixy[:, 0], d2))[0])
 
     def contains(self, i: int, xy_px: ArrayLike) -> bool:
         """True when montage pixel ``(x, y)`` lies on piece ``i`` (nominal layout)."""
@@ -264,11 +265,22 @@ class Montage:
         out[np.isnan(out)] = value
         return out
 
-    def extract_piece(self, i: int, binning: int = 1) -> NDArray[np.float32]:
-        """Piece ``i`` binned (exact block mean from its own origin: binned pixel ``j`` covers
-        piece pixels ``[b·j, b·j + b)``).
+    def extract_piece(
+        self, i: int, binning: int = 1, window: tuple[int, int, int, int] | None = None
+    ) -> NDArray[np.float32]:
+        """Piece ``i`` (or its ``window = (x0, y0, width, height)`` in piece pixels, numpy
+        orientation) binned by exact block means from the window's origin: binned pixel ``j``
+        covers piece pixels ``[x0 + b·j, x0 + b·j + b)``. Only the window is read from a
+        memory-mapped file.
         """
-        return _bin(self.piece(i), as_int(binning, "binning", low=1))
+        b = as_int(binning, "binning", low=1)
+        img = self.piece(i)
+        if window is not None:
+            x0, y0, w, h = (int(v) for v in window)
+            if x0 < 0 or y0 < 0 or w < b or h < b or x0 + w > img.shape[1] or y0 + h > img.shape[0]:
+                raise InvalidValueError(f"window: {window} is not inside the piece {img.shape}")
+            img = img[y0 : y0 + h, x0 : x0 + w]
+        return _bin(img, b)
 
     # ------------------------------------------------------------------ construction
     @classmethod

@@ -21,6 +21,7 @@ from emgeom._validate import as_float, as_image, as_matrix
 from emgeom.errors import InvalidTypeError, InvalidValueError
 from emgeom.io.montage import Montage
 from emgeom.io.serialem_nav import NavItem
+from emgeom.resample import warp_affine
 from emgeom.serialem._frame import MapFrame
 
 __all__ = ["LowDoseOffset", "RealignResult", "lowdose_offset", "realign"]
@@ -45,10 +46,13 @@ class RealignResult:
         For a montage: the piece (list index of ``Montage``) the alignment used.
     image_shift : ndarray (2,) or None
         The image-shift change that would centre the target in the new image (when a camera →
-        image-shift matrix was given): ``B⁻¹ · (bin·dx, −bin·dy)`` as in
-        :meth:`emgeom.crossmag.AlignmentResult.image_shift`.
+        image-shift matrix was given): ``B⁻¹ · (bin·dx, bin·dy)``. ``(dx, dy)`` is measured in
+        the file orientation, whose rows run *up* like SerialEM's right-handed camera y, so
+        there is no y inversion here (:meth:`emgeom.crossmag.AlignmentResult.image_shift`
+        takes buffer-oriented images and inverts y: the same vector).
     target_offset_px : (float, float)
-        The target's position in the new image minus its centre (new-image pixels, y down).
+        The target's position in the new image minus its centre (new-image pixels of the file
+        orientation: x = column, y = row, rows up).
     alignment : AlignmentResult
         The alignment of the new image (moving) to the map region (reference).
     map_pixel_a : float
@@ -124,22 +128,29 @@ def _reference(
             w, h = m.overview_size(ov)
             ov_frame = MapFrame.from_item(item, (h, w), montage_layout=m.layout)
             full = ov_frame.scaled(ov, shape=(m.full_size[1], m.full_size[0]))
-            b = montage_binning or ov
+            b = montage_binning
         elif isinstance(frame_or_item, MapFrame):
             full = frame_or_item
-            b = montage_binning or 1
+            b = montage_binning
         else:
             raise InvalidTypeError(
                 f"frame_or_item: expected MapFrame or NavItem, got {type(frame_or_item).__name__}"
             )
         p0 = full.stage_to_pixel(p_stage)
-        half = np.full(2, half_um * 1e4 / full.pixel_size_a)
-        piece = _best_piece(m, p0, half)
-        ref = m.extract_piece(piece, b)
+        half_px = half_um * 1e4 / full.pixel_size_a
+        piece = _best_piece(m, p0, np.full(2, half_px))
         pf = full.cropped(
             m.piece_coords[piece].astype(np.float64), (m.frame_size[1], m.frame_size[0])
         )
-        return ref, pf.scaled(1.0 / b, shape=ref.shape), piece, full
+        origin, (h, w) = _region(pf, pf.stage_to_pixel(p_stage), half_px)
+        if b is None:  # keep the region near 2048 px: finer only costs time in the shrink
+            b = max(1, math.ceil(max(h, w) / 2048))
+        w, h = max(b, w // b * b), max(b, h // b * b)
+        x0 = int(min(origin[0], m.frame_size[0] - w))
+        y0 = int(min(origin[1], m.frame_size[1] - h))
+        ref = m.extract_piece(piece, b, (x0, y0, w, h))
+        rf = pf.cropped(np.array([x0, y0], dtype=np.float64), (h, w))
+        return ref, rf.scaled(1.0 / b, shape=ref.shape), piece, full
     img = as_image(
         map_image_or_montage, "map_image_or_montage", allow_stack=False, dtype=np.float32
     )
@@ -160,6 +171,27 @@ def _reference(
     origin, shape = _region(frame, p0, half_um * 1e4 / frame.pixel_size_a)
     ref = img[origin[1] : origin[1] + shape[0], origin[0] : origin[0] + shape[1]]
     return np.ascontiguousarray(ref), frame.cropped(origin.astype(np.float64), shape), None, frame
+
+
+def _similar_part(
+    image_scale_mat: ArrayLike, ref_frame: MapFrame, ref_px: float
+) -> tuple[float, float, NDArray[np.float64]]:
+    """(rotation θ, moving pixel Å, ``D⁻¹``) with new → region pixels ``M = k·R(θ)·D``."""
+    sm = as_matrix(image_scale_mat, "image_scale_mat", (2, 2))
+    cam = np.array([sm[0], -sm[1]])  # un-negate the Y row: file-oriented pixels per µm
+    if abs(np.linalg.det(cam)) < 1e-12:
+        raise InvalidValueError(f"image_scale_mat: {sm.tolist()} is singular")
+    m = ref_frame.stage_to_pixel_affine[:, :2] @ np.linalg.inv(cam)
+    if np.linalg.det(m) <= 0:
+        raise InvalidValueError(
+            "image_scale_mat: the image would be a mirror image of the map (det of the relation "
+            "< 0): give it in MapScaleMat's form (Y row negated)"
+        )
+    theta = math.atan2(m[1, 0] - m[0, 1], m[0, 0] + m[1, 1])
+    k = math.sqrt(np.linalg.det(m))
+    sim = k * np.array([[math.cos(theta), -math.sin(theta)], [math.sin(theta), math.cos(theta)]])
+    d = np.linalg.solve(sim, m)
+    return math.degrees(theta), k * ref_px, np.asarray(np.linalg.inv(d), dtype=np.float64)
 
 
 def _overview_binning(item: NavItem, m: Montage) -> int:
@@ -190,6 +222,7 @@ def realign(
     image_pixel_a: float,
     stage_xy_um: ArrayLike | None = None,
     rotation_deg: float | None = None,
+    image_scale_mat: ArrayLike | None = None,
     target_stage_xy_um: ArrayLike | None = None,
     max_shift_um: float | None = None,
     camera_to_image_shift: ArrayLike | None = None,
@@ -212,7 +245,9 @@ def realign(
         from (:func:`emgeom.io.montage.read_montage`); for a montage the best piece around the
         prediction is used.
     image : ndarray (y, x)
-        The new, higher-magnification image.
+        The new, higher-magnification image, in the same orientation as the map: rows as
+        ``mrcfile`` returns a SerialEM-saved file (row 0 = bottom of SerialEM's display). An
+        image from ``serialem.bufferImage`` has row 0 at the top: pass ``np.flipud(buf)``.
     image_pixel_a : float
         Its pixel size in Å (with binning).
     stage_xy_um : (x, y), optional
@@ -220,6 +255,12 @@ def realign(
     rotation_deg : float, optional
         Rotation of the new image relative to the map in :func:`emgeom.crossmag.align`'s sense
         (degrees). None: unknown, found with ``find_similarity`` (slower, less certain).
+    image_scale_mat : (2, 2), optional
+        The new image's stage → pixel matrix in ``MapScaleMat``'s form (µm → pixels of the
+        image as taken, Y row negated: what SerialEM would store if it became a map). When
+        given, the rotation *and* any anisotropy between the two calibrations follow from it
+        exactly: the image is first warped by the non-similar part (about its centre) so
+        that the alignment's similarity model holds; give it instead of ``rotation_deg``.
     target_stage_xy_um : (x, y), optional
         The point to centre (µm); default the stage position (``stage_xy_um``).
     max_shift_um : float, optional
@@ -268,16 +309,23 @@ def realign(
     )
     p0 = ref_frame.stage_to_pixel(stage)
     ref_px = ref_frame.pixel_size_a
+    mov, px_mov, undo = img, px_img, None
+    if image_scale_mat is not None:
+        if rotation_deg is not None:
+            raise InvalidValueError("rotation_deg: give either rotation_deg or image_scale_mat")
+        rotation_deg, px_mov, undo = _similar_part(image_scale_mat, ref_frame, ref_px)
+        c = np.array([(img.shape[1] - 1) / 2.0, (img.shape[0] - 1) / 2.0])
+        mov = warp_affine(img, np.hstack([undo, (c - undo @ c)[:, None]]), img.shape, order=3)
     if rotation_deg is None:
         res = crossmag.find_similarity(
-            ref, img, reference_pixel_a=ref_px, moving_pixel_a=px_img, n_threads=n_threads
+            ref, mov, reference_pixel_a=ref_px, moving_pixel_a=px_mov, n_threads=n_threads
         )
     else:
         res = crossmag.align(
             ref,
-            img,
+            mov,
             reference_pixel_a=ref_px,
-            moving_pixel_a=px_img,
+            moving_pixel_a=px_mov,
             rotation_deg=as_float(rotation_deg, "rotation_deg"),
             expected_center=p0,
             max_shift_a=shift_um * 1e4,
@@ -293,11 +341,15 @@ def realign(
     t_ref = ref_frame.stage_to_pixel(target)
     t_img = res.inverse().transform_points(t_ref)[0]
     d = t_img - np.array([(img.shape[1] - 1) / 2.0, (img.shape[0] - 1) / 2.0])
+    if undo is not None:  # back from the warped image: its pixel q shows image pixel undo·q
+        d = undo @ d
     ishift = None
     if camera_to_image_shift is not None:
         mat = as_matrix(camera_to_image_shift, "camera_to_image_shift", (2, 2))
         b = as_float(image_binning, "image_binning", positive=True)
-        ishift = np.asarray(mat @ np.array([b * d[0], -b * d[1]]), dtype=np.float64)
+        # file orientation: numpy rows run up like SerialEM's camera y, so no y inversion here
+        # (AlignmentResult.image_shift inverts y because it takes buffer-oriented images)
+        ishift = np.asarray(mat @ np.array([b * d[0], b * d[1]]), dtype=np.float64)
     map_xy = full.stage_to_pixel(found_stage)
     return RealignResult(
         stage_xy_um=(float(found_stage[0]), float(found_stage[1])),
