@@ -141,6 +141,20 @@ def image_scale_mat(sc: GmScene) -> Any:
     return np.array([sc.cam_new[0], -sc.cam_new[1]])  # MapScaleMat form (Y row negated)
 
 
+def realign_gm(sc: GmScene, img: Any, said: Any, max_shift_um: float) -> Any:
+    """Realign with the exact calibrations of both images (image_scale_mat)."""
+    px = 1e4 / np.sqrt(abs(np.linalg.det(sc.cam_new)))
+    return realign(
+        sc.item,
+        sc.montage,
+        img,
+        image_pixel_a=px,
+        stage_xy_um=said,
+        image_scale_mat=image_scale_mat(sc),
+        max_shift_um=max_shift_um,
+    )
+
+
 @pytest.mark.parametrize(
     ("true_um", "error_um"),
     [((-150.0, 120.0), (6.0, -4.0)), ((210.0, -40.0), (-8.0, 9.5)), ((-300.0, -200.0), (3.0, 3.0))],
@@ -151,16 +165,7 @@ def test_realign_on_real_gm_montage(true_um, error_um) -> None:  # type: ignore[
     sc = gm_scene()
     said = np.array(true_um) - np.array(error_um)  # where the stage claimed to be
     img = new_image(sc, true_um)
-    px = 1e4 / np.sqrt(abs(np.linalg.det(sc.cam_new)))
-    res = realign(
-        sc.item,
-        sc.montage,
-        img,
-        image_pixel_a=px,
-        stage_xy_um=said,
-        image_scale_mat=image_scale_mat(sc),
-        max_shift_um=25.0,
-    )
+    res = realign_gm(sc, img, said, 25.0)
     got = np.array(res.stage_xy_um)
     assert res.found, res.alignment
     assert np.hypot(*(got - true_um)) <= 0.1 * overview_px_um(sc), (got, true_um)
@@ -209,38 +214,20 @@ def test_realign_elsewhere_is_not_found() -> None:
         ),
     ]
     for img, said in cases:
-        res = realign(
-            sc.item,
-            sc.montage,
-            img,
-            image_pixel_a=1e4 / np.sqrt(abs(np.linalg.det(sc.cam_new))),
-            stage_xy_um=said,
-            image_scale_mat=image_scale_mat(sc),
-            max_shift_um=25.0,
-        )
+        res = realign_gm(sc, img, said, 25.0)
         assert not res.found
 
 
 def test_realign_never_confidently_wrong() -> None:
     """Noise sweep incl. images from elsewhere: every found=True answer is within 1 map px."""
     sc = gm_scene()
-    ism = image_scale_mat(sc)
-    px = 1e4 / np.sqrt(abs(np.linalg.det(sc.cam_new)))
     rng = np.random.default_rng(7)
     n_found = 0
     for k in range(6):
         true = rng.uniform(-250, 250, 2)
         said = true - rng.uniform(-12, 12, 2) if k % 3 else true + np.array([90.0, -70.0])
         img = new_image(sc, true, noise=float(rng.choice([0.3, 1.5, 4.0])), seed=20 + k)
-        res = realign(
-            sc.item,
-            sc.montage,
-            img,
-            image_pixel_a=px,
-            stage_xy_um=said,
-            image_scale_mat=ism,
-            max_shift_um=20.0,
-        )
+        res = realign_gm(sc, img, said, 20.0)
         if res.found:
             n_found += 1
             assert np.hypot(*(np.array(res.stage_xy_um) - true)) <= overview_px_um(sc)

@@ -23,6 +23,7 @@ SUBCOMMANDS = {
     "anisomag": "emgeom.cli.anisomag",
     "tilt": "emgeom.cli.tilt",
     "crossmag": "emgeom.cli.crossmag",
+    "serialem": "emgeom.cli.serialem",
 }
 
 app = typer.Typer(

@@ -20,23 +20,15 @@ app = typer.Typer(
 
 
 def _mdoc_pixel(path: Path) -> float | None:
-    """``PixelSpacing`` (Å) from SerialEM's ``<image>.mdoc`` next to the image, if present.
-
-    SerialEM writes ``PixelSpacing = <Å>`` in each ``[ZValue = n]`` section (and in the header
-    for single images); the first value is used.
+    """``PixelSpacing`` (Å) from SerialEM's ``<image>.mdoc`` next to the image, if present
+    (the header's, else the first section's; read by :func:`emgeom.io.mdoc.read_mdoc`).
     """
+    from emgeom.io.mdoc import read_mdoc
+
     mdoc = path.with_name(path.name + ".mdoc")
     if not mdoc.exists():
         return None
-    for line in mdoc.read_text(errors="replace").splitlines():
-        key, sep, value = line.partition("=")
-        if sep and key.strip() == "PixelSpacing":
-            try:
-                v = float(value.split()[0])
-            except (ValueError, IndexError):
-                return None
-            return v if v > 0 else None
-    return None
+    return read_mdoc(mdoc).pixel_spacing_a()
 
 
 @overload

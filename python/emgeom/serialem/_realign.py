@@ -396,6 +396,7 @@ def lowdose_offset(
     is_to_camera: ArrayLike | None = None,
     camera_to_image_shift: ArrayLike | None = None,
     view_binning: float = 1.0,
+    orientation: str = "file",
     n_threads: int | None = None,
 ) -> LowDoseOffset:
     """The Low Dose View/Search image-shift offset ("Auto", ``LowDoseDlg.cpp :
@@ -414,17 +415,31 @@ def lowdose_offset(
         exactly one.
     view_binning : float
         Camera binning of the View image.
+    orientation : {"file", "buffer"}
+        ``"file"``: arrays as ``mrcfile`` returns SerialEM-saved images (row 0 = bottom of the
+        display; SerialEM flips rows when it writes, ``KImageStore::convertForWriting``);
+        ``"buffer"``: arrays from ``serialem.bufferImage`` (row 0 = top).
+        :meth:`~emgeom.crossmag.AlignmentResult.image_shift` inverts y for buffer rows, so file
+        arrays are flipped to buffer orientation first (and ``rotation_deg`` negated, since a
+        y flip reverses the sense of rotation); ``alignment`` is then in buffer orientation.
 
     Returns
     -------
     LowDoseOffset
     """
+    if orientation not in ("file", "buffer"):
+        raise InvalidValueError(f"orientation: expected 'file' or 'buffer', got {orientation!r}")
+    ref = as_image(view, "view", allow_stack=False, dtype=np.float32)
+    mov = as_image(record_or_preview, "record_or_preview", allow_stack=False, dtype=np.float32)
+    rot = as_float(rotation_deg, "rotation_deg")
+    if orientation == "file":
+        ref, mov, rot = np.ascontiguousarray(ref[::-1]), np.ascontiguousarray(mov[::-1]), -rot
     res = crossmag.align(
-        view,
-        record_or_preview,
+        ref,
+        mov,
         reference_pixel_a=view_pixel_a,
         moving_pixel_a=record_pixel_a,
-        rotation_deg=rotation_deg,
+        rotation_deg=rot,
         n_threads=n_threads,
     )
     shift = res.image_shift(camera_to_image_shift, is_to_camera=is_to_camera, binning=view_binning)
