@@ -19,6 +19,10 @@ def test_demo_report_and_figures(tmp_path, capsys) -> None:  # type: ignore[no-u
     assert "shift (23.00, -14.00) px (true 23, -14)" in report  # masked NCC on the micrograph
     assert "they DISAGREE" in report  # WarpTools export vs AreTomo3 on the same real series
     assert "check_hand decided h = -1" in report
+    realign = [line for line in report.splitlines() if line.startswith("  realign: ")]
+    assert len(realign) == 1 and "found=True" in realign[0]
+    assert float(realign[0].split("position error ")[1].split(" map px")[0]) < 1.0
+    assert "matches PtsX/PtsY to 0.43 nm" in report
     for name in (
         "anisomag_ellipse.png",
         "crossmag_overlay.png",

@@ -21,7 +21,7 @@ from emgeom._validate import as_float, as_image, as_matrix
 from emgeom.errors import InvalidTypeError, InvalidValueError
 from emgeom.io.montage import Montage
 from emgeom.io.serialem_nav import NavItem
-from emgeom.resample import warp_affine
+from emgeom.resample import rescale, warp_affine
 from emgeom.serialem._frame import MapFrame
 
 __all__ = ["LowDoseOffset", "RealignResult", "lowdose_offset", "realign"]
@@ -122,13 +122,14 @@ def _reference(
     """(reference region, its frame, piece, the whole map's frame)."""
     if isinstance(map_image_or_montage, Montage):
         m = map_image_or_montage
+        b: int | None
         if isinstance(frame_or_item, NavItem):
             item = frame_or_item
             ov = _overview_binning(item, m)
             w, h = m.overview_size(ov)
             ov_frame = MapFrame.from_item(item, (h, w), montage_layout=m.layout)
             full = ov_frame.scaled(ov, shape=(m.full_size[1], m.full_size[0]))
-            b = montage_binning
+            b = montage_binning or ov
         elif isinstance(frame_or_item, MapFrame):
             full = frame_or_item
             b = montage_binning
@@ -143,8 +144,10 @@ def _reference(
             m.piece_coords[piece].astype(np.float64), (m.frame_size[1], m.frame_size[0])
         )
         origin, (h, w) = _region(pf, pf.stage_to_pixel(p_stage), half_px)
-        if b is None:  # keep the region near 2048 px: finer only costs time in the shrink
-            b = max(1, math.ceil(max(h, w) / 2048))
+        if b is None:
+            b = math.ceil(max(h, w) / 512)
+        # at least 256 binned pixels across the region
+        b = max(1, min(b, max(h, w) // 256))
         w, h = max(b, w // b * b), max(b, h // b * b)
         x0 = int(min(origin[0], m.frame_size[0] - w))
         y0 = int(min(origin[1], m.frame_size[1] - h))
@@ -171,6 +174,39 @@ def _reference(
     origin, shape = _region(frame, p0, half_um * 1e4 / frame.pixel_size_a)
     ref = img[origin[1] : origin[1] + shape[0], origin[0] : origin[0] + shape[1]]
     return np.ascontiguousarray(ref), frame.cropped(origin.astype(np.float64), shape), None, frame
+
+
+def _inv_affine(a: NDArray[np.float64]) -> NDArray[np.float64]:
+    inv = np.linalg.inv(a[:, :2])
+    return np.hstack([inv, (-inv @ a[:, 2])[:, None]])
+
+
+def _undistorted(
+    img: NDArray[np.float32], px_img: float, image_scale_mat: ArrayLike, ref_frame: MapFrame
+) -> tuple[NDArray[np.float32], float, float, NDArray[np.float64]]:
+    """The image binned (exact block means, when it is ≥ 4× finer than the map region) and
+    warped by the non-similar part of the calibrations, so that it relates to the region by a
+    similarity. Returns (working image, its pixel Å, rotation θ, working px → image px affine).
+    """
+    ref_px = ref_frame.pixel_size_a
+    f = max(1, int(ref_px / px_img / 2.0))
+    ny, nx = (img.shape[0] // f) * f, (img.shape[1] // f) * f
+    x0, y0 = (img.shape[1] - nx) // 2, (img.shape[0] - ny) // 2
+    work = img[y0 : y0 + ny, x0 : x0 + nx]
+    if f > 1:  # exact area average (Rust), = block means for an integer factor
+        work = rescale(np.ascontiguousarray(work), 1.0 / f, "area", output_shape=(ny // f, nx // f))
+    # binned pixel q covers image pixels [f·q, f·q + f) from (x0, y0): p = f·q + (f − 1)/2 + o
+    to_img = np.array([[f, 0.0, (f - 1) / 2.0 + x0], [0.0, f, (f - 1) / 2.0 + y0]])
+    sm = as_matrix(image_scale_mat, "image_scale_mat", (2, 2))
+    theta, px_work, undo = _similar_part(sm / f, ref_frame, ref_px)  # binned px per µm
+    c = np.array([(work.shape[1] - 1) / 2.0, (work.shape[0] - 1) / 2.0])
+    warp = np.hstack([undo, (c - undo @ c)[:, None]])  # working q -> binned pixel
+    work = warp_affine(np.ascontiguousarray(work, dtype=np.float32), warp, work.shape, order=3)
+    to_img = np.hstack(
+        [to_img[:, :2] @ warp[:, :2], (to_img[:, :2] @ warp[:, 2] + to_img[:, 2])[:, None]]
+    )
+    _ = px_img
+    return work, px_work, theta, to_img
 
 
 def _similar_part(
@@ -273,7 +309,9 @@ def realign(
     direction : {"down", "up"}
         ``"up"``: the scaled-map round (map region enlarged to the image's sampling).
     montage_binning : int, optional
-        Binning of montage pieces for the alignment; default the map's overview binning.
+        Binning of the montage piece region used for the alignment; default the map's overview
+        binning (``MapBinning/MontBinning``: what SerialEM shows and realigns to) or, for a
+        :class:`MapFrame`, about 512 pixels across; never fewer than 256 pixels across.
     scale_search, rotation_search_deg : float
         Residual search ranges passed to ``crossmag.align``.
     n_threads : int, optional
@@ -309,13 +347,12 @@ def realign(
     )
     p0 = ref_frame.stage_to_pixel(stage)
     ref_px = ref_frame.pixel_size_a
-    mov, px_mov, undo = img, px_img, None
+    mov, px_mov = img, px_img
+    to_img = np.array([[1.0, 0.0, 0.0], [0.0, 1.0, 0.0]])  # working pixel -> image pixel
     if image_scale_mat is not None:
         if rotation_deg is not None:
             raise InvalidValueError("rotation_deg: give either rotation_deg or image_scale_mat")
-        rotation_deg, px_mov, undo = _similar_part(image_scale_mat, ref_frame, ref_px)
-        c = np.array([(img.shape[1] - 1) / 2.0, (img.shape[0] - 1) / 2.0])
-        mov = warp_affine(img, np.hstack([undo, (c - undo @ c)[:, None]]), img.shape, order=3)
+        mov, px_mov, rotation_deg, to_img = _undistorted(img, px_img, image_scale_mat, ref_frame)
     if rotation_deg is None:
         res = crossmag.find_similarity(
             ref, mov, reference_pixel_a=ref_px, moving_pixel_a=px_mov, n_threads=n_threads
@@ -334,15 +371,14 @@ def realign(
             direction=direction,
             n_threads=n_threads,
         )
-    centre = np.asarray(res.center, dtype=np.float64)
+    c_img = np.array([(img.shape[1] - 1) / 2.0, (img.shape[0] - 1) / 2.0])
+    from_img = _inv_affine(to_img)
+    centre = res.transform_points(from_img[:, :2] @ c_img + from_img[:, 2])[0]
     found_stage = ref_frame.pixel_to_stage(centre)
     err = found_stage - stage
-    # target in the new image: map region px -> new-image px through the inverse alignment
-    t_ref = ref_frame.stage_to_pixel(target)
-    t_img = res.inverse().transform_points(t_ref)[0]
-    d = t_img - np.array([(img.shape[1] - 1) / 2.0, (img.shape[0] - 1) / 2.0])
-    if undo is not None:  # back from the warped image: its pixel q shows image pixel undo·q
-        d = undo @ d
+    # target in the new image: map region px -> working px (inverse alignment) -> image px
+    t_work = res.inverse().transform_points(ref_frame.stage_to_pixel(target))[0]
+    d = to_img[:, :2] @ t_work + to_img[:, 2] - c_img
     ishift = None
     if camera_to_image_shift is not None:
         mat = as_matrix(camera_to_image_shift, "camera_to_image_shift", (2, 2))
