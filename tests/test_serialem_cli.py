@@ -216,3 +216,41 @@ def test_emgeom_imports_without_serialem() -> None:
         check=False,
     )
     assert r.returncode == 0, r.stderr
+
+
+def test_realign_direction_up_and_bad_input(tmp_path, capsys) -> None:  # type: ignore[no-untyped-def]
+    from emgeom.errors import InvalidTypeError, InvalidValueError
+    from emgeom.io.mrc import read_mrc
+    from emgeom.serialem import realign
+
+    sc = _scene(tmp_path)
+    item, the_map = sc["item"], read_mrc(tmp_path / "map.mrc").data
+    kw = {"image_pixel_a": sc["px"], "stage_xy_um": sc["stage"], "max_shift_um": 20.0}
+    up = realign(item, the_map, sc["img"], rotation_deg=sc["rot"], direction="up", **kw)
+    assert up.found and np.hypot(*(np.array(up.stage_xy_um) - sc["true"])) <= 0.15
+    with pytest.raises(InvalidTypeError, match="frame_or_item"):
+        realign("17-1-A", the_map, sc["img"], rotation_deg=0.0, **kw)  # type: ignore[arg-type]
+    frame = MapFrame.from_item(item, the_map.shape)
+    with pytest.raises(InvalidValueError, match="stage_xy_um: required"):
+        realign(frame, the_map, sc["img"], image_pixel_a=sc["px"], rotation_deg=0.0)
+    with pytest.raises(InvalidValueError, match=r"shape .* differs from the frame"):
+        realign(frame, the_map[:512], sc["img"], rotation_deg=0.0, **kw)
+    with pytest.raises(InvalidValueError, match="either rotation_deg or image_scale_mat"):
+        realign(item, the_map, sc["img"], rotation_deg=0.0, image_scale_mat=np.eye(2), **kw)
+    with pytest.raises(InvalidValueError, match=r"image_scale_mat: .* is singular"):
+        realign(item, the_map, sc["img"], image_scale_mat=np.zeros((2, 2)), **kw)
+    # the map file is not there: one line naming the item, the key and the file
+    (tmp_path / "map.mrc").rename(tmp_path / "moved.mrc")
+    args = [
+        "serialem",
+        "realign",
+        str(tmp_path / "nav.nav"),
+        str(tmp_path / "new.mrc"),
+        "--item",
+        "17-1-A",
+        "--rotation",
+        "0",
+    ]
+    assert main(args) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "[Item = 17-1-A] MapFile 'map.mrc': file not found" in err[0]

@@ -207,6 +207,38 @@ def _load_map(nav_path: Path, item: Any, map_file: Path | None) -> Any:
     return np.ascontiguousarray(data)
 
 
+def _matrix4(text: str) -> Any:
+    try:
+        vals = [float(v) for v in text.replace(",", " ").split()]
+    except ValueError:
+        vals = []
+    if len(vals) != 4:
+        raise InvalidValueError(f"--image-scale-mat: expected 4 numbers, got {text!r}")
+    return np.array(vals).reshape(2, 2)
+
+
+def _realign_dict(item: str, res: Any) -> dict[str, Any]:
+    a = res.alignment
+    return {
+        "item": item,
+        "found": res.found,
+        "confidence": res.confidence,
+        "stage_xy_um": res.stage_xy_um,
+        "expected_stage_xy_um": res.expected_stage_xy_um,
+        "error_um": res.error_um,
+        "map_xy_px": res.map_xy_px,
+        "piece": res.piece,
+        "map_pixel_a": res.map_pixel_a,
+        "alignment": {
+            "scale": a.scale,
+            "rotation_deg": a.rotation_deg,
+            "ccc": a.ccc,
+            "overlap": a.overlap,
+            "peak_ratio": a.peak_ratio,
+        },
+    }
+
+
 @app.command("realign")
 def realign_cmd(
     nav: Annotated[Path, typer.Argument(help="Navigator file.")],
@@ -249,17 +281,7 @@ def realign_cmd(
     it = n[item]
     if rotation is None and image_scale_mat is None:
         raise InvalidValueError("give --rotation or --image-scale-mat (the image's MapScaleMat)")
-    ism = None
-    if image_scale_mat is not None:
-        try:
-            vals = [float(v) for v in image_scale_mat.replace(",", " ").split()]
-        except ValueError:
-            vals = []
-        if len(vals) != 4:
-            raise InvalidValueError(
-                f"--image-scale-mat: expected 4 numbers, got {image_scale_mat!r}"
-            )
-        ism = np.array(vals).reshape(2, 2)
+    ism = None if image_scale_mat is None else _matrix4(image_scale_mat)
     img, px = _load_image(image, pixel_size, "--pixel-size")
     the_map = _load_map(nav, it, map_file)
     res = realign(
@@ -281,34 +303,15 @@ def realign_cmd(
                 f"{image}: not found on map {item} (confidence {res.confidence:.2f}); "
                 f"{out} not written"
             )
-        z = it.stage_xyz_um[2]
-        p = n.add_point(
+        n.add_point(
             f"{item}-realigned",
             res.stage_xy_um,
-            z,
+            it.stage_xyz_um[2],
             drawn_id=it.map_id,
             note=f"realigned: error {res.error_um[0]:.3f} {res.error_um[1]:.3f} um",
         )
         write_nav(n, out, force=force)
-        del p
-    d = {
-        "item": item,
-        "found": res.found,
-        "confidence": res.confidence,
-        "stage_xy_um": res.stage_xy_um,
-        "expected_stage_xy_um": res.expected_stage_xy_um,
-        "error_um": res.error_um,
-        "map_xy_px": res.map_xy_px,
-        "piece": res.piece,
-        "map_pixel_a": res.map_pixel_a,
-        "alignment": {
-            "scale": res.alignment.scale,
-            "rotation_deg": res.alignment.rotation_deg,
-            "ccc": res.alignment.ccc,
-            "overlap": res.alignment.overlap,
-            "peak_ratio": res.alignment.peak_ratio,
-        },
-    }
+    d = _realign_dict(item, res)
     if as_json:
         echo_json(d)
     else:

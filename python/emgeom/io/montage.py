@@ -307,37 +307,8 @@ class Montage:
         fx, fy = int(size[0]), int(size[1])
         if fx <= 0 or fy <= 0:
             raise FileFormatError(f"{src}: ImageSize {fx} {fy} must be positive")
-        pcs: list[Any] = []
-        zs: list[int] = []
-        ali: list[Any] = []
-        alivs: list[Any] = []
-        stage: list[Any] = []
-        for sec in md.of_kind("ZValue"):
-            pc = md.floats(sec, "PieceCoordinates", 3)
-            if pc is None:
-                raise FileFormatError(f"{src}: [ZValue = {sec.name}]: missing key PieceCoordinates")
-            if int(pc[2]) != section:
-                continue
-            pcs.append(pc[:2])
-            try:
-                zs.append(int(sec.name))
-            except ValueError:
-                raise FileFormatError(
-                    f"{src}: [ZValue = {sec.name}]: not an integer section"
-                ) from None
-            for lst, key in ((ali, "AlignedPieceCoords"), (alivs, "AlignedPieceCoordsVS")):
-                v = md.floats(sec, key, 3)
-                lst.append(None if v is None else v[:2])
-            st = md.floats(sec, "StagePosition", 2)
-            stage.append(st)
-        if not pcs:
-            raise FileFormatError(
-                f"{src}: no ZValue section with PieceCoordinates for montage section {section}"
-            )
-        coords = np.array(pcs, dtype=np.float64)
-        if np.any(coords < 0) or np.any(coords != np.round(coords)):
-            raise FileFormatError(f"{src}: PieceCoordinates must be non-negative integers")
-        ci = coords.astype(np.int64)
+        t = _piece_tables(md, section)
+        ci = t["coords"]
         sx = _spacing(ci[:, 0], fx, src)
         sy = _spacing(ci[:, 1], fy, src)
         nx, ny = int(ci[:, 0].max()) // sx + 1, int(ci[:, 1].max()) // sy + 1
@@ -352,25 +323,7 @@ class Montage:
         if len(set(keys.tolist())) != len(keys):
             raise FileFormatError(f"{src}: two pieces share the same PieceCoordinates")
         full = (nx * fx - (nx - 1) * ox, ny * fy - (ny - 1) * oy)
-        msec = [s for s in md.of_kind("MontSection") if s.name == str(section)]
-        for s in msec:
-            fm = md.floats(s, "FullMontSize", 2)
-            if fm is not None and (int(fm[0]), int(fm[1])) != full:
-                raise FileFormatError(
-                    f"{src}: [MontSection = {s.name}] FullMontSize {int(fm[0])} {int(fm[1])} "
-                    f"disagrees with the pieces ({full[0]} {full[1]} from ImageSize and "
-                    "PieceCoordinates): inconsistent montage metadata"
-                )
-            nf = md.floats(s, "FullMontNumFrames", 2)
-            if nf is not None and (int(nf[0]), int(nf[1])) != (nx, ny):
-                raise FileFormatError(
-                    f"{src}: [MontSection = {s.name}] FullMontNumFrames {int(nf[0])} {int(nf[1])} "
-                    f"disagrees with the pieces ({nx} {ny})"
-                )
-
-        def table(lst: list[Any]) -> NDArray[np.float64] | None:
-            return None if any(v is None for v in lst) else np.array(lst, dtype=np.float64)
-
+        _check_mont_section(md, section, full, (nx, ny))
         first = md.of_kind("ZValue")[0]
         binv = md.floats(first, "Binning", 1)
         return cls(
@@ -383,15 +336,75 @@ class Montage:
             overlap=(ox, oy),
             full_size=full,
             piece_coords=ci,
-            piece_z=np.array(zs, dtype=np.int64),
-            aligned_coords=table(ali),
-            aligned_coords_vs=table(alivs),
-            stage_um=table(stage),
+            piece_z=t["z"],
+            aligned_coords=t["aligned"],
+            aligned_coords_vs=t["aligned_vs"],
+            stage_um=t["stage"],
             binning=1.0 if binv is None else float(binv[0]),
             pixel_size_a=md.pixel_spacing_a(),
             mdoc=md,
             reader=reader,
         )
+
+
+def _piece_tables(md: Mdoc, section: int) -> dict[str, Any]:
+    """Per-piece tables of one montage section: coords (int), z, aligned, aligned_vs, stage
+    (each table None unless every piece has the key).
+    """
+    src = md.path
+    rows: dict[str, list[Any]] = {k: [] for k in ("coords", "z", "aligned", "aligned_vs", "stage")}
+    for sec in md.of_kind("ZValue"):
+        pc = md.floats(sec, "PieceCoordinates", 3)
+        if pc is None:
+            raise FileFormatError(f"{src}: [ZValue = {sec.name}]: missing key PieceCoordinates")
+        if int(pc[2]) != section:
+            continue
+        try:
+            rows["z"].append(int(sec.name))
+        except ValueError:
+            raise FileFormatError(f"{src}: [ZValue = {sec.name}]: not an integer section") from None
+        rows["coords"].append(pc[:2])
+        for name, key, n in (
+            ("aligned", "AlignedPieceCoords", 3),
+            ("aligned_vs", "AlignedPieceCoordsVS", 3),
+            ("stage", "StagePosition", 2),
+        ):
+            v = md.floats(sec, key, n)
+            rows[name].append(None if v is None else v[:2])
+    if not rows["coords"]:
+        raise FileFormatError(
+            f"{src}: no ZValue section with PieceCoordinates for montage section {section}"
+        )
+    coords = np.array(rows["coords"], dtype=np.float64)
+    if np.any(coords < 0) or np.any(coords != np.round(coords)):
+        raise FileFormatError(f"{src}: PieceCoordinates must be non-negative integers")
+    out: dict[str, Any] = {"coords": coords.astype(np.int64), "z": np.array(rows["z"], np.int64)}
+    for name in ("aligned", "aligned_vs", "stage"):
+        lst = rows[name]
+        out[name] = None if any(v is None for v in lst) else np.array(lst, dtype=np.float64)
+    return out
+
+
+def _check_mont_section(
+    md: Mdoc, section: int, full: tuple[int, int], frames: tuple[int, int]
+) -> None:
+    """``FullMontSize`` / ``FullMontNumFrames`` of the ``[MontSection]`` must match the pieces."""
+    for s in md.of_kind("MontSection"):
+        if s.name != str(section):
+            continue
+        fm = md.floats(s, "FullMontSize", 2)
+        if fm is not None and (int(fm[0]), int(fm[1])) != full:
+            raise FileFormatError(
+                f"{md.path}: [MontSection = {s.name}] FullMontSize {int(fm[0])} {int(fm[1])} "
+                f"disagrees with the pieces ({full[0]} {full[1]} from ImageSize and "
+                "PieceCoordinates): inconsistent montage metadata"
+            )
+        nf = md.floats(s, "FullMontNumFrames", 2)
+        if nf is not None and (int(nf[0]), int(nf[1])) != frames:
+            raise FileFormatError(
+                f"{md.path}: [MontSection = {s.name}] FullMontNumFrames {int(nf[0])} "
+                f"{int(nf[1])} disagrees with the pieces ({frames[0]} {frames[1]})"
+            )
 
 
 def _mrc_reader(path: str, n_needed: int) -> PieceReader:

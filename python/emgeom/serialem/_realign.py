@@ -323,21 +323,9 @@ def realign(
     """
     img = as_image(image, "image", allow_stack=False, dtype=np.float32)
     px_img = as_float(image_pixel_a, "image_pixel_a", positive=True)
-    if stage_xy_um is None:
-        if not isinstance(frame_or_item, NavItem):
-            raise InvalidValueError("stage_xy_um: required when frame_or_item is a MapFrame")
-        sx, sy, _ = frame_or_item.stage_xyz_um
-        stage = np.array([sx, sy])
-    else:
-        stage = as_matrix(stage_xy_um, "stage_xy_um", (2,))
-    target = (
-        stage
-        if target_stage_xy_um is None
-        else as_matrix(target_stage_xy_um, "target_stage_xy_um", (2,))
-    )
-    field_um = max(img.shape) * px_img / 1e4
+    stage, target = _stage_args(frame_or_item, stage_xy_um, target_stage_xy_um)
     shift_um = (
-        0.5 * field_um
+        0.5 * max(img.shape) * px_img / 1e4  # half the larger field side
         if max_shift_um is None
         else as_float(max_shift_um, "max_shift_um", positive=True)
     )
@@ -345,8 +333,6 @@ def realign(
     ref, ref_frame, piece, full = _reference(
         frame_or_item, map_image_or_montage, stage, half_um, montage_binning
     )
-    p0 = ref_frame.stage_to_pixel(stage)
-    ref_px = ref_frame.pixel_size_a
     mov, px_mov = img, px_img
     to_img = np.array([[1.0, 0.0, 0.0], [0.0, 1.0, 0.0]])  # working pixel -> image pixel
     if image_scale_mat is not None:
@@ -355,16 +341,20 @@ def realign(
         mov, px_mov, rotation_deg, to_img = _undistorted(img, px_img, image_scale_mat, ref_frame)
     if rotation_deg is None:
         res = crossmag.find_similarity(
-            ref, mov, reference_pixel_a=ref_px, moving_pixel_a=px_mov, n_threads=n_threads
+            ref,
+            mov,
+            reference_pixel_a=ref_frame.pixel_size_a,
+            moving_pixel_a=px_mov,
+            n_threads=n_threads,
         )
     else:
         res = crossmag.align(
             ref,
             mov,
-            reference_pixel_a=ref_px,
+            reference_pixel_a=ref_frame.pixel_size_a,
             moving_pixel_a=px_mov,
             rotation_deg=as_float(rotation_deg, "rotation_deg"),
-            expected_center=p0,
+            expected_center=ref_frame.stage_to_pixel(stage),
             max_shift_a=shift_um * 1e4,
             scale_search=scale_search,
             rotation_search_deg=rotation_search_deg,
@@ -373,31 +363,50 @@ def realign(
         )
     c_img = np.array([(img.shape[1] - 1) / 2.0, (img.shape[0] - 1) / 2.0])
     from_img = _inv_affine(to_img)
-    centre = res.transform_points(from_img[:, :2] @ c_img + from_img[:, 2])[0]
-    found_stage = ref_frame.pixel_to_stage(centre)
-    err = found_stage - stage
+    found = ref_frame.pixel_to_stage(
+        res.transform_points(from_img[:, :2] @ c_img + from_img[:, 2])[0]
+    )
     # target in the new image: map region px -> working px (inverse alignment) -> image px
     t_work = res.inverse().transform_points(ref_frame.stage_to_pixel(target))[0]
     d = to_img[:, :2] @ t_work + to_img[:, 2] - c_img
-    ishift = None
-    if camera_to_image_shift is not None:
-        mat = as_matrix(camera_to_image_shift, "camera_to_image_shift", (2, 2))
-        b = as_float(image_binning, "image_binning", positive=True)
-        # file orientation: numpy rows run up like SerialEM's camera y, so no y inversion here
-        # (AlignmentResult.image_shift inverts y because it takes buffer-oriented images)
-        ishift = np.asarray(mat @ np.array([b * d[0], b * d[1]]), dtype=np.float64)
-    map_xy = full.stage_to_pixel(found_stage)
+    map_xy = full.stage_to_pixel(found)
     return RealignResult(
-        stage_xy_um=(float(found_stage[0]), float(found_stage[1])),
-        error_um=(float(err[0]), float(err[1])),
+        stage_xy_um=(float(found[0]), float(found[1])),
+        error_um=(float(found[0] - stage[0]), float(found[1] - stage[1])),
         expected_stage_xy_um=(float(stage[0]), float(stage[1])),
         map_xy_px=(float(map_xy[0]), float(map_xy[1])),
         piece=piece,
-        image_shift=ishift,
+        image_shift=_image_shift(camera_to_image_shift, image_binning, d),
         target_offset_px=(float(d[0]), float(d[1])),
         alignment=res,
-        map_pixel_a=float(ref_px),
+        map_pixel_a=float(ref_frame.pixel_size_a),
     )
+
+
+def _stage_args(
+    frame_or_item: MapFrame | NavItem, stage_xy_um: ArrayLike | None, target: ArrayLike | None
+) -> tuple[NDArray[np.float64], NDArray[np.float64]]:
+    """(stage position of the new image, target): defaults the item's ``StageXYZ``."""
+    if stage_xy_um is None:
+        if not isinstance(frame_or_item, NavItem):
+            raise InvalidValueError("stage_xy_um: required when frame_or_item is a MapFrame")
+        stage = np.array(frame_or_item.stage_xyz_um[:2])
+    else:
+        stage = as_matrix(stage_xy_um, "stage_xy_um", (2,))
+    return stage, stage if target is None else as_matrix(target, "target_stage_xy_um", (2,))
+
+
+def _image_shift(
+    camera_to_image_shift: ArrayLike | None, image_binning: float, d: NDArray[np.float64]
+) -> NDArray[np.float64] | None:
+    """``B⁻¹·(bin·dx, bin·dy)``: file orientation, whose rows run up like SerialEM's camera y,
+    so no y inversion (``AlignmentResult.image_shift`` inverts y for buffer-oriented rows).
+    """
+    if camera_to_image_shift is None:
+        return None
+    mat = as_matrix(camera_to_image_shift, "camera_to_image_shift", (2, 2))
+    b = as_float(image_binning, "image_binning", positive=True)
+    return np.asarray(mat @ (b * np.asarray(d, dtype=np.float64)), dtype=np.float64)
 
 
 @dataclass(frozen=True, eq=False)
