@@ -182,7 +182,7 @@ def test_embedded_recipe_with_stub_serialem(tmp_path, monkeypatch) -> None:  # t
     stub.Echo = rec("Echo")  # type: ignore[attr-defined]
     # the buffer: row 0 at the top (SerialEM flips rows when saving, so flip the file image)
     stub.bufferImage = rec("bufferImage", np.flipud(sc["img"]).copy())  # type: ignore[attr-defined]
-    stub.ReportCurrentPixelSize = rec("ReportCurrentPixelSize", sc["px"] / 10.0)  # type: ignore[attr-defined]
+    stub.ReportPixelSize = rec("ReportPixelSize", sc["px"] / 10.0)  # type: ignore[attr-defined]
     stub.ReportStageXYZ = rec("ReportStageXYZ", (said[0], said[1], 44.77))  # type: ignore[attr-defined]
     monkeypatch.setitem(sys.modules, "serialem", stub)
     ns: dict[str, Any] = {"__name__": "recipe"}
@@ -196,7 +196,7 @@ def test_embedded_recipe_with_stub_serialem(tmp_path, monkeypatch) -> None:  # t
         "MoveStageTo",
         "V",
         "bufferImage",
-        "ReportCurrentPixelSize",
+        "ReportPixelSize",
         "ReportStageXYZ",
         "MoveStage",
         "Echo",
