@@ -147,6 +147,6 @@ def names(quantity: str) -> list[str]:
 
 def all_conventions() -> Iterator[Convention]:
     """Every registered convention (all quantities that have been loaded)."""
-    for quantity in ("anisomag", "tilt", "similarity"):
+    for quantity in ("anisomag", "tilt", "similarity", "serialem"):
         _load(quantity)
     yield from _REGISTRY.values()
