@@ -53,6 +53,9 @@ if TYPE_CHECKING:  # the readers/writers import this package; load them lazily a
         read_subtilt_star,
         samples_from_warp_movies,
     )
+    from emgeom.tilt._reconstruction import Reconstruction
+    from emgeom.tilt._remap import RemapResult, pair_tilts, remap
+    from emgeom.tilt._rotation import matrices_from_relion, relion_from_matrices
 
 __all__ = [
     "CENTRE_CONVENTIONS",
@@ -62,6 +65,8 @@ __all__ = [
     "HandCheck",
     "HandSamples",
     "PairAudit",
+    "Reconstruction",
+    "RemapResult",
     "SubtiltTable",
     "TiltGeometry",
     "add_particle_defocus",
@@ -70,6 +75,8 @@ __all__ = [
     "audit_dataset",
     "check_hand",
     "load_source",
+    "matrices_from_relion",
+    "pair_tilts",
     "particle_defocus",
     "predicted_slopes",
     "project",
@@ -79,6 +86,8 @@ __all__ = [
     "read_relion_tomograms",
     "read_subtilt_star",
     "read_warp",
+    "relion_from_matrices",
+    "remap",
     "rotation_matrices",
     "samples_from_warp_movies",
     "to_relion",
@@ -117,12 +126,21 @@ _LAZY_TILT = {
             "AuditSource",
             "DatasetAudit",
             "PairAudit",
+            "Reconstruction",
+            "RemapResult",
             "audit",
             "audit_dataset",
             "load_source",
         ),
         "_audit",
     ),
+    # reconstructions of one tilt series and particle remapping (issue 15)
+    "Reconstruction": "_reconstruction",
+    "RemapResult": "_remap",
+    "remap": "_remap",
+    "pair_tilts": "_remap",
+    "matrices_from_relion": "_rotation",
+    "relion_from_matrices": "_rotation",
 }
 
 
