@@ -192,7 +192,8 @@ class Reconstruction:
     full_shape : (3,) array_like, optional
         Unbinned tomogram size in tilt-series pixels (RELION ``rlnTomoSizeX/Y/Z``, Warp
         ``VolumeDimensionsPhysical / pixel``), canonical axis order. Default
-        ``volume_shape · binning`` (reordered by ``axes``).
+        ``volume_shape · binning`` (reordered by ``axes``). RELION 5 particle coordinates are
+        centred on ``full_shape/2.0``.
     image_centre : str or (2,) array_like, optional
         Raw-image pixel ``(x, y)`` that the alignment's zero shift refers to, or a named rule.
     axes : (3, 3) array_like, optional
@@ -215,6 +216,7 @@ class Reconstruction:
         "axes",
         "binning",
         "centre_vox",
+        "full_shape",
         "image_centre_px",
         "image_shape",
         "notes",
@@ -275,21 +277,24 @@ class Reconstruction:
         self.axes = _axes(axes)
         self.axes.setflags(write=False)
         self.image_shape = None if image_shape is None else as_shape2(image_shape, "image_shape")
-        self.centre_vox = self._volume_centre(centre, full_shape, offset_vox)
+        can_shape = np.abs(self.axes) @ np.array(self.volume_shape, dtype=np.float64)
+        if full_shape is None:
+            full = can_shape * self.binning
+        else:
+            full = as_vectors(full_shape, "full_shape", 3, max_abs=1e8)[0].copy()
+        full.setflags(write=False)
+        self.full_shape = full
+        self.centre_vox = self._volume_centre(centre, offset_vox)
         self.image_centre_px = self._image_centre(image_centre)
         self.notes = tuple(str(n) for n in notes)
 
     # ------------------------------------------------------------------ conventions
-    def _volume_centre(self, centre: Any, full_shape: Any, offset_vox: Any) -> NDArray[np.float64]:
+    def _volume_centre(self, centre: Any, offset_vox: Any) -> NDArray[np.float64]:
         n_file = np.array(self.volume_shape, dtype=np.float64)
         if centre is None or isinstance(centre, str):
             rule = VOLUME_CENTRES[self.program] if centre is None else centre.lower()
             if self.program in _UNBINNED_CENTRE and centre is None:
-                if full_shape is None:
-                    full_file = n_file * self.binning
-                else:
-                    full = as_vectors(full_shape, "full_shape", 3, max_abs=1e8)[0]
-                    full_file = np.abs(self.axes.T) @ full  # canonical -> file axis order
+                full_file = np.abs(self.axes.T) @ self.full_shape  # canonical -> file order
                 c = np.array([centre_of(rule, float(v)) for v in full_file]) / self.binning
             else:
                 c = np.array([centre_of(rule, float(v)) for v in n_file])
@@ -408,7 +413,7 @@ class Reconstruction:
             centre=centre,
             full_shape=full_shape,
             image_centre=image_centre,
-            axes=axes,
+            axes=self.axes if axes is None else axes,
             offset_vox=offset_vox,
         )
         shift_px = np.asarray(self.alignment.shifts_a) / self.pixel_size_a + (

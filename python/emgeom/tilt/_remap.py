@@ -34,7 +34,16 @@ from emgeom.errors import (
 from emgeom.tilt._reconstruction import Reconstruction
 from emgeom.tilt._rotation import as_rotation_matrices
 
-__all__ = ["MODELS", "RemapResult", "fit_frame_transform", "pair_tilts", "remap"]
+__all__ = [
+    "MODELS",
+    "RemapResult",
+    "fit_frame_transform",
+    "orientations_to_voxels",
+    "pair_tilts",
+    "particles_to_voxels",
+    "remap",
+    "voxels_to_particles",
+]
 
 #: transform models of the cross-alignment fit
 MODELS = ("rigid", "similarity", "affine")
@@ -344,3 +353,71 @@ def remap(
         model="exact" if exact else model,
         notes=tuple(notes),
     )
+
+
+# ---------------------------------------------------------------------------- particle frames
+def _relion_offset_a(rec: Reconstruction, frame: str) -> NDArray[np.float64]:
+    """RELION 5: particles are centred on ``W/2.0`` (``ParticleSet::getPosition``) while the
+    projection (and the reconstruction) rotate about ``int(W/2)``
+    (``reconstruct_tomogram.cpp`` ``getProjectMatrices``, ``Tomogram::setProjectionMatrix``):
+    alignment frame = centred + ``(W/2 − int(W/2))·pixel`` (half a pixel on odd axes).
+    """
+    if rec.program != "relion5":
+        raise InvalidValueError(
+            f"rec: {frame} coordinates (RELION 5 rlnCenteredCoordinate*Angst) belong to a RELION "
+            f"5 tomogram set; got a {rec.program} reconstruction: use "
+            "Reconstruction.from_relion for them and remap() to other programs"
+        )
+    w = np.asarray(rec.full_shape)
+    return (w / 2.0 - np.floor(w / 2.0)) * rec.pixel_size_a
+
+
+def particles_to_voxels(coordinates: Any, frame: str, rec: Reconstruction) -> NDArray[np.float64]:
+    """Native particle coordinates (:data:`emgeom.io.particles.FRAMES`) → voxels of ``rec``.
+
+    ``relion_centered_a`` needs a RELION 5 ``rec`` (its ``full_shape`` = ``rlnTomoSize``);
+    ``corner_a`` divides by ``rec.voxel_size_a``; ``imod_model`` subtracts 0.5 in x and y;
+    ``voxels`` is unchanged.
+    """
+    c = as_vectors(coordinates, "coordinates", 3, max_abs=1e12)
+    r = _rec(rec, "rec")
+    if frame == "voxels":
+        return c.copy()
+    if frame == "corner_a":
+        return c / r.voxel_size_a
+    if frame == "imod_model":
+        return c - np.array([0.5, 0.5, 0.0])
+    if frame == "relion_centered_a":
+        return r.alignment_a_to_voxels(c + _relion_offset_a(r, frame))
+    raise UnknownConventionError(f"frame: unknown particle frame {frame!r}")
+
+
+def voxels_to_particles(voxels: Any, frame: str, rec: Reconstruction) -> NDArray[np.float64]:
+    """Inverse of :func:`particles_to_voxels`."""
+    v = as_vectors(voxels, "voxels", 3, max_abs=1e12)
+    r = _rec(rec, "rec")
+    if frame == "voxels":
+        return v.copy()
+    if frame == "corner_a":
+        return v * r.voxel_size_a
+    if frame == "imod_model":
+        return v + np.array([0.5, 0.5, 0.0])
+    if frame == "relion_centered_a":
+        return r.voxels_to_alignment_a(v) - _relion_offset_a(r, frame)
+    raise UnknownConventionError(f"frame: unknown particle frame {frame!r}")
+
+
+def orientations_to_voxels(matrices: Any, frame: str, rec: Reconstruction) -> NDArray[np.float64]:
+    """Orientations of a particle table → the file axes of ``rec``.
+
+    RELION 5 centred particles are oriented in the alignment frame (canonical axes): ``Fᵀ·M``;
+    the other frames are in the file's own axes (unchanged).
+    """
+    m = as_rotation_matrices(matrices, "matrices")
+    r = _rec(rec, "rec")
+    if frame == "relion_centered_a" and not np.array_equal(r.axes, np.eye(3)):
+        out = np.einsum("ji,njk->nik", r.axes, m)
+        if np.linalg.det(r.axes) < 0:
+            out = out @ np.diag([1.0, 1.0, -1.0])
+        return out
+    return m.copy()
