@@ -74,6 +74,8 @@ class RemapResult:
         ``(source tilt index, target tilt index)``.
     tilt_deg : ndarray, shape (n_pairs,)
         Source tilt angle of each pair.
+    tilts_fitted : ndarray of bool, shape (n_pairs,)
+        Pairs the frame transform was fitted on (all, unless ``robust`` left outliers out).
     inside : ndarray of bool, shape (n,)
         Whether each mapped point lies inside the target volume.
     exact : bool
@@ -91,6 +93,7 @@ class RemapResult:
     residual_per_tilt_px: NDArray[np.float64]
     tilt_pairs: NDArray[np.int64]
     tilt_deg: NDArray[np.float64]
+    tilts_fitted: NDArray[np.bool_]
     inside: NDArray[np.bool_]
     exact: bool
     model: str
@@ -203,6 +206,24 @@ def fit_frame_transform(
     return scale * rot, d
 
 
+def _distances(
+    g: NDArray[np.float64],
+    q: NDArray[np.float64],
+    d: NDArray[np.float64],
+    p1: NDArray[np.float64],
+    o1: NDArray[np.float64],
+    p2: NDArray[np.float64],
+    o2: NDArray[np.float64],
+) -> NDArray[np.float64]:
+    """``|P2·(Q·g + d) + o2 − (P1·g + o1)|`` per paired tilt and grid point, ``(T, m)`` px."""
+    res = (
+        np.einsum("tij,mj->tmi", p2, g @ q.T + d)
+        + o2[:, None, :]
+        - (np.einsum("tij,mj->tmi", p1, g) + o1[:, None, :])
+    )
+    return np.asarray(np.linalg.norm(res, axis=2))
+
+
 def remap(
     points: Any,
     source: Reconstruction,
@@ -213,6 +234,7 @@ def remap(
     tilt_pairs: Any = None,
     tolerance_deg: float = 1.0,
     grid: int = 6,
+    robust: bool = False,
     warn_residual_px: float = 2.0,
     max_residual_px: float = 20.0,
 ) -> RemapResult:
@@ -235,6 +257,10 @@ def remap(
         Angle tolerance of the automatic pairing.
     grid : int
         Grid points per axis of the fit and of the residual (2–20).
+    robust : bool
+        Refit without the tilts whose rms exceeds ``max(2 px, 3 × median)`` (an outlier tilt
+        in one alignment no longer drags the map), until the set is stable. The residuals
+        are still reported on every paired tilt; ``tilts_fitted`` says which were used.
     warn_residual_px, max_residual_px : float
         RMS projection residual (tilt-image px) above which an
         :class:`~emgeom.errors.ImplausibleValueWarning` is emitted / an
@@ -287,15 +313,22 @@ def remap(
     if exact:
         q, d = np.eye(3), np.zeros(3)
         notes.append("same projection model: alignment frames identical (exact)")
-    else:
-        q, d = fit_frame_transform(g, p1, o1, p2, o2, model)
-        notes.append(f"alignments differ: {model} frame transform fitted over {g.shape[0]} points")
-    res = (
-        np.einsum("tij,mj->tmi", p2, g @ q.T + d)
-        + o2[:, None, :]
-        - (np.einsum("tij,mj->tmi", p1, g) + o1[:, None, :])
-    )
-    dist = np.linalg.norm(res, axis=2)  # (T, m)
+    fitted = np.ones(pairs.shape[0], dtype=bool)
+    if not exact:
+        for _ in range(10):
+            k = fitted
+            q, d = fit_frame_transform(g, p1[k], o1[k], p2[k], o2[k], model)
+            dist = _distances(g, q, d, p1, o1, p2, o2)
+            per_tilt = np.sqrt(np.mean(dist**2, axis=1))
+            new = per_tilt <= max(2.0, 3.0 * float(np.median(per_tilt)))
+            if not robust or np.array_equal(new, fitted) or new.sum() < 3:
+                break
+            fitted = new
+        notes.append(
+            f"alignments differ: {model} frame transform fitted over {g.shape[0]} points on "
+            f"{int(fitted.sum())} of {fitted.size} tilts"
+        )
+    dist = _distances(g, q, d, p1, o1, p2, o2)  # (T, m) tilt-image px
     rms = float(np.sqrt(np.mean(dist**2)))
     per_tilt = np.sqrt(np.mean(dist**2, axis=1))
     if rms > max_px:
@@ -348,6 +381,7 @@ def remap(
         residual_per_tilt_px=per_tilt,
         tilt_pairs=pairs,
         tilt_deg=np.asarray(src.alignment.tilt_deg)[pairs[:, 0]],
+        tilts_fitted=fitted,
         inside=inside,
         exact=exact,
         model="exact" if exact else model,
