@@ -38,6 +38,7 @@ __all__ = [
     "MODELS",
     "RemapResult",
     "fit_frame_transform",
+    "orientations_from_voxels",
     "orientations_to_voxels",
     "pair_tilts",
     "particles_to_voxels",
@@ -454,4 +455,15 @@ def orientations_to_voxels(matrices: Any, frame: str, rec: Reconstruction) -> ND
         if np.linalg.det(r.axes) < 0:
             out = out @ np.diag([1.0, 1.0, -1.0])
         return out
+    return m.copy()
+
+
+def orientations_from_voxels(matrices: Any, frame: str, rec: Reconstruction) -> NDArray[np.float64]:
+    """Inverse of :func:`orientations_to_voxels`."""
+    m = as_rotation_matrices(matrices, "matrices")
+    r = _rec(rec, "rec")
+    if frame == "relion_centered_a" and not np.array_equal(r.axes, np.eye(3)):
+        if np.linalg.det(r.axes) < 0:
+            m = m @ np.diag([1.0, 1.0, -1.0])
+        return np.einsum("ij,njk->nik", r.axes, m)
     return m.copy()
