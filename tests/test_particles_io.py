@@ -153,6 +153,17 @@ def test_write_read_round_trip(tmp_path, form):
     write_particles(path, form, c, tomo_names=names, force=True, **kw)
 
 
+def test_copick_translation_is_added(tmp_path):
+    t = np.eye(4)
+    t[:3, 3] = [10.0, -20.0, 5.0]
+    doc = {
+        "points": [{"location": {"x": 100.0, "y": 200.0, "z": 50.0}, "transformation_": t.tolist()}]
+    }
+    p = tmp_path / "picks.json"
+    p.write_text(json.dumps(doc))
+    assert read_particles(p).coordinates.tolist() == [[110.0, 180.0, 55.0]]
+
+
 def test_model2point_text(tmp_path):
     p = tmp_path / "pts.txt"
     p.write_text("   1   2   10.50   20.50   3.00\n   1   2   11.50   21.50   4.00\n")

@@ -418,8 +418,12 @@ def read_copick_picks(path: str | os.PathLike[str]) -> Particles:
             locs.append([float(loc["x"]), float(loc["y"]), float(loc["z"])])
         except (KeyError, TypeError, ValueError):
             raise FileFormatError(f"{p}: points[{i}] has no location x/y/z") from None
-        t = q.get("transformation_")
-        mats.append(np.eye(3) if t is None else np.asarray(t, dtype=np.float64)[:3, :3])
+        t = np.eye(4) if q.get("transformation_") is None else q["transformation_"]
+        t = np.asarray(t, dtype=np.float64)
+        if t.shape != (4, 4):
+            raise FileFormatError(f"{p}: points[{i}].transformation_ is not 4x4")
+        mats.append(t[:3, :3])
+        locs[-1] = [locs[-1][k] + float(t[k, 3]) for k in range(3)]  # centre = location + t
     meta = {k: doc.get(k) for k in ("pickable_object_name", "user_id", "session_id", "run_name")}
     if doc.get("unit", "angstrom") != "angstrom":
         raise FileFormatError(f"{p}: unit {doc.get('unit')!r}; expected 'angstrom'")

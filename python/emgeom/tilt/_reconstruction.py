@@ -377,9 +377,14 @@ class Reconstruction:
 
     def inside(self, voxels: Any) -> NDArray[np.bool_]:
         """Whether each voxel coordinate lies in the volume (``−0.5 ≤ v < N − 0.5``)."""
-        v = as_vectors(voxels, "voxels", 3, max_abs=1e12)
-        n = np.array(self.volume_shape, dtype=np.float64)
-        return np.asarray(np.all((v >= -0.5) & (v < n - 0.5), axis=1))
+        if not (isinstance(voxels, np.ndarray) and voxels.ndim == 2 and voxels.shape[1] == 3):
+            voxels = as_vectors(voxels, "voxels", 3, max_abs=1e12)
+        ok = np.ones(voxels.shape[0], dtype=bool)
+        for k, n in enumerate(self.volume_shape):
+            col = voxels[:, k]
+            ok &= col >= -0.5
+            ok &= col < n - 0.5
+        return ok
 
     # ------------------------------------------------------------------ conversions
     def with_program(

@@ -102,8 +102,17 @@ def as_rotation_matrices(value: Any, name: str = "matrices") -> NDArray[np.float
         raise ShapeError(f"{name}: expected shape (N, 3, 3), got shape {arr.shape}")
     arr = np.ascontiguousarray(as_vectors(arr.reshape(-1, 9), name, 9).reshape(-1, 3, 3))
     if arr.shape[0]:
-        err = np.abs(np.einsum("nji,njk->nik", arr, arr) - np.eye(3)).max()
-        det = np.linalg.det(arr)
+        # MᵀM − I and det M from the nine entries (batched 3×3 matmul is 20× slower)
+        a, b, c, d, e, f, g, h, i = (np.ascontiguousarray(v) for v in arr.reshape(-1, 9).T)
+        err = max(
+            float(np.abs(a * a + d * d + g * g - 1).max()),
+            float(np.abs(b * b + e * e + h * h - 1).max()),
+            float(np.abs(c * c + f * f + i * i - 1).max()),
+            float(np.abs(a * b + d * e + g * h).max()),
+            float(np.abs(a * c + d * f + g * i).max()),
+            float(np.abs(b * c + e * f + h * i).max()),
+        )
+        det = a * (e * i - f * h) - b * (d * i - f * g) + c * (d * h - e * g)
         if err > ORTHO_TOL or np.any(det < 0):
             raise InvalidValueError(
                 f"{name}: expected proper rotation matrices (MᵀM = I within {ORTHO_TOL:g}, "
