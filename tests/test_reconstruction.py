@@ -222,6 +222,14 @@ def test_from_warp_needs_a_volume():
     )
     np.testing.assert_allclose(rec.centre_vox, [256.0, 256.0, 94.0], atol=1e-9)
     assert rec.program == "warp"
+    # the session's .settings: Tomo 4096 x 4096 x 2000 at 1.54 A
+    settings = shared_file("cryoet_alignment", "tests", "data", "warp", "test.settings")
+    rec = Reconstruction.from_warp(
+        xml, image_shape=(4096, 4096), voxel_size_a=12.32, settings=settings
+    )
+    assert rec.volume_shape == (512, 512, 250)
+    np.testing.assert_allclose(rec.full_shape, [4096, 4096, 2000])
+    np.testing.assert_allclose(rec.centre_vox, [256.0, 256.0, 125.0], atol=1e-9)
 
 
 # ---------------------------------------------------------------------------- portal

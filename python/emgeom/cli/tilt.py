@@ -291,8 +291,9 @@ _REC_PROGRAMS = ("relion5", "imod", "warp", "aretomo3", "portal")
 _SPEC_HELP = (
     "PROGRAM:FILE[,FILE2][,key=value...] with PROGRAM relion5 (tomograms.star; tomo=, image=, "
     "binning=), imod (tilt.com[,TS.rec]; pixel=, image=, rotation=rotx|none|flipyz, tlt=, xf=, "
-    "xtilt=), warp (TS.xml; image=, voxel=, volume=, full=), aretomo3 (TS.aln; pixel=, vol_z=, "
-    "at_bin=, volume=, flip=0|1) or portal (alignment or run JSON; tomogram=, volume=). "
+    "xtilt=), warp (TS.xml; image=, voxel=, volume=, full= or settings=), "
+    "aretomo3 (TS.aln; pixel=, vol_z=, at_bin=, volume=, flip=0|1) "
+    "or portal (alignment or run JSON; tomogram=, volume=). "
     "Sizes are NXxNY[xNZ]; full= is Warp's VolumeDimensionsPhysical in Å."
 )
 
@@ -369,7 +370,12 @@ def _reconstruction(spec: str, option: str) -> Any:
             raise InvalidValueError(f"{option}: warp needs image=NXxNY (tilt-image size)")
         full = _dims(kv.pop("full"), 3, f"{option} full=") if "full" in kv else None
         rec = Reconstruction.from_warp(
-            path, image_shape=img, voxel_size_a=vs, volume_shape=volume(), full_shape_a=full
+            path,
+            image_shape=img,
+            voxel_size_a=vs,
+            volume_shape=volume(),
+            full_shape_a=full,
+            settings=kv.pop("settings", None),
         )
     elif prog == "aretomo3":
         px = num("pixel")
@@ -464,6 +470,9 @@ def remap_cmd(
             raise InvalidValueError(f"{o}: already exists; pass --force to overwrite")
     src = _reconstruction(from_, "--from")
     table = read_particles(picks, picks_format, coords_angpix=coords_angpix)
+    if tomo is None and table.tomo_names is not None and len(set(table.tomo_names)) > 1:
+        # default: the tomogram named in a relion5 --from spec (tomo=...)
+        tomo = next((p[5:] for p in from_.split(",") if p.startswith("tomo=")), None)
     if tomo is not None:
         table = table.select(tomo)
     elif table.tomo_names is not None and len(set(table.tomo_names)) > 1:

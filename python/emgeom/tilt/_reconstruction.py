@@ -48,7 +48,7 @@ from typing import Any
 import numpy as np
 from numpy.typing import NDArray
 
-from emgeom._validate import as_float, as_shape2, as_vectors, describe
+from emgeom._validate import as_float, as_shape2, as_vectors, describe, require
 from emgeom.errors import (
     FileFormatError,
     InvalidTypeError,
@@ -61,6 +61,7 @@ from emgeom.io.imod import read_imod
 from emgeom.io.imod_tilt_com import read_tilt_com
 from emgeom.io.portal import read_portal_alignment, read_portal_tomograms
 from emgeom.io.relion_tomo import read_relion
+from emgeom.io.warp_settings import read_warp_settings
 from emgeom.io.warp_xml import read_warp
 from emgeom.tilt._geometry import TiltGeometry
 
@@ -473,8 +474,7 @@ class Reconstruction:
         ``int(W/2)/b`` (``reconstruct_tomogram.cpp``, module docstring). ``image_shape``
         ``(ny, nx)`` of the tilt images places RELION's ``int(n/2)`` image centre.
         """
-        import starfile
-
+        starfile = require("starfile", "star")
         path = Path(tomograms_star)
         shape2 = None if image_shape is None else as_shape2(image_shape, "image_shape")
         g = read_relion(path, tomo_name, project_dir=project_dir, image_shape=shape2)
@@ -510,14 +510,19 @@ class Reconstruction:
         voxel_size_a: float,
         volume_shape: Sequence[int] | None = None,
         full_shape_a: Sequence[float] | None = None,
+        settings: str | os.PathLike[str] | None = None,
     ) -> Reconstruction:
         """A Warp/WarpTools tomogram: the tilt-series XML plus the reconstruction settings.
 
-        ``full_shape_a``: ``VolumeDimensionsPhysical`` (Å; default from the XML or
-        ``volume_shape · voxel_size_a``); ``volume_shape`` default ``round(full / voxel)``.
-        Centres ``VolumeDimensionsPhysical/2`` and ``ImageDimensionsPhysical/2``.
+        ``full_shape_a``: ``VolumeDimensionsPhysical`` (Å); default from ``settings`` (the
+        session's ``.settings``: Tomo Dimensions × PixelSize), the XML, or
+        ``volume_shape · voxel_size_a``. ``volume_shape`` default ``round(full / voxel)``
+        (give the tomogram header's size when it differs). Centres
+        ``VolumeDimensionsPhysical/2`` and ``ImageDimensionsPhysical/2``.
         """
         g = read_warp(xml)
+        if full_shape_a is None and settings is not None:
+            full_shape_a = read_warp_settings(settings)["volume_dimensions_a"]  # type: ignore[assignment]
         px = g.pixel_size_a
         if px is None:
             raise FileFormatError(f"{xml}: no CTF PixelSize in the Warp XML")
