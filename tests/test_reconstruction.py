@@ -91,6 +91,27 @@ def test_from_imod_tilt_com_with_subset_and_binning(tmp_path):
         read_tilt_com(tmp_path / "missing.com")
 
 
+def test_imod_shift_follows_tilt_adjust_origin(tmp_path):
+    """tilt.f90 AdjustOrigin: origx -= delta*(nx/2 - iwide/2 - xoffset), origy =
+    delta*(ithick/2 + yoffset): with SHIFT 8 -12 at IMAGEBINNED 4 the tilt axis sits 2 output
+    voxels right of the centre and the specimen centre at row centre - 3 of tilt's (x, z, y)
+    output, i.e. 3 voxels above the centre (+z) once rotated by trimvol -rx."""
+    tlt = tmp_path / "a.tlt"
+    tlt.write_text("-30\n0\n30\n")
+    com = tmp_path / "tilt.com"
+    base = "$tilt -StandardInput\nIMAGEBINNED 4\nTHICKNESS 400\nFULLIMAGE 400 800\nTILTFILE a.tlt\n"
+    com.write_text(base + "SHIFT 8 -12\n")
+    raw = Reconstruction.from_imod(com, pixel_size_a=1.0, rotation="none")
+    rot = Reconstruction.from_imod(com, pixel_size_a=1.0)
+    com.write_text(base + "SHIFT 0 0\n")
+    raw0 = Reconstruction.from_imod(com, pixel_size_a=1.0, rotation="none")
+    assert raw.volume_shape == (100, 100, 200)
+    np.testing.assert_allclose(raw.centre_vox - raw0.centre_vox, [2.0, -3.0, 0.0])
+    # the same physical point, in the rotated volume: canonical z = -(row - centre)
+    np.testing.assert_allclose(rot.centre_vox - raw0.centre_vox[[0, 2, 1]], [2.0, 0.0, 3.0])
+    assert any("SHIFT" in n for n in raw.notes)
+
+
 def test_imod_reconstruction_reproduces_tilt_f90_projection():
     """tilt.f90 projects a voxel of its output slice to xproj = x cos(b) + zz sin(b)... with
     z = -zz (slices upside down, io/imod.py notes): for a rotx volume, canonical z = +file z."""

@@ -573,7 +573,7 @@ _centre_entry(
             "xcen = nxb/2. + xtrans + 0.5 (1-based); 'scale dimensions down by binning'",
         ),
     ),
-    notes="SHIFT signs follow the tilt man page text, not re-derived from tilt.f90",
+    notes="SHIFT signs from tilt.f90's AdjustOrigin header origin (origx, origy)",
 )
 _centre_entry(
     "centre-imod-model",

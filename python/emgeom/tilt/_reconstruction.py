@@ -691,16 +691,22 @@ class Reconstruction:
         nx_b, ny_b = math.ceil(fx / b), math.ceil(fy / b)
         thick_b = max(1, int(float(com.get("THICKNESS", 1)) / b))
         # centre in canonical voxel axes (x, y, z), binned: tilt.f90 centres the slice on the
-        # full aligned image (SUBSETSTART) and moves it by SHIFT (x, z)
+        # full aligned image (SUBSETSTART) and moves it by SHIFT (x, z). Signs from tilt.f90's
+        # AdjustOrigin header: origx -= delta·(nx/2 − iwide/2 − xoffset) (tilt axis at output
+        # x = iwide/2 + xoffset) and origy = delta·(ithick/2 + yoffset) (specimen z = 0 at
+        # row ithick/2 + yoffset of tilt's (x, z, y) output, whose rows run along −z)
         c_can = np.array(
             [
                 centre_of("geometric", nx_b) - sub[0] / b + shift[0] / b,
                 centre_of("geometric", ny_b) - sub[1] / b,
-                centre_of("geometric", thick_b) + shift[1] / b,
+                centre_of("geometric", thick_b) - shift[1] / b,
             ]
         )
         if shift != (0.0, 0.0) and shift != (0, 0):
-            notes.append("SHIFT sign: positive moves the reconstruction to +x / +z (tilt man page)")
+            notes.append(
+                f"SHIFT {shift}: tilt axis at x = centre + SHIFTx, specimen centre at "
+                "tilt's output row centre + SHIFTz (tilt.f90 AdjustOrigin)"
+            )
         axes = _IMOD_ROTATIONS.get(rotation)
         if axes is None:
             raise UnknownConventionError(
