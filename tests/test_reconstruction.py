@@ -352,3 +352,32 @@ def test_portal_10445_goldens(expected):
     np.testing.assert_allclose(g.axis_deg, aln.axis_deg, atol=1e-9)
     np.testing.assert_allclose(g.shifts_a, aln.shifts_a, atol=1e-9)
     assert g.axis_deg[0] == pytest.approx(e["ingestion draft"]["tilt_axis"], abs=1e-4)
+
+
+def test_small_geometry_goldens(expected):
+    """rawtlt angles, Warp 00254 (41 tilts, -60.01 deg), WarpTools Position_16_3 |x_tilt| < 1,
+    Warp settings (1.54 A, 4096 x 4096 x 2000)."""
+    from emgeom.io.imod import read_tlt
+    from emgeom.io.warp_settings import read_warp_settings
+    from emgeom.io.warp_xml import read_warp
+
+    e = expected["cryoet_alignment_0.2.0"]
+    assert (
+        read_tlt(shared_file(*SDIST, "test.rawtlt")).tolist()
+        == e["imod_rawtlt"]["expect"]["angles"]
+    )
+    w = read_warp(shared_file(*SDIST, "warp", "00254.xml"))  # UTF-8 BOM
+    ex = e["warp_xml_00254"]["expect"]
+    assert w.n_tilts == ex["n_tilts"]
+    assert -w.tilt_deg.max() == pytest.approx(ex["min Angle"])  # Warp Angle = -theta
+    star = shared_file("cryoet_alignment", "tests", "data", "relion", "matching_tomograms.star")
+    rec = Reconstruction.from_relion(
+        star, "24jul16a_Position_16_3.tomostar", image_shape=(4096, 4096), binning=1
+    )
+    assert np.abs(rec.alignment.x_tilt_deg).max() < 1.0
+    s = read_warp_settings(
+        shared_file("cryoet_alignment", "tests", "data", "warp", "test.settings")
+    )
+    es = expected["cryoet_alignment_cets_branch"]["warp_settings"]["expect"]
+    assert s["pixel_size_a"] == es["pixel_size_a"]
+    assert list(s["tomo_dims_px"]) == es["tomo_dims_px"]
