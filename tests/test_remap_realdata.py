@@ -11,7 +11,7 @@ import pytest
 from scipy.optimize import least_squares
 from scipy.spatial.transform import Rotation
 
-from emgeom.errors import ImplausibleValueWarning, LossyConversionWarning
+from emgeom.errors import ImplausibleValueWarning, InvalidValueError, LossyConversionWarning
 from emgeom.io.imod import read_imod
 from emgeom.io.particles import read_particles
 from emgeom.tilt import Reconstruction, remap
@@ -169,3 +169,12 @@ def test_portal_picks_into_a_mirrored_volume_warn():
         warnings.simplefilter("error", LossyConversionWarning)
         with pytest.raises(LossyConversionWarning, match="mirror"):
             remap(v, rec, flipped, matrices=picks.matrices)
+
+
+def test_a_tomogram_of_another_tilt_series_is_refused():
+    """Position_16_3 (Warp) against portal run 10445 (AreTomo3): same pixel, 31 tilts at 3 deg,
+    different specimen and alignment -> the projection models cannot be reconciled."""
+    warp, _ = position_16_3()
+    other, _ = portal()
+    with pytest.raises(InvalidValueError, match="disagree by"):
+        remap([[10.0, 20.0, 30.0]], warp, other)
