@@ -381,3 +381,25 @@ def test_small_geometry_goldens(expected):
     es = expected["cryoet_alignment_cets_branch"]["warp_settings"]["expect"]
     assert s["pixel_size_a"] == es["pixel_size_a"]
     assert list(s["tomo_dims_px"]) == es["tomo_dims_px"]
+
+
+def test_from_imod_reads_the_rec_header(tmp_path):
+    import mrcfile
+
+    (tmp_path / "a.tlt").write_text("-30\n0\n30\n")
+    com = tmp_path / "tilt.com"
+    com.write_text(
+        "$tilt -StandardInput\nIMAGEBINNED 4\nTHICKNESS 400\nFULLIMAGE 400 800\nTILTFILE a.tlt\n"
+    )
+    rec = tmp_path / "a.rec"
+    with mrcfile.new(rec) as m:
+        m.set_data(np.zeros((100, 200, 100), dtype=np.int8))  # (z, y, x): rotx layout
+        m.voxel_size = 6.0
+    r = Reconstruction.from_imod(com, rec)
+    assert r.volume_shape == (100, 200, 100) and r.pixel_size_a == 1.5 and r.voxel_size_a == 6.0
+    bad = tmp_path / "b.rec"
+    bad.write_bytes(b"not an mrc file at all" * 100)
+    with pytest.raises(FileFormatError, match="MRC"):
+        Reconstruction.from_imod(com, bad)
+    with pytest.raises(EmgeomFileError):
+        Reconstruction.from_imod(com, tmp_path / "missing.rec")
