@@ -9,6 +9,14 @@ import numpy as np
 import typer
 
 from emgeom.cli._common import echo_json
+from emgeom.cli._tilt_remap import (
+    SPEC_HELP,
+    reconstruction,
+    remap_plot,
+    source_picks,
+    target_report,
+    write_remapped,
+)
 from emgeom.errors import InvalidValueError
 
 app = typer.Typer(
@@ -286,129 +294,11 @@ app.command("check-hand")(_hand.check_hand_cmd)
 app.command("audit")(_hand.audit_cmd)
 
 
-# ---------------------------------------------------------------------------- remap
-_REC_PROGRAMS = ("relion5", "imod", "warp", "aretomo3", "portal")
-_SPEC_HELP = (
-    "PROGRAM:FILE[,FILE2][,key=value...] with PROGRAM relion5 (tomograms.star; tomo=, image=, "
-    "binning=), imod (tilt.com[,TS.rec]; pixel=, image=, rotation=rotx|none|flipyz, tlt=, xf=, "
-    "xtilt=), warp (TS.xml; image=, voxel=, volume=, full= or settings=), "
-    "aretomo3 (TS.aln; pixel=, vol_z=, at_bin=, volume=, flip=0|1) "
-    "or portal (alignment or run JSON; tomogram=, volume=). "
-    "Sizes are NXxNY[xNZ]; full= is Warp's VolumeDimensionsPhysical in Å."
-)
-
-
-def _dims(text: str, n: int, key: str) -> tuple[float, ...]:
-    try:
-        vals = tuple(float(v) for v in text.lower().split("x"))
-    except ValueError:
-        vals = ()
-    if len(vals) != n:
-        raise InvalidValueError(
-            f"{key}: expected {n} sizes like {'x'.join(['4096'] * n)}, got {text!r}"
-        )
-    return vals
-
-
-def _reconstruction(spec: str, option: str) -> Any:
-    """A :class:`~emgeom.tilt.Reconstruction` from ``PROGRAM:FILE[,FILE][,key=value]``."""
-    from emgeom.tilt import Reconstruction
-
-    prog, sep, rest = spec.partition(":")
-    prog = prog.lower().replace("-", "")
-    prog = {"relion": "relion5", "aretomo": "aretomo3"}.get(prog, prog)
-    if not sep or prog not in _REC_PROGRAMS or not rest:
-        raise InvalidValueError(f"{option}: expected {_SPEC_HELP.split(' with ')[0]}, got {spec!r}")
-    files = [p for p in rest.split(",") if p and "=" not in p]
-    kv = dict(p.split("=", 1) for p in rest.split(",") if "=" in p)
-    if not files:
-        raise InvalidValueError(f"{option}: no file in {spec!r}")
-    path = Path(files[0])
-
-    def num(key: str) -> float | None:
-        if key not in kv:
-            return None
-        try:
-            return float(kv.pop(key))
-        except ValueError:
-            raise InvalidValueError(f"{option}: {key}= expects a number in {spec!r}") from None
-
-    def image() -> tuple[int, int] | None:
-        if "image" not in kv:
-            return None
-        nx, ny = _dims(kv.pop("image"), 2, f"{option} image=")
-        return int(ny), int(nx)
-
-    def volume() -> tuple[int, int, int] | None:
-        if "volume" not in kv:
-            return None
-        v = _dims(kv.pop("volume"), 3, f"{option} volume=")
-        return int(v[0]), int(v[1]), int(v[2])
-
-    if prog == "relion5":
-        rec = Reconstruction.from_relion(
-            path, kv.pop("tomo", None), image_shape=image(), binning=num("binning")
-        )
-    elif prog == "imod":
-        rot = kv.pop("rotation", "rotx")
-        rec = Reconstruction.from_imod(
-            path,
-            files[1] if len(files) > 1 else None,
-            pixel_size_a=num("pixel"),
-            image_shape=image(),
-            rotation=rot,
-            tlt=kv.pop("tlt", None),
-            xf=kv.pop("xf", None),
-            xtilt=kv.pop("xtilt", None),
-        )
-    elif prog == "warp":
-        vs = num("voxel")
-        if vs is None:
-            raise InvalidValueError(f"{option}: warp needs voxel=<tomogram voxel size in Å>")
-        img = image()
-        if img is None:
-            raise InvalidValueError(f"{option}: warp needs image=NXxNY (tilt-image size)")
-        full = _dims(kv.pop("full"), 3, f"{option} full=") if "full" in kv else None
-        rec = Reconstruction.from_warp(
-            path,
-            image_shape=img,
-            voxel_size_a=vs,
-            volume_shape=volume(),
-            full_shape_a=full,
-            settings=kv.pop("settings", None),
-        )
-    elif prog == "aretomo3":
-        px = num("pixel")
-        if px is None:
-            raise InvalidValueError(f"{option}: aretomo3 needs pixel=<tilt-series pixel in Å>")
-        vz = num("vol_z")
-        rec = Reconstruction.from_aretomo(
-            path,
-            pixel_size_a=px,
-            volume_shape=volume(),
-            vol_z=None if vz is None else int(vz),
-            at_bin=num("at_bin") or 1.0,
-            flip_volume=kv.pop("flip", "1") not in ("0", "false", "no"),
-        )
-    else:
-        tid = num("tomogram")
-        rec = Reconstruction.from_portal(
-            path,
-            tomogram=None if tid is None else int(tid),
-            volume_shape=volume(),
-            image_shape=image(),
-            pixel_size_a=num("pixel"),
-        )
-    if kv:
-        raise InvalidValueError(f"{option}: unknown keys {sorted(kv)} for {prog} in {spec!r}")
-    return rec
-
-
 @app.command("remap")
 def remap_cmd(
     picks: Annotated[Path, typer.Argument(help="Particle table: .star, .mod/.txt, .json, .ndjson")],
     from_: Annotated[
-        str | None, typer.Option("--from", help="Source reconstruction: " + _SPEC_HELP)
+        str | None, typer.Option("--from", help="Source reconstruction: " + SPEC_HELP)
     ] = None,
     to: Annotated[
         list[str] | None, typer.Option("--to", help="Target reconstruction(s), same form.")
@@ -450,14 +340,8 @@ def remap_cmd(
     """
     import warnings
 
-    from emgeom.io.particles import FORMAT_FRAMES, guess_format, read_particles, write_particles
-    from emgeom.tilt._remap import (
-        orientations_from_voxels,
-        orientations_to_voxels,
-        particles_to_voxels,
-        remap,
-        voxels_to_particles,
-    )
+    from emgeom.errors import OutputExistsError
+    from emgeom.tilt._remap import remap
 
     to = to or []
     output = output or []
@@ -467,26 +351,13 @@ def remap_cmd(
         raise InvalidValueError(f"--to/-o: give one -o per --to ({len(to)} --to, {len(output)} -o)")
     for o in output:
         if o.exists() and not force:
-            raise InvalidValueError(f"{o}: already exists; pass --force to overwrite")
-    src = _reconstruction(from_, "--from")
-    table = read_particles(picks, picks_format, coords_angpix=coords_angpix)
-    if tomo is None and table.tomo_names is not None and len(set(table.tomo_names)) > 1:
-        # default: the tomogram named in a relion5 --from spec (tomo=...)
-        tomo = next((p[5:] for p in from_.split(",") if p.startswith("tomo=")), None)
-    if tomo is not None:
-        table = table.select(tomo)
-    elif table.tomo_names is not None and len(set(table.tomo_names)) > 1:
-        raise InvalidValueError(
-            f"--tomo: {picks} holds picks of {sorted(set(table.tomo_names))}; choose one"
-        )
-    vox = particles_to_voxels(table.coordinates, table.frame, src)
-    mats = None
-    if table.matrices is not None:
-        mats = orientations_to_voxels(table.matrices, table.frame, src)
+            raise OutputExistsError(f"{o}: already exists; pass --force to overwrite")
+    src = reconstruction(from_, "--from")
+    table, vox, mats = source_picks(picks, picks_format, coords_angpix, tomo, from_, src)
     report: dict[str, Any] = {"picks": str(picks), "n": len(table), "source": src.summary()}
     results = []
     for spec, out in zip(to, output, strict=True):
-        tgt = _reconstruction(spec, "--to")
+        tgt = reconstruction(spec, "--to")
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always")
             r = remap(
@@ -498,97 +369,10 @@ def remap_cmd(
                 robust=robust,
                 max_residual_px=max_residual,
             )
-        form = (out_format or guess_format(out)).lower()
-        form = "relion5" if form == "relion" else form
-        if form == "relion5" and out_format is None and tgt.program != "relion5":
-            form = "warp"  # a .star for a non-RELION tomogram: voxel coordinates (Warp style)
-        frame = FORMAT_FRAMES[form]
-        coords = voxels_to_particles(r.points, frame, tgt)
-        m_out = None if r.matrices is None else orientations_from_voxels(r.matrices, frame, tgt)
-        names = table.tomo_names
-        if names is None and form in ("relion5", "warp"):
-            names = [out.stem] * len(table)
-        pixel = tgt.pixel_size_a if form == "relion5" else tgt.voxel_size_a
-        write_particles(
-            out,
-            form,
-            coords,
-            matrices=None if form == "imod" else m_out,
-            tomo_names=names,
-            pixel_size_a=pixel,
-            force=force,
-        )
+        form = write_remapped(out, out_format, table, tgt, r, force)
         if plot is not None:
-            _remap_plot(
-                plot if len(to) == 1 else plot.with_stem(f"{plot.stem}_{out.stem}"),
-                src,
-                tgt,
-                vox,
-                r,
-                force,
-            )
-        results.append(
-            {
-                "target": tgt.summary(),
-                "written": str(out),
-                "format": form,
-                "exact": r.exact,
-                "model": r.model,
-                "residual_px": r.residual_px,
-                "residual_max_px": r.residual_max_px,
-                "per_tilt": [
-                    {"tilt_deg": float(t), "rms_px": float(e), "fitted": bool(f)}
-                    for t, e, f in zip(
-                        r.tilt_deg, r.residual_per_tilt_px, r.tilts_fitted, strict=True
-                    )
-                ],
-                "n_outside": r.n_outside,
-                "transform": r.transform,
-                "warnings": [str(w.message) for w in caught],
-                "notes": list(r.notes),
-            }
-        )
+            stem = plot if len(to) == 1 else plot.with_stem(f"{plot.stem}_{out.stem}")
+            remap_plot(stem, src, tgt, vox, r, force)
+        results.append(target_report(tgt, out, form, r, caught))
     report["targets"] = results
     echo_json(report)
-
-
-def _remap_plot(path: Path, src: Any, tgt: Any, vox: Any, r: Any, force: bool) -> None:
-    """Picks projected on the most tilted paired tilt: source model vs target model."""
-    from emgeom._validate import require
-    from emgeom.io._atomic import atomic_output
-
-    require("matplotlib", "plot")
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    k = int(np.argmax(np.abs(r.tilt_deg)))
-    i, j = r.tilt_pairs[k]
-    before = src.project(vox)[i]
-    after = tgt.project(r.points)[j]
-    fig, ax = plt.subplots(figsize=(6, 6))
-    ax.scatter(
-        before[:, 0],
-        before[:, 1],
-        s=30,
-        facecolors="none",
-        edgecolors="C0",
-        label=f"source ({src.program})",
-    )
-    ax.scatter(after[:, 0], after[:, 1], s=8, color="C3", label=f"mapped ({tgt.program})")
-    if src.image_shape is not None:
-        ny, nx = src.image_shape
-        ax.set_xlim(-0.5, nx - 0.5)
-        ax.set_ylim(ny - 0.5, -0.5)
-    ax.set_aspect("equal")
-    ax.set_xlabel("x (raw tilt-image px)")
-    ax.set_ylabel("y (raw tilt-image px)")
-    ax.set_title(
-        f"tilt {r.tilt_deg[k]:.1f}°: rms {r.residual_per_tilt_px[k]:.3g} px "
-        f"(all tilts {r.residual_px:.3g} px)"
-    )
-    ax.legend(loc="upper right")
-    with atomic_output(path, force=force) as tmp:
-        fig.savefig(tmp, format="png", dpi=100)
-    plt.close(fig)

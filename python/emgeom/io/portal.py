@@ -135,6 +135,28 @@ def read_portal_alignment(
         px = float(doc["pixel_spacing"])
     if px is None and np.any(off != 0):
         raise InvalidValueError("pixel_size_a: needed to convert the portal x/y_offset (pixels)")
+    facts = _volume_facts(meta, doc, rows, p)
+    g = TiltGeometry(
+        tilt,
+        axis,
+        np.zeros(n),
+        x_tilt_deg=xrot,
+        shifts_a=off * (px or 0.0),
+        hand=-1,
+        pixel_size_a=px,
+        source=f"portal:{p}",
+        notes=[
+            "portal alignment: theta = tilt_angle, psi = atan2(m10, m00) of in_plane_rotation, "
+            "s = (x_offset, y_offset) * pixel (AreTomo TX/TY), chi = volume_x_rotation",
+            "hand: h = -1 assumed (AreTomo3 convention); the portal does not record it",
+            "defocus: not in the alignment (zeros)",
+        ],
+    )
+    return g, facts
+
+
+def _volume_facts(meta: Mapping[str, Any], doc: Any, rows: list[Any], p: Path) -> dict[str, Any]:
+    """The volume facts of a portal alignment; undefined offsets and affines are refused."""
     affine = np.asarray(meta.get("affine_transformation_matrix", np.eye(4)), dtype=np.float64)
     vol_off = meta.get("volume_offset") or {}
     facts: dict[str, Any] = {
@@ -161,23 +183,7 @@ def read_portal_alignment(
             f"{p}: non-zero tilt_offset/x_rotation_offset ({facts['tilt_offset']}, "
             f"{facts['x_rotation_offset']}): refused (not specified)"
         )
-    g = TiltGeometry(
-        tilt,
-        axis,
-        np.zeros(n),
-        x_tilt_deg=xrot,
-        shifts_a=off * (px or 0.0),
-        hand=-1,
-        pixel_size_a=px,
-        source=f"portal:{p}",
-        notes=[
-            "portal alignment: theta = tilt_angle, psi = atan2(m10, m00) of in_plane_rotation, "
-            "s = (x_offset, y_offset) * pixel (AreTomo TX/TY), chi = volume_x_rotation",
-            "hand: h = -1 assumed (AreTomo3 convention); the portal does not record it",
-            "defocus: not in the alignment (zeros)",
-        ],
-    )
-    return g, facts
+    return facts
 
 
 class PortalTomogram:

@@ -318,6 +318,63 @@ def remap(
         raise InvalidValueError(
             f"matrices: {mats.shape[0]} matrices for {pts.shape[0]} points (one per point)"
         )
+    pairs = _checked_pairs(src, tgt, tilt_pairs, tolerance_deg)
+    q, d, exact, fitted, dist, notes = _frame_map(src, tgt, pairs, model, robust, ngrid)
+    rms = _judge_residual(dist, model, warn_px, max_px)
+    # voxel map: v2 = c2 + F2ᵀ·(Q·(L1 v1 + t1) + d)/vs2
+    l1, t1 = src.voxel_affine()
+    inv2 = tgt.axes.T / tgt.voxel_size_a
+    lin = inv2 @ q @ l1
+    off = inv2 @ (q @ t1 + d) + tgt.centre_vox
+    out = _affine(pts, lin, off)
+    vt = np.eye(4)
+    vt[:3, :3], vt[:3, 3] = lin, off
+    tt = np.eye(4)
+    tt[:3, :3], tt[:3, 3] = q, d
+    out_m = None if mats is None else _map_orientations(mats, src, tgt, q, notes)
+    inside = tgt.inside(out) if out.shape[0] else np.zeros(0, dtype=bool)
+    if out.shape[0] and not np.all(inside):
+        notes.append(f"{int(np.count_nonzero(~inside))} points fall outside the target volume")
+    return RemapResult(
+        points=out,
+        matrices=out_m,
+        transform=tt,
+        voxel_transform=vt,
+        residual_px=rms,
+        residual_max_px=float(dist.max()),
+        residual_per_tilt_px=np.sqrt(np.mean(dist**2, axis=1)),
+        tilt_pairs=pairs,
+        tilt_deg=np.asarray(src.alignment.tilt_deg)[pairs[:, 0]],
+        tilts_fitted=fitted,
+        inside=inside,
+        exact=exact,
+        model="exact" if exact else model,
+        notes=tuple(notes),
+    )
+
+
+def _judge_residual(dist: NDArray[np.float64], model: str, warn_px: float, max_px: float) -> float:
+    """RMS of the invariant; refused above ``max_px``, a warning above ``warn_px``."""
+    rms = float(np.sqrt(np.mean(dist**2)))
+    if rms > max_px:
+        raise InvalidValueError(
+            f"target: the two projection models disagree by {rms:.3g} px rms after the best "
+            f"{model} fit (> max_residual_px={max_px:g}); not the same tilt series, or wrong "
+            "pixel sizes / image sizes"
+        )
+    if rms > warn_px:
+        warnings.warn(
+            f"remap: projection residual {rms:.3g} px rms (max {dist.max():.3g} px) after the "
+            f"{model} fit: the mapping is only that good",
+            ImplausibleValueWarning,
+            stacklevel=3,
+        )
+    return rms
+
+
+def _checked_pairs(
+    src: Reconstruction, tgt: Reconstruction, tilt_pairs: Any, tolerance_deg: float
+) -> NDArray[np.int64]:
     if tilt_pairs is None:
         pairs = pair_tilts(src, tgt, tolerance_deg=tolerance_deg)
     else:
@@ -335,92 +392,69 @@ def remap(
             f"target: only {pairs.shape[0]} tilts pair with the source within {tolerance_deg}° "
             "(a different tilt series?); give tilt_pairs= or a larger tolerance_deg"
         )
+    return pairs
+
+
+def _frame_map(
+    src: Reconstruction,
+    tgt: Reconstruction,
+    pairs: NDArray[np.int64],
+    model: str,
+    robust: bool,
+    ngrid: int,
+) -> tuple[Any, ...]:
+    """``(Q, d, exact, tilts_fitted, distances (T, m) px, notes)`` of the alignment-frame map."""
     p1, o1 = src.projection_affine()
     p2, o2 = tgt.projection_affine()
     p1, o1, p2, o2 = p1[pairs[:, 0]], o1[pairs[:, 0]], p2[pairs[:, 1]], o2[pairs[:, 1]]
-    notes: list[str] = []
     exact = bool(
         np.allclose(p1, p2, rtol=0, atol=1e-12 / min(src.pixel_size_a, tgt.pixel_size_a))
         and np.max(np.abs(o1 - o2)) <= _EXACT_PX
     )
     g = _grid(src, ngrid)
+    fitted = np.ones(pairs.shape[0], dtype=bool)
     if exact:
         q, d = np.eye(3), np.zeros(3)
-        notes.append("same projection model: alignment frames identical (exact)")
-    fitted = np.ones(pairs.shape[0], dtype=bool)
-    if not exact:
+        notes = ["same projection model: alignment frames identical (exact)"]
+    else:
         for _ in range(10):
             k = fitted
             q, d = fit_frame_transform(g, p1[k], o1[k], p2[k], o2[k], model)
-            dist = _distances(g, q, d, p1, o1, p2, o2)
-            per_tilt = np.sqrt(np.mean(dist**2, axis=1))
+            per_tilt = np.sqrt(np.mean(_distances(g, q, d, p1, o1, p2, o2) ** 2, axis=1))
             new = per_tilt <= max(2.0, 3.0 * float(np.median(per_tilt)))
             if not robust or np.array_equal(new, fitted) or new.sum() < 3:
                 break
             fitted = new
-        notes.append(
+        notes = [
             f"alignments differ: {model} frame transform fitted over {g.shape[0]} points on "
             f"{int(fitted.sum())} of {fitted.size} tilts"
-        )
-    dist = _distances(g, q, d, p1, o1, p2, o2)  # (T, m) tilt-image px
-    rms = float(np.sqrt(np.mean(dist**2)))
-    per_tilt = np.sqrt(np.mean(dist**2, axis=1))
-    if rms > max_px:
-        raise InvalidValueError(
-            f"target: the two projection models disagree by {rms:.3g} px rms after the best "
-            f"{model} fit (> max_residual_px={max_px:g}); not the same tilt series, or wrong "
-            "pixel sizes / image sizes"
-        )
-    if rms > warn_px:
+        ]
+    return q, d, exact, fitted, _distances(g, q, d, p1, o1, p2, o2), notes
+
+
+def _map_orientations(
+    mats: NDArray[np.float64],
+    src: Reconstruction,
+    tgt: Reconstruction,
+    q: NDArray[np.float64],
+    notes: list[str],
+) -> NDArray[np.float64]:
+    """Rotate particle → source-file matrices into the target file axes (polar part of the
+    frame map); a mirror returns them for the z-mirrored reference, with a warning.
+    """
+    u, _, vh = np.linalg.svd(tgt.axes.T @ q @ src.axes)
+    rot = u @ vh
+    out = np.matmul(rot, mats)
+    if np.linalg.det(rot) < 0:
+        out = out @ np.diag([1.0, 1.0, -1.0])
         warnings.warn(
-            f"remap: projection residual {rms:.3g} px rms (max {dist.max():.3g} px) after the "
-            f"{model} fit: the mapping is only that good",
-            ImplausibleValueWarning,
-            stacklevel=2,
+            "remap: the target volume is a mirror image of the source; orientations are "
+            "returned for the reference mirrored in its z (M·diag(1, 1, -1))",
+            LossyConversionWarning,
+            stacklevel=3,
         )
-    # voxel map: v2 = c2 + F2ᵀ·(Q·(L1 v1 + t1) + d)/vs2
-    l1, t1 = src.voxel_affine()
-    inv2 = tgt.axes.T / tgt.voxel_size_a
-    lin = inv2 @ q @ l1
-    off = inv2 @ (q @ t1 + d) + tgt.centre_vox
-    out = _affine(pts, lin, off)
-    vt = np.eye(4)
-    vt[:3, :3], vt[:3, 3] = lin, off
-    tt = np.eye(4)
-    tt[:3, :3], tt[:3, 3] = q, d
-    out_m = None
-    if mats is not None:
-        u, _, vh = np.linalg.svd(tgt.axes.T @ q @ src.axes)
-        rot = u @ vh
-        out_m = np.matmul(rot, mats)
-        if np.linalg.det(rot) < 0:
-            out_m = out_m @ np.diag([1.0, 1.0, -1.0])
-            warnings.warn(
-                "remap: the target volume is a mirror image of the source; orientations are "
-                "returned for the reference mirrored in its z (M·diag(1, 1, -1))",
-                LossyConversionWarning,
-                stacklevel=2,
-            )
-            notes.append("mirror: orientations for the z-mirrored reference")
-    inside = tgt.inside(out) if out.shape[0] else np.zeros(0, dtype=bool)
-    if out.shape[0] and not np.all(inside):
-        notes.append(f"{int(np.count_nonzero(~inside))} points fall outside the target volume")
-    return RemapResult(
-        points=out,
-        matrices=out_m,
-        transform=tt,
-        voxel_transform=vt,
-        residual_px=rms,
-        residual_max_px=float(dist.max()),
-        residual_per_tilt_px=per_tilt,
-        tilt_pairs=pairs,
-        tilt_deg=np.asarray(src.alignment.tilt_deg)[pairs[:, 0]],
-        tilts_fitted=fitted,
-        inside=inside,
-        exact=exact,
-        model="exact" if exact else model,
-        notes=tuple(notes),
-    )
+        notes.append("mirror: orientations for the z-mirrored reference")
+    return np.asarray(out)
 
 
 # ---------------------------------------------------------------------------- particle frames
