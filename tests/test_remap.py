@@ -316,5 +316,16 @@ def test_mirror_orientation_warning():
 
 
 def test_public_names():
-    for name in ("Reconstruction", "RemapResult", "remap", "pair_tilts"):
-        assert hasattr(tilt, name)
+    for name in (
+        "Reconstruction",
+        "RemapResult",
+        "remap",
+        "pair_tilts",
+        "particles_to_voxels",
+        "voxels_to_particles",
+        "orientations_to_voxels",
+        "orientations_from_voxels",
+        "matrices_from_relion",
+        "relion_from_matrices",
+    ):
+        assert name in tilt.__all__ and callable(getattr(tilt, name))

@@ -54,7 +54,15 @@ if TYPE_CHECKING:  # the readers/writers import this package; load them lazily a
         samples_from_warp_movies,
     )
     from emgeom.tilt._reconstruction import Reconstruction
-    from emgeom.tilt._remap import RemapResult, pair_tilts, remap
+    from emgeom.tilt._remap import (
+        RemapResult,
+        orientations_from_voxels,
+        orientations_to_voxels,
+        pair_tilts,
+        particles_to_voxels,
+        remap,
+        voxels_to_particles,
+    )
     from emgeom.tilt._rotation import matrices_from_relion, relion_from_matrices
 
 __all__ = [
@@ -76,8 +84,11 @@ __all__ = [
     "check_hand",
     "load_source",
     "matrices_from_relion",
+    "orientations_from_voxels",
+    "orientations_to_voxels",
     "pair_tilts",
     "particle_defocus",
+    "particles_to_voxels",
     "predicted_slopes",
     "project",
     "read_aretomo",
@@ -93,6 +104,7 @@ __all__ = [
     "to_relion",
     "to_warp",
     "voxels_to_centered_a",
+    "voxels_to_particles",
 ]
 
 
@@ -139,6 +151,10 @@ _LAZY_TILT = {
     "RemapResult": "_remap",
     "remap": "_remap",
     "pair_tilts": "_remap",
+    "particles_to_voxels": "_remap",
+    "voxels_to_particles": "_remap",
+    "orientations_to_voxels": "_remap",
+    "orientations_from_voxels": "_remap",
     "matrices_from_relion": "_rotation",
     "relion_from_matrices": "_rotation",
 }
