@@ -316,3 +316,44 @@ def test_tables_through_every_pair_of_programs(tmp_path, a, b):
     assert np.abs(back.points - vox).max() < tol
     if "imod" not in (a, b):
         assert np.abs(back.matrices - mats).max() < 1e-5
+
+
+def test_relion5_origin_and_subtomogram_orientation(tmp_path):
+    """ParticleSet::getPosition / getMatrix3x3: position = centred - A_sub·origin, orientation
+    A_sub·A_particle."""
+    import pandas as pd
+    import starfile
+
+    rng = np.random.default_rng(11)
+    n = 6
+    c = rng.uniform(-500, 500, (n, 3))
+    origin = rng.uniform(-5, 5, (n, 3))
+    sub = np.stack(
+        [rng.uniform(-180, 180, n), rng.uniform(0, 180, n), rng.uniform(-180, 180, n)], 1
+    )
+    part = np.stack(
+        [rng.uniform(-180, 180, n), rng.uniform(0, 180, n), rng.uniform(-180, 180, n)], 1
+    )
+    df = pd.DataFrame(
+        {
+            "rlnTomoName": ["TS_01"] * n,
+            **{f"rlnCenteredCoordinate{a}Angst": c[:, i] for i, a in enumerate("XYZ")},
+            **{f"rlnOrigin{a}Angst": origin[:, i] for i, a in enumerate("XYZ")},
+            "rlnTomoSubtomogramRot": sub[:, 0],
+            "rlnTomoSubtomogramTilt": sub[:, 1],
+            "rlnTomoSubtomogramPsi": sub[:, 2],
+            "rlnAngleRot": part[:, 0],
+            "rlnAngleTilt": part[:, 1],
+            "rlnAnglePsi": part[:, 2],
+        }
+    )
+    p = tmp_path / "particles.star"
+    starfile.write({"particles": df}, p)
+    t = read_particles(p)
+    a_sub = matrices_from_relion(*sub.T)
+    a_part = matrices_from_relion(*part.T)
+    want = c - np.einsum("nij,nj->ni", a_sub, origin)
+    assert t.frame == "relion_centered_a"
+    assert np.abs(t.coordinates - want).max() < 1e-5
+    assert np.abs(t.matrices - a_sub @ a_part).max() < 1e-6
+    assert t.tomo_names == ["TS_01"] * n
