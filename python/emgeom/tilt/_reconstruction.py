@@ -206,8 +206,12 @@ class Reconstruction(ReconstructionGeometry):
 
         ``RawSize`` of the ``.aln`` is the raw image size; the volume is
         ``(nx/AtBin, ny/AtBin, VolZ/AtBin)`` (rounded down) unless ``volume_shape`` is given.
-        ``flip_volume=False`` (``-FlipVol 0``) stores the volume as ``(x, z, y)`` slices, taken
-        as the same axis rotation as IMOD's un-rotated output (see ``docs/remap.md``).
+        ``flip_volume=True`` is ``-FlipVol 1`` (the usual choice; the portal's AreTomo3
+        tomograms): AreTomo3 ``CAreTomoMain::mFlipVol`` turns its ``(x, z, y)`` slices into
+        ``(x, y, z)`` with new z = (rows − 1) − old row and new y = old z, the same rotation
+        as IMOD's ``clip rotx``. ``flip_volume=False`` is AreTomo3's own default
+        ``-FlipVol 0`` (``CAtInput``: ``m_iFlipVol = 0``): the ``(x, z, y)`` slices, laid out
+        as IMOD's un-rotated ``tilt`` output.
         """
         g = read_aretomo(aln, ctf=ctf, pixel_size_a=pixel_size_a)
         info = read_aln(aln)
