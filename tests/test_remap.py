@@ -276,6 +276,10 @@ def test_bad_input():
         remap([[1, 2]], src, src)
     with pytest.raises(InvalidValueError, match="points"):
         remap([[1, 2, np.nan]], src, src)
+    # the float64 fast path is checked row by row in the Rust kernel
+    with pytest.raises(InvalidValueError, match=r"points: row 1 .* voxels"):
+        remap(np.array([[1.0, 2, 3], [np.inf, 1, 1]]), src, src)
+    assert remap(np.zeros((0, 3)), src, src).points.shape == (0, 3)
     with pytest.raises(UnknownConventionError, match="model"):
         remap([[1, 2, 3]], src, src, model="spline")
     with pytest.raises(InvalidValueError, match="matrices"):

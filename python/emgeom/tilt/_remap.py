@@ -236,7 +236,8 @@ def _affine(
     try:
         _core.project_f64(pts, rows, out, n_threads=None)
     except InvalidValueError as exc:
-        raise InvalidValueError(str(exc).replace("positions_a", "points", 1)) from None
+        msg = str(exc).replace("positions_a", "points", 1).replace("±1e9 Å", "±1e9 voxels")
+        raise InvalidValueError(msg) from None
     return out.reshape(-1, 4)[:, :3]
 
 
