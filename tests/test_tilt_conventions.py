@@ -11,10 +11,20 @@ from emgeom import conventions, errors
 from emgeom.tilt import TiltGeometry, particle_defocus
 
 NAMES = {"warp", "relion5", "relion4", "imod", "aretomo3", "pytom"}
+CENTRES = {
+    "centre-relion5",
+    "centre-relion5-particles",
+    "centre-warp",
+    "centre-aretomo3",
+    "centre-imod",
+    "centre-imod-model",
+    "centre-portal",
+    "centre-copick",
+}
 
 
 def test_all_tilt_entries_registered():
-    assert set(conventions.names("tilt")) == NAMES
+    assert set(conventions.names("tilt")) == NAMES | CENTRES
     for n in NAMES:
         c = conventions.get("tilt", n)
         assert c.quantity == "tilt" and c.sources and c.to_canonical and c.from_canonical
@@ -120,3 +130,39 @@ def test_conventions_agree_on_defocus_of_a_particle():
             c["tilt_deg"], c["axis_deg"], 2e4, x_tilt_deg=c["x_tilt_deg"], hand=c["hand"]
         )
         np.testing.assert_allclose(particle_defocus(g, p, dtype=np.float64), ref, atol=1e-9)
+
+
+@pytest.mark.parametrize(
+    ("name", "n", "centre"),
+    [
+        ("centre-relion5", 4001, 2000.0),
+        ("centre-relion5", 4000, 2000.0),
+        ("centre-relion5-particles", 4001, 2000.5),
+        ("centre-warp", 4095, 2047.5),
+        ("centre-aretomo3", 1260, 630.0),
+        ("centre-imod", 4096, 2047.5),
+        ("centre-imod", 4095, 2047.0),
+        ("centre-imod-model", 100, 50.0),  # model units: voxel 49 centre at 49.5
+        ("centre-portal", 368, 184.0),
+        ("centre-copick", 1260, 630.0),
+    ],
+)
+def test_centre_entries(name, n, centre):
+    c = conventions.get("tilt", name)
+    assert c.to_canonical(centre, n) == {"offset": 0.0}
+    assert c.to_canonical(centre + 3.25, n) == {"offset": 3.25}
+    assert c.from_canonical(-1.5, n) == {"coordinate": centre - 1.5}
+
+
+def test_centre_entries_agree_with_reconstruction():
+    """The registry's rules are the ones Reconstruction applies (binning 1)."""
+    from emgeom.tilt import Reconstruction
+
+    g = TiltGeometry([0.0, 10.0, 20.0], 0.0, [1e4] * 3, pixel_size_a=1.0)
+    for prog in ("relion5", "warp", "aretomo3", "imod", "portal"):
+        rec = Reconstruction(g, (11, 12, 5), binning=1, program=prog, image_shape=(7, 8))
+        c = conventions.get("tilt", f"centre-{prog}")
+        for k, n in enumerate((11, 12, 5)):
+            assert c.to_canonical(rec.centre_vox[k], n)["offset"] == 0.0
+        assert c.to_canonical(rec.image_centre_px[0], 8)["offset"] == 0.0
+        assert c.to_canonical(rec.image_centre_px[1], 7)["offset"] == 0.0

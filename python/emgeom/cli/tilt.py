@@ -9,6 +9,14 @@ import numpy as np
 import typer
 
 from emgeom.cli._common import echo_json
+from emgeom.cli._tilt_remap import (
+    SPEC_HELP,
+    reconstruction,
+    remap_plot,
+    source_picks,
+    target_report,
+    write_remapped,
+)
 from emgeom.errors import InvalidValueError
 
 app = typer.Typer(
@@ -17,7 +25,7 @@ app = typer.Typer(
     no_args_is_help=True,
 )
 
-_FORMATS = ("warp", "relion", "imod", "aretomo")
+_FORMATS = ("warp", "relion", "imod", "aretomo", "portal")
 
 
 def _detect(path: Path) -> str:
@@ -30,6 +38,8 @@ def _detect(path: Path) -> str:
         return "aretomo"
     if suf in (".tlt", ".rawtlt"):
         return "imod"
+    if suf == ".json":
+        return "portal"
     raise InvalidValueError(
         f"{path}: cannot tell the format from the extension; use --from {{{','.join(_FORMATS)}}}"
     )
@@ -73,6 +83,11 @@ def _read(
                 path, ctf=ctf, pixel_size_a=pixel_size_a, axis_refined=not axis_fixed
             )
         }
+    if fmt == "portal":
+        from emgeom.io.portal import read_portal_alignment
+
+        g, _facts = read_portal_alignment(path, pixel_size_a=pixel_size_a)
+        return {path.stem: g}
     raise InvalidValueError(f"--from: expected one of {_FORMATS}, got {fmt!r}")
 
 
@@ -162,7 +177,9 @@ def convert(
     output: Annotated[Path, typer.Option("-o", "--output", help="Output file.")],
     from_: Annotated[
         str | None,
-        typer.Option("--from", help="warp, relion, imod or aretomo (default: by extension)."),
+        typer.Option(
+            "--from", help="warp, relion, imod, aretomo or portal (default: by extension)."
+        ),
     ] = None,
     to: Annotated[str, typer.Option("--to", help="relion, relion4, warp or json.")] = "relion",
     tomo_name: TomoOpt = None,
@@ -275,3 +292,87 @@ from emgeom.cli import hand as _hand  # noqa: E402
 
 app.command("check-hand")(_hand.check_hand_cmd)
 app.command("audit")(_hand.audit_cmd)
+
+
+@app.command("remap")
+def remap_cmd(
+    picks: Annotated[Path, typer.Argument(help="Particle table: .star, .mod/.txt, .json, .ndjson")],
+    from_: Annotated[
+        str | None, typer.Option("--from", help="Source reconstruction: " + SPEC_HELP)
+    ] = None,
+    to: Annotated[
+        list[str] | None, typer.Option("--to", help="Target reconstruction(s), same form.")
+    ] = None,
+    output: Annotated[
+        list[Path] | None,
+        typer.Option("-o", "--output", help="Output table per --to (format by name)."),
+    ] = None,
+    picks_format: Annotated[
+        str | None,
+        typer.Option("--picks-format", help="relion5, warp, imod, copick or portal."),
+    ] = None,
+    coords_angpix: Annotated[
+        float | None,
+        typer.Option("--coords-angpix", help="Pixel size (Å) of rlnCoordinateX/Y/Z in a star."),
+    ] = None,
+    out_format: Annotated[
+        str | None, typer.Option("--format", help="Output format (default: by file name).")
+    ] = None,
+    tomo: Annotated[
+        str | None, typer.Option("--tomo", help="Only the picks of this tomogram name.")
+    ] = None,
+    model: Annotated[str, typer.Option("--model", help="rigid, similarity or affine.")] = "rigid",
+    robust: Annotated[
+        bool, typer.Option("--robust", help="Leave tilts that disagree out of the fit.")
+    ] = False,
+    max_residual: Annotated[
+        float, typer.Option("--max-residual", help="Refuse above this rms (tilt-image px).")
+    ] = 20.0,
+    plot: Annotated[
+        Path | None, typer.Option("--plot", help="PNG: picks projected on one tilt, before/after.")
+    ] = None,
+    force: Annotated[bool, typer.Option("--force", help="Overwrite outputs.")] = False,
+) -> None:
+    """Move picks between reconstructions of one tilt series (any program, binning, size).
+
+    Prints the projection residual per tilt (tilt-image px): 0 when the two reconstructions
+    share the alignment; otherwise the rms left by the fitted frame transform.
+    """
+    import warnings
+
+    from emgeom.errors import OutputExistsError
+    from emgeom.tilt._remap import remap
+
+    to = to or []
+    output = output or []
+    if from_ is None:
+        raise InvalidValueError("--from: the source reconstruction is required")
+    if not to or len(to) != len(output):
+        raise InvalidValueError(f"--to/-o: give one -o per --to ({len(to)} --to, {len(output)} -o)")
+    for o in output:
+        if o.exists() and not force:
+            raise OutputExistsError(f"{o}: already exists; pass --force to overwrite")
+    src = reconstruction(from_, "--from")
+    table, vox, mats = source_picks(picks, picks_format, coords_angpix, tomo, from_, src)
+    report: dict[str, Any] = {"picks": str(picks), "n": len(table), "source": src.summary()}
+    results = []
+    for spec, out in zip(to, output, strict=True):
+        tgt = reconstruction(spec, "--to")
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            r = remap(
+                vox,
+                src,
+                tgt,
+                matrices=mats,
+                model=model,
+                robust=robust,
+                max_residual_px=max_residual,
+            )
+        form = write_remapped(out, out_format, table, tgt, r, force)
+        if plot is not None:
+            stem = plot if len(to) == 1 else plot.with_stem(f"{plot.stem}_{out.stem}")
+            remap_plot(stem, src, tgt, vox, r, force)
+        results.append(target_report(tgt, out, form, r, caught))
+    report["targets"] = results
+    echo_json(report)

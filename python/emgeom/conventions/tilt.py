@@ -425,3 +425,210 @@ register(
         aliases=("pytom-match-pick", "pytom_tm"),
     )
 )
+
+
+# ---------------------------------------------------------------- tomogram centres (issue 15)
+# One axis of N samples (voxels of a binning-1 volume, or tilt-image pixels): where the tilt
+# geometry's rotation centre (volume) or the alignment's zero shift (image) sits, as a 0-based
+# coordinate with sample centres at integers. to_canonical(coordinate, n) gives the offset
+# from that centre; from_canonical(offset, n) the coordinate. Binned volumes:
+# emgeom.tilt.Reconstruction (RELION and Warp apply the rule to the unbinned size).
+def _centre_entry(
+    name: str,
+    program: str,
+    rule: str,
+    meaning: str,
+    sources: tuple[Source, ...],
+    *,
+    confidence: str = "high",
+    notes: str = "",
+    shift: float = 0.0,
+    aliases: tuple[str, ...] = (),
+) -> None:
+    def centre(n: Any) -> float:
+        nn = as_float(n, "n", positive=True)
+        if rule == "floor":
+            return float(math.floor(nn / 2))
+        if rule == "geometric":
+            return (nn - 1) / 2
+        return nn / 2
+
+    def to_c(coordinate: float, n: float) -> dict[str, Any]:
+        return {"offset": as_float(coordinate, "coordinate") - shift - centre(n)}
+
+    def from_c(offset: float, n: float) -> dict[str, Any]:
+        return {"coordinate": as_float(offset, "offset") + centre(n) + shift}
+
+    register(
+        Convention(
+            name=name,
+            quantity="tilt",
+            program=program,
+            parameters="coordinate along one axis of n samples (0-based unless stated)",
+            meaning=meaning,
+            sources=sources,
+            confidence=confidence,
+            notes=notes,
+            to_canonical=to_c,
+            from_canonical=from_c,
+            aliases=aliases,
+        )
+    )
+
+
+_RELION_RECON = Source(
+    "RELION 5.0",
+    "src/jaz/tomography/programs/reconstruct_tomogram.cpp: "
+    "TomoBackprojectProgram::getProjectMatrices",
+    "3dem/relion",
+    "specimen_center = (int(w/2), int(h/2), int(d/2)); tilt_image_center = int(size/2); "
+    "output (w/spacing + 0.5, h/spacing + 0.5, d/spacing), matrices / spacing",
+)
+_RELION_SETPROJ = Source(
+    "RELION 5.0",
+    "src/jaz/tomography/tomogram.cpp: Tomogram::setProjectionMatrix",
+    "3dem/relion",
+    "same integer centres for the extraction projection; getProjectionAnglesFromMatrix and "
+    "getDepthOffset use the float Tomogram::centre = (w0/2.0, h0/2.0, d0/2.0)",
+)
+_centre_entry(
+    "centre-relion5",
+    "RELION 5 tomogram reconstruction and projection",
+    "floor",
+    "volume centre int(N/2) of rlnTomoSizeX/Y/Z (unbinned), voxel j at unbinned j·binning; "
+    "image centre int(n/2)",
+    (_RELION_RECON, _RELION_SETPROJ),
+    notes="odd sizes: half a pixel from the particles' W/2.0 (centre-relion5-particles); "
+    "relion #1137, #1280, PR #1353",
+)
+_centre_entry(
+    "centre-relion5-particles",
+    "RELION 5 particles (rlnCenteredCoordinate*Angst)",
+    "n/2",
+    "rlnCenteredCoordinate = (pos − N/2.0)·pixel, pos in unbinned pixels from voxel 0; with "
+    "the integer projection centre a particle c sits at RELION voxel (c/pixel + N/2.0)/binning",
+    (
+        Source(
+            "RELION 5.0",
+            "src/jaz/tomography/particle_set.cpp: ParticleSet::getPosition",
+            "3dem/relion",
+            "de-centres about Tomogram::centre (w0/2.0); origin A_subtomogram·rlnOrigin*Angst "
+            "subtracted",
+        ),
+        _RELION_SETPROJ,
+    ),
+)
+_centre_entry(
+    "centre-warp",
+    "Warp / WarpTools tomograms and tilt images",
+    "n/2",
+    "volume centre VolumeDimensionsPhysical/2, image centre ImageDimensionsPhysical/2 (Å from "
+    "the corner, sample k at k·pixel): N/2 and n/2",
+    (
+        Source(
+            "Warp 2.0",
+            "WarpLib/TiltSeries/TiltSeries.cs: GetPositionInAllTilts",
+            "warpem/warp",
+            "VolumeCenter = VolumeDimensionsPhysical / 2; ImageCenter = ImageDimensionsPhysical "
+            "/ 2 (GetPositionInAllTiltsOld)",
+        ),
+    ),
+)
+_centre_entry(
+    "centre-aretomo3",
+    "AreTomo3 volumes and .aln shifts",
+    "n/2",
+    "volume voxel k at k − N/2 (back-projection); .aln TX/TY about the image centre n/2",
+    (
+        Source(
+            "AreTomo3 2.x",
+            "AreTomo/Recon/GBackProjWbp.cu: mGBackProjWbp",
+            "czimaginginstitute/AreTomo3",
+            "fX = iX − iVolX/2, fZ = iZ − iVolZ/2; samples the aligned image at "
+            "x' + int(n/2) + 0.5",
+        ),
+        Source(
+            "AreTomo3 2.x",
+            "AreTomo/Correct/GCorrPatchShift.cu: mGCorrect",
+            "czimaginginstitute/AreTomo3",
+            "aligned stack: 'Imod coordinate system', origin at Nx·0.5, nearest-neighbour "
+            "int(x + 0.5) into the raw image",
+        ),
+    ),
+    confidence="medium",
+    notes="AreTomo3 mixes n/2, int(n/2) + 0.5 and rounding between its alignment and "
+    "back-projection steps: ≤ 1 px internal offsets not modelled; emgeom uses n/2",
+)
+_centre_entry(
+    "centre-imod",
+    "IMOD tilt / newstack (volumes and images)",
+    "geometric",
+    "the geometric centre (N − 1)/2 (0-based; IMOD's 1-based N/2 + 0.5); tilt.com SHIFT, "
+    "SUBSETSTART, OFFSET in unbinned pixels divided by IMAGEBINNED",
+    (
+        Source(
+            "IMOD 4.11",
+            "flib/tilt/tilt.f90: inputParameters, backXform",
+            "LabShare-Archive/IMOD",
+            "xcen = nxb/2. + xtrans + 0.5 (1-based); 'scale dimensions down by binning'",
+        ),
+    ),
+    notes="SHIFT signs from tilt.f90's AdjustOrigin header origin (origx, origy)",
+)
+_centre_entry(
+    "centre-imod-model",
+    "IMOD model points (.mod, model2point)",
+    "n/2",
+    "voxel (i, j, k) centre at model (i + 0.5, j + 0.5, k): x and y are edge-based, z is the "
+    "section index (this entry is the x/y rule: centre N/2 in model units)",
+    (
+        Source(
+            "IMOD MatTomo",
+            "ImodModel notes (as quoted by MIB's IMOD/Matlab indexing help)",
+            "",
+            "'IMOD models specify the center of the voxel with Matlab indices (1, 1, 1) as a "
+            "point at (0.5, 0.5, 0.0)'",
+        ),
+        Source(
+            "IMOD 4.11",
+            "flib/model/model2point.f90",
+            "LabShare-Archive/IMOD",
+            "prints p_coord unchanged (-float), nint() otherwise",
+        ),
+    ),
+    confidence="medium",
+    aliases=("imod-model",),
+)
+_centre_entry(
+    "centre-portal",
+    "CZ cryoET Data Portal tomograms and NDJSON annotations",
+    "n/2",
+    "annotation location in voxels of the tomogram; AreTomo3's N/2 at the implied voxel "
+    "size pixel × n_ts / N_tomo (the published voxel_spacing is rounded to 3 decimals)",
+    (
+        Source(
+            "cryoet-data-portal-backend",
+            "ingestion_tools/scripts/common/alignment_converter.py",
+            "chanzuckerberg/cryoet-data-portal-backend",
+            "per_section_alignment_parameters = AreTomo TX/TY, ROT, TILT (from cryoet-alignment)",
+        ),
+    ),
+    confidence="medium",
+)
+_centre_entry(
+    "centre-copick",
+    "copick picks (location in Å)",
+    "n/2",
+    "location = voxel index × voxel spacing (corner-anchored, voxel 0 at 0 Å): centre at "
+    "N/2 voxels as the portal tomogram it annotates",
+    (
+        Source(
+            "copick",
+            "src/copick/models.py: CopickPoint",
+            "copick/copick",
+            "location in Å; transformation_ object -> tomogram, particle centre = location + "
+            "transformation[:3, 3]",
+        ),
+    ),
+    confidence="medium",
+)

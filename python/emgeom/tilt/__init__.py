@@ -53,6 +53,17 @@ if TYPE_CHECKING:  # the readers/writers import this package; load them lazily a
         read_subtilt_star,
         samples_from_warp_movies,
     )
+    from emgeom.tilt._reconstruction import Reconstruction
+    from emgeom.tilt._remap import (
+        RemapResult,
+        orientations_from_voxels,
+        orientations_to_voxels,
+        pair_tilts,
+        particles_to_voxels,
+        remap,
+        voxels_to_particles,
+    )
+    from emgeom.tilt._rotation import matrices_from_relion, relion_from_matrices
 
 __all__ = [
     "CENTRE_CONVENTIONS",
@@ -62,6 +73,8 @@ __all__ = [
     "HandCheck",
     "HandSamples",
     "PairAudit",
+    "Reconstruction",
+    "RemapResult",
     "SubtiltTable",
     "TiltGeometry",
     "add_particle_defocus",
@@ -70,7 +83,12 @@ __all__ = [
     "audit_dataset",
     "check_hand",
     "load_source",
+    "matrices_from_relion",
+    "orientations_from_voxels",
+    "orientations_to_voxels",
+    "pair_tilts",
     "particle_defocus",
+    "particles_to_voxels",
     "predicted_slopes",
     "project",
     "read_aretomo",
@@ -79,11 +97,14 @@ __all__ = [
     "read_relion_tomograms",
     "read_subtilt_star",
     "read_warp",
+    "relion_from_matrices",
+    "remap",
     "rotation_matrices",
     "samples_from_warp_movies",
     "to_relion",
     "to_warp",
     "voxels_to_centered_a",
+    "voxels_to_particles",
 ]
 
 
@@ -117,12 +138,25 @@ _LAZY_TILT = {
             "AuditSource",
             "DatasetAudit",
             "PairAudit",
+            "Reconstruction",
+            "RemapResult",
             "audit",
             "audit_dataset",
             "load_source",
         ),
         "_audit",
     ),
+    # reconstructions of one tilt series and particle remapping (issue 15)
+    "Reconstruction": "_reconstruction",
+    "RemapResult": "_remap",
+    "remap": "_remap",
+    "pair_tilts": "_remap",
+    "particles_to_voxels": "_remap",
+    "voxels_to_particles": "_remap",
+    "orientations_to_voxels": "_remap",
+    "orientations_from_voxels": "_remap",
+    "matrices_from_relion": "_rotation",
+    "relion_from_matrices": "_rotation",
 }
 
 
