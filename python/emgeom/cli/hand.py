@@ -68,8 +68,7 @@ def check_hand_cmd(
     json_out: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
 ) -> None:
     """Decide the defocus handedness of one tilt series from measured defocus."""
-    from emgeom.tilt._audit import load_source
-    from emgeom.tilt._hand import check_hand, read_subtilt_star
+    from emgeom.tilt import check_hand, load_source, read_subtilt_star
 
     sources = [x for x in (images, subtilt, ctffind5) if x is not None]
     if len(sources) != 1:
@@ -164,7 +163,7 @@ def audit_cmd(
     json_out: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
 ) -> None:
     """Do these files agree on per-particle defocus? Which flag to change if not."""
-    from emgeom.tilt._audit import audit, audit_dataset, load_source
+    from emgeom.tilt import audit, audit_dataset, load_source
 
     if len(files) == 1:
         res = audit_dataset(files[0], axis_tolerance_deg=axis_tolerance)

@@ -22,7 +22,7 @@ from numpy.typing import NDArray
 
 from emgeom._validate import as_float
 from emgeom.errors import EmgeomFileError, FileFormatError, InvalidValueError
-from emgeom.tilt._geometry import TiltGeometry, _hand
+from emgeom.tilt._geometry import TiltGeometry, as_hand
 
 __all__ = ["aretomo3_hand", "read_aln", "read_aretomo", "read_ctf_txt"]
 
@@ -34,7 +34,7 @@ def aretomo3_hand(df_hand: int, *, axis_refined: bool = True) -> int:
     ``-TiltAxis`` value ≥ 0): ROT was already rotated by 180° in the ``.aln`` → ``h = −1``.
     ``dfHand = −1`` with a fixed axis (``-TiltAxis a -1``): ROT not rotated → ``h = +1``.
     """
-    d = _hand(df_hand)
+    d = as_hand(df_hand, "df_hand")
     if d == +1 or axis_refined:
         return -1
     return +1
@@ -154,7 +154,7 @@ def read_aretomo(
             raise FileFormatError(f"{ctf}: {c['defocus_u_a'].size} rows for {n} tilts in {p}")
         du, dv, ang = c["defocus_u_a"], c["defocus_v_a"], c["astigmatism_deg"]
     if hand is not None:
-        h = _hand(hand)
+        h = as_hand(hand)
         notes.append(f"hand: h = {h:+d} given by the caller")
     elif ctf is not None and c["df_hand"].size:
         vals = set(np.unique(c["df_hand"]).tolist())

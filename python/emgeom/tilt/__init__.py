@@ -28,12 +28,14 @@ from emgeom.tilt._geometry import (
 if TYPE_CHECKING:  # the readers/writers import this package; load them lazily at run time
     from emgeom.io.aretomo import read_aretomo
     from emgeom.io.imod import read_imod
+    from emgeom.io.relion_subtilt import SubtiltTable, read_subtilt_star
     from emgeom.io.relion_tomo import (
         add_particle_defocus,
         read_relion,
         read_relion_tomograms,
         to_relion,
     )
+    from emgeom.io.warp_movies import samples_from_warp_movies
     from emgeom.io.warp_xml import read_warp, to_warp
     from emgeom.tilt._audit import (
         AuditReport,
@@ -44,15 +46,7 @@ if TYPE_CHECKING:  # the readers/writers import this package; load them lazily a
         audit_dataset,
         load_source,
     )
-    from emgeom.tilt._hand import (
-        HandCheck,
-        HandSamples,
-        SubtiltTable,
-        check_hand,
-        predicted_slopes,
-        read_subtilt_star,
-        samples_from_warp_movies,
-    )
+    from emgeom.tilt._hand import HandCheck, HandSamples, check_hand, predicted_slopes
 
 __all__ = [
     "CENTRE_CONVENTIONS",
@@ -96,6 +90,9 @@ _LAZY = {
     "to_warp": "warp_xml",
     "read_imod": "imod",
     "read_aretomo": "aretomo",
+    "SubtiltTable": "relion_subtilt",
+    "read_subtilt_star": "relion_subtilt",
+    "samples_from_warp_movies": "warp_movies",
 }
 # handedness checks and cross-program audits (issue 5) live next to the model
 _LAZY_TILT = {
@@ -103,11 +100,8 @@ _LAZY_TILT = {
         (
             "HandCheck",
             "HandSamples",
-            "SubtiltTable",
             "check_hand",
             "predicted_slopes",
-            "read_subtilt_star",
-            "samples_from_warp_movies",
         ),
         "_hand",
     ),

@@ -32,6 +32,7 @@ from numpy.typing import NDArray
 
 from emgeom._validate import as_float, describe
 from emgeom.errors import InvalidTypeError, InvalidValueError
+from emgeom.io import aretomo, imod, relion_tomo, warp_xml
 from emgeom.tilt._geometry import TiltGeometry, particle_defocus, project
 
 __all__ = [
@@ -147,8 +148,6 @@ def load_source(
     present). ``pytom_handedness`` turns a RELION/IMOD/AreTomo file into pytom-match-pick's
     reading of it with that ``--defocus-handedness``.
     """
-    from emgeom.io import aretomo, imod, relion_tomo, warp_xml
-
     p = Path(path)
     ext = p.suffix.lower()
     if ext == ".xml":

@@ -117,12 +117,13 @@ def _per_tilt(value: Any, name: str, n: int | None) -> NDArray[np.float64]:
     return arr
 
 
-def _hand(value: Any) -> int:
+def as_hand(value: Any, name: str = "hand") -> int:
+    """``value`` as a canonical hand, +1 or −1 (anything else is refused, naming ``name``)."""
     if isinstance(value, bool) or not isinstance(value, int | float | np.integer | np.floating):
-        raise InvalidTypeError(f"hand: expected +1 or -1, got {describe(value)}")
+        raise InvalidTypeError(f"{name}: expected +1 or -1, got {describe(value)}")
     if float(value) not in (1.0, -1.0):
         raise InvalidValueError(
-            f"hand: expected +1 (IMOD convention, RELION rlnTomoHand -1) or -1, got {value!r}"
+            f"{name}: expected +1 (IMOD convention, RELION rlnTomoHand -1) or -1, got {value!r}"
         )
     return int(value)
 
@@ -272,7 +273,7 @@ class TiltGeometry:
             if s.shape[0] != n:
                 raise ShapeError(f"shifts_a: expected shape ({n}, 2), got {s.shape}")
             self.shifts_a = _frozen(s)
-        self.hand = _hand(hand)
+        self.hand = as_hand(hand)
         self.defocus_slope = as_float(defocus_slope, "defocus_slope", positive=True)
         if volume_shape is None:
             self.volume_shape: tuple[int, int, int] | None = None
@@ -479,7 +480,7 @@ class TiltGeometry:
 
     def with_hand(self, hand: int) -> TiltGeometry:
         """A copy with canonical hand ``hand`` (+1 or −1), geometry unchanged."""
-        return self.replace(hand=_hand(hand))
+        return self.replace(hand=as_hand(hand))
 
     # ------------------------------------------------------------------ evaluation
     def particle_defocus(self, positions_a: Any, **kwargs: Any) -> NDArray[Any]:
