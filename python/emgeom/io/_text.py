@@ -101,7 +101,7 @@ def parse_float(
     except (TypeError, ValueError):
         raise FileFormatError(f"{where}: {key} = {value!r} is not a number") from None
     if not math.isfinite(v):
-        raise FileFormatError(f"{where}: {key} = {value!r} is not a finite number")
+        raise FileFormatError(f"{where}: {key} = {value!r} is NaN/inf, expected a finite number")
     if positive and not v > 0:
         raise FileFormatError(f"{where}: {key} = {value!r} must be > 0")
     if nonnegative and v < 0:

@@ -18,7 +18,7 @@ from numpy.typing import NDArray
 
 from emgeom._validate import as_float
 from emgeom.errors import FileFormatError, InvalidValueError, LossyConversionWarning
-from emgeom.io._star import floats, has, read_star, strings
+from emgeom.io.star import floats, has, read_star, strings
 from emgeom.tilt._geometry import TiltGeometry
 from emgeom.tilt._hand_samples import HandSamples
 

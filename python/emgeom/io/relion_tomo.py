@@ -33,14 +33,15 @@ from __future__ import annotations
 import os
 import re
 import warnings
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+import pandas as pd
 from numpy.typing import NDArray
 
-from emgeom._validate import as_shape2
+from emgeom._validate import as_float, as_shape2, describe
 from emgeom.errors import (
     EmgeomFileError,
     FileFormatError,
@@ -49,7 +50,9 @@ from emgeom.errors import (
     InvalidValueError,
     LossyConversionWarning,
 )
-from emgeom.io._tilt_star import StarBlock, read_star, write_star
+from emgeom.io import star as _star
+from emgeom.io._text import as_path, parse_float, parse_int
+from emgeom.io.star import Block, check_token, read_star, write_star
 from emgeom.tilt._geometry import (
     TiltGeometry,
     angles_from_matrices,
@@ -99,44 +102,31 @@ def resolve_relion_path(
     )
 
 
-def _floats(block: StarBlock, label: str, where: str) -> NDArray[np.float64]:
-    try:
-        vals = block.column(label)
-    except KeyError:
-        raise FileFormatError(f"{where}: missing column _{label}") from None
-    try:
-        arr = np.array([float(v) for v in vals])
-    except ValueError as exc:
-        raise FileFormatError(f"{where}: column _{label} is not numeric ({exc})") from None
-    if not np.all(np.isfinite(arr)):
-        raise FileFormatError(f"{where}: column _{label} has NaN/inf values")
-    return arr
+def _floats(block: Block, label: str, where: str) -> NDArray[np.float64]:
+    return _star.floats(block, label, where)
 
 
-def _vec4(block: StarBlock, label: str, where: str) -> NDArray[np.float64]:
-    try:
-        vals = block.column(label)
-    except KeyError:
-        raise FileFormatError(f"{where}: missing column _{label}") from None
+def _vec4(block: Block, label: str, where: str) -> NDArray[np.float64]:
     out = []
-    for v in vals:
-        try:
-            parts = [float(x) for x in v.strip("[]").split(",")]
-        except ValueError:
-            raise FileFormatError(f"{where}: _{label} value {v!r} is not a 4-vector") from None
+    for i, v in enumerate(_star.strings(block, label, where)):
+        parts = [x for x in v.strip("[]").split(",") if x.strip()]
         if len(parts) != 4:
-            raise FileFormatError(f"{where}: _{label} value {v!r} is not a 4-vector")
-        out.append(parts)
-    return np.array(out)
+            raise FileFormatError(f"{where}: _{label} value {v!r} (row {i + 1}) is not a 4-vector")
+        out.append([parse_float(x, f"_{label} (row {i + 1})", where) for x in parts])
+    return np.array(out, dtype=np.float64)
 
 
-def _global_records(blocks: Mapping[str, StarBlock], path: Path) -> list[dict[str, str]]:
+def _global_records(blocks: Mapping[str, Block], path: Path) -> list[dict[str, Any]]:
     g = blocks.get("global")
     if g is None:
         raise FileFormatError(f"{path}: no data_global block (not a RELION tomograms.star)")
-    recs = g.records()
-    if not recs or "rlnTomoName" not in recs[0]:
+    recs = _star.records(g)
+    if not recs:
+        raise FileFormatError(f"{path}: data_global has no rows (no tomograms)")
+    if "rlnTomoName" not in recs[0]:
         raise FileFormatError(f"{path}: data_global has no _rlnTomoName column")
+    for r in recs:
+        r["rlnTomoName"] = str(r["rlnTomoName"])
     return recs
 
 
@@ -147,8 +137,8 @@ _RELION_NAME = re.compile(r"^(?:\d+@)?(?P<path>.+?)(?::[A-Za-z0-9]{1,5})?$")
 
 
 def _image_shape_from_headers(
-    rec: Mapping[str, str],
-    tb: StarBlock,
+    rec: Mapping[str, Any],
+    tb: Block,
     path: Path,
     project_dir: str | os.PathLike[str] | None,
 ) -> tuple[tuple[int, int] | None, str]:
@@ -163,9 +153,9 @@ def _image_shape_from_headers(
 
     names: list[str] = []
     if rec.get("rlnTomoTiltSeriesName"):
-        names.append(rec["rlnTomoTiltSeriesName"])
-    if tb.has("rlnMicrographName"):
-        col = tb.column("rlnMicrographName")
+        names.append(str(rec["rlnTomoTiltSeriesName"]))
+    if _star.has(tb, "rlnMicrographName"):
+        col = _star.strings(tb, "rlnMicrographName", path)
         if col:
             names.append(col[0])
     reasons = []
@@ -312,103 +302,150 @@ def read_relion(
     return _geometry_from_record(rec, blocks, path, project_dir, image_shape)
 
 
+def _record_scalars(rec: Mapping[str, Any], where: str) -> dict[str, Any]:
+    """Hand, defocus slope, pixel size and volume shape of one ``data_global`` row."""
+    if "rlnTomoHand" not in rec:
+        raise FileFormatError(f"{where}: missing column _rlnTomoHand in data_global")
+    relion_hand = parse_float(rec["rlnTomoHand"], "_rlnTomoHand", where)
+    if relion_hand not in (1.0, -1.0):
+        raise FileFormatError(f"{where}: _rlnTomoHand must be +1 or -1, got {relion_hand:g}")
+    slope = parse_float(
+        rec.get("rlnTomoDefocusSlope", 1.0), "_rlnTomoDefocusSlope", where, positive=True
+    )
+    pixel = None
+    if "rlnTomoTiltSeriesPixelSize" in rec:
+        pixel = parse_float(
+            rec["rlnTomoTiltSeriesPixelSize"], "_rlnTomoTiltSeriesPixelSize", where, positive=True
+        )
+    shape = None
+    keys = ("rlnTomoSizeX", "rlnTomoSizeY", "rlnTomoSizeZ")
+    if all(k in rec for k in keys):
+        shape = tuple(parse_int(rec[k], f"_{k}", where, low=1) for k in keys)
+    return {"relion_hand": int(relion_hand), "slope": slope, "pixel": pixel, "shape": shape}
+
+
+def _per_tilt_block(
+    rec: Mapping[str, Any],
+    blocks: Mapping[str, Block],
+    path: Path,
+    project_dir: str | os.PathLike[str] | None,
+) -> tuple[pd.DataFrame, str]:
+    """The per-tilt table of a tomogram (referenced file or embedded ``data_<name>``)."""
+    name = rec["rlnTomoName"]
+    if "rlnTomoTiltSeriesStarFile" in rec:
+        ts_path = resolve_relion_path(str(rec["rlnTomoTiltSeriesStarFile"]), path, project_dir)
+        ts_blocks = read_star(ts_path)
+        tb = _star.loop(ts_blocks.get(name))
+        if tb is None:
+            tb = next((b for b in ts_blocks.values() if isinstance(b, pd.DataFrame)), None)
+        src = str(ts_path)
+    else:
+        tb = _star.loop(blocks.get(name))
+        src = f"{path} data_{name}"
+    if tb is None:
+        raise FileFormatError(f"{path} (tomogram {name}): no per-tilt table found ({src})")
+    if len(tb) == 0:
+        raise FileFormatError(f"{src}: the per-tilt table has no rows")
+    return tb, src
+
+
+def _angles_relion4(
+    tb: pd.DataFrame,
+    rec: Mapping[str, Any],
+    path: Path,
+    project_dir: str | os.PathLike[str] | None,
+    image_shape: tuple[int, int] | None,
+    sc: dict[str, Any],
+    src: str,
+    notes: list[str],
+) -> tuple[Any, Any, Any, NDArray[np.float64]]:
+    """(tilt, axis, x-tilt, shifts Å) from RELION-4 ``_rlnTomoProjX/Y/Z/W`` matrices."""
+    px, py, pz, _pw = (_vec4(tb, lab, src) for lab in _PROJ)
+    r = np.stack([px[:, :3], py[:, :3], pz[:, :3]], axis=1)
+    err = np.abs(r @ np.transpose(r, (0, 2, 1)) - np.eye(3)).max()
+    if err > 1e-3 or np.any(np.linalg.det(r) < 0):
+        raise FileFormatError(
+            f"{src}: _rlnTomoProjX/Y/Z rotation part is not a proper rotation (error {err:.2g})"
+        )
+    tilt, axis, xtilt = angles_from_matrices(r)
+    trans = np.stack([px[:, 3], py[:, 3]], axis=1)
+    shifts = np.zeros((len(tilt), 2))
+    if np.any(np.abs(trans) > 1e-6):
+        shifts, note = _relion4_shifts(
+            r, trans, rec, tb, path, project_dir, image_shape, sc["shape"], sc["pixel"], src
+        )
+        notes.append(
+            "layout: RELION-4 _rlnTomoProjX/Y/Z/W matrices (used in preference to "
+            "X/YTilt/ZRot, as RELION does); " + note
+        )
+    else:
+        notes.append(
+            "layout: _rlnTomoProjX/Y/Z/W matrices without translations (WarpTools export); "
+            "image shifts 0"
+        )
+        notes.append(
+            "warning: WarpTools writes rlnTomoHand = -1 for AreAnglesInverted=False "
+            "(RelionParticleSeriesExport.GetRelionHand), which reverses Warp's own defocus "
+            "model; if this file came from WarpTools with AreAnglesInverted=False the "
+            "consistent value is +1 (canonical h = -1). Check with the Warp XML."
+        )
+    return tilt, axis, xtilt, shifts
+
+
+def _angles_relion5(
+    tb: pd.DataFrame, src: str, notes: list[str]
+) -> tuple[Any, Any, Any, NDArray[np.float64]]:
+    """(tilt, axis, x-tilt, shifts Å) from RELION 5 ``_rlnTomoXTilt/YTilt/ZRot`` columns."""
+    for lab in _GEOM5[1:]:
+        if not _star.has(tb, lab):
+            raise FileFormatError(
+                f"{src}: missing column _{lab} (and no _rlnTomoProjX/Y/Z/W matrices)"
+            )
+    tilt, axis = (_floats(tb, lab, src) for lab in _GEOM5[1:])
+    # TomogramSet::loadTomogram: a missing _rlnTomoXTilt means 0
+    xtilt = _floats(tb, _GEOM5[0], src) if _star.has(tb, _GEOM5[0]) else np.zeros_like(tilt)
+    if _star.has(tb, "rlnTomoXShiftAngst"):
+        shifts = np.stack(
+            [_floats(tb, "rlnTomoXShiftAngst", src), _floats(tb, "rlnTomoYShiftAngst", src)],
+            axis=1,
+        )
+    else:
+        shifts = np.zeros((len(tilt), 2))
+    notes.append("layout: RELION 5 _rlnTomoXTilt/YTilt/ZRot + X/YShiftAngst")
+    return tilt, axis, xtilt, shifts
+
+
 def _geometry_from_record(
-    rec: dict[str, str],
-    blocks: Mapping[str, StarBlock],
+    rec: dict[str, Any],
+    blocks: Mapping[str, Block],
     path: Path,
     project_dir: str | os.PathLike[str] | None,
     image_shape: tuple[int, int] | None = None,
 ) -> TiltGeometry:
     name = rec["rlnTomoName"]
-    where = f"{path} (tomogram {name})"
-    if "rlnTomoHand" not in rec:
-        raise FileFormatError(f"{where}: missing column _rlnTomoHand in data_global")
-    try:
-        relion_hand = float(rec["rlnTomoHand"])
-    except ValueError:
-        raise FileFormatError(
-            f"{where}: _rlnTomoHand {rec['rlnTomoHand']!r} is not a number"
-        ) from None
-    if relion_hand not in (1.0, -1.0):
-        raise FileFormatError(f"{where}: _rlnTomoHand must be +1 or -1, got {relion_hand}")
-    slope = float(rec.get("rlnTomoDefocusSlope", "1.0"))
-    pixel = (
-        float(rec["rlnTomoTiltSeriesPixelSize"]) if "rlnTomoTiltSeriesPixelSize" in rec else None
-    )
-    shape = None
-    if all(k in rec for k in ("rlnTomoSizeX", "rlnTomoSizeY", "rlnTomoSizeZ")):
-        shape = tuple(
-            round(float(rec[k])) for k in ("rlnTomoSizeX", "rlnTomoSizeY", "rlnTomoSizeZ")
-        )
-    # per-tilt table: referenced file, or an embedded block named after the tomogram
-    if "rlnTomoTiltSeriesStarFile" in rec:
-        ts_path = resolve_relion_path(rec["rlnTomoTiltSeriesStarFile"], path, project_dir)
-        ts_blocks = read_star(ts_path)
-        tb = ts_blocks.get(name) or next((b for b in ts_blocks.values() if b.is_loop), None)
-        src = str(ts_path)
-    else:
-        tb = blocks.get(name)
-        src = f"{path} data_{name}"
-    if tb is None or not tb.is_loop:
-        raise FileFormatError(f"{where}: no per-tilt table found ({src})")
+    sc = _record_scalars(rec, f"{path} (tomogram {name})")
+    tb, src = _per_tilt_block(rec, blocks, path, project_dir)
     notes = [
-        f"hand: h = -rlnTomoHand = {-int(relion_hand):+d} (RELION tomogram.cpp getCtf adds "
+        f"hand: h = -rlnTomoHand = {-sc['relion_hand']:+d} (RELION tomogram.cpp getCtf adds "
         f"+rlnTomoHand*pixel*slope*dz)"
     ]
-    if tb.has("rlnTomoProjX"):
-        px, py, pz, _pw = (_vec4(tb, lab, src) for lab in _PROJ)
-        r = np.stack([px[:, :3], py[:, :3], pz[:, :3]], axis=1)
-        err = np.abs(r @ np.transpose(r, (0, 2, 1)) - np.eye(3)).max()
-        if err > 1e-3 or np.any(np.linalg.det(r) < 0):
-            raise FileFormatError(
-                f"{src}: _rlnTomoProjX/Y/Z rotation part is not a proper rotation (error {err:.2g})"
-            )
-        tilt, axis, xtilt = angles_from_matrices(r)
-        trans = np.stack([px[:, 3], py[:, 3]], axis=1)
-        shifts = np.zeros((len(tilt), 2))
-        if np.any(np.abs(trans) > 1e-6):
-            shifts, note = _relion4_shifts(
-                r, trans, rec, tb, path, project_dir, image_shape, shape, pixel, src
-            )
-            notes.append(
-                "layout: RELION-4 _rlnTomoProjX/Y/Z/W matrices (used in preference to "
-                "X/YTilt/ZRot, as RELION does); " + note
-            )
-        else:
-            notes.append(
-                "layout: _rlnTomoProjX/Y/Z/W matrices without translations (WarpTools export); "
-                "image shifts 0"
-            )
-            notes.append(
-                "warning: WarpTools writes rlnTomoHand = -1 for AreAnglesInverted=False "
-                "(RelionParticleSeriesExport.GetRelionHand), which reverses Warp's own defocus "
-                "model; if this file came from WarpTools with AreAnglesInverted=False the "
-                "consistent value is +1 (canonical h = -1). Check with the Warp XML."
-            )
+    if _star.has(tb, "rlnTomoProjX"):
+        tilt, axis, xtilt, shifts = _angles_relion4(
+            tb, rec, path, project_dir, image_shape, sc, src, notes
+        )
     else:
-        for lab in _GEOM5[1:]:
-            if not tb.has(lab):
-                raise FileFormatError(
-                    f"{src}: missing column _{lab} (and no _rlnTomoProjX/Y/Z/W matrices)"
-                )
-        tilt, axis = (_floats(tb, lab, src) for lab in _GEOM5[1:])
-        # TomogramSet::loadTomogram: a missing _rlnTomoXTilt means 0
-        xtilt = _floats(tb, _GEOM5[0], src) if tb.has(_GEOM5[0]) else np.zeros_like(tilt)
-        if tb.has("rlnTomoXShiftAngst"):
-            shifts = np.stack(
-                [_floats(tb, "rlnTomoXShiftAngst", src), _floats(tb, "rlnTomoYShiftAngst", src)],
-                axis=1,
-            )
-        else:
-            shifts = np.zeros((len(tilt), 2))
-        notes.append("layout: RELION 5 _rlnTomoXTilt/YTilt/ZRot + X/YShiftAngst")
+        tilt, axis, xtilt, shifts = _angles_relion5(tb, src, notes)
     du = _floats(tb, "rlnDefocusU", src)
-    dv = _floats(tb, "rlnDefocusV", src) if tb.has("rlnDefocusV") else du
-    ang = _floats(tb, "rlnDefocusAngle", src) if tb.has("rlnDefocusAngle") else np.zeros_like(du)
+    dv = _floats(tb, "rlnDefocusV", src) if _star.has(tb, "rlnDefocusV") else du
+    ang = (
+        _floats(tb, "rlnDefocusAngle", src)
+        if _star.has(tb, "rlnDefocusAngle")
+        else np.zeros_like(du)
+    )
     tilt_names = None
     for lab in ("rlnMicrographName", "rlnMicrographMovieName"):
-        if tb.has(lab):
-            tilt_names = tb.column(lab)
+        if _star.has(tb, lab):
+            tilt_names = _star.strings(tb, lab, src)
             break
     return TiltGeometry(
         tilt,
@@ -416,13 +453,13 @@ def _geometry_from_record(
         None,
         x_tilt_deg=xtilt,
         shifts_a=shifts,
-        hand=-int(relion_hand),
-        defocus_slope=slope,
+        hand=-sc["relion_hand"],
+        defocus_slope=sc["slope"],
         defocus_u_a=du,
         defocus_v_a=dv,
         astigmatism_deg=ang,
-        volume_shape=shape,
-        pixel_size_a=pixel,
+        volume_shape=sc["shape"],
+        pixel_size_a=sc["pixel"],
         source=f"relion:{src}",
         notes=notes,
         names=tilt_names,
@@ -432,8 +469,8 @@ def _geometry_from_record(
 def _relion4_shifts(
     r: NDArray[np.float64],
     trans: NDArray[np.float64],
-    rec: Mapping[str, str],
-    tb: StarBlock,
+    rec: Mapping[str, Any],
+    tb: Block,
     path: Path,
     project_dir: str | os.PathLike[str] | None,
     image_shape: tuple[int, int] | None,
@@ -526,7 +563,8 @@ def to_relion(
     ``_rlnTomoHand = −h`` and ``_rlnTomoDefocusSlope = κ``.
     """
     if not isinstance(geometry, TiltGeometry):
-        raise InvalidTypeError(f"geometry: expected a TiltGeometry, got {type(geometry).__name__}")
+        raise InvalidTypeError(f"geometry: expected a TiltGeometry, got {describe(geometry)}")
+    as_path(path, "path")
     if geometry.pixel_size_a is None or geometry.volume_shape is None:
         raise InvalidValueError(
             "geometry: to_relion needs pixel_size_a and volume_shape (RELION requires both)"
@@ -538,36 +576,22 @@ def to_relion(
         raise InvalidValueError(
             "image_shape: only used with layout='relion4' (RELION 5 stores the shifts in Å)"
         )
-    nx, ny, nz = geometry.volume_shape
-    glob = StarBlock(
-        name="global",
-        columns=[
-            "rlnTomoName",
-            "rlnVoltage",
-            "rlnSphericalAberration",
-            "rlnAmplitudeContrast",
-            "rlnTomoHand",
-            "rlnTomoDefocusSlope",
-            "rlnTomoTiltSeriesPixelSize",
-            "rlnTomoSizeX",
-            "rlnTomoSizeY",
-            "rlnTomoSizeZ",
-        ],
-        rows=[
-            [
-                tomo_name,
-                _g(voltage_kv),
-                _g(cs_mm),
-                _g(amplitude_contrast),
-                f"{float(geometry.relion_hand):.1f}",
-                _g(geometry.defocus_slope),
-                repr(float(geometry.pixel_size_a)),  # exact: RELION-4 translations are in px
-                str(nx),
-                str(ny),
-                str(nz),
-            ]
-        ],
+    optics = (
+        as_float(voltage_kv, "voltage_kv", positive=True),
+        as_float(cs_mm, "cs_mm", nonnegative=True),
+        as_float(amplitude_contrast, "amplitude_contrast", nonnegative=True, high=1.0),
     )
+    name = check_token(tomo_name, "tomo_name")
+    names = (
+        None
+        if geometry.names is None
+        else [check_token(n, f"geometry.names[{i}]") for i, n in enumerate(geometry.names)]
+    )
+    glob = _global_block(geometry, name, optics)
+    if layout == "relion5":
+        per_tilt = _relion5_columns(geometry)
+    else:
+        per_tilt = _relion4_columns(geometry, image_shape)
     du = geometry.defocus_u_a if geometry.defocus_u_a is not None else geometry.defocus_a
     dv = geometry.defocus_v_a if geometry.defocus_v_a is not None else geometry.defocus_a
     ang = (
@@ -575,77 +599,92 @@ def to_relion(
         if geometry.astigmatism_deg is not None
         else np.zeros(geometry.n_tilts)
     )
-    if layout == "relion5":
-        cols = [
-            "rlnTomoXTilt",
-            "rlnTomoYTilt",
-            "rlnTomoZRot",
-            "rlnTomoXShiftAngst",
-            "rlnTomoYShiftAngst",
-        ]
-        geo_rows = [
-            [_g(x), _g(t), _g(a), _g(s[0]), _g(s[1])]
-            for x, t, a, s in zip(
-                geometry.x_tilt_deg,
-                geometry.tilt_deg,
-                geometry.axis_deg,
-                geometry.shifts_a,
-                strict=True,
-            )
-        ]
-    else:
-        cols = list(_PROJ)
-        r = rotation_matrices(geometry.tilt_deg, geometry.axis_deg, geometry.x_tilt_deg)
-        t = np.zeros((geometry.n_tilts, 3))
-        if image_shape is not None:
-            c_vol, c_img = _relion4_centres((nx, ny, nz), image_shape)
-            rc = r @ c_vol
-            t[:, :2] = np.asarray(geometry.shifts_a) / geometry.pixel_size_a + c_img - rc[:, :2]
-            t[:, 2] = -rc[:, 2]  # z' = 0 at the volume centre (RELION only uses differences)
-        elif np.any(np.asarray(geometry.shifts_a) != 0):
-            warnings.warn(
-                "to_relion(layout='relion4') without image_shape writes rotation-only matrices: "
-                f"the image shifts (up to {np.abs(geometry.shifts_a).max():.1f} Å) are dropped "
-                "(defocus is unaffected); pass image_shape=(ny, nx) to keep them",
-                LossyConversionWarning,
-                stacklevel=2,
-            )
-        geo_rows = [
-            ["[" + ",".join(f"{v:.17g}" for v in (*m[i], ti[i])) + "]" for i in range(3)]
-            + ["[0,0,0,1]"]
-            for m, ti in zip(r, t, strict=True)
-        ]
-    cols += ["rlnDefocusU", "rlnDefocusV", "rlnDefocusAngle"]
-    rows = [[*gr, _g(u), _g(v), _g(a)] for gr, u, v, a in zip(geo_rows, du, dv, ang, strict=True)]
-    if geometry.names is not None:
-        cols = ["rlnMicrographName", *cols]
-        rows = [[n, *r_] for n, r_ in zip(geometry.names, rows, strict=True)]
-    per_tilt = StarBlock(name=tomo_name, columns=cols, rows=rows)
+    per_tilt |= {
+        "rlnDefocusU": [_g(v) for v in du],
+        "rlnDefocusV": [_g(v) for v in dv],
+        "rlnDefocusAngle": [_g(v) for v in ang],
+    }
+    if names is not None:
+        per_tilt = {"rlnMicrographName": names, **per_tilt}
     return write_star(
         path,
-        [glob, per_tilt],
+        {"global": glob, name: pd.DataFrame(per_tilt, dtype=object)},
         force=force,
-        header=f"written by emgeom (canonical hand h = {geometry.hand:+d} -> rlnTomoHand "
-        f"{geometry.relion_hand:+d})",
     )
 
 
+def _global_block(
+    geometry: TiltGeometry, name: str, optics: tuple[float, float, float]
+) -> pd.DataFrame:
+    assert geometry.volume_shape is not None and geometry.pixel_size_a is not None
+    nx, ny, nz = geometry.volume_shape
+    row = {
+        "rlnTomoName": name,
+        "rlnVoltage": _g(optics[0]),
+        "rlnSphericalAberration": _g(optics[1]),
+        "rlnAmplitudeContrast": _g(optics[2]),
+        "rlnTomoHand": f"{float(geometry.relion_hand):.1f}",
+        "rlnTomoDefocusSlope": _g(geometry.defocus_slope),
+        # exact: RELION-4 translations are in px
+        "rlnTomoTiltSeriesPixelSize": repr(float(geometry.pixel_size_a)),
+        "rlnTomoSizeX": str(nx),
+        "rlnTomoSizeY": str(ny),
+        "rlnTomoSizeZ": str(nz),
+    }
+    return pd.DataFrame({k: [v] for k, v in row.items()}, dtype=object)
+
+
+def _relion5_columns(geometry: TiltGeometry) -> dict[str, list[str]]:
+    return {
+        "rlnTomoXTilt": [_g(v) for v in geometry.x_tilt_deg],
+        "rlnTomoYTilt": [_g(v) for v in geometry.tilt_deg],
+        "rlnTomoZRot": [_g(v) for v in geometry.axis_deg],
+        "rlnTomoXShiftAngst": [_g(v) for v in geometry.shifts_a[:, 0]],
+        "rlnTomoYShiftAngst": [_g(v) for v in geometry.shifts_a[:, 1]],
+    }
+
+
+def _relion4_columns(
+    geometry: TiltGeometry, image_shape: tuple[int, int] | None
+) -> dict[str, list[str]]:
+    assert geometry.volume_shape is not None and geometry.pixel_size_a is not None
+    r = rotation_matrices(geometry.tilt_deg, geometry.axis_deg, geometry.x_tilt_deg)
+    t = np.zeros((geometry.n_tilts, 3))
+    if image_shape is not None:
+        c_vol, c_img = _relion4_centres(geometry.volume_shape, image_shape)
+        rc = r @ c_vol
+        t[:, :2] = np.asarray(geometry.shifts_a) / geometry.pixel_size_a + c_img - rc[:, :2]
+        t[:, 2] = -rc[:, 2]  # z' = 0 at the volume centre (RELION only uses differences)
+    elif np.any(np.asarray(geometry.shifts_a) != 0):
+        warnings.warn(
+            "to_relion(layout='relion4') without image_shape writes rotation-only matrices: "
+            f"the image shifts (up to {np.abs(geometry.shifts_a).max():.1f} Å) are dropped "
+            "(defocus is unaffected); pass image_shape=(ny, nx) to keep them",
+            LossyConversionWarning,
+            stacklevel=3,
+        )
+    cols: dict[str, list[str]] = {}
+    for i, lab in enumerate(_PROJ[:3]):
+        cols[lab] = [
+            "[" + ",".join(f"{v:.17g}" for v in (*m[i], ti[i])) + "]"
+            for m, ti in zip(r, t, strict=True)
+        ]
+    cols[_PROJ[3]] = ["[0,0,0,1]"] * geometry.n_tilts
+    return cols
+
+
 # ---------------------------------------------------------------------------- particles
-def _particle_positions(
-    block: StarBlock, rows: Sequence[int], g: TiltGeometry, where: str
-) -> NDArray[np.float64]:
-    cols = block.columns
-    idx = {c: i for i, c in enumerate(cols)}
+def _particle_positions(block: pd.DataFrame, g: TiltGeometry, where: str) -> NDArray[np.float64]:
+    """Positions (Å, centred) of the particles of ``block`` (one tomogram) as RELION 5's
+    ``ParticleSet::getPosition`` computes them.
+    """
 
     def col(lab: str) -> NDArray[np.float64]:
-        try:
-            return np.array([float(block.rows[r][idx[lab]]) for r in rows])
-        except ValueError:
-            raise FileFormatError(f"{where}: column _{lab} is not numeric") from None
+        return _star.floats(block, lab, where)
 
-    if all(f"rlnCenteredCoordinate{a}Angst" in idx for a in "XYZ"):
+    if all(_star.has(block, f"rlnCenteredCoordinate{a}Angst") for a in "XYZ"):
         p = np.stack([col(f"rlnCenteredCoordinate{a}Angst") for a in "XYZ"], axis=1)
-    elif all(f"rlnCoordinate{a}" in idx for a in "XYZ"):
+    elif all(_star.has(block, f"rlnCoordinate{a}") for a in "XYZ"):
         if g.pixel_size_a is None or g.volume_shape is None:
             raise FileFormatError(
                 f"{where}: _rlnCoordinateX/Y/Z (pixels) need rlnTomoTiltSeriesPixelSize and "
@@ -658,10 +697,10 @@ def _particle_positions(
             f"{where}: missing particle coordinates (_rlnCenteredCoordinateX/Y/ZAngst or "
             "_rlnCoordinateX/Y/Z)"
         )
-    if all(f"rlnOrigin{a}Angst" in idx for a in "XYZ"):
+    if all(_star.has(block, f"rlnOrigin{a}Angst") for a in "XYZ"):
         origin = np.stack([col(f"rlnOrigin{a}Angst") for a in "XYZ"], axis=1)
         sub = ("rlnTomoSubtomogramRot", "rlnTomoSubtomogramTilt", "rlnTomoSubtomogramPsi")
-        if all(c in idx for c in sub):
+        if all(_star.has(block, c) for c in sub):
             # RELION particle_set.cpp ParticleSet::getPosition: the origin lives in the
             # pseudo-subtomogram frame: pos -= A_subtomogram · origin
             a = _relion_euler(*(col(c) for c in sub))
@@ -686,6 +725,58 @@ def _relion_euler(
     )
 
 
+def _particle_blocks(particles: Any) -> tuple[dict[str, Block], str, str]:
+    """(blocks, name of the particle block, where) of a path or a dict of blocks."""
+    if isinstance(particles, str | os.PathLike):
+        blocks = read_star(particles, "particles")
+        where = str(particles)
+    elif isinstance(particles, Mapping):
+        blocks = dict(particles)
+        where = "particles"
+    else:
+        raise InvalidTypeError(
+            f"particles: expected a star-file path, a dict of blocks (as starfile.read "
+            f"returns) or a DataFrame, got {describe(particles)}"
+        )
+    names = [k for k, b in blocks.items() if isinstance(b, pd.DataFrame)]
+    if not names:
+        raise FileFormatError(f"{where}: no particle table (data_particles)")
+    name = "particles" if "particles" in names else names[0]
+    return blocks, name, where
+
+
+def _defocus_columns(
+    pb: pd.DataFrame, geometries: Mapping[str, TiltGeometry], where: str
+) -> tuple[list[NDArray[np.float32]], list[NDArray[np.float32]]]:
+    """Per-particle (U, V) defocus arrays (Å, one value per tilt) in row order."""
+    if not _star.has(pb, "rlnTomoName"):
+        raise FileFormatError(f"{where}: missing column _rlnTomoName")
+    if len(pb) == 0:
+        raise FileFormatError(f"{where}: the particle table has no rows")
+    tomos = np.array(_star.strings(pb, "rlnTomoName", where))
+    u_all: list[Any] = [None] * len(pb)
+    v_all: list[Any] = [None] * len(pb)
+    for tomo in dict.fromkeys(tomos.tolist()):
+        if tomo not in geometries:
+            raise FileFormatError(
+                f"{where}: particles reference tomogram {tomo!r}, not in the tomogram table "
+                f"({sorted(geometries)})"
+            )
+        g = geometries[tomo]
+        if not isinstance(g, TiltGeometry):
+            raise InvalidTypeError(
+                f"geometries[{tomo!r}]: expected a TiltGeometry, got {describe(g)}"
+            )
+        rows = np.flatnonzero(tomos == tomo)
+        p = _particle_positions(pb.iloc[rows], g, f"{where} (tomogram {tomo})")
+        comp_u, comp_v = ("u", "v") if g.defocus_u_a is not None else ("mean", "mean")
+        du = particle_defocus(g, p, component=comp_u)
+        dv = particle_defocus(g, p, component=comp_v)
+        for k, ri in enumerate(rows):
+            u_all[ri], v_all[ri] = du[k], dv[k]
+    return u_all, v_all
+
+
 def add_particle_defocus(
     particles: Any,
     geometries: Mapping[str, TiltGeometry] | str | os.PathLike[str],
@@ -696,7 +787,8 @@ def add_particle_defocus(
 
     Parameters
     ----------
-    particles : path, dict of StarBlock, or pandas.DataFrame
+    particles : path, dict of blocks (as ``starfile.read(..., always_dict=True)`` returns), or
+        pandas.DataFrame
         A particle star (``data_particles`` with ``_rlnTomoName`` and
         ``_rlnCenteredCoordinateX/Y/ZAngst`` — or ``_rlnCoordinateX/Y/Z`` in tilt-series
         pixels — minus ``_rlnOriginX/Y/ZAngst`` when present, rotated by the
@@ -708,7 +800,8 @@ def add_particle_defocus(
 
     Returns
     -------
-    Same kind as ``particles`` (blocks dict for a path) with two new columns
+    Same kind as ``particles`` (a dict of blocks — DataFrames for loops — for a path; write it
+    with ``starfile.write``) with two new columns
     ``_emgeomTiltDefocusU`` and ``_emgeomTiltDefocusV``: per-tilt defoci in Å as bracketed
     lists ``[d1,d2,...]`` in the tilt order of the tilt-series table (RELION's own style for
     per-tilt lists, cf. ``_rlnTomoVisibleFrames``). For a DataFrame the new columns hold
@@ -716,69 +809,23 @@ def add_particle_defocus(
     """
     if isinstance(geometries, str | os.PathLike):
         geometries = read_relion_tomograms(geometries, project_dir=project_dir)
-    df_mode = False
-    if isinstance(particles, str | os.PathLike):
-        blocks = read_star(particles)
-        where = str(particles)
-    elif isinstance(particles, Mapping):
-        blocks = dict(particles)
-        where = "particles"
-    elif hasattr(particles, "columns") and hasattr(particles, "to_dict"):
-        df_mode = True
-        df = particles
-        cols = [str(c).lstrip("_") for c in df.columns]
-        blocks = {
-            "particles": StarBlock(
-                name="particles",
-                columns=cols,
-                rows=[[str(v) for v in row] for row in df.itertuples(index=False, name=None)],
-            )
-        }
-        where = "DataFrame"
-    else:
+    elif not isinstance(geometries, Mapping):
         raise InvalidTypeError(
-            f"particles: expected a star-file path, a dict of blocks or a DataFrame, "
-            f"got {type(particles).__name__}"
+            "geometries: expected a mapping tomogram name -> TiltGeometry or a tomograms.star "
+            f"path, got {describe(geometries)}"
         )
-    pb = blocks.get("particles") or next((b for b in blocks.values() if b.is_loop), None)
-    if pb is None:
-        raise FileFormatError(f"{where}: no particle table (data_particles)")
-    if "rlnTomoName" not in pb.columns:
-        raise FileFormatError(f"{where}: missing column _rlnTomoName")
-    it = pb.columns.index("rlnTomoName")
-    by_tomo: dict[str, list[int]] = {}
-    for i, r in enumerate(pb.rows):
-        by_tomo.setdefault(r[it], []).append(i)
-    u_all: list[NDArray[np.float32] | None] = [None] * len(pb.rows)
-    v_all: list[NDArray[np.float32] | None] = [None] * len(pb.rows)
-    for tomo, rows in by_tomo.items():
-        if tomo not in geometries:
-            raise FileFormatError(
-                f"{where}: particles reference tomogram {tomo!r}, not in the tomogram table "
-                f"({sorted(geometries)})"
-            )
-        g = geometries[tomo]
-        p = _particle_positions(pb, rows, g, where)
-        comp_u, comp_v = ("u", "v") if g.defocus_u_a is not None else ("mean", "mean")
-        du = particle_defocus(g, p, component=comp_u)
-        dv = particle_defocus(g, p, component=comp_v)
-        for k, ri in enumerate(rows):
-            u_all[ri], v_all[ri] = du[k], dv[k]
-    if df_mode:
-        out = df.copy()
+    if isinstance(particles, pd.DataFrame):
+        df = particles.rename(columns=lambda c: str(c).lstrip("_"))
+        u_all, v_all = _defocus_columns(df, geometries, "DataFrame")
+        out = particles.copy()
         out["emgeomTiltDefocusU"] = u_all
         out["emgeomTiltDefocusV"] = v_all
         return out
-    fmt = "[" + "{}" + "]"
-    new_cols = [*pb.columns, "emgeomTiltDefocusU", "emgeomTiltDefocusV"]
-    new_rows = [
-        [
-            *r,
-            fmt.format(",".join(f"{x:.1f}" for x in u)),
-            fmt.format(",".join(f"{x:.1f}" for x in v)),
-        ]
-        for r, u, v in zip(pb.rows, u_all, v_all, strict=True)
-        if u is not None and v is not None
-    ]
-    blocks[pb.name] = StarBlock(name=pb.name, columns=new_cols, rows=new_rows)
+    blocks, name, where = _particle_blocks(particles)
+    pb = blocks[name]
+    u_all, v_all = _defocus_columns(pb, geometries, where)
+    out = pb.copy()
+    out["emgeomTiltDefocusU"] = ["[" + ",".join(f"{x:.1f}" for x in u) + "]" for u in u_all]
+    out["emgeomTiltDefocusV"] = ["[" + ",".join(f"{x:.1f}" for x in v) + "]" for v in v_all]
+    blocks[name] = out
     return blocks

@@ -1,4 +1,5 @@
-"""STAR files through ``starfile`` (teamtomo; the one STAR implementation of emgeom).
+"""STAR files through ``starfile`` (teamtomo; the one STAR implementation of emgeom, a required
+dependency).
 
 ``starfile`` parses and writes; this module adds what the readers and writers of ``emgeom.io``
 need around it:
@@ -104,6 +105,7 @@ def loop(block: Block | None) -> pd.DataFrame | None:
 
 
 def has(block: Block, label: str) -> bool:
+    """Whether ``block`` has the column (loop) or key (key-value block) ``label``."""
     key = label.lstrip("_")
     return key in block.columns if isinstance(block, pd.DataFrame) else key in block
 
@@ -119,6 +121,7 @@ def column(block: Block, label: str, where: object) -> list[Any]:
 
 
 def strings(block: Block, label: str, where: object) -> list[str]:
+    """The values of ``label`` as strings (names, paths, bracketed vectors)."""
     return [str(v) for v in column(block, label, where)]
 
 
@@ -135,12 +138,14 @@ def floats(block: Block, label: str, where: object) -> NDArray[np.float64]:
     if bad.size:
         i = int(bad[0])
         raise FileFormatError(
-            f"{where}: _{label.lstrip('_')} = {vals[i]!r} (row {i + 1}) is not a finite number"
+            f"{where}: _{label.lstrip('_')} = {vals[i]!r} (row {i + 1}) is NaN/inf, expected a "
+            "finite number"
         )
     return arr
 
 
 def records(block: Block) -> list[dict[str, Any]]:
+    """The rows of a loop (or the one row of a key-value block) as dicts."""
     if isinstance(block, pd.DataFrame):
         return [dict(r) for r in block.to_dict(orient="records")]
     return [dict(block)] if block else []
@@ -179,5 +184,5 @@ def write_star(
         if any(c.isspace() for c in str(name)) or not str(name).isprintable():
             raise InvalidValueError(f"block name: {name!r} cannot be a STAR data_ block name")
     with atomic_output(path, force=force) as tmp:
-        starfile.write(dict(blocks), tmp, sep=" ", float_format="%.6f")
+        starfile.write(dict(blocks), tmp, sep=" ", float_format="%.12g")
     return Path(path)
