@@ -16,15 +16,25 @@ key, never a built-in exception:
 
 from __future__ import annotations
 
+import contextlib
 import math
 import os
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 from emgeom._validate import describe
-from emgeom.errors import EmgeomFileError, FileFormatError, InvalidTypeError
+from emgeom.errors import EmgeomFileError, FileFormatError, InvalidTypeError, InvalidValueError
 
-__all__ = ["as_path", "decode_text", "parse_float", "parse_int", "read_bytes", "read_text"]
+__all__ = [
+    "as_path",
+    "decode_text",
+    "from_file",
+    "parse_float",
+    "parse_int",
+    "read_bytes",
+    "read_text",
+]
 
 _UTF16_FIX = "convert it with `iconv -f UTF-16 -t UTF-8 IN > OUT`"
 
@@ -66,8 +76,8 @@ def decode_text(raw: bytes, path: Path, *, utf16: bool = False, what: str = "fil
     if codec is not None:
         if not utf16:
             raise FileFormatError(
-                f"{path}: is UTF-16 text; a {what} must be ASCII/UTF-8 (the programs that read "
-                f"it do not decode UTF-16): {_UTF16_FIX}"
+                f"{path}: is UTF-16 text, but this {what} must be ASCII/UTF-8 (the programs "
+                f"that read it do not decode UTF-16): {_UTF16_FIX}"
             )
         try:
             return raw.decode(codec).lstrip("\ufeff")
@@ -119,3 +129,17 @@ def parse_int(value: Any, key: str, where: object, *, low: int | None = None) ->
     if low is not None and v < low:
         raise FileFormatError(f"{where}: {key} = {value!r} must be >= {low}")
     return round(v)
+
+
+@contextlib.contextmanager
+def from_file(path: object) -> Iterator[None]:
+    """Values read from ``path`` that the model refuses (``InvalidValueError``, e.g. a tilt of
+    95° or a NaN shift in a file) become :class:`FileFormatError` naming the file as well as
+    the model's argument. Validate the caller's own arguments before entering.
+    """
+    try:
+        yield
+    except FileFormatError:
+        raise
+    except InvalidValueError as exc:
+        raise FileFormatError(f"{path}: {exc}") from None

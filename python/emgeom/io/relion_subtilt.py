@@ -18,6 +18,7 @@ from numpy.typing import NDArray
 
 from emgeom._validate import as_float
 from emgeom.errors import FileFormatError, InvalidValueError, LossyConversionWarning
+from emgeom.io._text import from_file
 from emgeom.io.star import floats, has, read_star, strings
 from emgeom.tilt._geometry import TiltGeometry
 from emgeom.tilt._hand_samples import HandSamples
@@ -234,16 +235,17 @@ def read_subtilt_star(
             stacklevel=2,
         )
     defocus = (du + dv) / 2
-    geometry = TiltGeometry(
-        theta_sign * theta_mag,
-        psi_axis,
-        np.array([np.mean(defocus[tidx == t]) for t in range(nt)]),
-        hand=+1,
-        pixel_size_a=px,
-        source=f"subtilt:{p}",
-        notes=notes,
-        names=names,
-    )
+    with from_file(p):
+        geometry = TiltGeometry(
+            theta_sign * theta_mag,
+            psi_axis,
+            np.array([np.mean(defocus[tidx == t]) for t in range(nt)]),
+            hand=+1,
+            pixel_size_a=px,
+            source=f"subtilt:{p}",
+            notes=notes,
+            names=names,
+        )
     samples = HandSamples(tilt_index=tidx, x_a=x * px, y_a=y * px, defocus_a=defocus)
     return SubtiltTable(
         geometry=geometry,

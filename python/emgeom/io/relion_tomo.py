@@ -51,7 +51,7 @@ from emgeom.errors import (
     LossyConversionWarning,
 )
 from emgeom.io import star as _star
-from emgeom.io._text import as_path, parse_float, parse_int
+from emgeom.io._text import as_path, from_file, parse_float, parse_int
 from emgeom.io.star import Block, check_token, read_star, write_star
 from emgeom.tilt._geometry import (
     TiltGeometry,
@@ -447,23 +447,24 @@ def _geometry_from_record(
         if _star.has(tb, lab):
             tilt_names = _star.strings(tb, lab, src)
             break
-    return TiltGeometry(
-        tilt,
-        axis,
-        None,
-        x_tilt_deg=xtilt,
-        shifts_a=shifts,
-        hand=-sc["relion_hand"],
-        defocus_slope=sc["slope"],
-        defocus_u_a=du,
-        defocus_v_a=dv,
-        astigmatism_deg=ang,
-        volume_shape=sc["shape"],
-        pixel_size_a=sc["pixel"],
-        source=f"relion:{src}",
-        notes=notes,
-        names=tilt_names,
-    )
+    with from_file(src):
+        return TiltGeometry(
+            tilt,
+            axis,
+            None,
+            x_tilt_deg=xtilt,
+            shifts_a=shifts,
+            hand=-sc["relion_hand"],
+            defocus_slope=sc["slope"],
+            defocus_u_a=du,
+            defocus_v_a=dv,
+            astigmatism_deg=ang,
+            volume_shape=sc["shape"],
+            pixel_size_a=sc["pixel"],
+            source=f"relion:{src}",
+            notes=notes,
+            names=tilt_names,
+        )
 
 
 def _relion4_shifts(

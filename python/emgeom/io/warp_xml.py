@@ -21,6 +21,7 @@ import warnings
 import xml.etree.ElementTree as ET
 from pathlib import Path
 from typing import Any
+from xml.sax.saxutils import escape as xml_escape
 
 import numpy as np
 from numpy.typing import NDArray
@@ -28,10 +29,11 @@ from numpy.typing import NDArray
 from emgeom.errors import (
     FileFormatError,
     InvalidTypeError,
+    InvalidValueError,
     LossyConversionWarning,
 )
 from emgeom.io._atomic import atomic_output
-from emgeom.io._text import parse_float, parse_int, read_text
+from emgeom.io._text import as_path, from_file, parse_float, parse_int, read_text
 from emgeom.tilt._geometry import TiltGeometry
 
 __all__ = ["UM_TO_A", "parse_warp_xml", "read_warp", "to_warp"]
@@ -213,22 +215,34 @@ def read_warp(xml_path: str | os.PathLike[str]) -> TiltGeometry:
         notes.append(
             f"UseTilt False for tilts {[i for i, u in enumerate(use) if u.lower() == 'false']}"
         )
-    return TiltGeometry(
-        -(angles + ly),
-        axis,
-        None,
-        x_tilt_deg=lx,
-        shifts_a=shifts,
-        hand=+1 if inverted else -1,
-        defocus_u_a=(d + delta / 2) * UM_TO_A,
-        defocus_v_a=(d - delta / 2) * UM_TO_A,
-        astigmatism_deg=ang,
-        volume_shape=_volume_shape(root, path, pixel),
-        pixel_size_a=pixel,
-        source=f"warp:{path}",
-        notes=notes,
-        names=names,
-    )
+    shape = _volume_shape(root, path, pixel)
+    with from_file(path):
+        return TiltGeometry(
+            -(angles + ly),
+            axis,
+            None,
+            x_tilt_deg=lx,
+            shifts_a=shifts,
+            hand=+1 if inverted else -1,
+            defocus_u_a=(d + delta / 2) * UM_TO_A,
+            defocus_v_a=(d - delta / 2) * UM_TO_A,
+            astigmatism_deg=ang,
+            volume_shape=shape,
+            pixel_size_a=pixel,
+            source=f"warp:{path}",
+            notes=notes,
+            names=names,
+        )
+
+
+def _movie_path(name: str, i: int) -> str:
+    """A ``<MoviePath>`` line: one per tilt, so no line breaks; XML-escaped."""
+    if not name.strip() or any(c in name for c in "\r\n") or not name.isprintable():
+        raise InvalidValueError(
+            f"geometry.names[{i}]: {name!r} cannot be written as a Warp MoviePath line and read "
+            "back (empty, line break or control character)"
+        )
+    return xml_escape(name.strip())
 
 
 def _block(tag: str, values: NDArray[np.float64] | list[str]) -> str:
@@ -264,6 +278,7 @@ def to_warp(
     """
     if not isinstance(geometry, TiltGeometry):
         raise InvalidTypeError(f"geometry: expected a TiltGeometry, got {type(geometry).__name__}")
+    as_path(path, "path")
     g = geometry
     xt = g.x_tilt_deg
     if np.ptp(xt) > 1e-6:
@@ -291,7 +306,7 @@ def to_warp(
     parts.append(_block("AxisOffsetX", g.shifts_a[:, 0]))
     parts.append(_block("AxisOffsetY", g.shifts_a[:, 1]))
     if g.names is not None:
-        parts.append(_block("MoviePath", list(g.names)))
+        parts.append(_block("MoviePath", [_movie_path(n, i) for i, n in enumerate(g.names)]))
     parts.append("\t<CTF>\n")
     if g.pixel_size_a is not None:
         parts.append(f'\t\t<Param Name="PixelSize" Value="{g.pixel_size_a:.9g}" />\n')

@@ -30,7 +30,7 @@ from typing import Any
 import numpy as np
 from numpy.typing import NDArray
 
-from emgeom._validate import as_float, describe
+from emgeom._validate import as_float, as_int, describe
 from emgeom.errors import InvalidTypeError, InvalidValueError
 from emgeom.io import aretomo, imod, relion_tomo, warp_xml
 from emgeom.tilt._geometry import TiltGeometry, particle_defocus, project
@@ -271,6 +271,9 @@ def _match_tilts(ga: TiltGeometry, gb: TiltGeometry, tol: float) -> tuple[NDArra
     )
 
 
+_MAX_GRID = 100  # 30 000 points: ~30 MB of projections for 60 tilts
+
+
 def _grid(g: TiltGeometry, n_xy: int, half_thickness_a: float) -> NDArray[np.float64]:
     if g.volume_shape is not None and g.pixel_size_a is not None:
         half = 0.4 * min(g.volume_shape[0], g.volume_shape[1]) * g.pixel_size_a
@@ -491,7 +494,8 @@ def audit(
         Paths are read with :func:`load_source` (``load_kwargs`` passed on); bare geometries
         count as ``program="canonical"``.
     n_grid : int
-        Grid points per in-plane axis (positions span ±40 % of the tomogram, or ±2000 Å).
+        Grid points per in-plane axis (positions span ±40 % of the tomogram, or ±2000 Å),
+        2 to 100 (the grid has ``3·n_grid²`` points, each projected on every tilt).
     half_thickness_a : float
         The grid's z layers are ``−t, 0, +t`` Å (default 750 Å).
     tolerance_a : float
@@ -509,6 +513,11 @@ def audit(
     """
     if isinstance(sources, str | os.PathLike | TiltGeometry | AuditSource):
         raise InvalidTypeError("sources: expected a sequence of two or more sources")
+    # bounded before anything is allocated: 3·n_grid² points projected on every tilt
+    n_grid = as_int(n_grid, "n_grid", low=2, high=_MAX_GRID)
+    ht = as_float(half_thickness_a, "half_thickness_a", positive=True)
+    tol = as_float(tolerance_a, "tolerance_a", positive=True)
+    ttol = as_float(tilt_tolerance_deg, "tilt_tolerance_deg", positive=True)
     srcs: list[AuditSource] = []
     for i, s in enumerate(sources):
         if isinstance(s, AuditSource):
@@ -524,12 +533,6 @@ def audit(
             )
     if len(srcs) < 2:
         raise InvalidValueError(f"sources: need at least two sources, got {len(srcs)}")
-    n_grid = int(n_grid)
-    if n_grid < 2:
-        raise InvalidValueError(f"n_grid: expected >= 2, got {n_grid}")
-    ht = as_float(half_thickness_a, "half_thickness_a", positive=True)
-    tol = as_float(tolerance_a, "tolerance_a", positive=True)
-    ttol = as_float(tilt_tolerance_deg, "tilt_tolerance_deg", positive=True)
     pairs = []
     for i in range(len(srcs)):
         for j in range(i + 1, len(srcs)):

@@ -15,6 +15,7 @@ Canonical model (design note ``handedness.md`` §5, cited in ``docs/conventions.
 
 from __future__ import annotations
 
+import math
 import warnings
 from collections.abc import Sequence
 from typing import Any
@@ -79,11 +80,17 @@ def rotation_matrices(tilt_deg: Any, axis_deg: Any, x_tilt_deg: Any = 0.0) -> ND
     tilt_deg, axis_deg, x_tilt_deg : array_like
         Degrees, canonical signs (see module docstring); broadcast against each other.
     """
-    t, a, x = np.broadcast_arrays(
-        np.atleast_1d(np.asarray(tilt_deg, dtype=np.float64)),
-        np.atleast_1d(np.asarray(axis_deg, dtype=np.float64)),
-        np.atleast_1d(np.asarray(x_tilt_deg, dtype=np.float64)),
-    )
+    args = [
+        np.atleast_1d(_per_tilt(v, name, None))
+        for v, name in ((tilt_deg, "tilt_deg"), (axis_deg, "axis_deg"), (x_tilt_deg, "x_tilt_deg"))
+    ]
+    try:
+        t, a, x = np.broadcast_arrays(*args)
+    except ValueError:
+        raise ShapeError(
+            "tilt_deg, axis_deg, x_tilt_deg: lengths "
+            f"{[v.shape[0] for v in args]} do not broadcast (give scalars or one per tilt)"
+        ) from None
     return _rz(np.radians(a)) @ _ry(np.radians(t)) @ _rx(np.radians(x))
 
 
@@ -92,7 +99,29 @@ def angles_from_matrices(r: NDArray[np.float64]) -> tuple[NDArray[np.float64], .
 
     Uses ``R[2] = (−sinθ, cosθ·sinχ, cosθ·cosχ)`` and ``(R[0,0], R[1,0]) = cosθ·(cosψ, sinψ)``
     (unique for ``|θ| < 90°``).
+
+    Raises
+    ------
+    ShapeError
+        ``r`` is not ``(T, 3, 3)`` (one matrix: pass ``r[None]``).
+    InvalidValueError
+        Non-finite entries, or a matrix that is not a proper rotation (``|RRᵀ − I| > 1e-3``,
+        the tolerance of the RELION reader, or ``det < 0``).
     """
+    r = real_array(r, "r")
+    if r.ndim != 3 or r.shape[1:] != (3, 3):
+        hint = " (one matrix: pass r[None])" if r.shape == (3, 3) else ""
+        raise ShapeError(f"r: expected shape (T, 3, 3){hint}, got {r.shape}")
+    if not np.all(np.isfinite(r)):
+        raise InvalidValueError("r: all entries must be finite")
+    err = np.abs(r @ np.transpose(r, (0, 2, 1)) - np.eye(3)).max(axis=(1, 2))
+    bad = np.flatnonzero((err > 1e-3) | (np.linalg.det(r) < 0))
+    if bad.size:
+        i = int(bad[0])
+        raise InvalidValueError(
+            f"r: matrix {i} is not a proper rotation (|R·Rᵀ − I| = {err[i]:.2g}, "
+            f"det = {np.linalg.det(r[i]):.3g})"
+        )
     tilt = np.degrees(np.arcsin(np.clip(-r[:, 2, 0], -1.0, 1.0)))
     xt = np.degrees(np.arctan2(r[:, 2, 1], r[:, 2, 2]))
     axis = np.degrees(np.arctan2(r[:, 1, 0], r[:, 0, 0]))
@@ -176,6 +205,7 @@ class TiltGeometry:
 
     __slots__ = (
         "_defocus_a",
+        "_sealed",
         "astigmatism_deg",
         "axis_deg",
         "defocus_slope",
@@ -294,6 +324,28 @@ class TiltGeometry:
         self.names = None if names is None else tuple(str(s) for s in names)
         if self.names is not None and len(self.names) != n:
             raise ShapeError(f"names: expected {n} per-tilt names, got {len(self.names)}")
+        object.__setattr__(self, "_sealed", True)
+
+    # ------------------------------------------------------------------ immutability
+    def __setattr__(self, name: str, value: Any) -> None:
+        # validated once in __init__; afterwards immutable, as AnisoMag is
+        if getattr(self, "_sealed", False):
+            raise AttributeError(
+                f"TiltGeometry is immutable: cannot set {name!r}; use "
+                f"geometry.replace({name.lstrip('_')}=...) for a validated copy"
+            )
+        object.__setattr__(self, name, value)
+
+    def __delattr__(self, name: str) -> None:
+        raise AttributeError(f"TiltGeometry is immutable: cannot delete {name!r}")
+
+    def __getstate__(self) -> dict[str, Any]:
+        return {k: getattr(self, k) for k in self.__slots__ if k != "_sealed"}
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        for k, v in state.items():
+            object.__setattr__(self, k, v)
+        object.__setattr__(self, "_sealed", True)
 
     # ------------------------------------------------------------------ basic properties
     @property
@@ -539,6 +591,27 @@ def _positions(positions_a: Any) -> NDArray[np.float64]:
     return np.ascontiguousarray(p, dtype=np.float64)
 
 
+# the kernels accept |p| <= 1e9 Å (checked per row), so |z'| <= sqrt(3)·1e9 Å
+_MAX_DEPTH_A = math.sqrt(3.0) * 1e9
+
+
+def _check_range(coeffs: NDArray[np.float64], dtype: np.dtype[Any]) -> None:
+    """Refuse per-tilt parameters whose defocus can overflow ``dtype`` (O(n_tilts), before the
+    kernel runs): ``|Δf0_t| + |h·κ·r3_t|·|p|max`` must stay below the largest finite value.
+    """
+    worst = np.abs(coeffs[:, 3]) + np.abs(coeffs[:, :3]).sum(axis=1) * _MAX_DEPTH_A
+    limit = float(np.finfo(dtype).max)
+    with np.errstate(over="ignore", invalid="ignore"):
+        bad = np.flatnonzero(~(worst < limit))
+    if bad.size:
+        t = int(bad[0])
+        raise InvalidValueError(
+            f"geometry: defocus_a ({coeffs[t, 3]:.3g} Å) or defocus_slope (|h·κ·r3| = "
+            f"{np.abs(coeffs[t, :3]).max():.3g}) of tilt {t} can give defocus values beyond "
+            f"{dtype} range for positions within 1e9 Å; expected Å and κ ~ 1"
+        )
+
+
 def _geometry(geometry: Any) -> TiltGeometry:
     if not isinstance(geometry, TiltGeometry):
         raise InvalidTypeError(f"geometry: expected a TiltGeometry, got {describe(geometry)}")
@@ -601,6 +674,12 @@ def particle_defocus(
             raise InvalidValueError("out: expected a C-contiguous array")
         if not out.flags.writeable:
             raise InvalidValueError("out: expected a writeable array")
+        # O(1) bounds test: the kernel reads positions while it writes out
+        if np.may_share_memory(out, p):
+            raise InvalidValueError(
+                "out: shares memory with positions_a; pass a separate output array"
+            )
+    _check_range(coeffs, out.dtype)
     if out.dtype == np.float32:
         _core.particle_defocus_f32(p, coeffs, out, n_threads=nt)
     else:
