@@ -32,6 +32,7 @@ __all__ = [
     "from_file",
     "parse_float",
     "parse_int",
+    "parse_row",
     "read_bytes",
     "read_text",
 ]
@@ -117,6 +118,11 @@ def parse_float(
     if nonnegative and v < 0:
         raise FileFormatError(f"{where}: {key} = {value!r} must be >= 0")
     return v
+
+
+def parse_row(fields: list[str], where: object) -> list[float]:
+    """Finite floats of a whitespace-split text line; a bad field names ``where`` + column."""
+    return [parse_float(v, f"column {i + 1}", where) for i, v in enumerate(fields)]
 
 
 def parse_int(value: Any, key: str, where: object, *, low: int | None = None) -> int:

@@ -22,7 +22,7 @@ from numpy.typing import NDArray
 
 from emgeom._validate import as_float
 from emgeom.errors import FileFormatError, InvalidValueError
-from emgeom.io._text import as_path, from_file, parse_float, parse_int, read_text
+from emgeom.io._text import as_path, from_file, parse_int, parse_row, read_text
 from emgeom.tilt._geometry import TiltGeometry, as_hand
 
 __all__ = ["aretomo3_hand", "read_aln", "read_aretomo", "read_ctf_txt"]
@@ -47,10 +47,6 @@ def _header_values(body: str, key: str, p: Path, lineno: int) -> list[str]:
     if not eq or not rest.split():
         raise FileFormatError(f"{p}:{lineno}: header {key} has no '= value': {body!r}")
     return rest.split()
-
-
-def _numbers(parts: list[str], p: Path, lineno: int) -> list[float]:
-    return [parse_float(v, f"column {i + 1}", f"{p}:{lineno}") for i, v in enumerate(parts)]
 
 
 def read_aln(path: str | os.PathLike[str]) -> dict[str, NDArray[np.float64] | tuple[int, ...]]:
@@ -81,7 +77,7 @@ def read_aln(path: str | os.PathLike[str]) -> dict[str, NDArray[np.float64] | tu
             raise FileFormatError(
                 f"{p}:{lineno}: expected 10 columns (SEC ROT GMAG TX TY ... TILT): {s!r}"
             )
-        rows.append(_numbers(parts, p, lineno))
+        rows.append(parse_row(parts, f"{p}:{lineno}"))
     if not rows:
         raise FileFormatError(f"{p}: no alignment rows (not an AreTomo .aln?)")
     a = np.array(rows)
@@ -106,7 +102,7 @@ def read_ctf_txt(path: str | os.PathLike[str]) -> dict[str, NDArray[np.float64]]
         s = ln.strip()
         if not s or s.startswith("#"):
             continue
-        rows.append(_numbers(s.split(), p, lineno))
+        rows.append(parse_row(s.split(), f"{p}:{lineno}"))
     if not rows or any(len(r) < 4 for r in rows):
         raise FileFormatError(f"{p}: expected rows of >= 4 numbers (index, defocus 1/2 Å, azimuth)")
     n_cols = min(len(r) for r in rows)
@@ -182,7 +178,9 @@ def read_aretomo(
     tx, ty = np.asarray(a["tx"]), np.asarray(a["ty"])
     if np.any(tx != 0) or np.any(ty != 0):
         if px is None:
-            raise InvalidValueError("pixel_size_a: needed to convert the .aln TX/TY (pixels) to Å")
+            raise InvalidValueError(
+                f"pixel_size_a: needed to convert the TX/TY (pixels) of {p} to Å"
+            )
         shifts = np.stack([tx, ty], axis=1) * px
     else:
         shifts = np.zeros((n, 2))

@@ -41,7 +41,7 @@ from numpy.typing import NDArray
 
 from emgeom._validate import as_float
 from emgeom.errors import FileFormatError, InvalidValueError
-from emgeom.io._text import as_path, from_file, parse_float, read_text
+from emgeom.io._text import as_path, from_file, parse_row, read_text
 from emgeom.tilt._geometry import TiltGeometry
 
 __all__ = ["read_ctfplotter_defocus", "read_imod", "read_tlt", "read_xf"]
@@ -63,14 +63,10 @@ def _rows(value: Any, name: str, what: str) -> tuple[Path, list[tuple[int, list[
     return path, rows
 
 
-def _row_floats(p: Path, lineno: int, fields: list[str]) -> list[float]:
-    return [parse_float(v, f"column {i + 1}", f"{p}:{lineno}") for i, v in enumerate(fields)]
-
-
 def read_tlt(path: str | os.PathLike[str]) -> NDArray[np.float64]:
     """Tilt angles (degrees) from an IMOD ``.tlt``/``.rawtlt``/``.xtilt`` (first column)."""
     p, rows = _rows(path, "path", "IMOD tilt-angle file")
-    a = np.array([_row_floats(p, i, r[:1])[0] for i, r in rows], dtype=np.float64)
+    a = np.array([parse_row(r[:1], f"{p}:{i}")[0] for i, r in rows], dtype=np.float64)
     if a.size == 0:
         raise FileFormatError(f"{p}: no angles")
     return a
@@ -86,7 +82,7 @@ def read_xf(path: str | os.PathLike[str]) -> NDArray[np.float64]:
             )
     if not rows:
         raise FileFormatError(f"{p}: no transforms")
-    return np.array([_row_floats(p, i, r) for i, r in rows], dtype=np.float64)
+    return np.array([parse_row(r, f"{p}:{i}") for i, r in rows], dtype=np.float64)
 
 
 def read_ctfplotter_defocus(
@@ -111,7 +107,7 @@ def read_ctfplotter_defocus(
         raise FileFormatError(f"{p}: empty defocus file")
     flags = 0
     line1, first = rows[0]
-    head = _row_floats(p, line1, first)
+    head = parse_row(first, f"{p}:{line1}")
     if len(first) == 6 and first[5] == "3" and head[2] == 0 and head[4] == 0:
         flags = int(head[0])
         rows = rows[1:]
@@ -123,7 +119,7 @@ def read_ctfplotter_defocus(
     astig = bool(flags & 1)
     entries = []
     for lineno, r in rows:
-        v = _row_floats(p, lineno, r)
+        v = parse_row(r, f"{p}:{lineno}")
         need = 7 if astig else 5
         if len(v) < need:
             raise FileFormatError(
@@ -224,7 +220,7 @@ def read_imod(
         if np.any(d != 0):
             if px is None:
                 raise InvalidValueError(
-                    "pixel_size_a: needed to convert the .xf shifts (pixels) to Å"
+                    f"pixel_size_a: needed to convert the shifts (pixels) of {xf} to Å"
                 )
             shifts = -np.einsum("tij,tj->ti", np.linalg.inv(a), d) * px
     else:

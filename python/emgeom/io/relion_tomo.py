@@ -219,7 +219,7 @@ def read_relion_tomograms(
     ``image_shape``: ``(ny, nx)`` of the tilt-series images for every tomogram, or a mapping
     tomogram name → ``(ny, nx)``; see :func:`read_relion`.
     """
-    path = Path(tomograms_star)
+    path = as_path(tomograms_star, "tomograms_star")
     blocks = read_star(path)
     shapes: dict[str, tuple[int, int]] = {}
     common: tuple[int, int] | None = None
@@ -284,7 +284,7 @@ def read_relion(
     positions differ from RELION 4.0's by ``R·(1, 1, 1)`` tilt-series pixels.
     """
     image_shape = _check_image_shape(image_shape)
-    path = Path(tomograms_star)
+    path = as_path(tomograms_star, "tomograms_star")
     blocks = read_star(path)
     recs = _global_records(blocks, path)
     names = [r["rlnTomoName"] for r in recs]

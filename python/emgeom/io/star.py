@@ -151,14 +151,20 @@ def records(block: Block) -> list[dict[str, Any]]:
     return [dict(block)] if block else []
 
 
+# starfile (pandas) reads these as missing values even in string columns
+_NA_TOKENS = frozenset({"nan", "NaN", "<NA>"})
+
+
 def check_token(value: object, what: str) -> str:
     """``str(value)`` when a STAR reader gets it back unchanged, else :class:`InvalidValueError`
     naming ``what``: no empty value, whitespace or quotes (starfile quotes only values with
-    spaces, and RELION splits on any whitespace), no leading ``_``, ``#``, ``data_``, ``loop_``.
+    spaces, and RELION splits on any whitespace), no leading ``_``, ``#``, ``data_``, ``loop_``,
+    and not ``nan``/``NaN``/``<NA>`` (which starfile reads back as a missing value).
     """
     s = str(value)
     bad = (
         not s
+        or s in _NA_TOKENS
         or any(c.isspace() or c in "\"'" for c in s)
         or s.startswith(("_", "#", "data_", "loop_"))
         or not s.isprintable()
@@ -166,7 +172,8 @@ def check_token(value: object, what: str) -> str:
     if bad:
         raise InvalidValueError(
             f"{what}: {s!r} cannot be written to a STAR file and read back (no spaces, "
-            "quotes, control characters or newlines; no leading '_', '#', 'data_', 'loop_')"
+            "quotes, control characters or newlines; no leading '_', '#', 'data_', 'loop_'; "
+            "not nan/NaN/<NA>)"
         )
     return s
 

@@ -47,7 +47,10 @@ def parse_warp_xml(value: Any, name: str) -> tuple[Path, ET.Element]:
     """
     path, text = read_text(value, name, utf16=True, what="Warp XML file")
     if text.startswith("<?xml"):
-        text = text[text.index("?>") + 2 :]  # the declaration may name another encoding
+        end = text.find("?>")
+        if end < 0:
+            raise FileFormatError(f"{path}: not valid XML (unterminated <?xml declaration)")
+        text = text[end + 2 :]  # the declaration may name another encoding
     try:
         return path, ET.fromstring(text)
     except ET.ParseError as exc:

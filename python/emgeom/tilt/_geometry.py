@@ -599,9 +599,9 @@ def _check_range(coeffs: NDArray[np.float64], dtype: np.dtype[Any]) -> None:
     """Refuse per-tilt parameters whose defocus can overflow ``dtype`` (O(n_tilts), before the
     kernel runs): ``|Δf0_t| + |h·κ·r3_t|·|p|max`` must stay below the largest finite value.
     """
-    worst = np.abs(coeffs[:, 3]) + np.abs(coeffs[:, :3]).sum(axis=1) * _MAX_DEPTH_A
     limit = float(np.finfo(dtype).max)
     with np.errstate(over="ignore", invalid="ignore"):
+        worst = np.abs(coeffs[:, 3]) + np.abs(coeffs[:, :3]).sum(axis=1) * _MAX_DEPTH_A
         bad = np.flatnonzero(~(worst < limit))
     if bad.size:
         t = int(bad[0])
