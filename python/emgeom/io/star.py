@@ -157,22 +157,23 @@ _NA_TOKENS = frozenset({"nan", "NaN", "<NA>"})
 
 def check_token(value: object, what: str) -> str:
     """``str(value)`` when a STAR reader gets it back unchanged, else :class:`InvalidValueError`
-    naming ``what``: no empty value, whitespace or quotes (starfile quotes only values with
-    spaces, and RELION splits on any whitespace), no leading ``_``, ``#``, ``data_``, ``loop_``,
+    naming ``what``: no empty value, whitespace, quotes or ``#`` (starfile quotes only values
+    with spaces and reads ``#`` as a comment anywhere; RELION splits on any whitespace), no
+    leading ``_``, ``data_``, ``loop_``,
     and not ``nan``/``NaN``/``<NA>`` (which starfile reads back as a missing value).
     """
     s = str(value)
     bad = (
         not s
         or s in _NA_TOKENS
-        or any(c.isspace() or c in "\"'" for c in s)
+        or any(c.isspace() or c in "\"'#" for c in s)
         or s.startswith(("_", "#", "data_", "loop_"))
         or not s.isprintable()
     )
     if bad:
         raise InvalidValueError(
             f"{what}: {s!r} cannot be written to a STAR file and read back (no spaces, "
-            "quotes, control characters or newlines; no leading '_', '#', 'data_', 'loop_'; "
+            "quotes, '#', control characters or newlines; no leading '_', 'data_', 'loop_'; "
             "not nan/NaN/<NA>)"
         )
     return s

@@ -642,16 +642,12 @@ def audit_dataset(
     if isinstance(geometries, str | os.PathLike):
         p = Path(geometries)
         if p.is_dir():
-            from emgeom.io.warp_xml import read_warp
-
             files = sorted(p.glob("*.xml"))
             if not files:
                 raise InvalidValueError(f"geometries: no *.xml files in {p}")
-            geos = {f.stem: read_warp(f) for f in files}
+            geos = {f.stem: warp_xml.read_warp(f) for f in files}
         else:
-            from emgeom.io.relion_tomo import read_relion_tomograms
-
-            geos = read_relion_tomograms(p)
+            geos = relion_tomo.read_relion_tomograms(p)
     elif isinstance(geometries, Mapping):
         geos = dict(geometries)
     else:
