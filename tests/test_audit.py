@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from emgeom import errors, tilt
-from emgeom.tilt._audit import AuditSource, audit, audit_dataset, load_source
+from emgeom.tilt import AuditSource, audit, audit_dataset, load_source
 
 try:
     from .conftest import shared_file

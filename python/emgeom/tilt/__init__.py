@@ -37,15 +37,8 @@ if TYPE_CHECKING:  # the readers/writers import this package; load them lazily a
     )
     from emgeom.io.warp_movies import samples_from_warp_movies
     from emgeom.io.warp_xml import read_warp, to_warp
-    from emgeom.tilt._audit import (
-        AuditReport,
-        AuditSource,
-        DatasetAudit,
-        PairAudit,
-        audit,
-        audit_dataset,
-        load_source,
-    )
+    from emgeom.tilt._audit import AuditReport, AuditSource, PairAudit, audit, load_source
+    from emgeom.tilt._audit_dataset import DatasetAudit, audit_dataset
     from emgeom.tilt._hand import HandCheck, HandSamples, check_hand, predicted_slopes
 
 __all__ = [
@@ -109,14 +102,13 @@ _LAZY_TILT = {
         (
             "AuditReport",
             "AuditSource",
-            "DatasetAudit",
             "PairAudit",
             "audit",
-            "audit_dataset",
             "load_source",
         ),
         "_audit",
     ),
+    **dict.fromkeys(("DatasetAudit", "audit_dataset"), "_audit_dataset"),
 }
 
 
