@@ -563,3 +563,18 @@ def test_corrupt_files_give_emgeom_errors(tmp_path_factory, fmt, how):
         assert np.all(np.isfinite(res.tilt_deg)) and np.all(np.isfinite(res.defocus_a))
     elif isinstance(res, np.ndarray):
         assert np.all(np.isfinite(res))
+
+
+def test_singular_xf_and_bad_volume_shape(tmp_path):
+    tlt = _write(tmp_path / "a.tlt", "-30\n0\n30\n")
+    xf = _write(tmp_path / "a.xf", "1 0 0 1 0 0\n0 0 0 0 0 0\n1 0 0 1 0 0\n")
+    with raises(errors.FileFormatError, "a.xf:2", "singular"):
+        tilt.read_imod(tlt, xf=xf)
+    xf.write_text("1 0 0 1 3 0\n" * 3)
+    with raises(errors.InvalidValueError, "pixel_size_a", "a.xf"):
+        tilt.read_imod(tlt, xf=xf)
+    with raises(errors.InvalidValueError, "pixel_size_a"):
+        tilt.read_imod(tlt, xf=xf, pixel_size_a=-1.0)
+    for bad in (5, "abc", (1, 2), (1.5, 2, 3), (0, 1, 1)):
+        with raises(errors.InvalidValueError, "volume_shape"):
+            good_geometry(volume_shape=bad)

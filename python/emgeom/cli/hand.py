@@ -35,6 +35,32 @@ def _progress_bar(total_hint: str) -> Any:
     )
 
 
+def _print_hand(res: Any) -> None:
+    """The text report of ``check-hand``: the decision, each program's flag, the notes."""
+    if res.decided:
+        f = res.program_flags()
+        typer.echo(
+            f"defocus hand: h = {res.hand:+d} (confidence {res.confidence:.4f}, "
+            f"r = {res.correlation:+.3f}, {res.n_used} tilts, source {res.source})"
+        )
+        typer.echo(
+            f"  RELION _rlnTomoHand {f['relion_rlnTomoHand']:+d}; Warp AreAnglesInverted="
+            f"{f['warp_AreAnglesInverted']}; IMOD ctfphaseflip "
+            f"{'-invert' if f['imod_ctfphaseflip_invert'] else 'without -invert'}; pytom "
+            f"--defocus-handedness {f['pytom_defocus_handedness']:+d}"
+            f"{'' if f['pytom_exact'] else ' (approximate)'}"
+        )
+        state = "agrees" if res.agrees_with_geometry else "DISAGREES"
+        typer.echo(f"  the input geometry (h = {res.geometry_hand:+d}) {state}")
+    else:
+        typer.echo(
+            f"defocus hand: undecided (confidence {res.confidence:.4f}, leaning "
+            f"{res.leaning_hand:+d})"
+        )
+    for n in res.notes:
+        typer.echo(f"  note: {n}")
+
+
 @app.command("check-hand")
 def check_hand_cmd(
     geometry: Annotated[
@@ -111,28 +137,7 @@ def check_hand_cmd(
     if json_out:
         echo_json(res.summary())
     else:
-        if res.decided:
-            f = res.program_flags()
-            typer.echo(
-                f"defocus hand: h = {res.hand:+d} (confidence {res.confidence:.4f}, "
-                f"r = {res.correlation:+.3f}, {res.n_used} tilts, source {res.source})"
-            )
-            typer.echo(
-                f"  RELION _rlnTomoHand {f['relion_rlnTomoHand']:+d}; Warp AreAnglesInverted="
-                f"{f['warp_AreAnglesInverted']}; IMOD ctfphaseflip "
-                f"{'-invert' if f['imod_ctfphaseflip_invert'] else 'without -invert'}; pytom "
-                f"--defocus-handedness {f['pytom_defocus_handedness']:+d}"
-                f"{'' if f['pytom_exact'] else ' (approximate)'}"
-            )
-            state = "agrees" if res.agrees_with_geometry else "DISAGREES"
-            typer.echo(f"  the input geometry (h = {res.geometry_hand:+d}) {state}")
-        else:
-            typer.echo(
-                f"defocus hand: undecided (confidence {res.confidence:.4f}, leaning "
-                f"{res.leaning_hand:+d})"
-            )
-        for n in res.notes:
-            typer.echo(f"  note: {n}")
+        _print_hand(res)
     if not res.decided:
         raise SystemExit(3)
 

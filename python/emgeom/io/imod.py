@@ -153,6 +153,31 @@ def read_ctfplotter_defocus(
     }
 
 
+def _xf_geometry(
+    xf: Path, n: int, px: float | None, tlt_p: Path, notes: list[str]
+) -> tuple[NDArray[np.float64], NDArray[np.float64]]:
+    """Tilt axis (deg) and specimen shifts (Å) from an IMOD ``.xf``:
+    ``ψ = atan2(−A21, A11)``, ``s = −A⁻¹·(DX, DY)·pixel``.
+    """
+    m = read_xf(xf)
+    if m.shape[0] != n:
+        raise FileFormatError(f"{xf}: {m.shape[0]} transforms for {n} tilts in {tlt_p}")
+    a = m[:, :4].reshape(-1, 2, 2)
+    det = np.linalg.det(a)
+    if np.any(np.abs(det) < 1e-6):
+        i = int(np.argmin(np.abs(det)))
+        raise FileFormatError(f"{xf}:{i + 1}: singular transform (determinant {det[i]:.3g})")
+    axis = np.degrees(np.arctan2(-a[:, 1, 0], a[:, 0, 0]))
+    if np.any(np.abs(det - 1) > 0.02):
+        notes.append(f".xf includes magnification/stretch (det {det.min():.4f}..{det.max():.4f})")
+    d = m[:, 4:6]
+    if not np.any(d != 0):
+        return axis, np.zeros((n, 2))
+    if px is None:
+        raise InvalidValueError(f"pixel_size_a: needed to convert the shifts (pixels) of {xf} to Å")
+    return axis, -np.einsum("tij,tj->ti", np.linalg.inv(a), d) * px
+
+
 def read_imod(
     tlt: str | os.PathLike[str],
     *,
@@ -201,30 +226,11 @@ def read_imod(
         f"hand: h = {-1 if invert else +1:+d} (IMOD convention = canonical +1; -invert -> -1; "
         "ctfphaseflip man page)",
     ]
-    shifts = np.zeros((n, 2))
     if xf is not None:
-        m = read_xf(as_path(xf, "xf"))
-        if m.shape[0] != n:
-            raise FileFormatError(f"{xf}: {m.shape[0]} transforms for {n} tilts in {tlt_p}")
-        a = m[:, :4].reshape(-1, 2, 2)
-        det = np.linalg.det(a)
-        if np.any(np.abs(det) < 1e-6):
-            i = int(np.argmin(np.abs(det)))
-            raise FileFormatError(f"{xf}:{i + 1}: singular transform (determinant {det[i]:.3g})")
-        axis = np.degrees(np.arctan2(-a[:, 1, 0], a[:, 0, 0]))
-        if np.any(np.abs(det - 1) > 0.02):
-            notes.append(
-                f".xf includes magnification/stretch (det {det.min():.4f}..{det.max():.4f})"
-            )
-        d = m[:, 4:6]
-        if np.any(d != 0):
-            if px is None:
-                raise InvalidValueError(
-                    f"pixel_size_a: needed to convert the shifts (pixels) of {xf} to Å"
-                )
-            shifts = -np.einsum("tij,tj->ti", np.linalg.inv(a), d) * px
+        axis, shifts = _xf_geometry(as_path(xf, "xf"), n, px, tlt_p, notes)
     else:
         axis = np.full(n, 0.0 if axis_deg is None else as_float(axis_deg, "axis_deg"))
+        shifts = np.zeros((n, 2))
     xt = np.zeros(n)
     if xtilt is not None:
         xt = read_tlt(as_path(xtilt, "xtilt"))
