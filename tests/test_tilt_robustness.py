@@ -578,3 +578,13 @@ def test_singular_xf_and_bad_volume_shape(tmp_path):
     for bad in (5, "abc", (1, 2), (1.5, 2, 3), (0, 1, 1)):
         with raises(errors.InvalidValueError, "volume_shape"):
             good_geometry(volume_shape=bad)
+
+
+def test_utf8_star_with_non_ascii_beyond_the_encoding_probe(tmp_path):
+    text = "# " + "x" * 5000 + "\n" + GOOD_STAR.format(sx=100).replace("TS", "TS_é")
+    p = tmp_path / "t.star"
+    p.write_text(text, encoding="utf-8")
+    assert list(tilt.read_relion_tomograms(p)) == ["TS_é"]
+    p.write_bytes(text.encode("utf-8")[:-40] + b"\xff\xfe\xff" + b"\n")
+    with raises(errors.FileFormatError, "t.star"):
+        tilt.read_relion_tomograms(p)

@@ -35,6 +35,7 @@ __all__ = [
     "parse_row",
     "read_bytes",
     "read_text",
+    "refuse_utf16",
 ]
 
 _UTF16_FIX = "convert it with `iconv -f UTF-16 -t UTF-8 IN > OUT`"
@@ -47,10 +48,15 @@ def as_path(value: Any, name: str) -> Path:
     return Path(value)
 
 
-def read_bytes(path: Path) -> bytes:
-    """The content of ``path``; every OS failure becomes :class:`EmgeomFileError` naming it."""
+def read_bytes(path: Path, n: int | None = None) -> bytes:
+    """The content of ``path`` (its first ``n`` bytes when given); every OS failure becomes
+    :class:`EmgeomFileError` naming it.
+    """
     try:
-        return path.read_bytes()
+        if n is None:
+            return path.read_bytes()
+        with path.open("rb") as fh:
+            return fh.read(n)
     except FileNotFoundError:
         raise EmgeomFileError(f"{path}: file not found") from None
     except IsADirectoryError:
@@ -68,18 +74,24 @@ def _utf16(raw: bytes) -> str | None:
     return None
 
 
+def refuse_utf16(head: bytes, path: Path, what: str) -> None:
+    """Refuse a file whose first bytes show UTF-16 (see :func:`decode_text`)."""
+    if _utf16(head) is not None:
+        raise FileFormatError(
+            f"{path}: is UTF-16 text, but this {what} must be ASCII/UTF-8 (the programs "
+            f"that read it do not decode UTF-16): {_UTF16_FIX}"
+        )
+
+
 def decode_text(raw: bytes, path: Path, *, utf16: bool = False, what: str = "file") -> str:
     """Decode ``raw`` read from ``path``; see the module docstring for the rules.
 
     ``what`` names the format in the messages (e.g. ``"STAR file"``).
     """
+    if not utf16:
+        refuse_utf16(raw[:4], path, what)
     codec = _utf16(raw)
     if codec is not None:
-        if not utf16:
-            raise FileFormatError(
-                f"{path}: is UTF-16 text, but this {what} must be ASCII/UTF-8 (the programs "
-                f"that read it do not decode UTF-16): {_UTF16_FIX}"
-            )
         try:
             return raw.decode(codec).lstrip("\ufeff")
         except UnicodeDecodeError as exc:

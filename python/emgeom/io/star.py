@@ -30,7 +30,7 @@ from numpy.typing import NDArray
 
 from emgeom.errors import FileFormatError, InvalidValueError
 from emgeom.io._atomic import atomic_output
-from emgeom.io._text import as_path, decode_text, parse_float, read_bytes
+from emgeom.io._text import as_path, parse_float, read_bytes, refuse_utf16
 
 __all__ = [
     "STRING_COLUMNS",
@@ -78,8 +78,8 @@ def read_star(value: Any, name: str = "path") -> dict[str, Block]:
     file).
     """
     path = as_path(value, name)
-    raw = read_bytes(path)
-    decode_text(raw[:4096] if len(raw) > 4096 else raw, path, what="STAR file")
+    # encoding checked on the first bytes; starfile decodes the rest (errors wrapped below)
+    refuse_utf16(read_bytes(path, 4), path, "STAR file")
     try:
         blocks = starfile.read(path, always_dict=True, parse_as_string=STRING_COLUMNS)
     except UnicodeDecodeError as exc:
