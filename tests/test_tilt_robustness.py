@@ -588,3 +588,44 @@ def test_utf8_star_with_non_ascii_beyond_the_encoding_probe(tmp_path):
     p.write_bytes(text.encode("utf-8")[:-40] + b"\xff\xfe\xff" + b"\n")
     with raises(errors.FileFormatError, "t.star"):
         tilt.read_relion_tomograms(p)
+
+
+# ------------------------------------------------------------------ one-way dependencies
+def _modules(pkg: str) -> list[Path]:
+    root = Path(tilt.__file__).parents[1]
+    return sorted((root / pkg).glob("*.py"))
+
+
+def test_no_private_names_across_packages_and_no_cycle_dodging_imports():
+    """tilt/ and io/: no ``from emgeom.<other package> import _name``; no function-local
+    import of emgeom (the lazy re-export table of tilt/__init__ is the one PEP 562 facade);
+    io never imports the tilt workflows.
+    """
+    import ast
+
+    bad = []
+    for pkg in ("tilt", "io"):
+        for f in _modules(pkg):
+            tree = ast.parse(f.read_text(encoding="utf-8"))
+            for node in ast.walk(tree):
+                if isinstance(node, ast.ImportFrom) and (node.module or "").startswith("emgeom."):
+                    other = node.module.split(".")[1]
+                    if other not in (pkg, "_validate", "_core", "errors"):
+                        bad += [
+                            f"{f.name}: {node.module}.{a.name}"
+                            for a in node.names
+                            if a.name.startswith("_")
+                        ]
+                    if pkg == "io" and node.module.startswith(
+                        ("emgeom.tilt._hand.", "emgeom.tilt._audit")
+                    ):
+                        bad.append(f"{f.name}: io imports workflow {node.module}")
+                    if pkg == "io" and node.module in ("emgeom.tilt._hand", "emgeom.tilt"):
+                        bad.append(f"{f.name}: io imports {node.module}")
+                if isinstance(node, ast.FunctionDef) and f.name != "__init__.py":
+                    for inner in ast.walk(node):
+                        if isinstance(inner, ast.ImportFrom) and (inner.module or "").startswith(
+                            "emgeom"
+                        ):
+                            bad.append(f"{f.name}:{inner.lineno} local import of {inner.module}")
+    assert bad == []

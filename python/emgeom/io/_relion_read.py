@@ -12,6 +12,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+import mrcfile
 import numpy as np
 import pandas as pd
 from numpy.typing import NDArray
@@ -112,8 +113,6 @@ def _image_shape_from_headers(
     ``TomogramSet::loadTomogram`` takes the image size from. Header only; a file that is
     missing or not an MRC is skipped (the reason is returned).
     """
-    import mrcfile
-
     names: list[str] = []
     if rec.get("rlnTomoTiltSeriesName"):
         names.append(str(rec["rlnTomoTiltSeriesName"]))
