@@ -289,13 +289,33 @@ def test_audit_grid_bounded_before_allocating():
     assert tilt.audit([g, g], n_grid=100).agree
 
 
-def test_cli_corrupt_file_is_one_line(tmp_path, capsys):
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["tilt", "audit", "{good}", "{bad}"],
+        ["tilt", "explain", "{bad}"],
+        ["tilt", "convert", "{bad}", "--to", "warp", "-o", "{out}"],
+        ["tilt", "explain", "{u16}"],
+        ["tilt", "explain", "{folder}"],
+        ["tilt", "defocus", "--relion", "{bad}", "--particles", "{good}", "-o", "{out}"],
+        ["tilt", "check-hand", "{bad}", "--subtilt", "{folder}"],
+    ],
+    ids=["audit", "explain", "convert", "explain-utf16", "explain-folder", "defocus", "hand"],
+)
+def test_cli_bad_files_give_one_line_and_write_nothing(tmp_path, capsys, argv):
     bad = _write(tmp_path / "bad.star", GOOD_STAR.format(sx="nan"))
     good = tilt.to_relion(good_geometry(), tmp_path / "good.star")
-    code = main(["tilt", "audit", str(good), str(bad)])
+    u16 = tmp_path / "u16.star"
+    u16.write_bytes(GOOD_STAR.format(sx=100).encode("utf-16"))
+    folder = tmp_path / "folder.star"
+    folder.mkdir()
+    out = tmp_path / "out.xml"
+    names = {"good": good, "bad": bad, "u16": u16, "folder": folder, "out": out}
+    code = main([a.format(**names) for a in argv])
     err = capsys.readouterr().err.strip()
-    assert code != 0 and "\n" not in err and "Traceback" not in err
-    assert "bad.star" in err and "_rlnTomoSizeX" in err
+    assert code != 0 and "\n" not in err and "Traceback" not in err, err
+    assert any(n in err for n in ("bad.star", "u16.star", "folder.star")), err
+    assert not out.exists()
 
 
 # ---------------------------------------------------------------------- model: NaN / inf
@@ -499,6 +519,19 @@ def _good_files(d: Path) -> dict[str, tuple[Path, object]]:
             _write(d / "a.defocus", "1 1 -30 -30 2000 2\n2 2 0 0 2010\n3 3 30 30 2020\n"),
             imod.read_ctfplotter_defocus,
         ),
+        "warp_movie": (
+            _write(
+                d / "m.xml",
+                '<Movie><GridCTF Width="2" Height="2" Depth="1">'
+                + "".join(
+                    f'<Node X="{x}" Y="{y}" Z="0" Value="{2.0 + 0.01 * (x + 2 * y)}" />'
+                    for x in (0, 1)
+                    for y in (0, 1)
+                )
+                + "</GridCTF></Movie>",
+            ),
+            lambda p: tilt.samples_from_warp_movies([p], (100, 100), 1.0),
+        ),
         "ctffind5": (
             _write(
                 d / "c.json",
@@ -543,7 +576,8 @@ def _corrupt(raw: bytes, how: tuple) -> bytes:
 
 
 @pytest.mark.parametrize(
-    "fmt", ["relion", "warp", "aretomo", "ctf_txt", "tlt", "xf", "defocus", "ctffind5"]
+    "fmt",
+    ["relion", "warp", "aretomo", "ctf_txt", "tlt", "xf", "defocus", "warp_movie", "ctffind5"],
 )
 @given(how=_CORRUPTIONS)
 @settings(
@@ -563,6 +597,8 @@ def test_corrupt_files_give_emgeom_errors(tmp_path_factory, fmt, how):
         assert np.all(np.isfinite(res.tilt_deg)) and np.all(np.isfinite(res.defocus_a))
     elif isinstance(res, np.ndarray):
         assert np.all(np.isfinite(res))
+    elif isinstance(res, tilt.HandSamples):
+        assert np.all(np.isfinite(res.defocus_a)) and np.all(np.isfinite(res.x_a))
 
 
 def test_singular_xf_and_bad_volume_shape(tmp_path):
