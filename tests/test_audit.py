@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from emgeom import errors, tilt
-from emgeom.tilt._audit import AuditSource, audit, audit_dataset, load_source
+from emgeom.tilt import AuditSource, audit, audit_dataset, load_source
 
 try:
     from .conftest import shared_file
@@ -134,17 +134,19 @@ def test_dataset_majority_flags_wrong_hand_and_180_axis(tmp_path):
     assert set(res.flagged) == {"TS_03", "TS_05"}
     assert "180" in res.flagged["TS_03"] and "hand h = -1" in res.flagged["TS_05"]
     # written as a RELION tomograms.star data set: same verdict from the file
-    from emgeom.io._tilt_star import StarBlock, read_star, write_star
+    import pandas as pd
 
-    blocks_all = []
+    from emgeom.io.star import read_star, write_star
+
+    blocks_all = {}
     glob_rows = []
     for name, g in geos.items():
         p = tilt.to_relion(g, tmp_path / f"{name}.star", tomo_name=name)
         b = read_star(p)
-        glob_rows.append(b["global"].rows[0])
-        cols = b["global"].columns
-        blocks_all.append(b[name])
-    write_star(tmp_path / "all.star", [StarBlock("global", cols, glob_rows), *blocks_all])
+        glob_rows.append(b["global"])
+        blocks_all[name] = b[name]
+    glob = pd.concat(glob_rows, ignore_index=True)
+    write_star(tmp_path / "all.star", {"global": glob, **blocks_all})
     res2 = audit_dataset(tmp_path / "all.star")
     assert set(res2.flagged) == {"TS_03", "TS_05"}
     # a folder of Warp XMLs

@@ -126,15 +126,15 @@ def test_image_input_errors(tmp_path):
 
 
 def test_bin_image_is_block_mean():
-    from emgeom.tilt._hand import _bin_image
+    from emgeom.tilt._hand_images import bin_image
 
     a = np.arange(7 * 10, dtype=np.float64).reshape(7, 10)
     for b in (1, 2, 3):
         ny, nx = (7 // b) * b, (10 // b) * b
         ref_b = a[:ny, :nx].reshape(ny // b, b, nx // b, b).mean(axis=(1, 3))
-        np.testing.assert_allclose(_bin_image(a, b), ref_b, rtol=1e-6)
+        np.testing.assert_allclose(bin_image(a, b), ref_b, rtol=1e-6)
     u16 = np.full((8, 8), 7, dtype=np.uint16)
-    assert _bin_image(u16, 2).dtype == np.float32 and np.all(_bin_image(u16, 2) == 7)
+    assert bin_image(u16, 2).dtype == np.float32 and np.all(bin_image(u16, 2) == 7)
 
 
 def test_astigmatism_held_per_tilt():

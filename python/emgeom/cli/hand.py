@@ -35,6 +35,32 @@ def _progress_bar(total_hint: str) -> Any:
     )
 
 
+def _print_hand(res: Any) -> None:
+    """The text report of ``check-hand``: the decision, each program's flag, the notes."""
+    if res.decided:
+        f = res.program_flags()
+        typer.echo(
+            f"defocus hand: h = {res.hand:+d} (confidence {res.confidence:.4f}, "
+            f"r = {res.correlation:+.3f}, {res.n_used} tilts, source {res.source})"
+        )
+        typer.echo(
+            f"  RELION _rlnTomoHand {f['relion_rlnTomoHand']:+d}; Warp AreAnglesInverted="
+            f"{f['warp_AreAnglesInverted']}; IMOD ctfphaseflip "
+            f"{'-invert' if f['imod_ctfphaseflip_invert'] else 'without -invert'}; pytom "
+            f"--defocus-handedness {f['pytom_defocus_handedness']:+d}"
+            f"{'' if f['pytom_exact'] else ' (approximate)'}"
+        )
+        state = "agrees" if res.agrees_with_geometry else "DISAGREES"
+        typer.echo(f"  the input geometry (h = {res.geometry_hand:+d}) {state}")
+    else:
+        typer.echo(
+            f"defocus hand: undecided (confidence {res.confidence:.4f}, leaning "
+            f"{res.leaning_hand:+d})"
+        )
+    for n in res.notes:
+        typer.echo(f"  note: {n}")
+
+
 @app.command("check-hand")
 def check_hand_cmd(
     geometry: Annotated[
@@ -68,8 +94,7 @@ def check_hand_cmd(
     json_out: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
 ) -> None:
     """Decide the defocus handedness of one tilt series from measured defocus."""
-    from emgeom.tilt._audit import load_source
-    from emgeom.tilt._hand import check_hand, read_subtilt_star
+    from emgeom.tilt import check_hand, load_source, read_subtilt_star
 
     sources = [x for x in (images, subtilt, ctffind5) if x is not None]
     if len(sources) != 1:
@@ -112,28 +137,7 @@ def check_hand_cmd(
     if json_out:
         echo_json(res.summary())
     else:
-        if res.decided:
-            f = res.program_flags()
-            typer.echo(
-                f"defocus hand: h = {res.hand:+d} (confidence {res.confidence:.4f}, "
-                f"r = {res.correlation:+.3f}, {res.n_used} tilts, source {res.source})"
-            )
-            typer.echo(
-                f"  RELION _rlnTomoHand {f['relion_rlnTomoHand']:+d}; Warp AreAnglesInverted="
-                f"{f['warp_AreAnglesInverted']}; IMOD ctfphaseflip "
-                f"{'-invert' if f['imod_ctfphaseflip_invert'] else 'without -invert'}; pytom "
-                f"--defocus-handedness {f['pytom_defocus_handedness']:+d}"
-                f"{'' if f['pytom_exact'] else ' (approximate)'}"
-            )
-            state = "agrees" if res.agrees_with_geometry else "DISAGREES"
-            typer.echo(f"  the input geometry (h = {res.geometry_hand:+d}) {state}")
-        else:
-            typer.echo(
-                f"defocus hand: undecided (confidence {res.confidence:.4f}, leaning "
-                f"{res.leaning_hand:+d})"
-            )
-        for n in res.notes:
-            typer.echo(f"  note: {n}")
+        _print_hand(res)
     if not res.decided:
         raise SystemExit(3)
 
@@ -164,7 +168,7 @@ def audit_cmd(
     json_out: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
 ) -> None:
     """Do these files agree on per-particle defocus? Which flag to change if not."""
-    from emgeom.tilt._audit import audit, audit_dataset, load_source
+    from emgeom.tilt import audit, audit_dataset, load_source
 
     if len(files) == 1:
         res = audit_dataset(files[0], axis_tolerance_deg=axis_tolerance)

@@ -271,17 +271,19 @@ def defocus_cmd(
     force: Annotated[bool, typer.Option("--force", help="Overwrite the output.")] = False,
 ) -> None:
     """Add per-tilt defocus (_emgeomTiltDefocusU/V, Å, lists in tilt order) to a particle star."""
-    from emgeom.io._tilt_star import write_star
     from emgeom.io.relion_tomo import add_particle_defocus, read_relion_tomograms
+    from emgeom.io.star import write_star
 
     geoms = read_relion_tomograms(relion, project_dir=project_dir)
     blocks = add_particle_defocus(particles, geoms)
-    write_star(output, list(blocks.values()), force=force, header="per-tilt defocus by emgeom")
-    pb = blocks.get("particles") or next(b for b in blocks.values() if b.is_loop)
+    write_star(output, blocks, force=force)
+    pb = blocks.get("particles")
+    if pb is None:
+        pb = next(b for b in blocks.values() if hasattr(b, "columns"))
     echo_json(
         {
             "written": str(output),
-            "particles": len(pb.rows),
+            "particles": len(pb),
             "tomograms": {k: {"n_tilts": g.n_tilts, "hand": g.hand} for k, g in geoms.items()},
         }
     )

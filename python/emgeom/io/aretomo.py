@@ -21,8 +21,10 @@ import numpy as np
 from numpy.typing import NDArray
 
 from emgeom._validate import as_float
-from emgeom.errors import EmgeomFileError, FileFormatError, InvalidValueError
-from emgeom.tilt._geometry import TiltGeometry, _hand
+from emgeom.errors import FileFormatError, InvalidValueError
+from emgeom.io._text import as_path, from_file, parse_int, parse_row, read_text
+from emgeom.tilt._fields import as_hand
+from emgeom.tilt._geometry import TiltGeometry
 
 __all__ = ["aretomo3_hand", "read_aln", "read_aretomo", "read_ctf_txt"]
 
@@ -34,25 +36,29 @@ def aretomo3_hand(df_hand: int, *, axis_refined: bool = True) -> int:
     ``-TiltAxis`` value ≥ 0): ROT was already rotated by 180° in the ``.aln`` → ``h = −1``.
     ``dfHand = −1`` with a fixed axis (``-TiltAxis a -1``): ROT not rotated → ``h = +1``.
     """
-    d = _hand(df_hand)
+    d = as_hand(df_hand, "df_hand")
     if d == +1 or axis_refined:
         return -1
     return +1
+
+
+def _header_values(body: str, key: str, p: Path, lineno: int) -> list[str]:
+    """The values after ``=`` of a ``# Key = v1 v2`` header line (at least one)."""
+    _, eq, rest = body.partition("=")
+    if not eq or not rest.split():
+        raise FileFormatError(f"{p}:{lineno}: header {key} has no '= value': {body!r}")
+    return rest.split()
 
 
 def read_aln(path: str | os.PathLike[str]) -> dict[str, NDArray[np.float64] | tuple[int, ...]]:
     """Global table of an AreTomo ``.aln``: ``sec``, ``rot``, ``tx``, ``ty``, ``tilt``,
     ``raw_size`` (nx, ny, n) and ``dark`` (0-based raw indices of removed dark frames).
     """
-    p = Path(path)
-    try:
-        lines = p.read_text(encoding="utf-8", errors="replace").splitlines()
-    except FileNotFoundError:
-        raise EmgeomFileError(f"{p}: file not found") from None
+    p, text = read_text(path, "path", what="AreTomo .aln file")
     rows: list[list[float]] = []
     raw_size: tuple[int, ...] = ()
     dark: list[int] = []
-    for ln in lines:
+    for lineno, ln in enumerate(text.splitlines(), 1):
         s = ln.strip()
         if not s:
             continue
@@ -61,17 +67,18 @@ def read_aln(path: str | os.PathLike[str]) -> dict[str, NDArray[np.float64] | tu
             if body.startswith("Local Alignment"):
                 break
             if body.startswith("RawSize"):
-                raw_size = tuple(int(v) for v in body.split("=")[1].split())
+                vals = _header_values(body, "RawSize", p, lineno)
+                raw_size = tuple(parse_int(v, "RawSize", f"{p}:{lineno}", low=1) for v in vals)
             elif body.startswith("DarkFrame"):
-                dark.append(int(body.split("=")[1].split()[0]))
+                v = _header_values(body, "DarkFrame", p, lineno)[0]
+                dark.append(parse_int(v, "DarkFrame", f"{p}:{lineno}", low=0))
             continue
         parts = s.split()
         if len(parts) != 10:
-            raise FileFormatError(f"{p}: expected 10 columns (SEC ROT GMAG TX TY ... TILT): {s!r}")
-        try:
-            rows.append([float(v) for v in parts])
-        except ValueError:
-            raise FileFormatError(f"{p}: non-numeric row {s!r}") from None
+            raise FileFormatError(
+                f"{p}:{lineno}: expected 10 columns (SEC ROT GMAG TX TY ... TILT): {s!r}"
+            )
+        rows.append(parse_row(parts, f"{p}:{lineno}"))
     if not rows:
         raise FileFormatError(f"{p}: no alignment rows (not an AreTomo .aln?)")
     a = np.array(rows)
@@ -90,20 +97,13 @@ def read_ctf_txt(path: str | os.PathLike[str]) -> dict[str, NDArray[np.float64]]
     """AreTomo3/CTFFIND4-style ``_CTF.txt``: ``defocus_u_a``, ``defocus_v_a`` (Å),
     ``astigmatism_deg`` and ``df_hand`` (column 8; absent → empty array).
     """
-    p = Path(path)
-    try:
-        lines = p.read_text(encoding="utf-8", errors="replace").splitlines()
-    except FileNotFoundError:
-        raise EmgeomFileError(f"{p}: file not found") from None
+    p, text = read_text(path, "path", what="AreTomo _CTF.txt file")
     rows = []
-    for ln in lines:
+    for lineno, ln in enumerate(text.splitlines(), 1):
         s = ln.strip()
         if not s or s.startswith("#"):
             continue
-        try:
-            rows.append([float(v) for v in s.split()])
-        except ValueError:
-            raise FileFormatError(f"{p}: non-numeric row {s!r}") from None
+        rows.append(parse_row(s.split(), f"{p}:{lineno}"))
     if not rows or any(len(r) < 4 for r in rows):
         raise FileFormatError(f"{p}: expected rows of >= 4 numbers (index, defocus 1/2 Å, azimuth)")
     n_cols = min(len(r) for r in rows)
@@ -142,19 +142,20 @@ def read_aretomo(
         after its own hand step) and said so in ``notes``; AreTomo ≤ 2 does not determine the
         hand — measure it.
     """
-    p = Path(aln)
+    p = as_path(aln, "aln")
+    px = None if pixel_size_a is None else as_float(pixel_size_a, "pixel_size_a", positive=True)
     a = read_aln(p)
     tilt = np.asarray(a["tilt"], dtype=np.float64)
     n = tilt.size
     notes: list[str] = []
     du = dv = ang = None
     if ctf is not None:
-        c = read_ctf_txt(ctf)
+        c = read_ctf_txt(as_path(ctf, "ctf"))
         if c["defocus_u_a"].size != n:
             raise FileFormatError(f"{ctf}: {c['defocus_u_a'].size} rows for {n} tilts in {p}")
         du, dv, ang = c["defocus_u_a"], c["defocus_v_a"], c["astigmatism_deg"]
     if hand is not None:
-        h = _hand(hand)
+        h = as_hand(hand)
         notes.append(f"hand: h = {h:+d} given by the caller")
     elif ctf is not None and c["df_hand"].size:
         vals = set(np.unique(c["df_hand"]).tolist())
@@ -177,24 +178,26 @@ def read_aretomo(
         )
     tx, ty = np.asarray(a["tx"]), np.asarray(a["ty"])
     if np.any(tx != 0) or np.any(ty != 0):
-        if pixel_size_a is None:
-            raise InvalidValueError("pixel_size_a: needed to convert the .aln TX/TY (pixels) to Å")
-        px = as_float(pixel_size_a, "pixel_size_a", positive=True)
+        if px is None:
+            raise InvalidValueError(
+                f"pixel_size_a: needed to convert the TX/TY (pixels) of {p} to Å"
+            )
         shifts = np.stack([tx, ty], axis=1) * px
     else:
         shifts = np.zeros((n, 2))
     if du is None:
         notes.append("defocus: no _CTF.txt (zeros)")
-    return TiltGeometry(
-        tilt,
-        a["rot"],
-        None if du is not None else np.zeros(n),
-        shifts_a=shifts,
-        hand=h,
-        defocus_u_a=du,
-        defocus_v_a=dv,
-        astigmatism_deg=ang,
-        pixel_size_a=pixel_size_a,
-        source=f"aretomo:{p}",
-        notes=notes,
-    )
+    with from_file(p if ctf is None else f"{p} + {ctf}"):
+        return TiltGeometry(
+            tilt,
+            a["rot"],
+            None if du is not None else np.zeros(n),
+            shifts_a=shifts,
+            hand=h,
+            defocus_u_a=du,
+            defocus_v_a=dv,
+            astigmatism_deg=ang,
+            pixel_size_a=px,
+            source=f"aretomo:{p}",
+            notes=notes,
+        )

@@ -33,7 +33,9 @@ from pathlib import Path
 import numpy as np
 from numpy.typing import NDArray
 
-from emgeom.errors import EmgeomFileError, FileFormatError, InvalidValueError
+from emgeom._validate import describe
+from emgeom.errors import EmgeomFileError, FileFormatError, InvalidTypeError, InvalidValueError
+from emgeom.io._text import as_path, decode_text, read_bytes
 
 __all__ = ["Ctffind5Tilt", "read_ctffind5_tilt", "read_ctffind5_tilt_series"]
 
@@ -78,12 +80,7 @@ class Ctffind5Tilt:
 
 
 def _table(path: Path) -> NDArray[np.float64]:
-    try:
-        raw = path.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise EmgeomFileError(f"{path}: file not found") from None
-    except OSError as exc:
-        raise EmgeomFileError(f"{path}: cannot read ({exc})") from exc
+    raw = decode_text(read_bytes(path), path, what="CTFFIND5 tilt JSON file")
     try:
         doc = json.loads(raw)
     except json.JSONDecodeError as exc:
@@ -112,7 +109,7 @@ def read_ctffind5_tilt(path: str | os.PathLike[str]) -> Ctffind5Tilt:
     EmgeomFileError, FileFormatError
         Missing file or not a CTFFIND5 tilt table.
     """
-    p = Path(path)
+    p = as_path(path, "path")
     a = _table(p)
     i = int(np.argmax(a[:, 2]))
     axis, tilt, score = (float(v) for v in a[i])
@@ -153,8 +150,12 @@ def read_ctffind5_tilt_series(
             raise EmgeomFileError(f"{paths}: no *.json files")
     elif isinstance(paths, str | os.PathLike):
         files = [Path(paths)]
+    elif isinstance(paths, Iterable) and not isinstance(paths, bytes):
+        files = [as_path(p, f"paths[{i}]") for i, p in enumerate(paths)]
     else:
-        files = [Path(p) for p in paths]
+        raise InvalidTypeError(
+            f"paths: expected a folder or an iterable of paths, got {describe(paths)}"
+        )
     if not files:
         raise InvalidValueError("paths: expected at least one CTFFIND5 tilt JSON file")
     res = [read_ctffind5_tilt(f) for f in files]

@@ -34,12 +34,14 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 from numpy.typing import NDArray
 
 from emgeom._validate import as_float
-from emgeom.errors import EmgeomFileError, FileFormatError, InvalidValueError
+from emgeom.errors import FileFormatError, InvalidValueError
+from emgeom.io._text import as_path, from_file, parse_row, read_text
 from emgeom.tilt._geometry import TiltGeometry
 
 __all__ = ["read_ctfplotter_defocus", "read_imod", "read_tlt", "read_xf"]
@@ -47,23 +49,24 @@ __all__ = ["read_ctfplotter_defocus", "read_imod", "read_tlt", "read_xf"]
 NM_TO_A = 10.0
 
 
-def _rows(path: Path) -> list[list[str]]:
-    try:
-        text = path.read_text(encoding="utf-8", errors="replace")
-    except FileNotFoundError:
-        raise EmgeomFileError(f"{path}: file not found") from None
-    return [
-        ln.split() for ln in text.splitlines() if ln.strip() and not ln.lstrip().startswith("#")
+_MAX_VIEWS = 100_000  # a bound on the per-view arrays a .defocus file's view numbers size
+
+
+def _rows(value: Any, name: str, what: str) -> tuple[Path, list[tuple[int, list[str]]]]:
+    """``(path, [(line number, fields)])`` of the non-empty, non-comment lines."""
+    path, text = read_text(value, name, what=what)
+    rows = [
+        (i, ln.split())
+        for i, ln in enumerate(text.splitlines(), 1)
+        if ln.strip() and not ln.lstrip().startswith("#")
     ]
+    return path, rows
 
 
 def read_tlt(path: str | os.PathLike[str]) -> NDArray[np.float64]:
     """Tilt angles (degrees) from an IMOD ``.tlt``/``.rawtlt``/``.xtilt`` (first column)."""
-    p = Path(path)
-    try:
-        a = np.array([float(r[0]) for r in _rows(p)])
-    except ValueError:
-        raise FileFormatError(f"{p}: expected one number per line") from None
+    p, rows = _rows(path, "path", "IMOD tilt-angle file")
+    a = np.array([parse_row(r[:1], f"{p}:{i}")[0] for i, r in rows], dtype=np.float64)
     if a.size == 0:
         raise FileFormatError(f"{p}: no angles")
     return a
@@ -71,14 +74,15 @@ def read_tlt(path: str | os.PathLike[str]) -> NDArray[np.float64]:
 
 def read_xf(path: str | os.PathLike[str]) -> NDArray[np.float64]:
     """``(T, 6)`` rows ``A11 A12 A21 A22 DX DY`` of an IMOD ``.xf``."""
-    p = Path(path)
-    rows = _rows(p)
-    if any(len(r) != 6 for r in rows):
-        raise FileFormatError(f"{p}: expected 6 numbers per line (A11 A12 A21 A22 DX DY)")
-    try:
-        return np.array([[float(v) for v in r] for r in rows])
-    except ValueError:
-        raise FileFormatError(f"{p}: non-numeric value") from None
+    p, rows = _rows(path, "path", "IMOD .xf file")
+    for i, r in rows:
+        if len(r) != 6:
+            raise FileFormatError(
+                f"{p}:{i}: expected 6 numbers per line (A11 A12 A21 A22 DX DY), got {len(r)}"
+            )
+    if not rows:
+        raise FileFormatError(f"{p}: no transforms")
+    return np.array([parse_row(r, f"{p}:{i}") for i, r in rows], dtype=np.float64)
 
 
 def read_ctfplotter_defocus(
@@ -98,27 +102,24 @@ def read_ctfplotter_defocus(
         ``defocus_u_a``, ``defocus_v_a``, ``astigmatism_deg`` (length ``n_views``, NaN for
         views not listed) and ``views`` (the 0-based views that were listed).
     """
-    p = Path(path)
-    rows = _rows(p)
+    p, rows = _rows(path, "path", "ctfplotter .defocus file")
     if not rows:
         raise FileFormatError(f"{p}: empty defocus file")
     flags = 0
-    first = rows[0]
-    if len(first) == 6 and first[5] == "3" and float(first[2]) == 0 and float(first[4]) == 0:
-        flags = int(first[0])
+    line1, first = rows[0]
+    head = parse_row(first, f"{p}:{line1}")
+    if len(first) == 6 and first[5] == "3" and head[2] == 0 and head[4] == 0:
+        flags = int(head[0])
         rows = rows[1:]
         version = 3
     else:
         version = 2
         if len(first) == 6:  # "1 1 -57.00 -57.00 1360 2": trailing version number
-            rows = [first[:5], *rows[1:]]
+            rows = [(line1, first[:5]), *rows[1:]]
     astig = bool(flags & 1)
     entries = []
-    for r in rows:
-        try:
-            v = [float(x) for x in r]
-        except ValueError:
-            raise FileFormatError(f"{p}: non-numeric line {' '.join(r)!r}") from None
+    for lineno, r in rows:
+        v = parse_row(r, f"{p}:{lineno}")
         need = 7 if astig else 5
         if len(v) < need:
             raise FileFormatError(
@@ -128,7 +129,11 @@ def read_ctfplotter_defocus(
         d2 = v[5] if astig else d1
         ang = v[6] if astig else 0.0
         entries.append((int(v[0]), int(v[1]), d1, d2, ang))
+    if not entries:
+        raise FileFormatError(f"{p}: no defocus lines")
     n = n_views if n_views is not None else max(max(e[0], e[1]) for e in entries)
+    if n > _MAX_VIEWS:
+        raise FileFormatError(f"{p}: view number {n} > {_MAX_VIEWS} (corrupt file?)")
     u = np.full(n, np.nan)
     vv = np.full(n, np.nan)
     an = np.full(n, np.nan)
@@ -146,6 +151,31 @@ def read_ctfplotter_defocus(
         "astigmatism_deg": an,
         "views": np.array(sorted(set(listed))),
     }
+
+
+def _xf_geometry(
+    xf: Path, n: int, px: float | None, tlt_p: Path, notes: list[str]
+) -> tuple[NDArray[np.float64], NDArray[np.float64]]:
+    """Tilt axis (deg) and specimen shifts (Å) from an IMOD ``.xf``:
+    ``ψ = atan2(−A21, A11)``, ``s = −A⁻¹·(DX, DY)·pixel``.
+    """
+    m = read_xf(xf)
+    if m.shape[0] != n:
+        raise FileFormatError(f"{xf}: {m.shape[0]} transforms for {n} tilts in {tlt_p}")
+    a = m[:, :4].reshape(-1, 2, 2)
+    det = np.linalg.det(a)
+    if np.any(np.abs(det) < 1e-6):
+        i = int(np.argmin(np.abs(det)))
+        raise FileFormatError(f"{xf}:{i + 1}: singular transform (determinant {det[i]:.3g})")
+    axis = np.degrees(np.arctan2(-a[:, 1, 0], a[:, 0, 0]))
+    if np.any(np.abs(det - 1) > 0.02):
+        notes.append(f".xf includes magnification/stretch (det {det.min():.4f}..{det.max():.4f})")
+    d = m[:, 4:6]
+    if not np.any(d != 0):
+        return axis, np.zeros((n, 2))
+    if px is None:
+        raise InvalidValueError(f"pixel_size_a: needed to convert the shifts (pixels) of {xf} to Å")
+    return axis, -np.einsum("tij,tj->ti", np.linalg.inv(a), d) * px
 
 
 def read_imod(
@@ -188,38 +218,22 @@ def read_imod(
         ``hand = −1 if invert else +1``: IMOD's convention (ctfphaseflip without ``-invert``)
         is canonical ``h = +1`` by definition.
     """
-    tlt_p = Path(tlt)
+    tlt_p = as_path(tlt, "tlt")
+    px = None if pixel_size_a is None else as_float(pixel_size_a, "pixel_size_a", positive=True)
     tilt = read_tlt(tlt_p)
     n = tilt.size
     notes = [
         f"hand: h = {-1 if invert else +1:+d} (IMOD convention = canonical +1; -invert -> -1; "
         "ctfphaseflip man page)",
     ]
-    shifts = np.zeros((n, 2))
     if xf is not None:
-        m = read_xf(xf)
-        if m.shape[0] != n:
-            raise FileFormatError(f"{xf}: {m.shape[0]} transforms for {n} tilts in {tlt_p}")
-        a = m[:, :4].reshape(-1, 2, 2)
-        axis = np.degrees(np.arctan2(-a[:, 1, 0], a[:, 0, 0]))
-        det = np.linalg.det(a)
-        if np.any(np.abs(det - 1) > 0.02):
-            notes.append(
-                f".xf includes magnification/stretch (det {det.min():.4f}..{det.max():.4f})"
-            )
-        d = m[:, 4:6]
-        if np.any(d != 0):
-            if pixel_size_a is None:
-                raise InvalidValueError(
-                    "pixel_size_a: needed to convert the .xf shifts (pixels) to Å"
-                )
-            px = as_float(pixel_size_a, "pixel_size_a", positive=True)
-            shifts = -np.einsum("tij,tj->ti", np.linalg.inv(a), d) * px
+        axis, shifts = _xf_geometry(as_path(xf, "xf"), n, px, tlt_p, notes)
     else:
         axis = np.full(n, 0.0 if axis_deg is None else as_float(axis_deg, "axis_deg"))
+        shifts = np.zeros((n, 2))
     xt = np.zeros(n)
     if xtilt is not None:
-        xt = read_tlt(xtilt)
+        xt = read_tlt(as_path(xtilt, "xtilt"))
         if xt.size != n:
             raise FileFormatError(f"{xtilt}: {xt.size} values for {n} tilts")
     x_axis = as_float(x_axis_tilt_deg, "x_axis_tilt_deg", low=-90.0, high=90.0)
@@ -234,7 +248,7 @@ def read_imod(
     dv: NDArray[np.float64] | None
     ang: NDArray[np.float64] | None
     if defocus is not None:
-        dd = read_ctfplotter_defocus(defocus, n_views=n)
+        dd = read_ctfplotter_defocus(as_path(defocus, "defocus"), n_views=n)
         missing = np.flatnonzero(np.isnan(dd["defocus_u_a"]))
         if missing.size:
             raise FileFormatError(
@@ -246,17 +260,18 @@ def read_imod(
         du = dv = ang = None
         d0 = np.zeros(n)
         notes.append("defocus: none given (zeros)")
-    return TiltGeometry(
-        tilt,
-        axis,
-        d0,
-        x_tilt_deg=xt,
-        shifts_a=shifts,
-        hand=-1 if invert else +1,
-        defocus_u_a=du,
-        defocus_v_a=dv,
-        astigmatism_deg=ang,
-        pixel_size_a=pixel_size_a,
-        source=f"imod:{tlt_p}",
-        notes=notes,
-    )
+    with from_file(tlt_p):
+        return TiltGeometry(
+            tilt,
+            axis,
+            d0,
+            x_tilt_deg=xt,
+            shifts_a=shifts,
+            hand=-1 if invert else +1,
+            defocus_u_a=du,
+            defocus_v_a=dv,
+            astigmatism_deg=ang,
+            pixel_size_a=px,
+            source=f"imod:{tlt_p}",
+            notes=notes,
+        )

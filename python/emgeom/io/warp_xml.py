@@ -20,39 +20,41 @@ import os
 import warnings
 import xml.etree.ElementTree as ET
 from pathlib import Path
+from typing import Any
+from xml.sax.saxutils import escape as xml_escape
 
 import numpy as np
 from numpy.typing import NDArray
 
 from emgeom.errors import (
-    EmgeomFileError,
     FileFormatError,
     InvalidTypeError,
+    InvalidValueError,
     LossyConversionWarning,
 )
 from emgeom.io._atomic import atomic_output
+from emgeom.io._text import as_path, from_file, parse_float, parse_int, read_text
 from emgeom.tilt._geometry import TiltGeometry
 
-__all__ = ["read_warp", "to_warp"]
+__all__ = ["UM_TO_A", "parse_warp_xml", "read_warp", "to_warp"]
 
 UM_TO_A = 1e4
 
 
-def _decode(raw: bytes, path: Path) -> str:
-    if raw.startswith((b"\xff\xfe", b"\xfe\xff")):
-        text = raw.decode("utf-16")
-    elif len(raw) > 1 and raw[1:2] == b"\x00":
-        text = raw.decode("utf-16-le")
-    elif raw.startswith(b"\xef\xbb\xbf"):
-        text = raw[3:].decode("utf-8")
-    else:
-        try:
-            text = raw.decode("utf-8")
-        except UnicodeDecodeError as exc:
-            raise FileFormatError(f"{path}: not UTF-8 or UTF-16 text ({exc})") from None
+def parse_warp_xml(value: Any, name: str) -> tuple[Path, ET.Element]:
+    """``(path, root element)`` of a Warp XML file argument ``name`` (UTF-8 or UTF-16: Warp on
+    Windows writes UTF-16).
+    """
+    path, text = read_text(value, name, utf16=True, what="Warp XML file")
     if text.startswith("<?xml"):
-        text = text[text.index("?>") + 2 :]  # the declaration may name another encoding
-    return text
+        end = text.find("?>")
+        if end < 0:
+            raise FileFormatError(f"{path}: not valid XML (unterminated <?xml declaration)")
+        text = text[end + 2 :]  # the declaration may name another encoding
+    try:
+        return path, ET.fromstring(text)
+    except ET.ParseError as exc:
+        raise FileFormatError(f"{path}: not valid XML ({exc})") from None
 
 
 def _lines(root: ET.Element, tag: str, path: Path, required: bool = True) -> list[str] | None:
@@ -65,27 +67,23 @@ def _lines(root: ET.Element, tag: str, path: Path, required: bool = True) -> lis
 
 
 def _floats(vals: list[str], what: str, path: Path) -> NDArray[np.float64]:
-    try:
-        a = np.array([float(v) for v in vals])
-    except ValueError:
-        raise FileFormatError(f"{path}: <{what}> holds non-numeric values") from None
-    if not np.all(np.isfinite(a)):
-        raise FileFormatError(f"{path}: <{what}> has NaN/inf values")
-    return a
+    return np.array([parse_float(v, f"<{what}> value", path) for v in vals], dtype=np.float64)
 
 
 def _grid_per_tilt(root: ET.Element, tag: str, n: int, path: Path) -> NDArray[np.float64] | None:
     el = root.find(tag)
     if el is None:
         return None
-    depth = int(el.get("Depth", "1"))
+    where = f"{path} <{tag}>"
+    depth = parse_int(el.get("Depth", "1"), "Depth", where, low=1)
     nodes = el.findall("Node")
     if not nodes:
         return None
     vals: dict[int, list[float]] = {}
     for nd in nodes:
-        vals.setdefault(int(nd.get("Z", "0")), []).append(float(nd.get("Value", "nan")))
-    if depth == 1 and n > 1:
+        z = parse_int(nd.get("Z", "0"), "Node Z", where)
+        vals.setdefault(z, []).append(parse_float(nd.get("Value"), "Node Value", where))
+    if depth == 1 and n > 1 and 0 in vals:
         v = float(np.mean(vals[0]))
         return np.full(n, v)
     if depth != n or sorted(vals) != list(range(n)):
@@ -103,35 +101,18 @@ def _param(root: ET.Element, section: str, name: str) -> str | None:
     return None
 
 
-def read_warp(xml_path: str | os.PathLike[str]) -> TiltGeometry:
-    """Read a Warp/M tilt-series XML (UTF-8 or UTF-16).
+def _param_float(root: ET.Element, section: str, name: str, path: Path) -> float | None:
+    v = _param(root, section, name)
+    return None if v is None else parse_float(v, f"<{section}> Param {name}", path)
 
-    Returns
-    -------
-    TiltGeometry
-        Canonical; ``tilt_deg = −(Angles + LevelAngleY)``; ``hand = +1`` if
-        ``AreAnglesInverted="True"`` else ``−1`` (Warp adds ``+z'`` to the defocus when not
-        inverted; canonical subtracts ``h·z'``). ``pixel_size_a`` from ``<CTF> PixelSize``;
-        ``names`` from ``<MoviePath>``. Spatially resolved ``GridCTF`` (more than 1×1 per
-        tilt) is averaged per tilt (noted). Volume warps / grid movements are not represented.
-    """
-    path = Path(xml_path)
-    try:
-        raw = path.read_bytes()
-    except FileNotFoundError:
-        raise EmgeomFileError(f"{path}: file not found") from None
-    try:
-        root = ET.fromstring(_decode(raw, path))
-    except ET.ParseError as exc:
-        raise FileFormatError(f"{path}: not valid XML ({exc})") from None
-    if root.tag != "TiltSeries":
-        raise FileFormatError(f"{path}: root element is <{root.tag}>, expected <TiltSeries>")
+
+def _per_tilt_axes(root: ET.Element, path: Path) -> tuple[Any, Any, Any]:
+    """``Angles``, ``AxisAngle`` and ``AxisOffsetX/Y`` (stacked), one per tilt."""
     angles = _floats(_lines(root, "Angles", path) or [], "Angles", path)
     n = angles.size
     if n == 0:
         raise FileFormatError(f"{path}: <Angles> is empty")
-    axis_l = _lines(root, "AxisAngle", path)
-    axis = _floats(axis_l or [], "AxisAngle", path)
+    axis = _floats(_lines(root, "AxisAngle", path) or [], "AxisAngle", path)
     if axis.size == 1:
         axis = np.full(n, axis[0])
     if axis.size != n:
@@ -143,45 +124,92 @@ def read_warp(xml_path: str | os.PathLike[str]) -> TiltGeometry:
         if a.size != n:
             raise FileFormatError(f"{path}: {a.size} {tag} values for {n} Angles")
         offs.append(a)
+    return angles, axis, np.stack(offs, axis=1)
+
+
+def _defocus(root: ET.Element, n: int, path: Path, notes: list[str]) -> tuple[Any, Any, Any]:
+    """Per-tilt defocus, astigmatism delta (µm) and angle (deg)."""
+    d = _grid_per_tilt(root, "GridCTF", n, path)
+    if d is None:
+        dval = _param_float(root, "CTF", "Defocus", path)
+        if dval is None:
+            raise FileFormatError(f"{path}: no <GridCTF> and no CTF Defocus")
+        d = np.full(n, dval)
+        notes.append("defocus: no GridCTF; CTF Defocus used for every tilt")
+    g_ctf = root.find("GridCTF")
+    if g_ctf is not None and (
+        parse_int(g_ctf.get("Width", "1"), "Width", f"{path} <GridCTF>") > 1
+        or parse_int(g_ctf.get("Height", "1"), "Height", f"{path} <GridCTF>") > 1
+    ):
+        notes.append("defocus: spatial GridCTF averaged per tilt")
+    delta = _grid_per_tilt(root, "GridCTFDefocusDelta", n, path)
+    if delta is None:
+        delta = np.full(n, _param_float(root, "CTF", "DefocusDelta", path) or 0.0)
+    ang = _grid_per_tilt(root, "GridCTFDefocusAngle", n, path)
+    if ang is None:
+        ang = np.full(n, _param_float(root, "CTF", "DefocusAngle", path) or 0.0)
+    if np.any(d == 0):
+        notes.append("defocus: GridCTF empty/zero (CTF not estimated)")
+    return d, delta, ang
+
+
+def _volume_shape(root: ET.Element, path: Path, pixel: float | None) -> tuple[int, ...] | None:
+    key = "VolumeDimensionsAngstrom"
+    vd = root.get(key)
+    if vd is None:
+        key, vd = "VolumeDimensionsPhysical", root.get("VolumeDimensionsPhysical")
+    if not vd or not pixel:
+        return None
+    dims = [parse_float(s, key, path) for s in vd.split(",")]
+    if len(dims) == 3 and all(v > 0 for v in dims):
+        return tuple(round(v / pixel) for v in dims)
+    return None
+
+
+def read_warp(xml_path: str | os.PathLike[str]) -> TiltGeometry:
+    """Read a Warp/M tilt-series XML (UTF-8 or UTF-16).
+
+    Returns
+    -------
+    TiltGeometry
+        Canonical; ``tilt_deg = −(Angles + LevelAngleY)``; ``hand = +1`` if
+        ``AreAnglesInverted="True"`` else ``−1`` (Warp adds ``+z'`` to the defocus when not
+        inverted; canonical subtracts ``h·z'``). ``pixel_size_a`` from ``<CTF> PixelSize``
+        (a non-positive value is not used, and said so in ``notes``);
+        ``names`` from ``<MoviePath>``. Spatially resolved ``GridCTF`` (more than 1×1 per
+        tilt) is averaged per tilt (noted). Volume warps / grid movements are not represented.
+
+    Raises
+    ------
+    InvalidTypeError
+        ``xml_path`` is not a path.
+    EmgeomFileError
+        Missing file, a directory, unreadable.
+    FileFormatError
+        Not XML, truncated UTF-16, a non-numeric or non-finite value (the message names the
+        element or attribute).
+    """
+    path, root = parse_warp_xml(xml_path, "xml_path")
+    if root.tag != "TiltSeries":
+        raise FileFormatError(f"{path}: root element is <{root.tag}>, expected <TiltSeries>")
+    angles, axis, shifts = _per_tilt_axes(root, path)
+    n = angles.size
     inv_s = root.get("AreAnglesInverted", "False").strip().lower()
     if inv_s not in ("true", "false"):
         raise FileFormatError(f"{path}: AreAnglesInverted={inv_s!r}, expected True/False")
     inverted = inv_s == "true"
-    lx = float(root.get("LevelAngleX", "0"))
-    ly = float(root.get("LevelAngleY", "0"))
+    lx = parse_float(root.get("LevelAngleX", "0"), "LevelAngleX", path)
+    ly = parse_float(root.get("LevelAngleY", "0"), "LevelAngleY", path)
     notes = [
         f"hand: AreAnglesInverted={inverted} -> h = {+1 if inverted else -1:+d} (Warp "
         "TiltSeries.GetPositionInAllTilts adds +z' to the defocus unless inverted)",
         "tilt: theta = -(Angle + LevelAngleY) (Warp Euler(0, Angle, -axis) = Rz(axis)Ry(-Angle))",
     ]
-    d = _grid_per_tilt(root, "GridCTF", n, path)
-    if d is None:
-        dval = _param(root, "CTF", "Defocus")
-        if dval is None:
-            raise FileFormatError(f"{path}: no <GridCTF> and no CTF Defocus")
-        d = np.full(n, float(dval))
-        notes.append("defocus: no GridCTF; CTF Defocus used for every tilt")
-    g_ctf = root.find("GridCTF")
-    if g_ctf is not None and (
-        int(g_ctf.get("Width", "1")) > 1 or int(g_ctf.get("Height", "1")) > 1
-    ):
-        notes.append("defocus: spatial GridCTF averaged per tilt")
-    delta = _grid_per_tilt(root, "GridCTFDefocusDelta", n, path)
-    if delta is None:
-        delta = np.full(n, float(_param(root, "CTF", "DefocusDelta") or 0.0))
-    ang = _grid_per_tilt(root, "GridCTFDefocusAngle", n, path)
-    if ang is None:
-        ang = np.full(n, float(_param(root, "CTF", "DefocusAngle") or 0.0))
-    px = _param(root, "CTF", "PixelSize")
-    pixel = float(px) if px is not None and float(px) > 0 else None
-    shape = None
-    vd = root.get("VolumeDimensionsAngstrom") or root.get("VolumeDimensionsPhysical")
-    if vd and pixel:
-        dims = [float(s) for s in vd.split(",")]
-        if len(dims) == 3 and all(v > 0 for v in dims):
-            shape = tuple(round(v / pixel) for v in dims)
-    if not np.all(np.isfinite(d)) or np.any(d == 0):
-        notes.append("defocus: GridCTF empty/zero (CTF not estimated)")
+    d, delta, ang = _defocus(root, n, path, notes)
+    px = _param_float(root, "CTF", "PixelSize", path)
+    pixel = px if px is not None and px > 0 else None
+    if px is not None and pixel is None:
+        notes.append(f"pixel size: <CTF> PixelSize = {px:g} is not positive; not used")
     names = _lines(root, "MoviePath", path, required=False)
     if names is not None and len(names) != n:
         names = None
@@ -190,22 +218,34 @@ def read_warp(xml_path: str | os.PathLike[str]) -> TiltGeometry:
         notes.append(
             f"UseTilt False for tilts {[i for i, u in enumerate(use) if u.lower() == 'false']}"
         )
-    return TiltGeometry(
-        -(angles + ly),
-        axis,
-        None,
-        x_tilt_deg=lx,
-        shifts_a=np.stack(offs, axis=1),
-        hand=+1 if inverted else -1,
-        defocus_u_a=(d + delta / 2) * UM_TO_A,
-        defocus_v_a=(d - delta / 2) * UM_TO_A,
-        astigmatism_deg=ang,
-        volume_shape=shape,
-        pixel_size_a=pixel,
-        source=f"warp:{path}",
-        notes=notes,
-        names=names,
-    )
+    shape = _volume_shape(root, path, pixel)
+    with from_file(path):
+        return TiltGeometry(
+            -(angles + ly),
+            axis,
+            None,
+            x_tilt_deg=lx,
+            shifts_a=shifts,
+            hand=+1 if inverted else -1,
+            defocus_u_a=(d + delta / 2) * UM_TO_A,
+            defocus_v_a=(d - delta / 2) * UM_TO_A,
+            astigmatism_deg=ang,
+            volume_shape=shape,
+            pixel_size_a=pixel,
+            source=f"warp:{path}",
+            notes=notes,
+            names=names,
+        )
+
+
+def _movie_path(name: str, i: int) -> str:
+    """A ``<MoviePath>`` line: one per tilt, so no line breaks; XML-escaped."""
+    if not name.strip() or any(c in name for c in "\r\n") or not name.isprintable():
+        raise InvalidValueError(
+            f"geometry.names[{i}]: {name!r} cannot be written as a Warp MoviePath line and read "
+            "back (empty, line break or control character)"
+        )
+    return xml_escape(name.strip())
 
 
 def _block(tag: str, values: NDArray[np.float64] | list[str]) -> str:
@@ -241,6 +281,7 @@ def to_warp(
     """
     if not isinstance(geometry, TiltGeometry):
         raise InvalidTypeError(f"geometry: expected a TiltGeometry, got {type(geometry).__name__}")
+    as_path(path, "path")
     g = geometry
     xt = g.x_tilt_deg
     if np.ptp(xt) > 1e-6:
@@ -268,7 +309,7 @@ def to_warp(
     parts.append(_block("AxisOffsetX", g.shifts_a[:, 0]))
     parts.append(_block("AxisOffsetY", g.shifts_a[:, 1]))
     if g.names is not None:
-        parts.append(_block("MoviePath", list(g.names)))
+        parts.append(_block("MoviePath", [_movie_path(n, i) for i, n in enumerate(g.names)]))
     parts.append("\t<CTF>\n")
     if g.pixel_size_a is not None:
         parts.append(f'\t\t<Param Name="PixelSize" Value="{g.pixel_size_a:.9g}" />\n')

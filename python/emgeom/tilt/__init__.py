@@ -28,31 +28,18 @@ from emgeom.tilt._geometry import (
 if TYPE_CHECKING:  # the readers/writers import this package; load them lazily at run time
     from emgeom.io.aretomo import read_aretomo
     from emgeom.io.imod import read_imod
+    from emgeom.io.relion_subtilt import SubtiltTable, read_subtilt_star
     from emgeom.io.relion_tomo import (
         add_particle_defocus,
         read_relion,
         read_relion_tomograms,
         to_relion,
     )
+    from emgeom.io.warp_movies import samples_from_warp_movies
     from emgeom.io.warp_xml import read_warp, to_warp
-    from emgeom.tilt._audit import (
-        AuditReport,
-        AuditSource,
-        DatasetAudit,
-        PairAudit,
-        audit,
-        audit_dataset,
-        load_source,
-    )
-    from emgeom.tilt._hand import (
-        HandCheck,
-        HandSamples,
-        SubtiltTable,
-        check_hand,
-        predicted_slopes,
-        read_subtilt_star,
-        samples_from_warp_movies,
-    )
+    from emgeom.tilt._audit import AuditReport, AuditSource, PairAudit, audit, load_source
+    from emgeom.tilt._audit_dataset import DatasetAudit, audit_dataset
+    from emgeom.tilt._hand import HandCheck, HandSamples, check_hand, predicted_slopes
     from emgeom.tilt._reconstruction import Reconstruction
     from emgeom.tilt._remap import (
         RemapResult,
@@ -117,6 +104,9 @@ _LAZY = {
     "to_warp": "warp_xml",
     "read_imod": "imod",
     "read_aretomo": "aretomo",
+    "SubtiltTable": "relion_subtilt",
+    "read_subtilt_star": "relion_subtilt",
+    "samples_from_warp_movies": "warp_movies",
 }
 # handedness checks and cross-program audits (issue 5) live next to the model
 _LAZY_TILT = {
@@ -124,11 +114,8 @@ _LAZY_TILT = {
         (
             "HandCheck",
             "HandSamples",
-            "SubtiltTable",
             "check_hand",
             "predicted_slopes",
-            "read_subtilt_star",
-            "samples_from_warp_movies",
         ),
         "_hand",
     ),
@@ -136,16 +123,13 @@ _LAZY_TILT = {
         (
             "AuditReport",
             "AuditSource",
-            "DatasetAudit",
             "PairAudit",
-            "Reconstruction",
-            "RemapResult",
             "audit",
-            "audit_dataset",
             "load_source",
         ),
         "_audit",
     ),
+    **dict.fromkeys(("DatasetAudit", "audit_dataset"), "_audit_dataset"),
     # reconstructions of one tilt series and particle remapping (issue 15)
     "Reconstruction": "_reconstruction",
     "RemapResult": "_remap",

@@ -30,8 +30,10 @@ from typing import Any
 import numpy as np
 from numpy.typing import NDArray
 
-from emgeom._validate import as_float, describe
+from emgeom._validate import as_float, as_int, describe
 from emgeom.errors import InvalidTypeError, InvalidValueError
+from emgeom.io import aretomo, imod, relion_tomo, warp_xml
+from emgeom.tilt._audit_dataset import DatasetAudit, audit_dataset
 from emgeom.tilt._geometry import TiltGeometry, particle_defocus, project
 
 __all__ = [
@@ -147,8 +149,6 @@ def load_source(
     present). ``pytom_handedness`` turns a RELION/IMOD/AreTomo file into pytom-match-pick's
     reading of it with that ``--defocus-handedness``.
     """
-    from emgeom.io import aretomo, imod, relion_tomo, warp_xml
-
     p = Path(path)
     ext = p.suffix.lower()
     if ext == ".xml":
@@ -272,6 +272,9 @@ def _match_tilts(ga: TiltGeometry, gb: TiltGeometry, tol: float) -> tuple[NDArra
     )
 
 
+_MAX_GRID = 100  # 30 000 points: ~30 MB of projections for 60 tilts
+
+
 def _grid(g: TiltGeometry, n_xy: int, half_thickness_a: float) -> NDArray[np.float64]:
     if g.volume_shape is not None and g.pixel_size_a is not None:
         half = 0.4 * min(g.volume_shape[0], g.volume_shape[1]) * g.pixel_size_a
@@ -320,6 +323,58 @@ def _compare(
     )
 
 
+def _best_toggle(
+    sa: AuditSource,
+    sb: AuditSource,
+    pa: NDArray[np.float64],
+    pb: NDArray[np.float64],
+    pairs: NDArray[np.int64],
+) -> tuple[AuditSource, float]:
+    """B with its hand flag toggled (for pytom: every other setting) that best matches A."""
+    candidates = (
+        [sb.flipped()]
+        if sb.program != "pytom"
+        else [sb.flipped(v) for v in (-1, 1) if v != sb.pytom_handedness]
+    )
+    best: tuple[float, AuditSource] | None = None
+    for cb in candidates:
+        r2, _, _, _ = _compare(sa, cb, pa, pb, pairs)
+        if best is None or r2 < best[0]:
+            best = (r2, cb)
+    assert best is not None
+    return best[1], best[0]
+
+
+def _pytom_verdict(
+    sa: AuditSource,
+    sb: AuditSource,
+    fb: AuditSource,
+    pa: NDArray[np.float64],
+    pb: NDArray[np.float64],
+    pairs: NDArray[np.int64],
+    pos: NDArray[np.float64],
+    rms_frms: tuple[float, float],
+) -> tuple[str, str]:
+    """Verdict and fix when pytom is involved and no setting reproduces the other file."""
+    rms, frms = rms_frms
+    zero = np.abs(pa[:, 2]) < 1e-9
+    r0 = float(np.sqrt(np.mean(pos[zero] ** 2))) if np.any(zero) else math.nan
+    _, _, _, fpos = _compare(sa, fb, pa, pb, pairs)
+    f0 = float(np.sqrt(np.mean(fpos[zero] ** 2))) if np.any(zero) else math.nan
+    verdict = (
+        f"hand disagrees and no pytom --defocus-handedness reproduces the other file: "
+        f"{sb.flag()} differs by {rms:.0f} Å rms; {fb.flag()} by {frms:.0f} Å rms "
+        f"(at z = 0: {r0:.0f} / {f0:.0f} Å). pytom's +1 flips only the x-term of the depth "
+        "(design note §2.6): it is exact for canonical h = +1 only at z = 0"
+    )
+    fix = f"for {sa.name} (h = {sa.geometry.hand:+d}) pytom needs " + (
+        "--defocus-handedness -1"
+        if sa.geometry.hand == -1
+        else "--defocus-handedness +1 (approximate: exact only at z = 0) or 0"
+    )
+    return verdict, fix
+
+
 def _pair(
     sa: AuditSource,
     sb: AuditSource,
@@ -340,64 +395,30 @@ def _pair(
     tol = max(tol_a, 0.02 * scale)
     details["depth_term_rms_a"] = scale
     details["tolerance_a"] = tol
-    fix = None
+
+    def result(
+        agree: bool, verdict: str, fix: str | None = None, frms: float = math.nan
+    ) -> PairAudit:
+        return PairAudit(
+            sa.name, sb.name, agree, verdict, fix, rms, mx, frms, const, proj_rms, pairs,
+            inverted, details,
+        )  # fmt: skip
+
     if proj_rms > max(50.0, 0.02 * float(np.max(np.abs(pa[:, :2])))):
-        agree = False
-        verdict = (
+        return result(
+            False,
             f"the two files do not describe the same projection geometry (image positions "
             f"differ by {proj_rms:.0f} Å rms after the best frame mapping): tilt angles or "
-            "axes disagree, not only the hand"
-        )
-        return PairAudit(
-            sa.name,
-            sb.name,
-            agree,
-            verdict,
-            None,
-            rms,
-            mx,
-            math.nan,
-            const,
-            proj_rms,
-            pairs,
-            inverted,
-            details,
+            "axes disagree, not only the hand",
         )
     if rms <= tol:
-        agree = True
         verdict = f"agree: per-particle defocus matches to {rms:.1f} Å rms (position-dependent)"
         if const > 5 * tol:
             verdict += f"; the per-tilt defocus values differ by {const:.0f} Å rms (CTF fits)"
-        return PairAudit(
-            sa.name,
-            sb.name,
-            agree,
-            verdict,
-            None,
-            rms,
-            mx,
-            math.nan,
-            const,
-            proj_rms,
-            pairs,
-            inverted,
-            details,
-        )
+        return result(True, verdict)
     # toggle B's flag (and, for pytom, try every setting)
-    candidates = (
-        [sb.flipped()]
-        if sb.program != "pytom"
-        else [sb.flipped(v) for v in (-1, 1) if v != sb.pytom_handedness]
-    )
-    best = None
-    for cb in candidates:
-        r2, _, _, _ = _compare(sa, cb, pa, pb, pairs)
-        if best is None or r2 < best[0]:
-            best = (r2, cb)
-    assert best is not None
-    frms, fb = best
+    fb, frms = _best_toggle(sa, sb, pa, pb, pairs)
     details["with_b_toggled_flag"] = fb.flag()
-    zero = np.abs(pa[:, 2]) < 1e-9
     if frms <= tol:
         fa = sa.flipped()
         fix = f"change {sb.name}: {sb.flag()} -> {fb.flag()}" + (
@@ -407,71 +428,16 @@ def _pair(
             f"hand disagrees: per-particle defocus differs by {rms:.0f} Å rms (max {mx:.0f} Å, "
             f"= 2|z'|); toggling one hand flag makes them agree ({frms:.1f} Å)"
         )
-        return PairAudit(
-            sa.name,
-            sb.name,
-            False,
-            verdict,
-            fix,
-            rms,
-            mx,
-            frms,
-            const,
-            proj_rms,
-            pairs,
-            inverted,
-            details,
-        )
+        return result(False, verdict, fix, frms)
     # pytom +1: only the x-term can be matched
     if sb.program == "pytom" or sa.program == "pytom":
-        r0 = float(np.sqrt(np.mean(pos[zero] ** 2))) if np.any(zero) else math.nan
-        _, _, _, fpos = _compare(sa, fb, pa, pb, pairs)
-        f0 = float(np.sqrt(np.mean(fpos[zero] ** 2))) if np.any(zero) else math.nan
-        verdict = (
-            f"hand disagrees and no pytom --defocus-handedness reproduces the other file: "
-            f"{sb.flag()} differs by {rms:.0f} Å rms; {fb.flag()} by {frms:.0f} Å rms "
-            f"(at z = 0: {r0:.0f} / {f0:.0f} Å). pytom's +1 flips only the x-term of the depth "
-            "(design note §2.6): it is exact for canonical h = +1 only at z = 0"
-        )
-        fix = f"for {sa.name} (h = {sa.geometry.hand:+d}) pytom needs " + (
-            "--defocus-handedness -1"
-            if sa.geometry.hand == -1
-            else "--defocus-handedness +1 (approximate: exact only at z = 0) or 0"
-        )
-        return PairAudit(
-            sa.name,
-            sb.name,
-            False,
-            verdict,
-            fix,
-            rms,
-            mx,
-            frms,
-            const,
-            proj_rms,
-            pairs,
-            inverted,
-            details,
-        )
+        verdict, fix = _pytom_verdict(sa, sb, fb, pa, pb, pairs, pos, (rms, frms))
+        return result(False, verdict, fix, frms)
     verdict = (
         f"disagree: per-particle defocus differs by {rms:.0f} Å rms (max {mx:.0f} Å) and "
         f"toggling the hand leaves {frms:.0f} Å: tilt angles, axes or defocus slopes differ"
     )
-    return PairAudit(
-        sa.name,
-        sb.name,
-        False,
-        verdict,
-        None,
-        rms,
-        mx,
-        frms,
-        const,
-        proj_rms,
-        pairs,
-        inverted,
-        details,
-    )
+    return result(False, verdict, None, frms)
 
 
 # ------------------------------------------------------------------------------- audit
@@ -492,7 +458,8 @@ def audit(
         Paths are read with :func:`load_source` (``load_kwargs`` passed on); bare geometries
         count as ``program="canonical"``.
     n_grid : int
-        Grid points per in-plane axis (positions span ±40 % of the tomogram, or ±2000 Å).
+        Grid points per in-plane axis (positions span ±40 % of the tomogram, or ±2000 Å),
+        2 to 100 (the grid has ``3·n_grid²`` points, each projected on every tilt).
     half_thickness_a : float
         The grid's z layers are ``−t, 0, +t`` Å (default 750 Å).
     tolerance_a : float
@@ -510,6 +477,11 @@ def audit(
     """
     if isinstance(sources, str | os.PathLike | TiltGeometry | AuditSource):
         raise InvalidTypeError("sources: expected a sequence of two or more sources")
+    # bounded before anything is allocated: 3·n_grid² points projected on every tilt
+    n_grid = as_int(n_grid, "n_grid", low=2, high=_MAX_GRID)
+    ht = as_float(half_thickness_a, "half_thickness_a", positive=True)
+    tol = as_float(tolerance_a, "tolerance_a", positive=True)
+    ttol = as_float(tilt_tolerance_deg, "tilt_tolerance_deg", positive=True)
     srcs: list[AuditSource] = []
     for i, s in enumerate(sources):
         if isinstance(s, AuditSource):
@@ -525,12 +497,6 @@ def audit(
             )
     if len(srcs) < 2:
         raise InvalidValueError(f"sources: need at least two sources, got {len(srcs)}")
-    n_grid = int(n_grid)
-    if n_grid < 2:
-        raise InvalidValueError(f"n_grid: expected >= 2, got {n_grid}")
-    ht = as_float(half_thickness_a, "half_thickness_a", positive=True)
-    tol = as_float(tolerance_a, "tolerance_a", positive=True)
-    ttol = as_float(tilt_tolerance_deg, "tilt_tolerance_deg", positive=True)
     pairs = []
     for i in range(len(srcs)):
         for j in range(i + 1, len(srcs)):
@@ -578,126 +544,4 @@ def audit(
         agree=agree,
         odd_ones_out=tuple(odd),
         advice=tuple(advice),
-    )
-
-
-# -------------------------------------------------------------------------- dataset
-@dataclass(frozen=True)
-class DatasetAudit:
-    """Majority check over many tilt series (see :func:`audit_dataset`)."""
-
-    names: tuple[str, ...]
-    hands: NDArray[np.int64]
-    axes_deg: NDArray[np.float64]
-    majority_hand: int
-    majority_axis_deg: float
-    flagged: Mapping[str, str]
-
-    @property
-    def consistent(self) -> bool:
-        return not self.flagged
-
-    def summary(self) -> dict[str, Any]:
-        return {
-            "n_series": len(self.names),
-            "majority_hand": self.majority_hand,
-            "majority_axis_deg": self.majority_axis_deg,
-            "consistent": self.consistent,
-            "flagged": dict(self.flagged),
-            "series": [
-                {"name": n, "hand": int(h), "axis_deg": float(a)}
-                for n, h, a in zip(self.names, self.hands, self.axes_deg, strict=True)
-            ],
-        }
-
-
-def _wrap(a: NDArray[np.float64] | float) -> Any:
-    return (np.asarray(a) + 180.0) % 360.0 - 180.0
-
-
-def audit_dataset(
-    geometries: Mapping[str, TiltGeometry] | str | os.PathLike[str],
-    *,
-    axis_tolerance_deg: float = 10.0,
-) -> DatasetAudit:
-    """Flag tilt series whose hand or tilt-axis angle disagrees with the data set's majority.
-
-    Parameters
-    ----------
-    geometries : mapping name → TiltGeometry, a RELION ``tomograms.star``, or a folder of Warp
-        XML files
-    axis_tolerance_deg : float
-        Allowed deviation of a series' median tilt axis from the majority (circular median).
-
-    Notes
-    -----
-    Series of one data set share microscope, camera and processing, so their canonical hand
-    and (to a few degrees) their tilt-axis angle should agree. An axis off by ~180° with the
-    same hand means the in-plane rotation was imported inconsistently: that tomogram is
-    point-inverted (``rotate_axis_180``, design T6) and its defocus hand is wrong relative to
-    the others.
-    """
-    if isinstance(geometries, str | os.PathLike):
-        p = Path(geometries)
-        if p.is_dir():
-            from emgeom.io.warp_xml import read_warp
-
-            files = sorted(p.glob("*.xml"))
-            if not files:
-                raise InvalidValueError(f"geometries: no *.xml files in {p}")
-            geos = {f.stem: read_warp(f) for f in files}
-        else:
-            from emgeom.io.relion_tomo import read_relion_tomograms
-
-            geos = read_relion_tomograms(p)
-    elif isinstance(geometries, Mapping):
-        geos = dict(geometries)
-    else:
-        raise InvalidTypeError(
-            f"geometries: expected a mapping, a tomograms.star or a folder, got "
-            f"{describe(geometries)}"
-        )
-    if len(geos) < 2:
-        raise InvalidValueError(f"geometries: need at least two tilt series, got {len(geos)}")
-    tol = as_float(axis_tolerance_deg, "axis_tolerance_deg", positive=True, high=90.0)
-    names = tuple(geos)
-    hands = np.array([geos[n].hand for n in names], dtype=np.int64)
-    axes = np.array([float(np.median(_wrap(geos[n].axis_deg))) for n in names])
-    c = Counter(hands.tolist())
-    majority_hand = int(c.most_common(1)[0][0]) if c[1] != c[-1] else 0
-    # circular median of the axes (minimise summed angular distance)
-    cand = axes
-    cost = [np.sum(np.abs(_wrap(axes - a))) for a in cand]
-    maj_axis = float(cand[int(np.argmin(cost))])
-    flagged: dict[str, str] = {}
-    for n, h, a in zip(names, hands, axes, strict=True):
-        msgs = []
-        dev = float(_wrap(a - maj_axis))
-        if abs(abs(dev) - 180.0) <= tol:
-            msgs.append(
-                f"tilt axis {a:.1f} deg is ~180 deg from the majority {maj_axis:.1f} deg: "
-                "in-plane rotation imported inconsistently (tomogram point-inverted, defocus "
-                "hand effectively flipped relative to the other series)"
-            )
-        elif abs(dev) > tol:
-            msgs.append(
-                f"tilt axis {a:.1f} deg differs from the majority {maj_axis:.1f} deg "
-                f"by {dev:+.1f} deg"
-            )
-        if majority_hand != 0 and h != majority_hand:
-            msgs.append(
-                f"hand h = {h:+d} differs from the majority h = {majority_hand:+d} "
-                f"(RELION rlnTomoHand {-h:+d} vs {-majority_hand:+d})"
-            )
-        if msgs:
-            flagged[n] = "; ".join(msgs)
-    if majority_hand == 0:
-        flagged["(data set)"] = "no majority hand: as many series with h = +1 as with h = -1"
-    return DatasetAudit(
-        names=names,
-        hands=hands,
-        axes_deg=axes,
-        majority_hand=majority_hand,
-        majority_axis_deg=maj_axis,
-        flagged=flagged,
     )

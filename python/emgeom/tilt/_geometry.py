@@ -15,6 +15,7 @@ Canonical model (design note ``handedness.md`` §5, cited in ``docs/conventions.
 
 from __future__ import annotations
 
+import math
 import warnings
 from collections.abc import Sequence
 from typing import Any
@@ -25,11 +26,20 @@ from numpy.typing import NDArray
 from emgeom import _core
 from emgeom._validate import as_float, as_vectors, describe, n_threads_arg, real_array
 from emgeom.errors import (
-    ImplausibleValueWarning,
     InvalidTypeError,
     InvalidValueError,
     LossyConversionWarning,
     ShapeError,
+)
+from emgeom.tilt._centres import CENTRE_CONVENTIONS, voxels_to_centered_a
+from emgeom.tilt._fields import (
+    as_hand,
+    defocus_fields,
+    full,
+    per_tilt,
+    shifts_field,
+    tilt_field,
+    volume_shape_field,
 )
 
 __all__ = [
@@ -41,8 +51,6 @@ __all__ = [
     "voxels_to_centered_a",
 ]
 
-#: accepted centre conventions of :func:`voxels_to_centered_a`
-CENTRE_CONVENTIONS = ("n/2", "floor", "imod")
 
 _FLOAT_DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
 
@@ -79,11 +87,17 @@ def rotation_matrices(tilt_deg: Any, axis_deg: Any, x_tilt_deg: Any = 0.0) -> ND
     tilt_deg, axis_deg, x_tilt_deg : array_like
         Degrees, canonical signs (see module docstring); broadcast against each other.
     """
-    t, a, x = np.broadcast_arrays(
-        np.atleast_1d(np.asarray(tilt_deg, dtype=np.float64)),
-        np.atleast_1d(np.asarray(axis_deg, dtype=np.float64)),
-        np.atleast_1d(np.asarray(x_tilt_deg, dtype=np.float64)),
-    )
+    args = [
+        np.atleast_1d(per_tilt(v, name, None))
+        for v, name in ((tilt_deg, "tilt_deg"), (axis_deg, "axis_deg"), (x_tilt_deg, "x_tilt_deg"))
+    ]
+    try:
+        t, a, x = np.broadcast_arrays(*args)
+    except ValueError:
+        raise ShapeError(
+            "tilt_deg, axis_deg, x_tilt_deg: lengths "
+            f"{[v.shape[0] for v in args]} do not broadcast (give scalars or one per tilt)"
+        ) from None
     return _rz(np.radians(a)) @ _ry(np.radians(t)) @ _rx(np.radians(x))
 
 
@@ -92,45 +106,33 @@ def angles_from_matrices(r: NDArray[np.float64]) -> tuple[NDArray[np.float64], .
 
     Uses ``R[2] = (−sinθ, cosθ·sinχ, cosθ·cosχ)`` and ``(R[0,0], R[1,0]) = cosθ·(cosψ, sinψ)``
     (unique for ``|θ| < 90°``).
+
+    Raises
+    ------
+    ShapeError
+        ``r`` is not ``(T, 3, 3)`` (one matrix: pass ``r[None]``).
+    InvalidValueError
+        Non-finite entries, or a matrix that is not a proper rotation (``|RRᵀ − I| > 1e-3``,
+        the tolerance of the RELION reader, or ``det < 0``).
     """
+    r = real_array(r, "r")
+    if r.ndim != 3 or r.shape[1:] != (3, 3):
+        hint = " (one matrix: pass r[None])" if r.shape == (3, 3) else ""
+        raise ShapeError(f"r: expected shape (T, 3, 3){hint}, got {r.shape}")
+    if not np.all(np.isfinite(r)):
+        raise InvalidValueError("r: all entries must be finite")
+    err = np.abs(r @ np.transpose(r, (0, 2, 1)) - np.eye(3)).max(axis=(1, 2))
+    bad = np.flatnonzero((err > 1e-3) | (np.linalg.det(r) < 0))
+    if bad.size:
+        i = int(bad[0])
+        raise InvalidValueError(
+            f"r: matrix {i} is not a proper rotation (|R·Rᵀ − I| = {err[i]:.2g}, "
+            f"det = {np.linalg.det(r[i]):.3g})"
+        )
     tilt = np.degrees(np.arcsin(np.clip(-r[:, 2, 0], -1.0, 1.0)))
     xt = np.degrees(np.arctan2(r[:, 2, 1], r[:, 2, 2]))
     axis = np.degrees(np.arctan2(r[:, 1, 0], r[:, 0, 0]))
     return tilt, axis, xt
-
-
-def _per_tilt(value: Any, name: str, n: int | None) -> NDArray[np.float64]:
-    """A finite 1-D float64 array (scalars are returned as 0-d for broadcasting later)."""
-    if isinstance(value, bool | str | bytes) or value is None:
-        raise InvalidTypeError(f"{name}: expected a number or a 1-D array, got {describe(value)}")
-    arr = real_array(value, name)  # rejects complex/bool/ragged input with a clear message
-    if arr.ndim > 1:
-        raise ShapeError(
-            f"{name}: expected a scalar or a 1-D per-tilt array, got shape {arr.shape}"
-        )
-    if arr.ndim == 1 and n is not None and arr.shape[0] != n:
-        raise ShapeError(
-            f"{name}: expected {n} per-tilt values (one per tilt in tilt_deg), got {arr.shape[0]}"
-        )
-    if not np.all(np.isfinite(arr)):
-        raise InvalidValueError(f"{name}: all values must be finite, got {arr.tolist()}")
-    return arr
-
-
-def _hand(value: Any) -> int:
-    if isinstance(value, bool) or not isinstance(value, int | float | np.integer | np.floating):
-        raise InvalidTypeError(f"hand: expected +1 or -1, got {describe(value)}")
-    if float(value) not in (1.0, -1.0):
-        raise InvalidValueError(
-            f"hand: expected +1 (IMOD convention, RELION rlnTomoHand -1) or -1, got {value!r}"
-        )
-    return int(value)
-
-
-def _frozen(a: NDArray[Any]) -> NDArray[Any]:
-    a = np.array(a, dtype=np.float64)
-    a.setflags(write=False)
-    return a
 
 
 class TiltGeometry:
@@ -175,6 +177,7 @@ class TiltGeometry:
 
     __slots__ = (
         "_defocus_a",
+        "_sealed",
         "astigmatism_deg",
         "axis_deg",
         "defocus_slope",
@@ -210,81 +213,19 @@ class TiltGeometry:
         notes: Sequence[str] = (),
         names: Sequence[str] | None = None,
     ) -> None:
-        tilt = _per_tilt(tilt_deg, "tilt_deg", None)
-        if tilt.ndim == 0:
-            tilt = tilt[None]
-        n = tilt.shape[0]
-        if n == 0:
-            raise ShapeError("tilt_deg: expected at least one tilt, got an empty array")
-        if np.any(np.abs(tilt) >= 90):
-            raise InvalidValueError(
-                f"tilt_deg: expected |tilt| < 90 degrees, got {tilt[np.abs(tilt) >= 90].tolist()}"
-            )
-
-        def full(v: Any, name: str) -> NDArray[np.float64]:
-            a = _per_tilt(v, name, n)
-            return _frozen(np.broadcast_to(a, (n,)))
-
-        self.tilt_deg = _frozen(tilt)
-        self.axis_deg = full(axis_deg, "axis_deg")
-        self.x_tilt_deg = full(x_tilt_deg, "x_tilt_deg")
-        if (defocus_u_a is None) != (defocus_v_a is None):
-            raise InvalidValueError(
-                "defocus_u_a, defocus_v_a: give both (astigmatic defocus) or neither"
-            )
-        if defocus_u_a is not None:
-            self.defocus_u_a: NDArray[np.float64] | None = full(defocus_u_a, "defocus_u_a")
-            self.defocus_v_a: NDArray[np.float64] | None = full(defocus_v_a, "defocus_v_a")
-        else:
-            self.defocus_u_a = self.defocus_v_a = None
-        if defocus_a is None:
-            if self.defocus_u_a is None or self.defocus_v_a is None:
-                raise InvalidValueError(
-                    "defocus_a: required (Å per tilt) unless defocus_u_a and defocus_v_a are given"
-                )
-            self._defocus_a = _frozen(0.5 * (self.defocus_u_a + self.defocus_v_a))
-        else:
-            self._defocus_a = full(defocus_a, "defocus_a")
-        big = float(np.max(np.abs(self._defocus_a)))
-        if 0 < big < 100.0:
-            warnings.warn(
-                f"defocus_a: largest |defocus| is {big:g} Å; expected Å (typically 5000–80000). "
-                "Was it given in µm? Convert with 1 µm = 10000 Å.",
-                ImplausibleValueWarning,
-                stacklevel=2,
-            )
-        elif big > 5e5:
-            warnings.warn(
-                f"defocus_a: largest |defocus| is {big:g} Å (> 50 µm); expected Å. "
-                "Was it given in another unit?",
-                ImplausibleValueWarning,
-                stacklevel=2,
-            )
-        if astigmatism_deg is not None and self.defocus_u_a is None:
-            raise InvalidValueError("astigmatism_deg: needs defocus_u_a and defocus_v_a")
-        self.astigmatism_deg = (
-            None if astigmatism_deg is None else full(astigmatism_deg, "astigmatism_deg")
-        )
-        if shifts_a is None:
-            self.shifts_a = _frozen(np.zeros((n, 2)))
-        else:
-            s = as_vectors(shifts_a, "shifts_a", 2, allow_single=False)
-            if s.shape[0] != n:
-                raise ShapeError(f"shifts_a: expected shape ({n}, 2), got {s.shape}")
-            self.shifts_a = _frozen(s)
-        self.hand = _hand(hand)
+        self.tilt_deg = tilt_field(tilt_deg)
+        n = self.tilt_deg.shape[0]
+        self.axis_deg = full(axis_deg, "axis_deg", n)
+        self.x_tilt_deg = full(x_tilt_deg, "x_tilt_deg", n)
+        d, u, v, ang = defocus_fields(n, defocus_a, defocus_u_a, defocus_v_a, astigmatism_deg)
+        self._defocus_a: NDArray[np.float64] = d
+        self.defocus_u_a: NDArray[np.float64] | None = u
+        self.defocus_v_a: NDArray[np.float64] | None = v
+        self.astigmatism_deg: NDArray[np.float64] | None = ang
+        self.shifts_a = shifts_field(shifts_a, n)
+        self.hand = as_hand(hand)
         self.defocus_slope = as_float(defocus_slope, "defocus_slope", positive=True)
-        if volume_shape is None:
-            self.volume_shape: tuple[int, int, int] | None = None
-        else:
-            vs = tuple(volume_shape)
-            if len(vs) != 3 or any(
-                isinstance(v, bool) or not isinstance(v, int | np.integer) or v < 1 for v in vs
-            ):
-                raise InvalidValueError(
-                    f"volume_shape: expected (nx, ny, nz) positive integers, got {volume_shape!r}"
-                )
-            self.volume_shape = (int(vs[0]), int(vs[1]), int(vs[2]))
+        self.volume_shape = volume_shape_field(volume_shape)
         self.pixel_size_a = (
             None if pixel_size_a is None else as_float(pixel_size_a, "pixel_size_a", positive=True)
         )
@@ -293,6 +234,28 @@ class TiltGeometry:
         self.names = None if names is None else tuple(str(s) for s in names)
         if self.names is not None and len(self.names) != n:
             raise ShapeError(f"names: expected {n} per-tilt names, got {len(self.names)}")
+        object.__setattr__(self, "_sealed", True)
+
+    # ------------------------------------------------------------------ immutability
+    def __setattr__(self, name: str, value: Any) -> None:
+        # validated once in __init__; afterwards immutable, as AnisoMag is
+        if getattr(self, "_sealed", False):
+            raise AttributeError(
+                f"TiltGeometry is immutable: cannot set {name!r}; use "
+                f"geometry.replace({name.lstrip('_')}=...) for a validated copy"
+            )
+        object.__setattr__(self, name, value)
+
+    def __delattr__(self, name: str) -> None:
+        raise AttributeError(f"TiltGeometry is immutable: cannot delete {name!r}")
+
+    def __getstate__(self) -> dict[str, Any]:
+        return {k: getattr(self, k) for k in self.__slots__ if k != "_sealed"}
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        for k, v in state.items():
+            object.__setattr__(self, k, v)
+        object.__setattr__(self, "_sealed", True)
 
     # ------------------------------------------------------------------ basic properties
     @property
@@ -479,7 +442,7 @@ class TiltGeometry:
 
     def with_hand(self, hand: int) -> TiltGeometry:
         """A copy with canonical hand ``hand`` (+1 or −1), geometry unchanged."""
-        return self.replace(hand=_hand(hand))
+        return self.replace(hand=as_hand(hand))
 
     # ------------------------------------------------------------------ evaluation
     def particle_defocus(self, positions_a: Any, **kwargs: Any) -> NDArray[Any]:
@@ -536,6 +499,27 @@ def _positions(positions_a: Any) -> NDArray[np.float64]:
     # |p| ≤ 1e9 Å (10 cm) keeps every product finite; real positions are < 1e6 Å
     p = as_vectors(positions_a, "positions_a", 3, max_abs=1e9)
     return np.ascontiguousarray(p, dtype=np.float64)
+
+
+# the kernels accept |p| <= 1e9 Å (checked per row), so |z'| <= sqrt(3)·1e9 Å
+_MAX_DEPTH_A = math.sqrt(3.0) * 1e9
+
+
+def _check_range(coeffs: NDArray[np.float64], dtype: np.dtype[Any]) -> None:
+    """Refuse per-tilt parameters whose defocus can overflow ``dtype`` (O(n_tilts), before the
+    kernel runs): ``|Δf0_t| + |h·κ·r3_t|·|p|max`` must stay below the largest finite value.
+    """
+    limit = float(np.finfo(dtype).max)
+    with np.errstate(over="ignore", invalid="ignore"):
+        worst = np.abs(coeffs[:, 3]) + np.abs(coeffs[:, :3]).sum(axis=1) * _MAX_DEPTH_A
+        bad = np.flatnonzero(~(worst < limit))
+    if bad.size:
+        t = int(bad[0])
+        raise InvalidValueError(
+            f"geometry: defocus_a ({coeffs[t, 3]:.3g} Å) or defocus_slope (|h·κ·r3| = "
+            f"{np.abs(coeffs[t, :3]).max():.3g}) of tilt {t} can give defocus values beyond "
+            f"{dtype} range for positions within 1e9 Å; expected Å and κ ~ 1"
+        )
 
 
 def _geometry(geometry: Any) -> TiltGeometry:
@@ -600,6 +584,12 @@ def particle_defocus(
             raise InvalidValueError("out: expected a C-contiguous array")
         if not out.flags.writeable:
             raise InvalidValueError("out: expected a writeable array")
+        # O(1) bounds test: the kernel reads positions while it writes out
+        if np.may_share_memory(out, p):
+            raise InvalidValueError(
+                "out: shares memory with positions_a; pass a separate output array"
+            )
+    _check_range(coeffs, out.dtype)
     if out.dtype == np.float32:
         _core.particle_defocus_f32(p, coeffs, out, n_threads=nt)
     else:
@@ -625,69 +615,3 @@ def project(
     out = np.empty((p.shape[0], g.n_tilts, 2))
     _core.project_f64(p, np.ascontiguousarray(rows), out, n_threads=nt)
     return out
-
-
-def voxels_to_centered_a(
-    coords: Any,
-    volume_shape: Sequence[int],
-    voxel_size_a: float,
-    *,
-    convention: str = "n/2",
-) -> NDArray[np.float64]:
-    """Voxel coordinates ``(N, 3)`` (x, y, z) → Å from the tilt-rotation centre (canonical).
-
-    The canonical origin is the point the tilt geometry rotates about. Programs put it at
-    slightly different voxel positions; state which one your coordinates assume.
-
-    Parameters
-    ----------
-    coords : array_like, shape (N, 3)
-        Voxel coordinates (x, y, z) of the particles in the tomogram.
-    volume_shape : (nx, ny, nz)
-        Tomogram size in voxels (x, y, z order).
-    voxel_size_a : float
-        Voxel size, Å.
-    convention : {"n/2", "floor", "imod"}
-        ``"n/2"``: 0-based coordinates, centre at ``N/2`` (Warp
-        ``VolumeDimensionsPhysical/2``, RELION's depth reference ``w0/2.0`` in
-        ``Tomogram::getDepthOffset``, AreTomo3) — the default and emgeom's canonical centre;
-        ``"floor"``: 0-based, centre at ``floor(N/2)`` (RELION's projection matrices use
-        ``int(w0/2)``, CETS); ``"imod"``: 1-based coordinates (as 3dmod displays them), centre
-        at the geometric centre ``(N + 1)/2``. The three differ by at most half a voxel (odd
-        ``N`` for ``"floor"``; every ``N`` for ``"imod"``), i.e. ≤ 0.5·voxel·cosθ of depth.
-
-    Returns
-    -------
-    ndarray, shape (N, 3)
-        ``(coords − centre) · voxel_size_a``, Å.
-    """
-    c = as_vectors(coords, "coords", 3, max_abs=1e8)  # voxels; keeps products finite
-    if isinstance(volume_shape, np.ndarray):
-        shape_ok = volume_shape.shape == (3,)
-    else:
-        shape_ok = (
-            isinstance(volume_shape, Sequence)
-            and not isinstance(volume_shape, str | bytes)
-            and len(volume_shape) == 3
-        )
-    if not shape_ok:
-        raise ShapeError(f"volume_shape: expected (nx, ny, nz), got {volume_shape!r}")
-    n = np.array(
-        [
-            as_float(v, f"volume_shape[{i}]", positive=True, high=1e8)
-            for i, v in enumerate(volume_shape)
-        ]
-    )
-    vs = as_float(voxel_size_a, "voxel_size_a", positive=True, high=1e6)
-    conv = str(convention).lower()
-    if conv == "n/2":
-        centre = n / 2
-    elif conv == "floor":
-        centre = np.floor(n / 2)
-    elif conv == "imod":
-        centre = (n + 1) / 2
-    else:
-        raise InvalidValueError(
-            f"convention: expected one of {CENTRE_CONVENTIONS}, got {convention!r}"
-        )
-    return np.asarray((c - centre) * vs, dtype=np.float64)

@@ -1,0 +1,163 @@
+"""Shared helpers of the text-file readers: path arguments, reading, decoding, number fields.
+
+Every failure is an :mod:`emgeom.errors` exception that names the argument or the file and the
+key, never a built-in exception:
+
+- :func:`as_path`: a path argument of the wrong type → :class:`InvalidTypeError` naming it.
+- :func:`read_bytes`: missing file, a directory, no permission → :class:`EmgeomFileError`.
+- :func:`decode_text`: encoding. UTF-8 (with or without BOM) always; UTF-16 (with BOM, or
+  little-endian without BOM as Warp on Windows writes it) only where the producing program
+  writes it (Warp XML). Elsewhere (STAR, ``.tlt``, ``.aln``, CTFFIND5 output) UTF-16 is refused
+  with a message naming the encoding and the fix, because the programs that read those files
+  (RELION, IMOD, AreTomo) read bytes as ASCII and would fail on them too.
+- :func:`parse_float`, :func:`parse_int`: a number field → a finite number, else
+  :class:`FileFormatError` naming the file and the key.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+import os
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+from emgeom._validate import describe
+from emgeom.errors import EmgeomFileError, FileFormatError, InvalidTypeError, InvalidValueError
+
+__all__ = [
+    "as_path",
+    "decode_text",
+    "from_file",
+    "parse_float",
+    "parse_int",
+    "parse_row",
+    "read_bytes",
+    "read_text",
+    "refuse_utf16",
+]
+
+_UTF16_FIX = "convert it with `iconv -f UTF-16 -t UTF-8 IN > OUT`"
+
+
+def as_path(value: Any, name: str) -> Path:
+    """``value`` as a :class:`~pathlib.Path`; anything but ``str``/``os.PathLike`` is refused."""
+    if isinstance(value, bytes) or not isinstance(value, str | os.PathLike):
+        raise InvalidTypeError(f"{name}: expected a file path, got {describe(value)}")
+    return Path(value)
+
+
+def read_bytes(path: Path, n: int | None = None) -> bytes:
+    """The content of ``path`` (its first ``n`` bytes when given); every OS failure becomes
+    :class:`EmgeomFileError` naming it.
+    """
+    try:
+        if n is None:
+            return path.read_bytes()
+        with path.open("rb") as fh:
+            return fh.read(n)
+    except FileNotFoundError:
+        raise EmgeomFileError(f"{path}: file not found") from None
+    except IsADirectoryError:
+        raise EmgeomFileError(f"{path}: is a directory, expected a file") from None
+    except OSError as exc:
+        raise EmgeomFileError(f"{path}: cannot read ({exc.strerror or exc})") from None
+
+
+def _utf16(raw: bytes) -> str | None:
+    """The codec of UTF-16 text (BOM, or ASCII text encoded UTF-16-LE without BOM), or None."""
+    if raw.startswith((b"\xff\xfe", b"\xfe\xff")):
+        return "utf-16"
+    if len(raw) > 1 and raw[1:2] == b"\x00" and raw[0:1] != b"\x00":
+        return "utf-16-le"
+    return None
+
+
+def refuse_utf16(head: bytes, path: Path, what: str) -> None:
+    """Refuse a file whose first bytes show UTF-16 (see :func:`decode_text`)."""
+    if _utf16(head) is not None:
+        raise FileFormatError(
+            f"{path}: is UTF-16 text, but this {what} must be ASCII/UTF-8 (the programs "
+            f"that read it do not decode UTF-16): {_UTF16_FIX}"
+        )
+
+
+def decode_text(raw: bytes, path: Path, *, utf16: bool = False, what: str = "file") -> str:
+    """Decode ``raw`` read from ``path``; see the module docstring for the rules.
+
+    ``what`` names the format in the messages (e.g. ``"STAR file"``).
+    """
+    if not utf16:
+        refuse_utf16(raw[:4], path, what)
+    codec = _utf16(raw)
+    if codec is not None:
+        try:
+            return raw.decode(codec).lstrip("\ufeff")
+        except UnicodeDecodeError as exc:
+            raise FileFormatError(
+                f"{path}: is UTF-16 text but cannot be decoded at byte {exc.start} "
+                f"({exc.reason}; truncated or corrupt file?)"
+            ) from None
+    try:
+        return raw.decode("utf-8").lstrip("\ufeff")
+    except UnicodeDecodeError as exc:
+        raise FileFormatError(
+            f"{path}: not UTF-8 text (byte {exc.start}: {exc.reason}); expected a {what}"
+        ) from None
+
+
+def read_text(
+    value: Any, name: str, *, utf16: bool = False, what: str = "file"
+) -> tuple[Path, str]:
+    """``(path, text)`` of a text-file argument named ``name`` (see :func:`decode_text`)."""
+    path = as_path(value, name)
+    return path, decode_text(read_bytes(path), path, utf16=utf16, what=what)
+
+
+def parse_float(
+    value: Any, key: str, where: object, *, positive: bool = False, nonnegative: bool = False
+) -> float:
+    """A finite float from a file field ``key`` of ``where`` (file, optionally block/line)."""
+    try:
+        v = float(value)
+    except (TypeError, ValueError):
+        raise FileFormatError(f"{where}: {key} = {value!r} is not a number") from None
+    if not math.isfinite(v):
+        raise FileFormatError(f"{where}: {key} = {value!r} is NaN/inf, expected a finite number")
+    if positive and not v > 0:
+        raise FileFormatError(f"{where}: {key} = {value!r} must be > 0")
+    if nonnegative and v < 0:
+        raise FileFormatError(f"{where}: {key} = {value!r} must be >= 0")
+    return v
+
+
+def parse_row(fields: list[str], where: object) -> list[float]:
+    """Finite floats of a whitespace-split text line; a bad field names ``where`` + column."""
+    return [parse_float(v, f"column {i + 1}", where) for i, v in enumerate(fields)]
+
+
+def parse_int(value: Any, key: str, where: object, *, low: int | None = None) -> int:
+    """An integer from a file field ``key`` of ``where`` (integral floats such as ``"60.0"``
+    are accepted, as RELION and Warp write them).
+    """
+    v = parse_float(value, key, where)
+    if v != round(v):
+        raise FileFormatError(f"{where}: {key} = {value!r} is not an integer")
+    if low is not None and v < low:
+        raise FileFormatError(f"{where}: {key} = {value!r} must be >= {low}")
+    return round(v)
+
+
+@contextlib.contextmanager
+def from_file(path: object) -> Iterator[None]:
+    """Values read from ``path`` that the model refuses (``InvalidValueError``, e.g. a tilt of
+    95° or a NaN shift in a file) become :class:`FileFormatError` naming the file as well as
+    the model's argument. Validate the caller's own arguments before entering.
+    """
+    try:
+        yield
+    except FileFormatError:
+        raise
+    except InvalidValueError as exc:
+        raise FileFormatError(f"{path}: {exc}") from None
