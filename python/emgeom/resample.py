@@ -19,7 +19,15 @@ import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
 from emgeom import _core
-from emgeom._validate import as_float, as_image, as_int, as_matrix, as_shape2, n_threads_arg
+from emgeom._validate import (
+    as_float,
+    as_image,
+    as_int,
+    as_matrix,
+    as_shape2,
+    check_alloc,
+    n_threads_arg,
+)
 from emgeom.errors import InvalidValueError
 
 __all__ = ["affine_about_center", "rescale", "warp_affine"]
@@ -96,6 +104,13 @@ def warp_affine(
         raise InvalidValueError(f"fill: {fill_v} does not fit the image dtype {img.dtype}")
     threads = n_threads_arg(n_threads)
     stack = img if img.ndim == 3 else img[None]
+    check_alloc(
+        stack.shape[0] * shape[0] * shape[1],
+        img.dtype.itemsize,
+        "output_shape",
+        shape=stack.shape[:1] + tuple(shape),
+        allowed_bytes=4 * img.nbytes,  # resampling an image held in memory to its size is fine
+    )
     kernel = _core.warp_affine_f32 if img.dtype == np.float32 else _core.warp_affine_f64
     out = kernel(stack, a, (int(shape[0]), int(shape[1])), order_i, fill_v, threads)
     return out if img.ndim == 3 else out[0]
@@ -183,6 +198,14 @@ def rescale(
         )
     else:
         shape = as_shape2(output_shape, "output_shape")
+    # "fourier" also holds the input and output spectra (complex64): ~3 output-sized arrays
+    check_alloc(
+        shape[0] * shape[1],
+        12 if method == "fourier" else img.dtype.itemsize,
+        "factor" if output_shape is None else "output_shape",
+        shape=shape,
+        allowed_bytes=4 * img.nbytes,
+    )
     threads = n_threads_arg(n_threads)
     if method == "area" and (fy > 1 or fx > 1):
         method = "bilinear"

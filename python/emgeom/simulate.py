@@ -29,7 +29,7 @@ from typing import Any
 import numpy as np
 from numpy.typing import NDArray
 
-from emgeom._validate import as_float, as_int, describe
+from emgeom._validate import as_float, as_int, as_pair, as_shape2, check_alloc, describe
 from emgeom.errors import InvalidTypeError, InvalidValueError
 from emgeom.reference.ctf import electron_wavelength_a
 from emgeom.tilt._geometry import TiltGeometry
@@ -46,6 +46,10 @@ def defocus_gradients(geometry: TiltGeometry) -> NDArray[np.float64]:
     r3 = r[:, 2, :2]
     g = np.linalg.solve(np.transpose(m, (0, 2, 1)), r3[..., None])[..., 0]
     return np.asarray(-geometry.hand * geometry.defocus_slope * g, dtype=np.float64)
+
+
+#: Most defocus levels (one inverse FFT each) simulate_tilt_series interpolates between per tilt.
+_MAX_DEFOCUS_LEVELS = 4096
 
 
 def simulate_tilt_series(
@@ -102,10 +106,11 @@ def simulate_tilt_series(
     """
     if not isinstance(geometry, TiltGeometry):
         raise InvalidTypeError(f"geometry: expected a TiltGeometry, got {describe(geometry)}")
-    if isinstance(shape, str | bytes) or len(shape) != 2:
-        raise InvalidValueError(f"shape: expected (ny, nx), got {shape!r}")
-    ny = as_int(shape[0], "shape[0]", low=16)
-    nx = as_int(shape[1], "shape[1]", low=16)
+    ny, nx = as_shape2(shape, "shape")
+    if min(ny, nx) < 16:
+        raise InvalidValueError(f"shape: expected both sides >= 16, got {(ny, nx)}")
+    # the result (T, ny, nx) float32, plus ~12 float32/complex64 working arrays per tilt
+    check_alloc((geometry.n_tilts + 12) * ny * nx, 4, "shape", shape=(geometry.n_tilts, ny, nx))
     px_in = pixel_size_a if pixel_size_a is not None else geometry.pixel_size_a
     if px_in is None:
         raise InvalidValueError("pixel_size_a: required (the geometry has none)")
@@ -123,7 +128,9 @@ def simulate_tilt_series(
         raise InvalidValueError(
             "geometry: defocus_a must be positive (underfocus, Å) in every tilt to simulate"
         )
-    rng = np.random.default_rng(seed)
+    rng = np.random.default_rng(None if seed is None else as_int(seed, "seed", low=0))
+    if not isinstance(noise, bool | np.bool_):
+        raise InvalidTypeError(f"noise: expected True or False, got {describe(noise)}")
     fy = np.fft.fftfreq(ny, d=px)[:, None]
     fx = np.fft.rfftfreq(nx, d=px)[None, :]
     s2 = fx**2 + fy**2
@@ -163,6 +170,11 @@ def simulate_tilt_series(
         white = rng.normal(0.0, sigma, (ny, nx)).astype(np.float32)
         spec = (np.fft.rfft2(white) * (env * 2.0).astype(np.float32)).astype(np.complex64)
         n_lv = max(1, math.ceil((hi - lo) / step))
+        if n_lv > _MAX_DEFOCUS_LEVELS:
+            raise InvalidValueError(
+                f"defocus_step_a: {step:g} Å gives {n_lv} defocus levels (one FFT each) across "
+                f"the {hi - lo:.0f} Å range of tilt {t}; expected at most {_MAX_DEFOCUS_LEVELS}"
+            )
         if hi - lo < 1e-3:
             contrast = filtered(spec, lo)
         else:
@@ -200,14 +212,18 @@ def random_geometry(
     """A random dose-symmetric-like ±``max_tilt_deg`` series (random axis, pixel size, hand,
     per-tilt defocus drifting ±1000 Å) for tests and benchmarks.
     """
-    t = np.linspace(-max_tilt_deg, max_tilt_deg, n_tilts)
+    if not isinstance(rng, np.random.Generator):
+        raise InvalidTypeError(f"rng: expected a numpy.random.Generator, got {describe(rng)}")
+    n = as_int(n_tilts, "n_tilts", low=1, high=10_000)
+    t = np.linspace(-as_float(max_tilt_deg, "max_tilt_deg", low=0.0, high=89.0), max_tilt_deg, n)
     h = int(rng.choice([-1, 1])) if hand is None else hand
-    d0 = rng.uniform(*defocus_a)
+    d0 = rng.uniform(*as_pair(defocus_a, "defocus_a", low=0.0, high=1e7))
+    px = as_pair(pixel_size_a, "pixel_size_a", low=1e-3, high=1e4)
     return TiltGeometry(
         t,
         float(rng.uniform(-180, 180)),
-        d0 + rng.normal(0, 300, n_tilts),
+        d0 + rng.normal(0, 300, n),
         hand=h,
-        pixel_size_a=float(rng.uniform(*pixel_size_a)),
-        shifts_a=rng.normal(0, 50, (n_tilts, 2)),
+        pixel_size_a=float(rng.uniform(*px)),
+        shifts_a=rng.normal(0, 50, (n, 2)),
     )

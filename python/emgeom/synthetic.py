@@ -29,8 +29,8 @@ from dataclasses import dataclass
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
-from emgeom._validate import as_float, as_int, as_matrix, as_shape2
-from emgeom.errors import InvalidValueError
+from emgeom._validate import as_float, as_int, as_matrix, as_shape2, check_alloc
+from emgeom.errors import InvalidTypeError, InvalidValueError
 
 __all__ = [
     "Acquisition",
@@ -208,11 +208,25 @@ def make_specimen(
     Specimen
     """
     ny, nx = as_shape2(shape, "shape")
+    check_alloc(ny * nx, 32, "shape", shape=(ny, nx))  # ~8 float32 working images
     px = as_float(pixel_a, "pixel_a", positive=True)
     if holes not in ("edge", "lattice", "none"):
         raise InvalidValueError(f"holes: expected 'edge', 'lattice' or 'none', got {holes!r}")
-    rng = np.random.default_rng(as_int(seed, "seed"))
+    rng = np.random.default_rng(as_int(seed, "seed", low=0))
     radius = as_float(hole_diameter_a, "hole_diameter_a", positive=True) / 2 / px
+    n_particles = as_int(n_particles, "n_particles", low=0, high=10_000_000)
+    n_contamination = as_int(n_contamination, "n_contamination", low=0, high=100_000)
+    sigma_a = as_float(particle_sigma_a, "particle_sigma_a", positive=True)
+    if sigma_a / px > max(ny, nx):
+        raise InvalidValueError(
+            f"particle_sigma_a: {sigma_a:g} Å is {sigma_a / px:.3g} px, larger than the image"
+        )
+    particle_amplitude = as_float(particle_amplitude, "particle_amplitude", low=-1e6, high=1e6)
+    carbon = as_float(carbon, "carbon", low=-1e6, high=1e6)
+    carbon_texture = as_float(carbon_texture, "carbon_texture", low=-1e6, high=1e6)
+    ice_gradient = as_float(ice_gradient, "ice_gradient", low=-1e6, high=1e6)
+    if not isinstance(grid_bar, bool | np.bool_):
+        raise InvalidTypeError(f"grid_bar: expected True or False, got {grid_bar!r}")
     centers: list[tuple[float, float]] = []
     if holes == "edge":
         ang = rng.uniform(0, 2 * math.pi)
@@ -220,7 +234,18 @@ def make_specimen(
         d = radius * rng.uniform(0.85, 1.0)
         centers.append(((nx - 1) / 2 + d * math.cos(ang), (ny - 1) / 2 + d * math.sin(ang)))
     elif holes == "lattice":
-        pitch = (2 * radius if hole_pitch_a is None else hole_pitch_a / px) * 1.0
+        pitch = (
+            2 * radius
+            if hole_pitch_a is None
+            else as_float(hole_pitch_a, "hole_pitch_a", positive=True) / px
+        )
+        n_holes = (ny / pitch + 3) * (nx / pitch + 3)
+        if n_holes > 1e6:
+            what = "hole_diameter_a" if hole_pitch_a is None else "hole_pitch_a"
+            raise InvalidValueError(
+                f"{what}: a lattice pitch of {pitch:.3g} px puts {n_holes:.3g} holes in the "
+                "image; expected at most 1e6"
+            )
         ox, oy = rng.uniform(0, pitch, size=2)
         for cy in np.arange(oy - pitch, ny + pitch, pitch):
             for cx in np.arange(ox - pitch, nx + pitch, pitch):
@@ -246,7 +271,7 @@ def make_specimen(
     ice = np.float32(-ice_gradient) * (rx[None, :] + ry[:, None])
     ice -= np.float32(0.02) * _smooth_noise(rng, (ny, nx), 64)
     img = film + inside * (ice - film)
-    sig = particle_sigma_a / px
+    sig = sigma_a / px
     for x, y in zip(rng.uniform(0, nx, n_particles), rng.uniform(0, ny, n_particles), strict=True):
         _stamp(img, float(x), float(y), sig, "gauss", particle_amplitude)
     for _ in range(n_contamination):
@@ -302,8 +327,11 @@ def acquire(
     """
     from emgeom.resample import rescale, warp_affine
 
+    if not isinstance(specimen, Specimen):
+        raise InvalidTypeError(f"specimen: expected a Specimen, got {type(specimen).__name__}")
     p = as_float(pixel_a, "pixel_a", positive=True)
     ny, nx = as_shape2(shape, "shape")
+    check_alloc(ny * nx, 16, "shape", shape=(ny, nx))  # clean, noisy and working images
     mny, mnx = specimen.image.shape
     c_m = (
         np.array([(mnx - 1) / 2, (mny - 1) / 2])
@@ -339,12 +367,11 @@ def acquire(
         sample_map = np.vstack([to_master[0] * z, to_master[1] * z])
         sample_map[:, 2] += 0.5 * z - 0.5
     clean = warp_affine(src, sample_map, (ny, nx), order=3)
-    rng = np.random.default_rng(as_int(seed, "seed"))
+    rng = np.random.default_rng(as_int(seed, "seed", low=0))
     noisy = clean
-    if noise_sigma > 0:
-        noisy = (clean + rng.normal(0.0, as_float(noise_sigma, "noise_sigma"), clean.shape)).astype(
-            np.float32
-        )
+    sigma_n = as_float(noise_sigma, "noise_sigma", nonnegative=True, high=1e30)
+    if sigma_n > 0:
+        noisy = (clean + rng.normal(0.0, sigma_n, clean.shape)).astype(np.float32)
     return Acquisition(
         image=np.ascontiguousarray(noisy, dtype=np.float32),
         clean=np.ascontiguousarray(clean, dtype=np.float32),
