@@ -115,15 +115,20 @@ def simulate_tilt_series(
     if px_in is None:
         raise InvalidValueError("pixel_size_a: required (the geometry has none)")
     px = as_float(px_in, "pixel_size_a", positive=True)
-    lam = electron_wavelength_a(as_float(voltage_kv, "voltage_kv", positive=True))
-    cs_a = as_float(cs_mm, "cs_mm", nonnegative=True) * 1e7
+    lam = electron_wavelength_a(as_float(voltage_kv, "voltage_kv", low=1.0, high=1e5))
+    cs_a = as_float(cs_mm, "cs_mm", nonnegative=True, high=1e4) * 1e7
     amp = as_float(amplitude_contrast, "amplitude_contrast", nonnegative=True, high=0.99)
-    dose = as_float(dose_e_per_a2, "dose_e_per_a2", positive=True)
-    snr_v = as_float(snr, "snr", nonnegative=True)
-    b = as_float(b_factor_a2, "b_factor_a2", nonnegative=True)
-    ast = as_float(astigmatism_a, "astigmatism_a")
-    ast_ang = math.radians(as_float(astigmatism_deg, "astigmatism_deg"))
+    dose = as_float(dose_e_per_a2, "dose_e_per_a2", positive=True, high=1e6)
+    snr_v = as_float(snr, "snr", nonnegative=True, high=1e6)
+    b = as_float(b_factor_a2, "b_factor_a2", nonnegative=True, high=1e6)
+    ast = as_float(astigmatism_a, "astigmatism_a", low=-1e6, high=1e6)
+    ast_ang = math.radians(as_float(astigmatism_deg, "astigmatism_deg", low=-360.0, high=360.0))
     step = as_float(defocus_step_a, "defocus_step_a", positive=True)
+    if dose * px * px > 1e9:
+        raise InvalidValueError(
+            f"dose_e_per_a2: {dose:g} e/Å² at {px:g} Å/px gives {dose * px * px:.3g} electrons "
+            "per pixel; expected at most 1e9"
+        )
     if np.any(geometry.defocus_a <= 0):
         raise InvalidValueError(
             "geometry: defocus_a must be positive (underfocus, Å) in every tilt to simulate"
@@ -196,6 +201,11 @@ def simulate_tilt_series(
                 prev = cur
             contrast = flat.reshape(ny, nx)
         mean = n0 * np.clip(1.0 + contrast, 0.0, None)
+        if not np.isfinite(mean).all():
+            raise InvalidValueError(
+                f"the parameters give non-finite intensities in tilt {t}; check the defocus, "
+                "pixel size and CTF parameters"
+            )
         out[t] = rng.poisson(mean) if noise else mean
     return out
 

@@ -214,6 +214,11 @@ def make_specimen(
         raise InvalidValueError(f"holes: expected 'edge', 'lattice' or 'none', got {holes!r}")
     rng = np.random.default_rng(as_int(seed, "seed", low=0))
     radius = as_float(hole_diameter_a, "hole_diameter_a", positive=True) / 2 / px
+    if radius > 1e7:
+        raise InvalidValueError(
+            f"hole_diameter_a: {hole_diameter_a:g} Å is {2 * radius:.3g} px at pixel_a = {px:g}; "
+            "expected at most 2e7 px"
+        )
     n_particles = as_int(n_particles, "n_particles", low=0, high=10_000_000)
     n_contamination = as_int(n_contamination, "n_contamination", low=0, high=100_000)
     sigma_a = as_float(particle_sigma_a, "particle_sigma_a", positive=True)
