@@ -24,8 +24,9 @@ _BOMS = (
 )
 
 
-def read_text(path: str | os.PathLike[str], what: str = "file") -> str:
-    """The text of ``path``: UTF-8 (with or without BOM) or UTF-16/32 with a BOM.
+def read_text(path: str | os.PathLike[str], what: str = "file", *, utf8_only: bool = False) -> str:
+    """The text of ``path``: UTF-8 (with or without BOM) or UTF-16/32 with a BOM (refused with a
+    message saying so when ``utf8_only``, for files another library parses from the path).
 
     Raises :class:`EmgeomFileError` for a missing path, a folder or an unreadable file and
     :class:`FileFormatError` for binary content or another encoding (naming the file and the
@@ -49,6 +50,11 @@ def read_text(path: str | os.PathLike[str], what: str = "file") -> str:
             raise
         raise file_error(p, exc, "read") from None
     encoding = next((enc for bom, enc in _BOMS if raw.startswith(bom)), "utf-8")
+    if utf8_only and encoding not in ("utf-8", "utf-8-sig"):
+        raise FileFormatError(
+            f"{p}: is {encoding.upper()} encoded; expected a {what} saved as UTF-8 "
+            f"(convert it, e.g. iconv -f {encoding.upper()} -t UTF-8)"
+        )
     try:
         text = raw.decode(encoding)
     except UnicodeDecodeError as exc:
