@@ -11,11 +11,10 @@ from typing import Any
 
 import numpy as np
 import pytest
-from hypothesis import given
 
 from emgeom.errors import EmgeomError, EmgeomFileError
 
-from ._robust import EXAMPLES, SLOW_EXAMPLES, check_reader, corruptions, robust_settings
+from ._robust import EXAMPLES, SLOW_EXAMPLES, check_reader, fuzz_reader
 
 OPTICS_STAR = b"""# version 30001
 
@@ -94,24 +93,17 @@ def _read_pairs(p: Path) -> Any:
     return _pairs(p)
 
 
-def _read_jsonl(p: Path) -> Any:
-    from emgeom.cli.merge import merge_files
+def _merged(suffix: str) -> Callable[[Path], Any]:
+    def read(p: Path) -> Any:
+        from emgeom.cli.merge import merge_files
 
-    out = p.with_name("merged.jsonl")
-    try:
-        return merge_files([p], out)
-    finally:
-        out.unlink(missing_ok=True)
+        out = p.with_name("merged" + suffix)
+        try:
+            return merge_files([p], out)
+        finally:
+            out.unlink(missing_ok=True)
 
-
-def _read_csv_shard(p: Path) -> Any:
-    from emgeom.cli.merge import merge_files
-
-    out = p.with_name("merged.csv")
-    try:
-        return merge_files([p], out)
-    finally:
-        out.unlink(missing_ok=True)
+    return read
 
 
 PAIRS = (
@@ -127,25 +119,14 @@ READERS: dict[str, tuple[Callable[[Path], Any], str, Callable[[], bytes], bool]]
     "relion optics star": (_read_optics, "particles.star", lambda: OPTICS_STAR, True),
     "cryosparc cs": (_read_cs, "particles.cs", _cs_seed, False),
     "batch pairs table": (_read_pairs, "pairs.csv", lambda: PAIRS, True),
-    "merge jsonl": (_read_jsonl, "shard.jsonl", lambda: JSONL, True),
-    "merge csv": (_read_csv_shard, "shard.csv", lambda: CSV_SHARD, True),
+    "merge jsonl": (_merged(".jsonl"), "shard.jsonl", lambda: JSONL, True),
+    "merge csv": (_merged(".csv"), "shard.csv", lambda: CSV_SHARD, True),
 }
 
 
 def _fuzz(name: str, tmp_path: Path, examples: int, slow: bool) -> None:
     reader, filename, seed_fn, text = READERS[name]
-    seed = seed_fn()
-    path = tmp_path / filename
-    path.write_bytes(seed)
-    assert check_reader(lambda: reader(path), path) is None, "the seed itself must be valid"
-
-    @robust_settings(examples, slow=slow)
-    @given(data=corruptions(seed, text=text))
-    def run(data: bytes) -> None:
-        path.write_bytes(data)
-        check_reader(lambda: reader(path), path)
-
-    run()
+    fuzz_reader(reader, tmp_path / filename, seed_fn(), text=text, examples=examples, slow=slow)
 
 
 @pytest.mark.parametrize("name", sorted(READERS))

@@ -14,12 +14,11 @@ from typing import Any
 
 import numpy as np
 import pytest
-from hypothesis import given
 
 from emgeom import tilt
 from emgeom.errors import EmgeomFileError
 
-from ._robust import EXAMPLES, SLOW_EXAMPLES, check_reader, corruptions, robust_settings
+from ._robust import EXAMPLES, SLOW_EXAMPLES, check_reader, fuzz_reader
 from .conftest import SHARED_DATA
 
 
@@ -136,17 +135,7 @@ READERS: dict[str, tuple[Callable[[Path], Any], str, Callable[[Path], bytes]]] =
 def _fuzz(name: str, tmp_path: Path, examples: int, slow: bool) -> None:
     reader, filename, seed_fn = READERS[name]
     seed = seed_fn(tmp_path)
-    path = tmp_path / filename
-    path.write_bytes(seed)
-    assert check_reader(lambda: reader(path), path) is None, "the seed itself must be valid"
-
-    @robust_settings(examples, slow=slow)
-    @given(data=corruptions(seed))
-    def run(data: bytes) -> None:
-        path.write_bytes(data)
-        check_reader(lambda: reader(path), path)
-
-    run()
+    fuzz_reader(reader, tmp_path / filename, seed, text=True, examples=examples, slow=slow)
 
 
 @pytest.mark.parametrize("name", sorted(READERS))
