@@ -23,7 +23,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
-from emgeom import anisomag, crossmag, resample, tilt, transform
+from emgeom import anisomag, crossmag, resample, simulate, synthetic, tilt, transform
 from emgeom.anisomag import AnisoMag
 from emgeom.errors import EmgeomError, EmgeomWarning
 
@@ -117,6 +117,24 @@ CALLS: dict[str, tuple[Callable[..., Any], tuple[Any, ...], dict[str, Any]]] = {
         (REF, MOV),
         {"scale_range": (0.5, 2.0), "rotation_range_deg": None, "n_candidates": 3},
     ),
+    "rotation_matrix": (synthetic.rotation_matrix, (30.0,), {}),
+    "compose_affine": (synthetic.compose_affine, (np.eye(2, 3), [[1, 0.1, 2], [0, 1, 3]]), {}),
+    "invert_affine": (synthetic.invert_affine, ([[1.0, 0.2, 3.0], [0.1, 0.9, -2.0]],), {}),
+    "make_specimen": (
+        synthetic.make_specimen,
+        ((32, 32), 4.0),
+        {"holes": "lattice", "hole_diameter_a": 60.0, "n_particles": 3, "n_contamination": 1},
+    ),
+    "acquire": (
+        synthetic.acquire,
+        (synthetic.make_specimen((64, 64), 4.0, n_particles=3, n_contamination=0),),
+        {"pixel_a": 8.0, "shape": (12, 12), "rotation_deg": 5.0, "noise_sigma": 0.1},
+    ),
+    "random_geometry": (
+        simulate.random_geometry,
+        (np.random.default_rng(0),),
+        {"n_tilts": 5, "max_tilt_deg": 50.0, "pixel_size_a": (1.0, 2.0)},
+    ),
     "align": (
         crossmag.align,
         (REF, MOV),
@@ -129,6 +147,12 @@ CALLS: dict[str, tuple[Callable[..., Any], tuple[Any, ...], dict[str, Any]]] = {
         },
     ),
 }
+
+
+#: rows fuzzed with fewer examples by default (slower calls, simple argument types; the slow
+#: run still uses 20 x EMGEOM_FUZZ_EXAMPLES)
+LIGHT = {"rotation_matrix", "compose_affine", "invert_affine", "make_specimen", "acquire"}
+LIGHT |= {"random_geometry"}
 
 
 def _slots(name: str) -> list[tuple[str, int | str]]:
@@ -185,7 +209,7 @@ def test_valid_call_succeeds(name: str) -> None:
 
 @pytest.mark.parametrize("name", sorted(CALLS))
 def test_bad_values_raise_only_emgeom_errors(name: str) -> None:
-    _fuzz(name, EXAMPLES)
+    _fuzz(name, min(EXAMPLES, 200) if name in LIGHT else EXAMPLES)
 
 
 @pytest.mark.slow

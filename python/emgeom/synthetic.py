@@ -50,23 +50,31 @@ def rotation_matrix(angle_deg: float) -> NDArray[np.float64]:
     With row 0 at the top, a positive θ turns the +x axis towards +y, i.e. clockwise as
     displayed (counter-clockwise in a y-up frame).
     """
-    t = math.radians(angle_deg)
+    t = math.radians(as_float(angle_deg, "angle_deg"))
     c, s = math.cos(t), math.sin(t)
     return np.array([[c, -s], [s, c]])
 
 
 def compose_affine(a: ArrayLike, b: ArrayLike) -> NDArray[np.float64]:
     """``a ∘ b`` for 2×3 affines (apply ``b`` first)."""
-    am = as_matrix(a, "a", (2, 3))
-    bm = as_matrix(b, "b", (2, 3))
+    am = as_matrix(a, "a", (2, 3), max_abs=1e100)
+    bm = as_matrix(b, "b", (2, 3), max_abs=1e100)
     return np.hstack([am[:, :2] @ bm[:, :2], (am[:, :2] @ bm[:, 2] + am[:, 2])[:, None]])
 
 
 def invert_affine(a: ArrayLike) -> NDArray[np.float64]:
     """Inverse of a 2×3 affine."""
-    am = as_matrix(a, "a", (2, 3))
-    inv = np.linalg.inv(am[:, :2])
-    return np.hstack([inv, (-inv @ am[:, 2])[:, None]])
+    am = as_matrix(a, "a", (2, 3), max_abs=1e100)
+    lin = am[:, :2]
+    det = float(np.linalg.det(lin))
+    scale = float(np.abs(lin).max())
+    if scale == 0 or abs(det) <= 1e-12 * scale * scale:
+        raise InvalidValueError(f"a: the linear part {lin.tolist()} is singular (det {det:.3g})")
+    inv = np.linalg.inv(lin)
+    out = np.hstack([inv, (-inv @ am[:, 2])[:, None]])
+    if not np.isfinite(out).all():
+        raise InvalidValueError(f"a: the inverse of {am.tolist()} overflows")
+    return out
 
 
 @dataclass(frozen=True)
@@ -210,7 +218,7 @@ def make_specimen(
     ny, nx = as_shape2(shape, "shape")
     check_alloc(ny * nx, 32, "shape", shape=(ny, nx))  # ~8 float32 working images
     px = as_float(pixel_a, "pixel_a", positive=True)
-    if holes not in ("edge", "lattice", "none"):
+    if not isinstance(holes, str) or holes not in ("edge", "lattice", "none"):
         raise InvalidValueError(f"holes: expected 'edge', 'lattice' or 'none', got {holes!r}")
     rng = np.random.default_rng(as_int(seed, "seed", low=0))
     radius = as_float(hole_diameter_a, "hole_diameter_a", positive=True) / 2 / px
@@ -351,6 +359,8 @@ def acquire(
     corners = np.array([[0, 0], [nx - 1, 0], [0, ny - 1], [nx - 1, ny - 1]], dtype=np.float64)
     mc = corners @ lin.T + to_master[:, 2]
     margin = 0.5 * k
+    if not isinstance(allow_outside, bool | np.bool_):
+        raise InvalidTypeError(f"allow_outside: expected True or False, got {allow_outside!r}")
     if not allow_outside and (
         mc[:, 0].min() < -0.5 + margin
         or mc[:, 1].min() < -0.5 + margin
