@@ -221,7 +221,11 @@ def _run_driver(which: str) -> dict[str, dict[str, str]]:
         f"import sys; sys.path.insert(0, {str(ROOT)!r}); "
         f"from tests.test_robust_alloc import _drive; _drive({which!r})"
     )
-    env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(ROOT / "python"), *sys.path]))
+    import emgeom
+
+    # the child imports the same emgeom as this process (installed wheel or python/ checkout)
+    paths = [str(Path(emgeom.__file__).parents[1]), *(p for p in sys.path if p)]
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join(paths))
     env["EMGEOM_MAX_OUTPUT_GB"] = str(BUDGET_GB)  # below the child's address-space limit
     proc = subprocess.run(
         [sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=600
