@@ -178,3 +178,42 @@ def test_write_mrc_refuses_values_float32_cannot_hold(tmp_path) -> None:  # type
     with pytest.raises(ValueError, match="data"):
         write_mrc(tmp_path / "x.mrc", np.full((4, 4), 1e300))
     assert not (tmp_path / "x.mrc").exists()
+
+
+def _tilt_geometry():  # type: ignore[no-untyped-def]
+    from emgeom import tilt
+
+    t = np.arange(-30.0, 31.0, 10.0)
+    return tilt.TiltGeometry(
+        t, 85.0, 20000.0 + t, hand=-1, pixel_size_a=2.0, volume_shape=(400, 400, 100)
+    )
+
+
+@pytest.mark.parametrize("writer", ["to_warp", "to_relion"])
+def test_tilt_writers_into_unwritable_folder(tmp_path, monkeypatch, writer) -> None:  # type: ignore[no-untyped-def]
+    from emgeom import tilt
+
+    write = getattr(tilt, writer)
+    f = tmp_path / "file"
+    f.write_text("x")
+    with pytest.raises(EmgeomFileError, match="is not a folder"):
+        write(_tilt_geometry(), f / "out.star")
+
+    def read_only(*args, **kwargs):  # type: ignore[no-untyped-def]
+        raise OSError(errno.EROFS, "Read-only file system")
+
+    monkeypatch.setattr(_atomic.os, "open", read_only)
+    with pytest.raises(EmgeomFileError, match=r"out\.x: cannot write \(Read-only") as info:
+        write(_tilt_geometry(), tmp_path / "out.x")
+    assert isinstance(info.value, OSError)
+
+
+@pytest.mark.parametrize("writer", ["to_warp", "to_relion"])
+def test_tilt_writers_force_must_be_bool(tmp_path, writer) -> None:  # type: ignore[no-untyped-def]
+    from emgeom import tilt
+
+    p = tmp_path / "out.x"
+    p.write_text("keep")
+    with pytest.raises(InvalidTypeError, match="force"):
+        getattr(tilt, writer)(_tilt_geometry(), p, force="no")
+    assert p.read_text() == "keep"
