@@ -32,6 +32,7 @@ DEFAULT_MAX_OUTPUT_BYTES = 4 << 30
 __all__ = [
     "MAX_IMAGE_PIXELS",
     "MAX_IMAGE_SIDE",
+    "as_bool",
     "as_float",
     "as_image",
     "as_int",
@@ -102,6 +103,13 @@ def as_pair(
         as_float(value[0], f"{name}[0]", low=low, high=high),
         as_float(value[1], f"{name}[1]", low=low, high=high),
     )
+
+
+def as_bool(value: Any, name: str) -> bool:
+    """Return ``value`` as a bool: only ``True``/``False`` (or numpy bools) are accepted."""
+    if isinstance(value, bool | np.bool_):
+        return bool(value)
+    raise InvalidTypeError(f"{name}: expected True or False, got {describe(value)}")
 
 
 def as_int(value: Any, name: str, *, low: int | None = None, high: int | None = None) -> int:

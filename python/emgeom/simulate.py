@@ -29,7 +29,7 @@ from typing import Any
 import numpy as np
 from numpy.typing import NDArray
 
-from emgeom._validate import as_float, as_int, as_pair, as_shape2, check_alloc, describe
+from emgeom._validate import as_bool, as_float, as_int, as_pair, as_shape2, check_alloc, describe
 from emgeom.errors import InvalidTypeError, InvalidValueError
 from emgeom.reference.ctf import electron_wavelength_a
 from emgeom.tilt._geometry import TiltGeometry
@@ -41,6 +41,8 @@ def defocus_gradients(geometry: TiltGeometry) -> NDArray[np.float64]:
     """Image-space defocus gradient of a flat specimen (``z = 0``) per tilt, ``(T, 2)``
     (x, y), Å per Å, for the geometry's own hand: ``−h·κ·M⁻ᵀ·r3[:2]``.
     """
+    if not isinstance(geometry, TiltGeometry):
+        raise InvalidTypeError(f"geometry: expected a TiltGeometry, got {describe(geometry)}")
     r = geometry.rotation_matrices()
     m = r[:, :2, :2]
     r3 = r[:, 2, :2]
@@ -134,8 +136,7 @@ def simulate_tilt_series(
             "geometry: defocus_a must be positive (underfocus, Å) in every tilt to simulate"
         )
     rng = np.random.default_rng(None if seed is None else as_int(seed, "seed", low=0))
-    if not isinstance(noise, bool | np.bool_):
-        raise InvalidTypeError(f"noise: expected True or False, got {describe(noise)}")
+    as_bool(noise, "noise")
     fy = np.fft.fftfreq(ny, d=px)[:, None]
     fx = np.fft.rfftfreq(nx, d=px)[None, :]
     s2 = fx**2 + fy**2

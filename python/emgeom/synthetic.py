@@ -29,7 +29,7 @@ from dataclasses import dataclass
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
-from emgeom._validate import as_float, as_int, as_matrix, as_shape2, check_alloc
+from emgeom._validate import as_bool, as_float, as_int, as_matrix, as_shape2, check_alloc
 from emgeom.errors import InvalidTypeError, InvalidValueError
 
 __all__ = [
@@ -238,8 +238,7 @@ def make_specimen(
     carbon = as_float(carbon, "carbon", low=-1e6, high=1e6)
     carbon_texture = as_float(carbon_texture, "carbon_texture", low=-1e6, high=1e6)
     ice_gradient = as_float(ice_gradient, "ice_gradient", low=-1e6, high=1e6)
-    if not isinstance(grid_bar, bool | np.bool_):
-        raise InvalidTypeError(f"grid_bar: expected True or False, got {grid_bar!r}")
+    as_bool(grid_bar, "grid_bar")
     centers: list[tuple[float, float]] = []
     if holes == "edge":
         ang = rng.uniform(0, 2 * math.pi)
@@ -359,8 +358,7 @@ def acquire(
     corners = np.array([[0, 0], [nx - 1, 0], [0, ny - 1], [nx - 1, ny - 1]], dtype=np.float64)
     mc = corners @ lin.T + to_master[:, 2]
     margin = 0.5 * k
-    if not isinstance(allow_outside, bool | np.bool_):
-        raise InvalidTypeError(f"allow_outside: expected True or False, got {allow_outside!r}")
+    as_bool(allow_outside, "allow_outside")
     if not allow_outside and (
         mc[:, 0].min() < -0.5 + margin
         or mc[:, 1].min() < -0.5 + margin

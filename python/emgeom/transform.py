@@ -39,6 +39,7 @@ from numpy.typing import ArrayLike, NDArray
 
 from emgeom import _core
 from emgeom._validate import (
+    as_bool,
     as_float,
     as_image,
     as_int,
@@ -85,7 +86,7 @@ def log_polar_grid(
     hi = as_float(r_max, "r_max", positive=True)
     if hi < lo:
         raise InvalidValueError(f"r_max: must be >= r_min ({lo}), got {hi}")
-    span = 180.0 if half else 360.0
+    span = 180.0 if as_bool(half, "half") else 360.0
     angles = span * np.arange(na, dtype=np.float64) / na
     if nr == 1:
         radii = np.array([lo])
@@ -221,6 +222,13 @@ def log_polar_spectrum(
     if hi < lo:
         raise InvalidValueError(f"r_max: must be >= r_min ({lo}), got {hi}")
     out: NDArray[np.float32] = _core.log_polar_half_spectrum_f32(
-        mag, n, shape, lo, hi, _order_arg(order), bool(emphasis), n_threads_arg(n_threads)
+        mag,
+        n,
+        shape,
+        lo,
+        hi,
+        _order_arg(order),
+        as_bool(emphasis, "emphasis"),
+        n_threads_arg(n_threads),
     )
     return out

@@ -30,8 +30,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
+from emgeom._validate import as_bool
 from emgeom.errors import EmgeomError, EmgeomFileError, InvalidTypeError, OutputExistsError
 
 __all__ = ["atomic_output", "check_output", "file_error", "force_arg", "stale_temp_files"]
@@ -53,9 +52,7 @@ def file_error(path: str | os.PathLike[str], exc: OSError, action: str) -> Emgeo
 
 def force_arg(force: Any) -> bool:
     """Validate ``force``: exactly a bool (``force="no"`` would be truthy and overwrite)."""
-    if isinstance(force, bool | np.bool_):
-        return bool(force)
-    raise InvalidTypeError(f"force: expected True or False, got {force!r}")
+    return as_bool(force, "force")
 
 
 def check_output(path: str | os.PathLike[str], force: bool) -> Path:
