@@ -177,6 +177,7 @@ CALLS: dict[str, tuple[Callable[..., Any], tuple[Any, ...], dict[str, Any]]] = {
 #: run still uses 20 x EMGEOM_FUZZ_EXAMPLES)
 LIGHT = {"rotation_matrix", "compose_affine", "invert_affine", "make_specimen", "acquire"}
 LIGHT |= {"random_geometry", "simulate_tilt_series", "write_mrc", "log_polar_spectrum"}
+LIGHT |= {"defocus_gradients", "log_polar_grid", "AnisoMag.isclose"}
 
 
 def _slots(name: str) -> list[tuple[str, int | str]]:
