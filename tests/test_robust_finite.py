@@ -163,6 +163,14 @@ def test_simulate_extreme_parameters() -> None:
     run()
 
 
+def test_simulate_tiny_defocus_step_is_refused() -> None:
+    from emgeom.tilt import TiltGeometry
+
+    geom = TiltGeometry(np.array([-30.0, 0.0, 30.0]), 85.0, 20000.0, hand=1, pixel_size_a=4.0)
+    with pytest.raises(ValueError, match="defocus_step_a"):
+        simulate.simulate_tilt_series(geom, shape=(16, 16), defocus_step_a=1.1e-308)
+
+
 @pytest.mark.parametrize("value", ["nan", "inf", "-inf", "-1", "0"])
 def test_anisomag_convert_rejects_a_non_finite_determinant(value, capsys) -> None:  # type: ignore[no-untyped-def]
     forum = ["-0.00571369", "-0.00932393", "-0.01013075", "0.00451204"]

@@ -175,12 +175,14 @@ def simulate_tilt_series(
             )
         white = rng.normal(0.0, sigma, (ny, nx)).astype(np.float32)
         spec = (np.fft.rfft2(white) * (env * 2.0).astype(np.float32)).astype(np.complex64)
-        n_lv = max(1, math.ceil((hi - lo) / step))
-        if n_lv > _MAX_DEFOCUS_LEVELS:
+        levels = (hi - lo) / step  # may be inf for a tiny step: checked before ceil()
+        if levels > _MAX_DEFOCUS_LEVELS:
             raise InvalidValueError(
-                f"defocus_step_a: {step:g} Å gives {n_lv} defocus levels (one FFT each) across "
-                f"the {hi - lo:.0f} Å range of tilt {t}; expected at most {_MAX_DEFOCUS_LEVELS}"
+                f"defocus_step_a: {step:g} Å gives {levels:.3g} defocus levels (one FFT each) "
+                f"across the {hi - lo:.0f} Å range of tilt {t}; expected at most "
+                f"{_MAX_DEFOCUS_LEVELS}"
             )
+        n_lv = max(1, math.ceil(levels))
         if hi - lo < 1e-3:
             contrast = filtered(spec, lo)
         else:
