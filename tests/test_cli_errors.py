@@ -72,3 +72,26 @@ def test_emgeom_error_message_stays_on_one_line(tmp_path, capsys) -> None:  # ty
     assert main(["crossmag", "align", str(bad), str(bad), "--ref-pixel", "1"]) == 2
     err = capsys.readouterr().err
     assert len(err.strip().splitlines()) == 1 and "lines.mrc" in err
+
+
+def test_sigterm_removes_the_temporary_file(tmp_path, monkeypatch, capsys) -> None:  # type: ignore[no-untyped-def]
+    import os
+    import signal
+
+    from emgeom.io._atomic import atomic_output
+
+    dest = tmp_path / "out.txt"
+
+    def slow_write() -> None:
+        with atomic_output(dest) as tmp:
+            tmp.write_text("partial")
+            os.kill(os.getpid(), signal.SIGTERM)  # e.g. a SLURM time limit, mid-write
+            tmp.write_text("never")
+
+    monkeypatch.setattr(cli.app, "registered_commands", list(cli.app.registered_commands))
+    cli.app.command("slow-write")(slow_write)
+    before = signal.getsignal(signal.SIGTERM)
+    assert main(["slow-write"]) == 143
+    assert list(tmp_path.iterdir()) == []  # no output, no .out.txt.emgeom-*.tmp
+    assert len(capsys.readouterr().err.strip().splitlines()) == 1
+    assert signal.getsignal(signal.SIGTERM) is before  # handler restored

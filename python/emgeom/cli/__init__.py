@@ -10,7 +10,9 @@ traceback.
   package provides the parser's exceptions (typer >= 0.2x bundles its own click; older typer
   uses ``click``, which a plain ``pip install emgeom`` may not have);
 * :mod:`emgeom.errors` exceptions: exit code 2 (bad input) or 1 (:class:`InternalError`);
-* anything else is a bug: exit code 1, one line and "run with --debug for the traceback".
+* anything else is a bug: exit code 1, one line and "run with --debug for the traceback";
+* SIGTERM (a batch system's time limit): exit code 143 after the ``finally`` blocks ran, so no
+  temporary file is left (only SIGKILL can leave one: see ``emgeom clean-temp``).
 
 ``emgeom --debug ...`` (or ``EMGEOM_DEBUG=1``) shows the traceback instead.
 """
@@ -19,7 +21,9 @@ from __future__ import annotations
 
 import importlib
 import os
+import signal
 import sys
+import threading
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -166,12 +170,36 @@ def _debug() -> bool:
     return _state["debug"] or os.environ.get("EMGEOM_DEBUG", "") not in ("", "0")
 
 
+class _Terminated(BaseException):
+    """SIGTERM (e.g. a SLURM time limit) raised as an exception, so that every ``finally``
+    runs: atomic writes remove their temporary files instead of leaving them behind.
+    """
+
+
+def _on_sigterm(signum: int, frame: Any) -> None:
+    raise _Terminated()
+
+
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the ``emgeom`` console script; returns the exit code."""
     args = sys.argv[1:] if argv is None else list(argv)
     # `--debug` given before the command: known before parsing, so that even a failure while
     # parsing shows its traceback
     _state["debug"] = "--debug" in args[: next((i for i, a in enumerate(args) if a == "--"), None)]
+    previous = None
+    if threading.current_thread() is threading.main_thread():
+        previous = signal.signal(signal.SIGTERM, _on_sigterm)
+    try:
+        return _run(args)
+    except _Terminated:
+        typer.echo("emgeom: terminated (SIGTERM); no partial output was left", err=True)
+        return 143
+    finally:
+        if previous is not None:
+            signal.signal(signal.SIGTERM, previous)
+
+
+def _run(args: list[str]) -> int:
     parser_errors = _parser_error_types()
     try:
         rv = _click_command().main(args=args, prog_name="emgeom", standalone_mode=False)
@@ -197,10 +225,8 @@ def main(argv: list[str] | None = None) -> int:
         if isinstance(exc, MemoryError):
             what = "out of memory"
         else:
-            what = f"internal error ({type(exc).__name__}: {_one_line(str(exc))})"
-        typer.echo(
-            f"emgeom: {what}; please report it, run with --debug for the traceback", err=True
-        )
+            what = f"internal error, please report it ({type(exc).__name__}: {_one_line(str(exc))})"
+        typer.echo(f"emgeom: {what}; run with --debug for the traceback", err=True)
         return 1
     return rv if isinstance(rv, int) else 0
 
