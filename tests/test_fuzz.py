@@ -77,6 +77,25 @@ def _write_mrc(data: Any, pixel_size_a: Any = None) -> None:
     write_mrc(_OUT / "fuzz.mrc", data, pixel_size_a, force=True)
 
 
+def _dask_defocus(geometry: Any, positions: Any, **kwargs: Any) -> Any:
+    from emgeom import dask as emdask
+
+    return emdask.particle_defocus(geometry, positions, **kwargs).compute(scheduler="sync")
+
+
+def _write_optics(anisomag_value: Any, star_in: Any = None) -> None:
+    from emgeom.io.relion_optics import write_relion_optics
+
+    src = _OUT / "optics_in.star"
+    if not src.exists():
+        src.write_text(
+            "data_optics\n\nloop_\n_rlnOpticsGroup #1\n_rlnVoltage #2\n1 300.0\n2 300.0\n"
+        )
+    write_relion_optics(
+        src if star_in is None else star_in, _OUT / "o.star", anisomag_value, force=True
+    )
+
+
 # name -> (function, valid positional args, valid keyword args)
 CALLS: dict[str, tuple[Callable[..., Any], tuple[Any, ...], dict[str, Any]]] = {
     "AnisoMag": (AnisoMag, ([[1.01, 0.0], [0.0, 0.99]],), {}),
@@ -141,6 +160,12 @@ CALLS: dict[str, tuple[Callable[..., Any], tuple[Any, ...], dict[str, Any]]] = {
     ),
     "defocus_gradients": (simulate.defocus_gradients, (GEOM,), {}),
     "write_mrc": (_write_mrc, (IMG,), {"pixel_size_a": 1.5}),
+    "write_relion_optics": (_write_optics, (AM,), {"star_in": None}),
+    "dask.particle_defocus": (
+        _dask_defocus,
+        (GEOM, POS),
+        {"dtype": np.float64, "component": "mean", "threads_per_block": 1},
+    ),
     "rotation_matrix": (synthetic.rotation_matrix, (30.0,), {}),
     "compose_affine": (synthetic.compose_affine, (np.eye(2, 3), [[1, 0.1, 2], [0, 1, 3]]), {}),
     "invert_affine": (synthetic.invert_affine, ([[1.0, 0.2, 3.0], [0.1, 0.9, -2.0]],), {}),
@@ -177,7 +202,8 @@ CALLS: dict[str, tuple[Callable[..., Any], tuple[Any, ...], dict[str, Any]]] = {
 #: run still uses 20 x EMGEOM_FUZZ_EXAMPLES)
 LIGHT = {"rotation_matrix", "compose_affine", "invert_affine", "make_specimen", "acquire"}
 LIGHT |= {"random_geometry", "simulate_tilt_series", "write_mrc", "log_polar_spectrum"}
-LIGHT |= {"defocus_gradients", "log_polar_grid", "AnisoMag.isclose"}
+LIGHT |= {"defocus_gradients", "log_polar_grid", "AnisoMag.isclose", "write_relion_optics"}
+LIGHT |= {"dask.particle_defocus"}
 
 
 def _slots(name: str) -> list[tuple[str, int | str]]:

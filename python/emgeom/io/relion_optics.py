@@ -57,6 +57,8 @@ def read_relion_optics(path: str | os.PathLike[str]) -> dict[int, AnisoMag]:
     Groups without ``rlnMagMat*`` columns get the identity. ``D = MagMatᵀ`` (see
     :meth:`emgeom.anisomag.AnisoMag.from_relion`).
     """
+    if not isinstance(path, str | os.PathLike):
+        raise InvalidTypeError(f"path: expected a file path, got {path!r}")
     p = os.fspath(path)
     optics = _read_blocks(p)["optics"]
     if not hasattr(optics, "columns") or "rlnOpticsGroup" not in optics.columns:
@@ -118,6 +120,8 @@ def write_relion_optics(
         One value for every group, or per group (groups not listed keep their values).
     """
     starfile = require("starfile", "star")
+    if not isinstance(star_in, str | os.PathLike):
+        raise InvalidTypeError(f"star_in: expected a file path, got {star_in!r}")
     p_in = os.fspath(star_in)
     blocks = _read_blocks(p_in)
     optics = blocks["optics"].copy()
