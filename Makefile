@@ -1,7 +1,10 @@
-# emgeom developer commands. `make test` is the whole suite (and what CI runs via .ci/run):
-# it creates .venv, builds and installs emgeom with its test extras, runs `cargo test` on the
-# Rust kernels, ruff, mypy, pytest (unit, property and real-data tests) and the benchmarks in
-# --benchmark-disable mode. Nothing is cached outside this folder.
+# emgeom developer commands. `make test` is the whole suite (CI runs `make test bare-check` via
+# .ci/run): it creates .venv, builds the emgeom wheel ONCE (.cache/wheel), installs it with its
+# test extras, runs `cargo test` on the Rust kernels, ruff, mypy, pytest (unit, property and
+# real-data tests) and the benchmarks in --benchmark-disable mode. `make bare-check` installs
+# the same wheel with NO extras in a fresh venv (.cache/bare-venv), as a user's
+# `pip install .` would, and runs the CLI smoke tests of .ci/bare_check.py there. Nothing is
+# cached outside this folder.
 
 SHELL := /bin/bash
 PYTHON ?= python3
@@ -14,14 +17,30 @@ export PIP_DISABLE_PIP_VERSION_CHECK := 1
 export MPLBACKEND := Agg
 export NO_MKDOCS_2_WARNING := 1
 
-.PHONY: test install rust-test lint pytest docs bench demo clean
+WHEEL_DIR := .cache/wheel
+BARE := .cache/bare-venv
+
+.PHONY: test wheel install bare-check rust-test lint pytest docs bench demo clean
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
 
-install: $(PY)
-	$(PY) -m pip install --quiet ".[test]"
+# the Rust is compiled once per make run, into one wheel that both venvs install
+wheel: $(PY)
+	rm -rf $(WHEEL_DIR)
+	$(PY) -m pip wheel --quiet --no-deps -w $(WHEEL_DIR) .
+
+install: wheel
+	$(PY) -m pip install --quiet "$$(ls $(WHEEL_DIR)/emgeom-*.whl)[test]"
+	$(PY) -m pip install --quiet --force-reinstall --no-deps $(WHEEL_DIR)/emgeom-*.whl
+
+# what a user gets from `pip install .`: no extras, no test tools (click, matplotlib absent)
+bare-check: wheel
+	rm -rf $(BARE)
+	$(PYTHON) -m venv $(BARE)
+	$(BARE)/bin/python -m pip install --quiet $(WHEEL_DIR)/emgeom-*.whl
+	$(BARE)/bin/python .ci/bare_check.py
 
 rust-test:
 	cargo test --release -p emgeom-kernels

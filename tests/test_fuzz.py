@@ -13,8 +13,10 @@ random examples every time.
 from __future__ import annotations
 
 import os
+import tempfile
 import warnings
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -23,9 +25,10 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
-from emgeom import anisomag, crossmag, resample, tilt, transform
+from emgeom import anisomag, crossmag, resample, simulate, synthetic, tilt, transform
 from emgeom.anisomag import AnisoMag
 from emgeom.errors import EmgeomError, EmgeomWarning
+from emgeom.io.mrc import write_mrc
 
 EXAMPLES = int(os.environ.get("EMGEOM_FUZZ_EXAMPLES", "1000"))
 
@@ -67,6 +70,32 @@ SAMPLES = np.array(
     ]
 )
 
+_OUT = Path(tempfile.mkdtemp(prefix="emgeom-fuzz-"))
+
+
+def _write_mrc(data: Any, pixel_size_a: Any = None) -> None:
+    write_mrc(_OUT / "fuzz.mrc", data, pixel_size_a, force=True)
+
+
+def _dask_defocus(geometry: Any, positions: Any, **kwargs: Any) -> Any:
+    from emgeom import dask as emdask
+
+    return emdask.particle_defocus(geometry, positions, **kwargs).compute(scheduler="sync")
+
+
+def _write_optics(anisomag_value: Any, star_in: Any = None) -> None:
+    from emgeom.io.relion_optics import write_relion_optics
+
+    src = _OUT / "optics_in.star"
+    if not src.exists():
+        src.write_text(
+            "data_optics\n\nloop_\n_rlnOpticsGroup #1\n_rlnVoltage #2\n1 300.0\n2 300.0\n"
+        )
+    write_relion_optics(
+        src if star_in is None else star_in, _OUT / "o.star", anisomag_value, force=True
+    )
+
+
 # name -> (function, valid positional args, valid keyword args)
 CALLS: dict[str, tuple[Callable[..., Any], tuple[Any, ...], dict[str, Any]]] = {
     "AnisoMag": (AnisoMag, ([[1.01, 0.0], [0.0, 0.99]],), {}),
@@ -79,6 +108,7 @@ CALLS: dict[str, tuple[Callable[..., Any], tuple[Any, ...], dict[str, Any]]] = {
     "convert": (anisomag.convert, (FORUM,), {"source": "cryosparc", "target": "motioncor2"}),
     "AnisoMag.rescale": (AM.rescale, (1.0, 1.1), {}),
     "AnisoMag.to_warp1": (AM.to_warp1, (1.0,), {}),
+    "AnisoMag.isclose": (AM.isclose, (AM,), {"atol": 1e-9}),
     "correct": (anisomag.correct, (IMG, AM), {"order": 3, "fill": None, "n_threads": None}),
     "distort": (anisomag.distort, (IMG, AM), {"order": 1, "fill": 0.0, "n_threads": 1}),
     "warp_affine": (
@@ -117,6 +147,43 @@ CALLS: dict[str, tuple[Callable[..., Any], tuple[Any, ...], dict[str, Any]]] = {
         (REF, MOV),
         {"scale_range": (0.5, 2.0), "rotation_range_deg": None, "n_candidates": 3},
     ),
+    "log_polar_grid": (transform.log_polar_grid, ((16, 12), 1.0, 20.0), {"half": True}),
+    "log_polar_spectrum": (
+        transform.log_polar_spectrum,
+        (np.abs(np.fft.rfft2(REF)).astype(np.float32), 64, (16, 12)),
+        {"r_min": 0.05, "r_max": 0.4, "order": 1, "emphasis": True},
+    ),
+    "simulate_tilt_series": (
+        simulate.simulate_tilt_series,
+        (GEOM,),
+        {"shape": (16, 16), "voltage_kv": 300.0, "defocus_step_a": 500.0, "seed": 0},
+    ),
+    "defocus_gradients": (simulate.defocus_gradients, (GEOM,), {}),
+    "write_mrc": (_write_mrc, (IMG,), {"pixel_size_a": 1.5}),
+    "write_relion_optics": (_write_optics, (AM,), {"star_in": None}),
+    "dask.particle_defocus": (
+        _dask_defocus,
+        (GEOM, POS),
+        {"dtype": np.float64, "component": "mean", "threads_per_block": 1},
+    ),
+    "rotation_matrix": (synthetic.rotation_matrix, (30.0,), {}),
+    "compose_affine": (synthetic.compose_affine, (np.eye(2, 3), [[1, 0.1, 2], [0, 1, 3]]), {}),
+    "invert_affine": (synthetic.invert_affine, ([[1.0, 0.2, 3.0], [0.1, 0.9, -2.0]],), {}),
+    "make_specimen": (
+        synthetic.make_specimen,
+        ((32, 32), 4.0),
+        {"holes": "lattice", "hole_diameter_a": 60.0, "n_particles": 3, "n_contamination": 1},
+    ),
+    "acquire": (
+        synthetic.acquire,
+        (synthetic.make_specimen((64, 64), 4.0, n_particles=3, n_contamination=0),),
+        {"pixel_a": 8.0, "shape": (12, 12), "rotation_deg": 5.0, "noise_sigma": 0.1},
+    ),
+    "random_geometry": (
+        simulate.random_geometry,
+        (np.random.default_rng(0),),
+        {"n_tilts": 5, "max_tilt_deg": 50.0, "pixel_size_a": (1.0, 2.0)},
+    ),
     "align": (
         crossmag.align,
         (REF, MOV),
@@ -129,6 +196,14 @@ CALLS: dict[str, tuple[Callable[..., Any], tuple[Any, ...], dict[str, Any]]] = {
         },
     ),
 }
+
+
+#: rows fuzzed with fewer examples by default (slower calls, simple argument types; the slow
+#: run still uses 20 x EMGEOM_FUZZ_EXAMPLES)
+LIGHT = {"rotation_matrix", "compose_affine", "invert_affine", "make_specimen", "acquire"}
+LIGHT |= {"random_geometry", "simulate_tilt_series", "write_mrc", "log_polar_spectrum"}
+LIGHT |= {"defocus_gradients", "log_polar_grid", "AnisoMag.isclose", "write_relion_optics"}
+LIGHT |= {"dask.particle_defocus"}
 
 
 def _slots(name: str) -> list[tuple[str, int | str]]:
@@ -185,7 +260,7 @@ def test_valid_call_succeeds(name: str) -> None:
 
 @pytest.mark.parametrize("name", sorted(CALLS))
 def test_bad_values_raise_only_emgeom_errors(name: str) -> None:
-    _fuzz(name, EXAMPLES)
+    _fuzz(name, min(EXAMPLES, 200) if name in LIGHT else EXAMPLES)
 
 
 @pytest.mark.slow

@@ -10,6 +10,7 @@ from __future__ import annotations
 import importlib
 import math
 import numbers
+import os
 from collections.abc import Sequence
 from types import ModuleType
 from typing import Any
@@ -24,9 +25,14 @@ from emgeom.errors import InvalidTypeError, InvalidValueError, MissingDependency
 MAX_IMAGE_SIDE = 1 << 20
 MAX_IMAGE_PIXELS = 1 << 31
 
+#: Default budget for one result (and its working arrays) whose size a user's number drives:
+#: 4 GiB. The environment variable ``EMGEOM_MAX_OUTPUT_GB`` raises or lowers it.
+DEFAULT_MAX_OUTPUT_BYTES = 4 << 30
+
 __all__ = [
     "MAX_IMAGE_PIXELS",
     "MAX_IMAGE_SIDE",
+    "as_bool",
     "as_float",
     "as_image",
     "as_int",
@@ -34,7 +40,9 @@ __all__ = [
     "as_pair",
     "as_shape2",
     "as_vectors",
+    "check_alloc",
     "describe",
+    "max_output_bytes",
     "n_threads_arg",
     "real_array",
     "require",
@@ -95,6 +103,13 @@ def as_pair(
         as_float(value[0], f"{name}[0]", low=low, high=high),
         as_float(value[1], f"{name}[1]", low=low, high=high),
     )
+
+
+def as_bool(value: Any, name: str) -> bool:
+    """Return ``value`` as a bool: only ``True``/``False`` (or numpy bools) are accepted."""
+    if isinstance(value, bool | np.bool_):
+        return bool(value)
+    raise InvalidTypeError(f"{name}: expected True or False, got {describe(value)}")
 
 
 def as_int(value: Any, name: str, *, low: int | None = None, high: int | None = None) -> int:
@@ -265,3 +280,39 @@ def as_shape2(value: Any, name: str) -> tuple[int, int]:
     if ny * nx > MAX_IMAGE_PIXELS:
         raise ShapeError(f"{name}: {ny} × {nx} exceeds {MAX_IMAGE_PIXELS} pixels per image")
     return ny, nx
+
+
+def max_output_bytes() -> int:
+    """The allocation budget for one result: ``EMGEOM_MAX_OUTPUT_GB`` (GiB) or 4 GiB."""
+    env = os.environ.get("EMGEOM_MAX_OUTPUT_GB", "").strip()
+    if not env:
+        return DEFAULT_MAX_OUTPUT_BYTES
+    try:
+        gb = float(env)
+    except ValueError:
+        raise InvalidValueError(
+            f"EMGEOM_MAX_OUTPUT_GB: expected a number of GiB, got {env!r}"
+        ) from None
+    if not math.isfinite(gb) or gb <= 0:
+        raise InvalidValueError(f"EMGEOM_MAX_OUTPUT_GB: expected a positive number, got {env!r}")
+    return int(min(gb, 1e9) * (1 << 30))
+
+
+def check_alloc(
+    n_items: int, item_bytes: int, name: str, *, shape: Any = None, allowed_bytes: int = 0
+) -> None:
+    """Refuse, before allocating, a result of ``n_items × item_bytes`` bytes beyond the budget.
+
+    ``allowed_bytes`` raises the budget for this call (e.g. a multiple of an input that is
+    already in memory: resampling a big stack to its own size is always allowed).
+    ``name`` is the argument that drives the size; the message names it and the shape.
+    """
+    need = int(n_items) * int(item_bytes)
+    limit = max(max_output_bytes(), int(allowed_bytes))
+    if need > limit:
+        what = f" (shape {tuple(shape)})" if shape is not None else ""
+        raise InvalidValueError(
+            f"{name}: the result would need {need / (1 << 30):.3g} GiB{what}, more than the "
+            f"{limit / (1 << 30):.3g} GiB emgeom allocates for one result; check the value "
+            "(or raise the limit with EMGEOM_MAX_OUTPUT_GB)"
+        )

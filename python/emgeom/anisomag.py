@@ -358,7 +358,8 @@ class AnisoMag:
         """Whether two distortions agree entry-wise within ``atol``."""
         if not isinstance(other, AnisoMag):
             raise InvalidTypeError(f"other: expected an AnisoMag, got {describe(other)}")
-        return bool(np.allclose(self._d, other._d, rtol=0, atol=atol))
+        tol = as_float(atol, "atol", nonnegative=True)
+        return bool(np.allclose(self._d, other._d, rtol=0, atol=tol))
 
     def __eq__(self, other: object) -> bool:
         return isinstance(other, AnisoMag) and bool(np.array_equal(self._d, other._d))

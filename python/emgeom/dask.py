@@ -16,8 +16,8 @@ from typing import Any
 
 import numpy as np
 
-from emgeom._validate import as_int, describe, require
-from emgeom.errors import InvalidTypeError, ShapeError
+from emgeom._validate import as_int, describe, real_array, require
+from emgeom.errors import InvalidTypeError, InvalidValueError, ShapeError
 
 __all__ = ["align_pairs", "particle_defocus"]
 
@@ -59,19 +59,31 @@ def particle_defocus(
 
     if not isinstance(geometry, TiltGeometry):
         raise InvalidTypeError(f"geometry: expected a TiltGeometry, got {describe(geometry)}")
-    pos = (
-        positions_a
-        if isinstance(positions_a, da.Array)
-        else da.from_array(np.asarray(positions_a, dtype=np.float64), chunks=(1_000_000, 3))
-    )
+    if isinstance(positions_a, da.Array):
+        pos = positions_a
+    else:
+        arr = real_array(positions_a, "positions_a")
+        if arr.ndim != 2 or arr.shape[1] != 3:
+            raise ShapeError(f"positions_a: expected shape (N, 3), got {arr.shape}")
+        pos = da.from_array(arr, chunks=(1_000_000, 3))
     if pos.ndim != 2 or pos.shape[1] != 3:
         raise ShapeError(f"positions_a: expected shape (N, 3), got {pos.shape}")
     if len(pos.chunks[1]) != 1:
         pos = pos.rechunk({1: 3})
     threads = (
-        None if threads_per_block is None else as_int(threads_per_block, "threads_per_block", low=1)
+        None
+        if threads_per_block is None
+        else as_int(threads_per_block, "threads_per_block", low=1, high=1024)
     )
+    try:
+        ok = not isinstance(dtype, np.ndarray) and np.dtype(dtype) in (np.float32, np.float64)
+    except TypeError:
+        ok = False
+    if not ok:
+        raise InvalidValueError(f"dtype: expected numpy.float32 or numpy.float64, got {dtype!r}")
     out_dtype = np.dtype(dtype)
+    if not isinstance(component, str) or component not in ("mean", "u", "v"):
+        raise InvalidValueError(f"component: expected 'mean', 'u' or 'v', got {component!r}")
     n_tilts = geometry.n_tilts
 
     def block(p: np.ndarray) -> np.ndarray:
@@ -136,5 +148,5 @@ def align_pairs(
     db = require("dask.bag", "dask")
     items = list(pairs)
     n = npartitions if npartitions is not None else max(1, min(len(items), 100))
-    n = as_int(n, "npartitions", low=1)
+    n = as_int(n, "npartitions", low=1, high=max(1, len(items)))
     return db.from_sequence(items, npartitions=n).map(_align_one, align_kwargs)

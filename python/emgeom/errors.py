@@ -68,7 +68,14 @@ class FileFormatError(EmgeomError, ValueError):
 
 
 class EmgeomFileError(EmgeomError, OSError):
-    """A file cannot be found, read or written."""
+    """A file cannot be found, read or written.
+
+    ``errno`` and ``filename`` are those of the operating-system error it wraps (if any); the
+    message is emgeom's own one-line message naming the path.
+    """
+
+    def __str__(self) -> str:  # OSError would format "[Errno n] strerror: filename"
+        return str(self.args[0]) if len(self.args) == 1 else super().__str__()
 
 
 class OutputExistsError(EmgeomFileError, FileExistsError):

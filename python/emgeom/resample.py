@@ -13,13 +13,23 @@ with a = −0.5 (``order=3``); samples outside the input take ``fill`` (default:
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
 from emgeom import _core
-from emgeom._validate import as_float, as_image, as_int, as_matrix, as_shape2, n_threads_arg
+from emgeom._validate import (
+    as_float,
+    as_image,
+    as_image_range,
+    as_int,
+    as_matrix,
+    as_shape2,
+    check_alloc,
+    n_threads_arg,
+)
 from emgeom.errors import InvalidValueError
 
 __all__ = ["affine_about_center", "rescale", "warp_affine"]
@@ -96,6 +106,13 @@ def warp_affine(
         raise InvalidValueError(f"fill: {fill_v} does not fit the image dtype {img.dtype}")
     threads = n_threads_arg(n_threads)
     stack = img if img.ndim == 3 else img[None]
+    check_alloc(
+        stack.shape[0] * shape[0] * shape[1],
+        img.dtype.itemsize,
+        "output_shape",
+        shape=stack.shape[:1] + tuple(shape),
+        allowed_bytes=4 * img.nbytes,  # resampling an image held in memory to its size is fine
+    )
     kernel = _core.warp_affine_f32 if img.dtype == np.float32 else _core.warp_affine_f64
     out = kernel(stack, a, (int(shape[0]), int(shape[1])), order_i, fill_v, threads)
     return out if img.ndim == 3 else out[0]
@@ -183,6 +200,14 @@ def rescale(
         )
     else:
         shape = as_shape2(output_shape, "output_shape")
+    # "fourier" also holds the input and output spectra (complex64): ~3 output-sized arrays
+    check_alloc(
+        shape[0] * shape[1],
+        12 if method == "fourier" else img.dtype.itemsize,
+        "factor" if output_shape is None else "output_shape",
+        shape=shape,
+        allowed_bytes=4 * img.nbytes,
+    )
     threads = n_threads_arg(n_threads)
     if method == "area" and (fy > 1 or fx > 1):
         method = "bilinear"
@@ -191,14 +216,45 @@ def rescale(
             _core.rescale_separable_f32 if img.dtype == np.float32 else _core.rescale_separable_f64
         )
         return kernel(img, shape, (fy, fx), method, threads)
-    if fast:
-        img = as_image(img, "image", allow_stack=False)  # the other methods need the check
     if method == "fourier":
         if output_shape is None:
             shape = (max(1, round(ny * fy)), max(1, round(nx * fx)))
-        return _core.rescale_fourier_f32(img.astype(np.float32, copy=False), shape, threads)
+        return _rescale_fourier(img, shape, threads)
+    if fast:
+        img = as_image(img, "image", allow_stack=False)  # the other methods need the check
     # Sample positions in the outer half-pixels (−0.5 … 0) lie outside [0, n − 1], where
     # warp_affine fills; pad by edge replication so they are clamped to the edge instead.
     padded = np.pad(img, 2, mode="edge")
     a = np.array([[1 / fx, 0.0, 0.5 / fx - 0.5 + 2], [0.0, 1 / fy, 0.5 / fy - 0.5 + 2]])
     return warp_affine(padded, a, shape, order=1 if method == "bilinear" else 3, n_threads=threads)
+
+
+def _rescale_fourier(
+    image: NDArray[Any], shape: tuple[int, int], threads: int | None
+) -> NDArray[np.float32]:
+    """Fourier rescale in float32 without overflow or underflow.
+
+    The FFT sums up to ``ny·nx`` pixel values: images with ``|values|`` beyond ~1e20 (1e34
+    overflowed float32 to inf/NaN everywhere) or below ~1e-20 (precision lost to denormals) are
+    scaled by a power of two first and back afterwards (exact: no rounding is added). Only
+    such images pay the two extra passes.
+    """
+    img, lo, hi = as_image_range(image, "image", allow_stack=False)
+    amp = max(-lo, hi)
+    f32_max = float(np.finfo(np.float32).max)
+    if amp > f32_max / 64:
+        raise InvalidValueError(
+            f"image: pixel values up to {amp:.3g} do not fit the float32 result of the "
+            f"'fourier' method (|values| <= {f32_max / 64:.3g}); use method='lanczos3' or "
+            "scale the image"
+        )
+    exponent = 0
+    if amp > 2.0**64 or 0 < amp < 2.0**-64:
+        exponent = math.frexp(amp)[1]
+        img = np.ldexp(img, -exponent, dtype=img.dtype)
+    out: NDArray[np.float32] = _core.rescale_fourier_f32(
+        img.astype(np.float32, copy=False), shape, threads
+    )
+    if exponent:
+        np.ldexp(out, exponent, out=out)
+    return out

@@ -29,7 +29,7 @@ from typing import Any
 import numpy as np
 from numpy.typing import NDArray
 
-from emgeom._validate import as_float, as_int, describe
+from emgeom._validate import as_bool, as_float, as_int, as_pair, as_shape2, check_alloc, describe
 from emgeom.errors import InvalidTypeError, InvalidValueError
 from emgeom.reference.ctf import electron_wavelength_a
 from emgeom.tilt._geometry import TiltGeometry
@@ -41,11 +41,17 @@ def defocus_gradients(geometry: TiltGeometry) -> NDArray[np.float64]:
     """Image-space defocus gradient of a flat specimen (``z = 0``) per tilt, ``(T, 2)``
     (x, y), Å per Å, for the geometry's own hand: ``−h·κ·M⁻ᵀ·r3[:2]``.
     """
+    if not isinstance(geometry, TiltGeometry):
+        raise InvalidTypeError(f"geometry: expected a TiltGeometry, got {describe(geometry)}")
     r = geometry.rotation_matrices()
     m = r[:, :2, :2]
     r3 = r[:, 2, :2]
     g = np.linalg.solve(np.transpose(m, (0, 2, 1)), r3[..., None])[..., 0]
     return np.asarray(-geometry.hand * geometry.defocus_slope * g, dtype=np.float64)
+
+
+#: Most defocus levels (one inverse FFT each) simulate_tilt_series interpolates between per tilt.
+_MAX_DEFOCUS_LEVELS = 4096
 
 
 def simulate_tilt_series(
@@ -102,28 +108,35 @@ def simulate_tilt_series(
     """
     if not isinstance(geometry, TiltGeometry):
         raise InvalidTypeError(f"geometry: expected a TiltGeometry, got {describe(geometry)}")
-    if isinstance(shape, str | bytes) or len(shape) != 2:
-        raise InvalidValueError(f"shape: expected (ny, nx), got {shape!r}")
-    ny = as_int(shape[0], "shape[0]", low=16)
-    nx = as_int(shape[1], "shape[1]", low=16)
+    ny, nx = as_shape2(shape, "shape")
+    if min(ny, nx) < 16:
+        raise InvalidValueError(f"shape: expected both sides >= 16, got {(ny, nx)}")
+    # the result (T, ny, nx) float32, plus ~12 float32/complex64 working arrays per tilt
+    check_alloc((geometry.n_tilts + 12) * ny * nx, 4, "shape", shape=(geometry.n_tilts, ny, nx))
     px_in = pixel_size_a if pixel_size_a is not None else geometry.pixel_size_a
     if px_in is None:
         raise InvalidValueError("pixel_size_a: required (the geometry has none)")
     px = as_float(px_in, "pixel_size_a", positive=True)
-    lam = electron_wavelength_a(as_float(voltage_kv, "voltage_kv", positive=True))
-    cs_a = as_float(cs_mm, "cs_mm", nonnegative=True) * 1e7
+    lam = electron_wavelength_a(as_float(voltage_kv, "voltage_kv", low=1.0, high=1e5))
+    cs_a = as_float(cs_mm, "cs_mm", nonnegative=True, high=1e4) * 1e7
     amp = as_float(amplitude_contrast, "amplitude_contrast", nonnegative=True, high=0.99)
-    dose = as_float(dose_e_per_a2, "dose_e_per_a2", positive=True)
-    snr_v = as_float(snr, "snr", nonnegative=True)
-    b = as_float(b_factor_a2, "b_factor_a2", nonnegative=True)
-    ast = as_float(astigmatism_a, "astigmatism_a")
-    ast_ang = math.radians(as_float(astigmatism_deg, "astigmatism_deg"))
+    dose = as_float(dose_e_per_a2, "dose_e_per_a2", positive=True, high=1e6)
+    snr_v = as_float(snr, "snr", nonnegative=True, high=1e6)
+    b = as_float(b_factor_a2, "b_factor_a2", nonnegative=True, high=1e6)
+    ast = as_float(astigmatism_a, "astigmatism_a", low=-1e6, high=1e6)
+    ast_ang = math.radians(as_float(astigmatism_deg, "astigmatism_deg", low=-360.0, high=360.0))
     step = as_float(defocus_step_a, "defocus_step_a", positive=True)
+    if dose * px * px > 1e9:
+        raise InvalidValueError(
+            f"dose_e_per_a2: {dose:g} e/Å² at {px:g} Å/px gives {dose * px * px:.3g} electrons "
+            "per pixel; expected at most 1e9"
+        )
     if np.any(geometry.defocus_a <= 0):
         raise InvalidValueError(
             "geometry: defocus_a must be positive (underfocus, Å) in every tilt to simulate"
         )
-    rng = np.random.default_rng(seed)
+    rng = np.random.default_rng(None if seed is None else as_int(seed, "seed", low=0))
+    as_bool(noise, "noise")
     fy = np.fft.fftfreq(ny, d=px)[:, None]
     fx = np.fft.rfftfreq(nx, d=px)[None, :]
     s2 = fx**2 + fy**2
@@ -162,7 +175,14 @@ def simulate_tilt_series(
             )
         white = rng.normal(0.0, sigma, (ny, nx)).astype(np.float32)
         spec = (np.fft.rfft2(white) * (env * 2.0).astype(np.float32)).astype(np.complex64)
-        n_lv = max(1, math.ceil((hi - lo) / step))
+        levels = (hi - lo) / step  # may be inf for a tiny step: checked before ceil()
+        if levels > _MAX_DEFOCUS_LEVELS:
+            raise InvalidValueError(
+                f"defocus_step_a: {step:g} Å gives {levels:.3g} defocus levels (one FFT each) "
+                f"across the {hi - lo:.0f} Å range of tilt {t}; expected at most "
+                f"{_MAX_DEFOCUS_LEVELS}"
+            )
+        n_lv = max(1, math.ceil(levels))
         if hi - lo < 1e-3:
             contrast = filtered(spec, lo)
         else:
@@ -184,6 +204,11 @@ def simulate_tilt_series(
                 prev = cur
             contrast = flat.reshape(ny, nx)
         mean = n0 * np.clip(1.0 + contrast, 0.0, None)
+        if not np.isfinite(mean).all():
+            raise InvalidValueError(
+                f"the parameters give non-finite intensities in tilt {t}; check the defocus, "
+                "pixel size and CTF parameters"
+            )
         out[t] = rng.poisson(mean) if noise else mean
     return out
 
@@ -200,14 +225,18 @@ def random_geometry(
     """A random dose-symmetric-like ±``max_tilt_deg`` series (random axis, pixel size, hand,
     per-tilt defocus drifting ±1000 Å) for tests and benchmarks.
     """
-    t = np.linspace(-max_tilt_deg, max_tilt_deg, n_tilts)
+    if not isinstance(rng, np.random.Generator):
+        raise InvalidTypeError(f"rng: expected a numpy.random.Generator, got {describe(rng)}")
+    n = as_int(n_tilts, "n_tilts", low=1, high=10_000)
+    t = np.linspace(-as_float(max_tilt_deg, "max_tilt_deg", low=0.0, high=89.0), max_tilt_deg, n)
     h = int(rng.choice([-1, 1])) if hand is None else hand
-    d0 = rng.uniform(*defocus_a)
+    d0 = rng.uniform(*as_pair(defocus_a, "defocus_a", low=0.0, high=1e7))
+    px = as_pair(pixel_size_a, "pixel_size_a", low=1e-3, high=1e4)
     return TiltGeometry(
         t,
         float(rng.uniform(-180, 180)),
-        d0 + rng.normal(0, 300, n_tilts),
+        d0 + rng.normal(0, 300, n),
         hand=h,
-        pixel_size_a=float(rng.uniform(*pixel_size_a)),
-        shifts_a=rng.normal(0, 50, (n_tilts, 2)),
+        pixel_size_a=float(rng.uniform(*px)),
+        shifts_a=rng.normal(0, 50, (n, 2)),
     )

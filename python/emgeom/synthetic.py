@@ -29,8 +29,8 @@ from dataclasses import dataclass
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
-from emgeom._validate import as_float, as_int, as_matrix, as_shape2
-from emgeom.errors import InvalidValueError
+from emgeom._validate import as_bool, as_float, as_int, as_matrix, as_shape2, check_alloc
+from emgeom.errors import InvalidTypeError, InvalidValueError
 
 __all__ = [
     "Acquisition",
@@ -50,23 +50,31 @@ def rotation_matrix(angle_deg: float) -> NDArray[np.float64]:
     With row 0 at the top, a positive θ turns the +x axis towards +y, i.e. clockwise as
     displayed (counter-clockwise in a y-up frame).
     """
-    t = math.radians(angle_deg)
+    t = math.radians(as_float(angle_deg, "angle_deg"))
     c, s = math.cos(t), math.sin(t)
     return np.array([[c, -s], [s, c]])
 
 
 def compose_affine(a: ArrayLike, b: ArrayLike) -> NDArray[np.float64]:
     """``a ∘ b`` for 2×3 affines (apply ``b`` first)."""
-    am = as_matrix(a, "a", (2, 3))
-    bm = as_matrix(b, "b", (2, 3))
+    am = as_matrix(a, "a", (2, 3), max_abs=1e100)
+    bm = as_matrix(b, "b", (2, 3), max_abs=1e100)
     return np.hstack([am[:, :2] @ bm[:, :2], (am[:, :2] @ bm[:, 2] + am[:, 2])[:, None]])
 
 
 def invert_affine(a: ArrayLike) -> NDArray[np.float64]:
     """Inverse of a 2×3 affine."""
-    am = as_matrix(a, "a", (2, 3))
-    inv = np.linalg.inv(am[:, :2])
-    return np.hstack([inv, (-inv @ am[:, 2])[:, None]])
+    am = as_matrix(a, "a", (2, 3), max_abs=1e100)
+    lin = am[:, :2]
+    det = float(np.linalg.det(lin))
+    scale = float(np.abs(lin).max())
+    if scale == 0 or abs(det) <= 1e-12 * scale * scale:
+        raise InvalidValueError(f"a: the linear part {lin.tolist()} is singular (det {det:.3g})")
+    inv = np.linalg.inv(lin)
+    out = np.hstack([inv, (-inv @ am[:, 2])[:, None]])
+    if not np.isfinite(out).all():
+        raise InvalidValueError(f"a: the inverse of {am.tolist()} overflows")
+    return out
 
 
 @dataclass(frozen=True)
@@ -208,11 +216,29 @@ def make_specimen(
     Specimen
     """
     ny, nx = as_shape2(shape, "shape")
+    check_alloc(ny * nx, 32, "shape", shape=(ny, nx))  # ~8 float32 working images
     px = as_float(pixel_a, "pixel_a", positive=True)
-    if holes not in ("edge", "lattice", "none"):
+    if not isinstance(holes, str) or holes not in ("edge", "lattice", "none"):
         raise InvalidValueError(f"holes: expected 'edge', 'lattice' or 'none', got {holes!r}")
-    rng = np.random.default_rng(as_int(seed, "seed"))
+    rng = np.random.default_rng(as_int(seed, "seed", low=0))
     radius = as_float(hole_diameter_a, "hole_diameter_a", positive=True) / 2 / px
+    if radius > 1e7:
+        raise InvalidValueError(
+            f"hole_diameter_a: {hole_diameter_a:g} Å is {2 * radius:.3g} px at pixel_a = {px:g}; "
+            "expected at most 2e7 px"
+        )
+    n_particles = as_int(n_particles, "n_particles", low=0, high=10_000_000)
+    n_contamination = as_int(n_contamination, "n_contamination", low=0, high=100_000)
+    sigma_a = as_float(particle_sigma_a, "particle_sigma_a", positive=True)
+    if sigma_a / px > max(ny, nx):
+        raise InvalidValueError(
+            f"particle_sigma_a: {sigma_a:g} Å is {sigma_a / px:.3g} px, larger than the image"
+        )
+    particle_amplitude = as_float(particle_amplitude, "particle_amplitude", low=-1e6, high=1e6)
+    carbon = as_float(carbon, "carbon", low=-1e6, high=1e6)
+    carbon_texture = as_float(carbon_texture, "carbon_texture", low=-1e6, high=1e6)
+    ice_gradient = as_float(ice_gradient, "ice_gradient", low=-1e6, high=1e6)
+    as_bool(grid_bar, "grid_bar")
     centers: list[tuple[float, float]] = []
     if holes == "edge":
         ang = rng.uniform(0, 2 * math.pi)
@@ -220,7 +246,18 @@ def make_specimen(
         d = radius * rng.uniform(0.85, 1.0)
         centers.append(((nx - 1) / 2 + d * math.cos(ang), (ny - 1) / 2 + d * math.sin(ang)))
     elif holes == "lattice":
-        pitch = (2 * radius if hole_pitch_a is None else hole_pitch_a / px) * 1.0
+        pitch = (
+            2 * radius
+            if hole_pitch_a is None
+            else as_float(hole_pitch_a, "hole_pitch_a", positive=True) / px
+        )
+        n_holes = (ny / pitch + 3) * (nx / pitch + 3)
+        if n_holes > 1e6:
+            what = "hole_diameter_a" if hole_pitch_a is None else "hole_pitch_a"
+            raise InvalidValueError(
+                f"{what}: a lattice pitch of {pitch:.3g} px puts {n_holes:.3g} holes in the "
+                "image; expected at most 1e6"
+            )
         ox, oy = rng.uniform(0, pitch, size=2)
         for cy in np.arange(oy - pitch, ny + pitch, pitch):
             for cx in np.arange(ox - pitch, nx + pitch, pitch):
@@ -246,7 +283,7 @@ def make_specimen(
     ice = np.float32(-ice_gradient) * (rx[None, :] + ry[:, None])
     ice -= np.float32(0.02) * _smooth_noise(rng, (ny, nx), 64)
     img = film + inside * (ice - film)
-    sig = particle_sigma_a / px
+    sig = sigma_a / px
     for x, y in zip(rng.uniform(0, nx, n_particles), rng.uniform(0, ny, n_particles), strict=True):
         _stamp(img, float(x), float(y), sig, "gauss", particle_amplitude)
     for _ in range(n_contamination):
@@ -302,8 +339,11 @@ def acquire(
     """
     from emgeom.resample import rescale, warp_affine
 
+    if not isinstance(specimen, Specimen):
+        raise InvalidTypeError(f"specimen: expected a Specimen, got {type(specimen).__name__}")
     p = as_float(pixel_a, "pixel_a", positive=True)
     ny, nx = as_shape2(shape, "shape")
+    check_alloc(ny * nx, 16, "shape", shape=(ny, nx))  # clean, noisy and working images
     mny, mnx = specimen.image.shape
     c_m = (
         np.array([(mnx - 1) / 2, (mny - 1) / 2])
@@ -318,6 +358,7 @@ def acquire(
     corners = np.array([[0, 0], [nx - 1, 0], [0, ny - 1], [nx - 1, ny - 1]], dtype=np.float64)
     mc = corners @ lin.T + to_master[:, 2]
     margin = 0.5 * k
+    as_bool(allow_outside, "allow_outside")
     if not allow_outside and (
         mc[:, 0].min() < -0.5 + margin
         or mc[:, 1].min() < -0.5 + margin
@@ -339,12 +380,11 @@ def acquire(
         sample_map = np.vstack([to_master[0] * z, to_master[1] * z])
         sample_map[:, 2] += 0.5 * z - 0.5
     clean = warp_affine(src, sample_map, (ny, nx), order=3)
-    rng = np.random.default_rng(as_int(seed, "seed"))
+    rng = np.random.default_rng(as_int(seed, "seed", low=0))
     noisy = clean
-    if noise_sigma > 0:
-        noisy = (clean + rng.normal(0.0, as_float(noise_sigma, "noise_sigma"), clean.shape)).astype(
-            np.float32
-        )
+    sigma_n = as_float(noise_sigma, "noise_sigma", nonnegative=True, high=1e30)
+    if sigma_n > 0:
+        noisy = (clean + rng.normal(0.0, sigma_n, clean.shape)).astype(np.float32)
     return Acquisition(
         image=np.ascontiguousarray(noisy, dtype=np.float32),
         clean=np.ascontiguousarray(clean, dtype=np.float32),

@@ -38,7 +38,16 @@ import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
 from emgeom import _core
-from emgeom._validate import as_float, as_image, as_int, as_matrix, as_shape2, n_threads_arg
+from emgeom._validate import (
+    as_bool,
+    as_float,
+    as_image,
+    as_int,
+    as_matrix,
+    as_shape2,
+    check_alloc,
+    n_threads_arg,
+)
 from emgeom.errors import InvalidValueError, ShapeError
 
 __all__ = ["log_polar", "log_polar_grid", "log_polar_spectrum"]
@@ -77,7 +86,7 @@ def log_polar_grid(
     hi = as_float(r_max, "r_max", positive=True)
     if hi < lo:
         raise InvalidValueError(f"r_max: must be >= r_min ({lo}), got {hi}")
-    span = 180.0 if half else 360.0
+    span = 180.0 if as_bool(half, "half") else 360.0
     angles = span * np.arange(na, dtype=np.float64) / na
     if nr == 1:
         radii = np.array([lo])
@@ -112,7 +121,9 @@ def log_polar(
         Smallest radius in pixels (> 0; default 1).
     r_max : float, optional
         Largest radius in pixels. Default: the distance from ``center`` to the nearest image
-        border (the largest circle fully inside the image), at least ``r_min``.
+        border (the largest circle fully inside the image), at least ``r_min``. Without an
+        ``output_shape`` it may not exceed the distance to the farthest image corner + 1 px
+        (the default shape grows with it and samples beyond are all 0).
     order : {1, 3}
         Bilinear or Keys bicubic interpolation.
     n_threads : int, optional
@@ -129,19 +140,29 @@ def log_polar(
     if center is None:
         cx, cy = (nx - 1) / 2.0, (ny - 1) / 2.0
     else:
-        c = as_matrix(center, "center", (2,))
+        c = as_matrix(center, "center", (2,), max_abs=1e9)
         cx, cy = float(c[0]), float(c[1])
-    lo = as_float(r_min, "r_min", positive=True)
+    lo = as_float(r_min, "r_min", positive=True, high=1e9)
+    # beyond the farthest image corner every sample is 0 (zero padding)
+    reach = math.hypot(max(cx, nx - 1 - cx), max(cy, ny - 1 - cy)) + 1.0
     if r_max is None:
         hi = max(lo, min(cx, cy, nx - 1 - cx, ny - 1 - cy))
     else:
-        hi = as_float(r_max, "r_max", positive=True)
+        hi = as_float(r_max, "r_max", positive=True, high=1e9)
         if hi < lo:
             raise InvalidValueError(f"r_max: must be >= r_min ({lo}), got {hi}")
     if output_shape is None:
+        if hi > reach:
+            raise InvalidValueError(
+                f"r_max: {hi:g} px reaches beyond the image (its farthest corner is "
+                f"{reach - 1:.1f} px from the centre; samples there are all 0), and the default "
+                f"output_shape grows with r_max; give r_max <= {reach:.1f} or an output_shape"
+            )
         shape = (max(8, math.ceil(2 * math.pi * hi)), max(8, math.ceil(hi)))
+        check_alloc(shape[0] * shape[1], 4, "r_max", shape=shape)
     else:
         shape = as_shape2(output_shape, "output_shape")
+        check_alloc(shape[0] * shape[1], 4, "output_shape", shape=shape)
     out: NDArray[np.float32] = _core.log_polar_f32(
         img, (cx, cy), shape, lo, hi, _order_arg(order), n_threads_arg(n_threads)
     )
@@ -195,11 +216,19 @@ def log_polar_spectrum(
             f"got shape {mag.shape}"
         )
     shape = as_shape2(output_shape, "output_shape")
+    check_alloc(shape[0] * shape[1], 4, "output_shape", shape=shape)
     lo = as_float(r_min, "r_min", positive=True)
     hi = as_float(r_max, "r_max", positive=True)
     if hi < lo:
         raise InvalidValueError(f"r_max: must be >= r_min ({lo}), got {hi}")
     out: NDArray[np.float32] = _core.log_polar_half_spectrum_f32(
-        mag, n, shape, lo, hi, _order_arg(order), bool(emphasis), n_threads_arg(n_threads)
+        mag,
+        n,
+        shape,
+        lo,
+        hi,
+        _order_arg(order),
+        as_bool(emphasis, "emphasis"),
+        n_threads_arg(n_threads),
     )
     return out

@@ -11,6 +11,7 @@ import numpy as np
 import typer
 
 from emgeom import conventions
+from emgeom._validate import as_float
 from emgeom.anisomag import AnisoMag, convert, correct, distort
 from emgeom.cli._common import echo_json
 from emgeom.errors import InvalidValueError, LossyConversionWarning
@@ -35,6 +36,10 @@ def _from_values(source: str, values: list[float]) -> AnisoMag:
         return AnisoMag(values)
     conv = conventions.get("anisomag", source)
     if conv.name == "warp1":
+        if len(values) not in (3, 4):
+            raise InvalidValueError(
+                f"values: warp1 expects major minor angle [pixel_size_a], got {len(values)} numbers"
+            )
         return (
             AnisoMag.from_warp1(*values)
             if len(values) == 3
@@ -53,6 +58,9 @@ def report(am: AnisoMag, *, source: str, logged_determinant: float | None) -> di
     info = am.explain()
     info["source_convention"] = source
     if logged_determinant is not None:
+        logged_determinant = as_float(
+            logged_determinant, "--determinant (logged_determinant)", positive=True
+        )
         det = info["cryosparc_determinant_I_plus_M"]
         info["determinant_check"] = {
             "det_I_plus_M": det,

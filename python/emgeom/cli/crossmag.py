@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import csv
 import json
 from pathlib import Path
 from typing import Annotated, Any, Literal, overload
@@ -11,7 +10,7 @@ import numpy as np
 import typer
 
 from emgeom.cli._common import echo_json, to_jsonable
-from emgeom.errors import EmgeomFileError, InvalidValueError
+from emgeom.errors import FileFormatError, InvalidValueError
 
 app = typer.Typer(
     help="Cross-magnification alignment with known magnifications (SerialEM-style).",
@@ -312,9 +311,48 @@ def _csv_table(records: list[dict[str, Any]]) -> str:
     return buf.getvalue()
 
 
-def _opt(row: dict[str, str], name: str) -> float | None:
+_NUMBER_COLUMNS: dict[str, dict[str, Any]] = {
+    "reference_pixel_a": {"positive": True},
+    "moving_pixel_a": {"positive": True},
+    "rotation_deg": {"low": -360.0, "high": 360.0},
+}
+
+
+def _opt(row: dict[str, str], name: str, where: str) -> float | None:
+    """The number in column ``name`` of a pairs row (None if absent or blank), validated; the
+    error names the file, line and column.
+    """
+    from emgeom._validate import as_float
+
     v = (row.get(name) or "").strip()
-    return float(v) if v else None
+    if not v:
+        return None
+    try:
+        number = float(v)
+    except ValueError:
+        raise FileFormatError(f"{where}: column {name!r}: expected a number, got {v!r}") from None
+    return as_float(number, f"{where}: column {name!r}", **_NUMBER_COLUMNS[name])
+
+
+def _pairs(path: Path) -> list[tuple[int, dict[str, Any]]]:
+    """Read and check the whole pairs table before anything is aligned."""
+    from emgeom.io._text import read_table
+
+    _, rows = read_table(path, ("reference", "moving"), "pairs table (CSV/TSV)")
+    out = []
+    for line, row in rows:
+        where = f"{path}:{line}"
+        for col in ("reference", "moving"):
+            if not row[col].strip():
+                raise FileFormatError(f"{where}: column {col!r} is empty; expected an MRC path")
+        values = {name: _opt(row, name, where) for name in _NUMBER_COLUMNS}
+        out.append(
+            (
+                line,
+                {"reference": row["reference"].strip(), "moving": row["moving"].strip(), **values},
+            )
+        )
+    return out
 
 
 def _parse_shard(shard: str) -> tuple[int, int]:
@@ -352,52 +390,56 @@ def batch_cmd(
     force: Annotated[bool, typer.Option(help="Overwrite --out.")] = False,
     threads: Annotated[int | None, typer.Option(help="Worker threads.")] = None,
 ) -> None:
-    """Align many pairs listed in a table; one JSON line per pair (errors are recorded)."""
+    """Align many pairs listed in a table; one JSON line per pair (errors are recorded).
+
+    The table, the options and --out are checked before the first pair is aligned; a pair that
+    fails (unreadable image, no pixel size, ...) gets an "error" field and the others go on.
+    """
     from emgeom import crossmag
+    from emgeom._validate import as_float, as_int
     from emgeom.errors import EmgeomError
-    from emgeom.io._atomic import atomic_output
+    from emgeom.io._atomic import atomic_output, check_output
 
     i_shard, n_shard = _parse_shard(shard)
-    if not pairs.exists():
-        raise EmgeomFileError(f"{pairs}: no such file")
-    text = pairs.read_text()
-    dialect = "excel-tab" if "\t" in text.splitlines()[0] else "excel"
-    rows = list(csv.DictReader(text.splitlines(), dialect=dialect))
-    if not rows or not {"reference", "moving"} <= set(rows[0]):
-        raise InvalidValueError(f"{pairs}: expected a header with 'reference' and 'moving'")
+    n_threads = None if threads is None else as_int(threads, "--threads", low=1, high=1024)
+    as_float(scale_search, "--scale-search", low=0.0, high=0.5)
+    as_float(rotation_search, "--rotation-search", low=0.0, high=45.0)
+    if out.suffix.lower() not in (".jsonl", ".json", ".ndjson", ".csv"):
+        raise InvalidValueError(f"--out: expected a .jsonl or .csv file, got {out.name!r}")
+    check_output(out, force)
+    rows = _pairs(pairs)
     mine = [(k, r) for k, r in enumerate(rows) if k % n_shard == i_shard]
     base = pairs.parent
     records: list[dict[str, Any]] = []
-    n_found = 0
+    n_found = n_failed = 0
     with typer.progressbar(mine, label=f"crossmag shard {i_shard}/{n_shard}") as bar:
-        for k, row in bar:
+        for k, (_line, row) in bar:
             rec: dict[str, Any] = {"row": k, "reference": row["reference"], "moving": row["moving"]}
             try:
                 ref, p_r = _load(
-                    base / row["reference"], _opt(row, "reference_pixel_a"), "reference_pixel_a"
+                    base / row["reference"], row["reference_pixel_a"], "reference_pixel_a"
                 )
-                mov, p_m = _load(
-                    base / row["moving"], _opt(row, "moving_pixel_a"), "moving_pixel_a"
-                )
+                mov, p_m = _load(base / row["moving"], row["moving_pixel_a"], "moving_pixel_a")
                 res = crossmag.align(
                     ref,
                     mov,
                     reference_pixel_a=p_r,
                     moving_pixel_a=p_m,
-                    rotation_deg=_opt(row, "rotation_deg") or 0.0,
+                    rotation_deg=row["rotation_deg"] or 0.0,
                     scale_search=scale_search,
                     rotation_search_deg=rotation_search,
-                    n_threads=threads,
+                    n_threads=n_threads,
                 )
                 rec.update(result_dict(res))
                 n_found += int(res.found)
-            except (EmgeomError, ValueError) as exc:
+            except (EmgeomError, ValueError, OSError) as exc:
                 rec["error"] = str(exc)
+                n_failed += 1
             records.append(to_jsonable(rec))
     if out.suffix.lower() == ".csv":
         text = _csv_table(records)
     else:
         text = "".join(json.dumps(r) + "\n" for r in records)
     with atomic_output(out, force=force) as tmp:
-        tmp.write_text(text)
-    typer.echo(f"{len(mine)} pairs, {n_found} found -> {out}", err=True)
+        tmp.write_text(text, encoding="utf-8")
+    typer.echo(f"{len(mine)} pairs, {n_found} found, {n_failed} failed -> {out}", err=True)

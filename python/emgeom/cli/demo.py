@@ -27,7 +27,8 @@ from typing import Annotated, Any
 import numpy as np
 import typer
 
-from emgeom.errors import OutputExistsError
+from emgeom.errors import EmgeomError, OutputExistsError
+from emgeom.io._atomic import atomic_output, file_error
 
 #: The question that started emgeom (cryoSPARC forum thread 12204).
 FORUM_M = [-0.00571369, -0.00932393, -0.01013075, 0.00451204]
@@ -43,9 +44,24 @@ def sample_path(*parts: str) -> Path:
 
 
 def _prepare_folder(output: Path, force: bool) -> None:
-    if output.exists() and any(output.iterdir()) and not force:
-        raise OutputExistsError(f"{output}: folder exists and is not empty; pass --force")
-    output.mkdir(parents=True, exist_ok=True)
+    try:
+        if output.exists() and not output.is_dir():
+            raise OutputExistsError(
+                f"{output}: exists and is not a folder; choose another --output"
+            )
+        if output.is_dir() and any(output.iterdir()) and not force:
+            raise OutputExistsError(f"{output}: folder exists and is not empty; pass --force")
+        output.mkdir(parents=True, exist_ok=True)
+    except EmgeomError:
+        raise
+    except OSError as exc:
+        raise file_error(output, exc, "create the output folder") from None
+
+
+def _write_text(path: Path, text: str) -> None:
+    """Write a demo file atomically (the demo owns its folder: replaces an older run's file)."""
+    with atomic_output(path, force=True) as tmp:
+        tmp.write_text(text, encoding="utf-8")
 
 
 def _matplotlib() -> Any:
@@ -83,7 +99,7 @@ def _anisomag_demo(output: Path, lines: list[str]) -> None:
         buf.getvalue().rstrip(),
         "",
     ]
-    (output / "anisomag.json").write_text(json.dumps(info, indent=2))
+    _write_text(output / "anisomag.json", json.dumps(info, indent=2))
 
     mrc = read_mrc(sample_path("micrograph_crop.mrc"))
     true = mrc.data.astype(np.float32)
@@ -135,7 +151,8 @@ def _ellipse_figure(am: Any, path: Path) -> bool:
     ax.set_title(f"anisotropy {am.anisotropy_percent:.2f} %")
     ax.legend(loc="lower left", fontsize=8)
     fig.tight_layout()
-    fig.savefig(path, dpi=100)
+    with atomic_output(path, force=True) as tmp:
+        fig.savefig(tmp, format="png", dpi=100)
     plt.close(fig)
     return True
 
@@ -400,5 +417,5 @@ def demo(
         note = "(figures skipped: matplotlib is not installed; pip install 'emgeom[plot]')"
         lines.append(note)
         typer.echo(note)
-    (output / "report.txt").write_text("\n".join(lines) + "\n")
+    _write_text(output / "report.txt", "\n".join(lines) + "\n")
     typer.echo(f"report written to {output / 'report.txt'}")

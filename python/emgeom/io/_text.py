@@ -10,6 +10,8 @@ key, never a built-in exception:
   writes it (Warp XML). Elsewhere (STAR, ``.tlt``, ``.aln``, CTFFIND5 output) UTF-16 is refused
   with a message naming the encoding and the fix, because the programs that read those files
   (RELION, IMOD, AreTomo) read bytes as ASCII and would fail on them too.
+- :func:`read_table`: a CSV/TSV table with a header (``crossmag batch`` pairs files), every
+  bad row named by file and line.
 - :func:`parse_float`, :func:`parse_int`: a number field → a finite number, else
   :class:`FileFormatError` naming the file and the key.
 """
@@ -17,6 +19,7 @@ key, never a built-in exception:
 from __future__ import annotations
 
 import contextlib
+import csv
 import math
 import os
 from collections.abc import Iterator
@@ -25,8 +28,10 @@ from typing import Any
 
 from emgeom._validate import describe
 from emgeom.errors import EmgeomFileError, FileFormatError, InvalidTypeError, InvalidValueError
+from emgeom.io._atomic import file_error
 
 __all__ = [
+    "MAX_TEXT_BYTES",
     "as_path",
     "decode_text",
     "from_file",
@@ -34,9 +39,13 @@ __all__ = [
     "parse_int",
     "parse_row",
     "read_bytes",
+    "read_table",
     "read_text",
     "refuse_utf16",
 ]
+
+#: Largest text input read into memory (a typo pointing at a 200 GB stack is refused first).
+MAX_TEXT_BYTES = 1 << 30
 
 _UTF16_FIX = "convert it with `iconv -f UTF-16 -t UTF-8 IN > OUT`"
 
@@ -48,21 +57,28 @@ def as_path(value: Any, name: str) -> Path:
     return Path(value)
 
 
-def read_bytes(path: Path, n: int | None = None) -> bytes:
+def read_bytes(path: Path, n: int | None = None, *, what: str = "file") -> bytes:
     """The content of ``path`` (its first ``n`` bytes when given); every OS failure becomes
-    :class:`EmgeomFileError` naming it.
+    :class:`EmgeomFileError` naming it, and a whole file over :data:`MAX_TEXT_BYTES` is
+    refused before it is read.
     """
     try:
         if n is None:
+            size = path.stat().st_size
+            if size > MAX_TEXT_BYTES and not path.is_dir():
+                raise FileFormatError(
+                    f"{path}: {size / 1e9:.1f} GB is too large for a {what} (at most "
+                    f"{MAX_TEXT_BYTES / 1e9:.1f} GB)"
+                )
             return path.read_bytes()
         with path.open("rb") as fh:
             return fh.read(n)
     except FileNotFoundError:
         raise EmgeomFileError(f"{path}: file not found") from None
     except IsADirectoryError:
-        raise EmgeomFileError(f"{path}: is a directory, expected a file") from None
+        raise EmgeomFileError(f"{path}: is a directory, expected a {what}") from None
     except OSError as exc:
-        raise EmgeomFileError(f"{path}: cannot read ({exc.strerror or exc})") from None
+        raise file_error(path, exc, "read") from None
 
 
 def _utf16(raw: bytes) -> str | None:
@@ -100,11 +116,17 @@ def decode_text(raw: bytes, path: Path, *, utf16: bool = False, what: str = "fil
                 f"({exc.reason}; truncated or corrupt file?)"
             ) from None
     try:
-        return raw.decode("utf-8").lstrip("\ufeff")
+        text = raw.decode("utf-8")
     except UnicodeDecodeError as exc:
         raise FileFormatError(
             f"{path}: not UTF-8 text (byte {exc.start}: {exc.reason}); expected a {what}"
         ) from None
+    if "\x00" in text:
+        raise FileFormatError(
+            f"{path}: contains NUL bytes (binary, or UTF-16 without a byte-order mark); "
+            f"expected a {what}"
+        )
+    return text.lstrip("\ufeff")
 
 
 def read_text(
@@ -112,7 +134,7 @@ def read_text(
 ) -> tuple[Path, str]:
     """``(path, text)`` of a text-file argument named ``name`` (see :func:`decode_text`)."""
     path = as_path(value, name)
-    return path, decode_text(read_bytes(path), path, utf16=utf16, what=what)
+    return path, decode_text(read_bytes(path, what=what), path, utf16=utf16, what=what)
 
 
 def parse_float(
@@ -161,3 +183,49 @@ def from_file(path: object) -> Iterator[None]:
         raise
     except InvalidValueError as exc:
         raise FileFormatError(f"{path}: {exc}") from None
+
+
+def read_table(
+    path: str | os.PathLike[str], required: tuple[str, ...], what: str = "table"
+) -> tuple[list[str], list[tuple[int, dict[str, str]]]]:
+    """Read a CSV (comma) or TSV (tab, if the header has one) table with a header line.
+
+    Returns
+    -------
+    header : list of str
+        Column names (stripped).
+    rows : list of (line number, {column: cell})
+        One entry per non-blank data line; every row has every header column.
+
+    Raises
+    ------
+    FileFormatError
+        Empty file, no header, a required column missing, or a row with too few or too many
+        cells (the message gives the file and line).
+    """
+    p, text = read_text(path, "path", utf16=True, what=what)
+    lines = text.splitlines()
+    first = next((i for i, line in enumerate(lines) if line.strip()), None)
+    if first is None:
+        raise FileFormatError(f"{p}: is empty; expected a header line with {', '.join(required)}")
+    delim = "\t" if "\t" in lines[first] else ","
+    try:
+        parsed = list(csv.reader(lines[first:], delimiter=delim, strict=True))
+    except csv.Error as exc:
+        raise FileFormatError(f"{p}: not a readable {what} ({exc})") from None
+    header = [h.strip() for h in parsed[0]]
+    missing = [c for c in required if c not in header]
+    if missing:
+        raise FileFormatError(
+            f"{p}:{first + 1}: the header {header[:8]} lacks the column(s) {missing}"
+        )
+    rows = []
+    for k, cells in enumerate(parsed[1:], start=first + 2):
+        if not any(c.strip() for c in cells):
+            continue
+        if len(cells) != len(header):
+            raise FileFormatError(
+                f"{p}:{k}: {len(cells)} cell(s), the header has {len(header)} ({header[:8]})"
+            )
+        rows.append((k, dict(zip(header, cells, strict=True))))
+    return header, rows

@@ -2,21 +2,23 @@
 
 ``rlnMagMat00`` is "element 1,1" (row, column) of RELION's MagMat (3dem/relion
 ``src/metadata_label.h``); absent columns mean the identity (``ObservationModel``). Reading and
-writing STAR files uses the optional ``starfile`` package (``pip install 'emgeom[star]'``).
+writing STAR files uses ``starfile`` through :mod:`emgeom.io.star` (the one STAR implementation).
 """
 
 from __future__ import annotations
 
+import math
 import os
 from collections.abc import Mapping
 from typing import Any
 
 import numpy as np
+import starfile
 
-from emgeom._validate import require
 from emgeom.anisomag import AnisoMag
-from emgeom.errors import EmgeomFileError, FileFormatError, InvalidTypeError, InvalidValueError
+from emgeom.errors import FileFormatError, InvalidTypeError, InvalidValueError
 from emgeom.io._atomic import atomic_output
+from emgeom.io.star import read_star
 
 __all__ = ["MAGMAT_COLUMNS", "read_relion_optics", "write_relion_optics"]
 
@@ -24,14 +26,9 @@ MAGMAT_COLUMNS = ("rlnMagMat00", "rlnMagMat01", "rlnMagMat10", "rlnMagMat11")
 
 
 def _read_blocks(path: str) -> dict[str, Any]:
-    starfile = require("starfile", "star")
-    if not os.path.isfile(path):
-        raise EmgeomFileError(f"{path}: no such file")
-    try:
-        blocks = starfile.read(path, always_dict=True)
-    except Exception as exc:
-        raise FileFormatError(f"{path}: not a readable STAR file ({exc})") from exc
-    if "optics" not in blocks:
+    blocks = read_star(path)  # path, encoding and parser failures named (emgeom.io.star)
+    if not isinstance(blocks, dict) or "optics" not in blocks:
+        blocks = blocks if isinstance(blocks, dict) else {}
         raise FileFormatError(
             f"{path}: no data_optics block (blocks: {', '.join(blocks) or 'none'}); "
             "RELION ≥ 3.1 keeps rlnMagMat in the optics table"
@@ -45,25 +42,45 @@ def read_relion_optics(path: str | os.PathLike[str]) -> dict[int, AnisoMag]:
     Groups without ``rlnMagMat*`` columns get the identity. ``D = MagMatᵀ`` (see
     :meth:`emgeom.anisomag.AnisoMag.from_relion`).
     """
+    if not isinstance(path, str | os.PathLike):
+        raise InvalidTypeError(f"path: expected a file path, got {path!r}")
     p = os.fspath(path)
     optics = _read_blocks(p)["optics"]
-    if "rlnOpticsGroup" not in optics.columns:
+    if not hasattr(optics, "columns") or "rlnOpticsGroup" not in optics.columns:
         raise FileFormatError(f"{p}: optics table has no rlnOpticsGroup column")
     present = [c for c in MAGMAT_COLUMNS if c in optics.columns]
     if present and len(present) != 4:
         raise FileFormatError(f"{p}: optics table has only {present} of {list(MAGMAT_COLUMNS)}")
     out: dict[int, AnisoMag] = {}
-    for _, row in optics.iterrows():
-        group = int(row["rlnOpticsGroup"])
+    for k, (_, row) in enumerate(optics.iterrows(), 1):
+        group = _cell(row["rlnOpticsGroup"], p, k, "rlnOpticsGroup", integer=True)
+        if group in out:
+            raise FileFormatError(f"{p}: optics row {k}: rlnOpticsGroup {group} appears twice")
         if present:
-            m = np.array([float(row[c]) for c in MAGMAT_COLUMNS]).reshape(2, 2)
+            m = np.array([_cell(row[c], p, k, c) for c in MAGMAT_COLUMNS]).reshape(2, 2)
             try:
-                out[group] = AnisoMag.from_relion(m)
+                out[int(group)] = AnisoMag.from_relion(m)
             except InvalidValueError as exc:
-                raise FileFormatError(f"{p}: optics group {group}: {exc}") from exc
+                raise FileFormatError(f"{p}: optics group {group}: {exc}") from None
         else:
-            out[group] = AnisoMag(np.eye(2))
+            out[int(group)] = AnisoMag(np.eye(2))
     return out
+
+
+def _cell(value: Any, path: str, row: int, column: str, *, integer: bool = False) -> float:
+    """A finite number from a STAR cell (an integer if asked), or a FileFormatError naming the
+    file, the optics row and the column.
+    """
+    try:
+        v = float(value)
+    except (TypeError, ValueError):
+        v = math.nan
+    if not math.isfinite(v) or (integer and (v != int(v) or abs(v) > 2**31)):
+        what = "an integer" if integer else "a finite number"
+        raise FileFormatError(
+            f"{path}: optics row {row}, column {column}: expected {what}, got {str(value)[:40]!r}"
+        )
+    return int(v) if integer else v
 
 
 def write_relion_optics(
@@ -83,7 +100,8 @@ def write_relion_optics(
     anisomag : AnisoMag or mapping {rlnOpticsGroup: AnisoMag}
         One value for every group, or per group (groups not listed keep their values).
     """
-    starfile = require("starfile", "star")
+    if not isinstance(star_in, str | os.PathLike):
+        raise InvalidTypeError(f"star_in: expected a file path, got {star_in!r}")
     p_in = os.fspath(star_in)
     blocks = _read_blocks(p_in)
     optics = blocks["optics"].copy()

@@ -29,7 +29,7 @@ import starfile
 from numpy.typing import NDArray
 
 from emgeom.errors import FileFormatError, InvalidValueError
-from emgeom.io._atomic import atomic_output
+from emgeom.io._atomic import atomic_output, file_error
 from emgeom.io._text import as_path, parse_float, read_bytes, refuse_utf16
 
 __all__ = [
@@ -86,6 +86,8 @@ def read_star(value: Any, name: str = "path") -> dict[str, Block]:
         raise FileFormatError(
             f"{path}: not UTF-8 text (byte {exc.start}); not a STAR file"
         ) from None
+    except OSError as exc:  # permissions, I/O errors while starfile reads
+        raise file_error(path, exc, "read") from None
     except (ValueError, TypeError, IndexError, KeyError, pd.errors.ParserError) as exc:
         msg = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
         raise FileFormatError(f"{path}: malformed STAR file ({msg})") from None

@@ -1,0 +1,176 @@
+"""Robustness of emgeom's own readers (MRC, RELION optics STAR, cryoSPARC .cs, batch pairs
+tables, JSON-lines shards) on corrupt files: see tests/_robust.py for the contract.
+"""
+
+from __future__ import annotations
+
+import io
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+
+from emgeom.errors import EmgeomError, EmgeomFileError
+
+from ._robust import EXAMPLES, SLOW_EXAMPLES, check_reader, fuzz_reader
+
+OPTICS_STAR = b"""# version 30001
+
+data_optics
+
+loop_
+_rlnOpticsGroup #1
+_rlnOpticsGroupName #2
+_rlnVoltage #3
+_rlnImagePixelSize #4
+_rlnMagMat00 #5
+_rlnMagMat01 #6
+_rlnMagMat10 #7
+_rlnMagMat11 #8
+1 opticsGroup1 300.000000 1.059000 1.004200 0.002100 -0.001300 0.996100
+2 opticsGroup2 300.000000 1.059000 1.000000 0.000000 0.000000 1.000000
+
+# version 30001
+
+data_particles
+
+loop_
+_rlnCoordinateX #1
+_rlnCoordinateY #2
+_rlnOpticsGroup #3
+100.0 200.0 1
+300.0 400.0 2
+"""
+
+
+def _cs_seed() -> bytes:
+    arr = np.zeros(
+        4, dtype=[("uid", "<u8"), ("ctf/anisomag", "<f4", (4,)), ("ctf/exp_group_id", "<u4")]
+    )
+    arr["ctf/anisomag"] = [-0.00571369, -0.00932393, -0.01013075, 0.00451204]
+    arr["ctf/exp_group_id"] = [1, 1, 2, 2]
+    buf = io.BytesIO()
+    np.save(buf, arr)
+    return buf.getvalue()
+
+
+def _mrc_seed() -> bytes:
+    import tempfile
+
+    import mrcfile
+
+    with tempfile.TemporaryDirectory() as d:
+        path = Path(d) / "seed.mrc"
+        with mrcfile.new(path) as m:
+            m.set_data(np.arange(12 * 10, dtype=np.float32).reshape(12, 10))
+            m.voxel_size = 1.5
+        return path.read_bytes()
+
+
+def _read_optics(p: Path) -> Any:
+    from emgeom.io.relion_optics import read_relion_optics
+
+    return read_relion_optics(p)
+
+
+def _read_cs(p: Path) -> Any:
+    from emgeom.io.cryosparc import read_cryosparc_anisomag
+
+    return read_cryosparc_anisomag(p)
+
+
+def _read_mrc(p: Path) -> Any:
+    from emgeom.io.mrc import read_mrc
+
+    return read_mrc(p)
+
+
+def _read_pairs(p: Path) -> Any:
+    from emgeom.cli.crossmag import _pairs
+
+    return _pairs(p)
+
+
+def _merged(suffix: str) -> Callable[[Path], Any]:
+    def read(p: Path) -> Any:
+        from emgeom.cli.merge import merge_files
+
+        out = p.with_name("merged" + suffix)
+        try:
+            return merge_files([p], out)
+        finally:
+            out.unlink(missing_ok=True)
+
+    return read
+
+
+PAIRS = (
+    b"reference,moving,reference_pixel_a,moving_pixel_a,rotation_deg\n"
+    b"v.mrc,p.mrc,20.0,4.0,8\nv.mrc,q.mrc,,,\n"
+)
+JSONL = b'{"row": 0, "found": true, "center_px": [1.5, 2.5]}\n{"row": 2, "found": false}\n'
+CSV_SHARD = b"row,reference,found,center_x_px\n0,v.mrc,True,1.5\n3,w.mrc,False,\n"
+
+# name -> (reader, file name, seed bytes, text format?)
+READERS: dict[str, tuple[Callable[[Path], Any], str, Callable[[], bytes], bool]] = {
+    "mrc": (_read_mrc, "image.mrc", _mrc_seed, False),
+    "relion optics star": (_read_optics, "particles.star", lambda: OPTICS_STAR, True),
+    "cryosparc cs": (_read_cs, "particles.cs", _cs_seed, False),
+    "batch pairs table": (_read_pairs, "pairs.csv", lambda: PAIRS, True),
+    "merge jsonl": (_merged(".jsonl"), "shard.jsonl", lambda: JSONL, True),
+    "merge csv": (_merged(".csv"), "shard.csv", lambda: CSV_SHARD, True),
+}
+
+
+def _fuzz(name: str, tmp_path: Path, examples: int, slow: bool) -> None:
+    reader, filename, seed_fn, text = READERS[name]
+    fuzz_reader(reader, tmp_path / filename, seed_fn(), text=text, examples=examples, slow=slow)
+
+
+@pytest.mark.parametrize("name", sorted(READERS))
+def test_corrupt_files(name, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    _fuzz(name, tmp_path, EXAMPLES, slow=False)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", sorted(READERS))
+def test_corrupt_files_long(name, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    _fuzz(name, tmp_path, SLOW_EXAMPLES, slow=True)
+
+
+@pytest.mark.parametrize("name", sorted(READERS))
+def test_directory_or_missing_file(name, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    reader, filename, _, _ = READERS[name]
+    folder = tmp_path / filename
+    folder.mkdir()
+    exc = check_reader(lambda: reader(folder), folder)
+    assert isinstance(exc, EmgeomFileError), exc
+    missing = tmp_path / ("missing_" + filename)
+    exc = check_reader(lambda: reader(missing), missing)
+    assert isinstance(exc, EmgeomFileError), exc
+
+
+@pytest.mark.parametrize("name", sorted(READERS))
+def test_unreadable_file(name, tmp_path, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    """An OSError while reading (permissions, I/O error) is an EmgeomFileError naming it."""
+    import builtins
+    import errno
+
+    reader, filename, seed_fn, _ = READERS[name]
+    path = tmp_path / filename
+    path.write_bytes(seed_fn())
+    real_open = builtins.open
+
+    def failing_open(file, *args, **kwargs):  # type: ignore[no-untyped-def]
+        if str(file) == str(path):
+            raise PermissionError(errno.EACCES, "Permission denied", str(file))
+        return real_open(file, *args, **kwargs)
+
+    monkeypatch.setattr(builtins, "open", failing_open)
+    monkeypatch.setattr(Path, "read_bytes", lambda self: failing_open(self))
+    try:
+        reader(path)
+    except EmgeomError as exc:
+        assert isinstance(exc, OSError | ValueError) and path.name in str(exc)
