@@ -502,8 +502,6 @@ def test_add_particle_defocus(tmp_path):
 
 def test_particle_origin_in_subtomogram_frame():
     """pos = centred − A_subtomogram·origin (RELION particle_set.cpp getPosition)."""
-    from emgeom.io.relion_tomo import _relion_euler
-
     g = tilt.TiltGeometry([-30.0, 0.0, 30.0], 0.0, 20000.0, hand=+1)
     cols = [
         "rlnTomoName",
@@ -522,7 +520,7 @@ def test_particle_origin_in_subtomogram_frame():
     res = tilt.add_particle_defocus(blocks, {"A": g})
     u = [float(v) for v in res["particles"]["emgeomTiltDefocusU"].iloc[0][1:-1].split(",")]
     # Rot 90 about z (RELION's passive ZYZ matrix) maps origin (10, 0, 0) to (0, -10, 0)
-    a = _relion_euler(np.array([90.0]), np.array([0.0]), np.array([0.0]))[0]
+    a = tilt.matrices_from_relion(90.0, 0.0, 0.0)[0]
     np.testing.assert_allclose(a @ [10, 0, 0], [0, -10, 0], atol=1e-12)
     want = tilt.particle_defocus(g, [[100.0, 210.0, 300.0]], dtype=np.float64)[0]
     np.testing.assert_allclose(u, want, atol=0.06)

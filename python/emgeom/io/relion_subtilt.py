@@ -22,6 +22,7 @@ from emgeom.io._text import from_file
 from emgeom.io.star import floats, has, read_star, strings
 from emgeom.tilt._geometry import TiltGeometry
 from emgeom.tilt._hand_samples import HandSamples
+from emgeom.tilt._rotation import matrices_from_relion
 
 __all__ = ["SubtiltTable", "read_subtilt_star"]
 
@@ -33,29 +34,6 @@ _NEED = (
     "rlnAngleTilt",
     "rlnAnglePsi",
 )
-
-
-# RELION's Euler matrix (moved here unchanged with its caller from tilt/_hand.py)
-def _euler_relion(
-    rot: NDArray[np.float64], tilt: NDArray[np.float64], psi: NDArray[np.float64]
-) -> NDArray[np.float64]:
-    """RELION ``Euler_angles2matrix`` (``src/euler.cpp``), degrees → (N, 3, 3); ``A`` maps
-    reference coordinates into the image frame (projection ``image = A·ref``).
-    """
-    a, b, g = np.radians(rot), np.radians(tilt), np.radians(psi)
-    ca, sa, cb, sb, cg, sg = np.cos(a), np.sin(a), np.cos(b), np.sin(b), np.cos(g), np.sin(g)
-    cc, cs, sc, ss = cb * ca, cb * sa, sb * ca, sb * sa
-    m = np.empty((a.size, 3, 3))
-    m[:, 0, 0] = cg * cc - sg * sa
-    m[:, 0, 1] = cg * cs + sg * ca
-    m[:, 0, 2] = -cg * sb
-    m[:, 1, 0] = -sg * cc - cg * sa
-    m[:, 1, 1] = -sg * cs + cg * ca
-    m[:, 1, 2] = sg * sb
-    m[:, 2, 0] = sc
-    m[:, 2, 1] = ss
-    m[:, 2, 2] = cb
-    return m
 
 
 @dataclass(frozen=True)
@@ -202,7 +180,7 @@ def read_subtilt_star(
         ref_t = int(np.argmax(sc_t))
     else:
         ref_t = int(np.argmax(np.bincount(tidx, minlength=nt)))
-    ax_arr, ang_a, tix_a = _rotation_axes(_euler_relion(rot, tilt, psi), tidx, groups, ref_t)
+    ax_arr, ang_a, tix_a = _rotation_axes(matrices_from_relion(rot, tilt, psi), tidx, groups, ref_t)
     if len(ax_arr) < 3:
         raise FileFormatError(f"{p}: too few particles seen in several tilts to derive the axis")
     psi_axis, spread, out_of_plane, sgn = _tilt_axis(ax_arr)

@@ -51,6 +51,7 @@ from emgeom.tilt._geometry import (
     TiltGeometry,
     particle_defocus,
 )
+from emgeom.tilt._rotation import matrices_from_relion
 
 __all__ = [
     "add_particle_defocus",
@@ -91,26 +92,10 @@ def _particle_positions(block: pd.DataFrame, g: TiltGeometry, where: str) -> NDA
         if all(_star.has(block, c) for c in sub):
             # RELION particle_set.cpp ParticleSet::getPosition: the origin lives in the
             # pseudo-subtomogram frame: pos -= A_subtomogram · origin
-            a = _relion_euler(*(col(c) for c in sub))
+            a = matrices_from_relion(*(col(c) for c in sub))
             origin = np.einsum("nij,nj->ni", a, origin)
         p = p - origin
     return p
-
-
-def _relion_euler(
-    rot_deg: NDArray[np.float64], tilt_deg: NDArray[np.float64], psi_deg: NDArray[np.float64]
-) -> NDArray[np.float64]:
-    """RELION ``Euler::anglesToMatrix3`` (src/jaz/math/Euler_angles_relion.h), ``(N, 3, 3)``."""
-    p, t, c = np.radians(rot_deg), np.radians(tilt_deg), np.radians(psi_deg)
-    sp, cp, st, ct, sc, cc = np.sin(p), np.cos(p), np.sin(t), np.cos(t), np.sin(c), np.cos(c)
-    return np.stack(
-        [
-            np.stack([cc * ct * cp - sc * sp, cc * ct * sp + sc * cp, -cc * st], axis=-1),
-            np.stack([-sc * ct * cp - cc * sp, -sc * ct * sp + cc * cp, sc * st], axis=-1),
-            np.stack([st * cp, st * sp, ct], axis=-1),
-        ],
-        axis=-2,
-    )
 
 
 def _particle_blocks(particles: Any) -> tuple[dict[str, Block], str, str]:
