@@ -1,7 +1,7 @@
-# emgeom developer commands. `make test` is the whole suite (CI runs `make test bare-check` via
+# emgeom developer commands. `make test` is the whole suite (and exactly what CI runs via
 # .ci/run): it creates .venv, builds the emgeom wheel ONCE (.cache/wheel), installs it with its
 # test extras, runs `cargo test` on the Rust kernels, ruff, mypy, pytest (unit, property and
-# real-data tests) and the benchmarks in --benchmark-disable mode. `make bare-check` installs
+# real-data tests) and the benchmarks in --benchmark-disable mode, then `bare-check`, which installs
 # the same wheel with NO extras in a fresh venv (.cache/bare-venv), as a user's
 # `pip install .` would, and runs the CLI smoke tests of .ci/bare_check.py there. Nothing is
 # cached outside this folder.
@@ -56,7 +56,7 @@ pytest: install
 docs: install
 	$(VENV)/bin/mkdocs build --strict --quiet -d .cache/site
 
-test: rust-test lint pytest docs
+test: rust-test lint pytest docs bare-check
 
 # Full benchmarks against the peers (slow; results go to benches/RESULTS.md by hand).
 bench: install
