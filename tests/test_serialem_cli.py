@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import re
 import shutil
 import subprocess
@@ -212,7 +213,7 @@ def test_emgeom_imports_without_serialem() -> None:
         [sys.executable, "-c", code],
         capture_output=True,
         text=True,
-        env={"PYTHONPATH": str(ROOT / "python"), "PATH": ""},
+        env=dict(os.environ),  # the same emgeom as this process (installed, or PYTHONPATH)
         check=False,
     )
     assert r.returncode == 0, r.stderr
