@@ -229,6 +229,7 @@ def align_cmd(
     """Align MOVING (higher mag) onto REFERENCE (lower mag); print where it lies."""
     from emgeom import crossmag
 
+    res: crossmag.AlignmentResult
     if unknown_rotation:
         ref, p_r_opt = _load(reference, ref_pixel, "--ref-pixel", required=False)
         mov, p_m_opt = _load(moving, mov_pixel, "--mov-pixel", required=False)
