@@ -3,13 +3,14 @@
 use std::sync::Arc;
 
 use emgeom_kernels::crossmag::{self, PatchParams, Reference};
+use emgeom_kernels::crossmag_refine::{self, Pose};
 use emgeom_kernels::parallel::with_threads;
 use emgeom_kernels::rescale::{self, SeparableMethod};
 use emgeom_kernels::warp::Affine;
 use emgeom_kernels::xcorr::{self, Allowed, FilterParams, Method};
 use emgeom_kernels::KernelError;
 use ndarray::Array2;
-use numpy::{IntoPyArray, PyArray1, PyArray2, PyReadonlyArray2, PyReadonlyArray3};
+use numpy::{IntoPyArray, PyArray1, PyArray2, PyArray3, PyReadonlyArray2, PyReadonlyArray3};
 use pyo3::prelude::*;
 
 use crate::common::run_detached;
@@ -283,6 +284,36 @@ fn crossmag_evaluate<'py>(
     Ok((out, map_out))
 }
 
+/// Forward model of the maximum-likelihood refinement: the fine image integrated over the
+/// footprints of the coarse pixels of `box_ = (x0, y0, nx, ny)` at `pose = (tx, ty, s, theta_rad)`
+/// (`center` = the fine point that lands on `(tx, ty)`, `k` x `k` samples per footprint).
+/// Returns `(P (ny, nx), dP (4, ny, nx))`.
+#[pyfunction]
+#[pyo3(signature = (fine, pose, center, box_, k, n_threads=None))]
+fn crossmag_area_predict<'py>(
+    py: Python<'py>,
+    fine: PyReadonlyArray2<'py, f32>,
+    pose: (f64, f64, f64, f64),
+    center: (f64, f64),
+    box_: (i64, i64, usize, usize),
+    k: usize,
+    n_threads: Option<usize>,
+) -> PyResult<(Bound<'py, PyArray2<f64>>, Bound<'py, PyArray3<f64>>)> {
+    let src = fine.as_array();
+    let p = Pose {
+        tx: pose.0,
+        ty: pose.1,
+        s: pose.2,
+        theta: pose.3,
+    };
+    let (a, d) = run_detached(py, move || {
+        with_threads(n_threads, || {
+            crossmag_refine::area_predict(src, p, center, box_, k)
+        })?
+    })?;
+    Ok((a.into_pyarray(py), d.into_pyarray(py)))
+}
+
 pub fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(rescale_separable_f32, m)?)?;
     m.add_function(wrap_pyfunction!(rescale_separable_f64, m)?)?;
@@ -290,6 +321,7 @@ pub fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(correlate_f32, m)?)?;
     m.add_function(wrap_pyfunction!(crossmag_prepare, m)?)?;
     m.add_function(wrap_pyfunction!(crossmag_evaluate, m)?)?;
+    m.add_function(wrap_pyfunction!(crossmag_area_predict, m)?)?;
     m.add_class::<CrossmagReference>()?;
     Ok(())
 }

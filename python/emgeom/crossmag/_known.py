@@ -71,6 +71,7 @@ from emgeom.crossmag._geometry import (
     is_constant,
     rotation,
 )
+from emgeom.crossmag._refine import refine_pose
 from emgeom.crossmag._result import AlignmentResult, make_result, not_found
 from emgeom.crossmag._search import (
     Level,
@@ -130,6 +131,66 @@ def _confidence(
             (overlap, 0.0, _MIN_OVERLAP, 0.7),
         )
     )
+
+
+def _ml_refine(
+    res: AlignmentResult,
+    ref: NDArray[np.float32],
+    mov: NDArray[np.float32],
+    s_nom: float,
+    theta0: float,
+    ss: float,
+    rs: float,
+    threads: int | None,
+) -> AlignmentResult:
+    """The search's answer refined by maximum likelihood (:mod:`emgeom.crossmag._refine`):
+    the calibration is a Gaussian prior (σ = half the search range) bounded by the range.
+    When the refinement cannot run or leaves the search's peak (more than two binned reference
+    pixels), the search's geometry stays and its sampling stands in for the error bars.
+    """
+    r = refine_pose(
+        mov,
+        ref,
+        res.affine,
+        scale_prior=(s_nom, 0.5 * ss) if ss > 0 else None,
+        rotation_prior_deg=(theta0, 0.5 * rs) if rs > 0 else None,
+        scale_bound=ss,
+        rotation_bound_deg=rs,
+        threads=threads,
+    )
+    tol = 2.0 * max(1, res.binning)
+    if r is None or not r.converged or math.hypot(*(r.center - np.asarray(res.center))) > tol:
+        return replace(
+            res,
+            center_sigma=float(max(1, res.binning)),
+            scale_sigma=0.5 * ss,
+            rotation_sigma_deg=0.5 * rs,
+        )
+    out = make_result(
+        r.affine,
+        reference_shape=res.reference_shape,
+        moving_shape=res.moving_shape,
+        reference_pixel_a=res.reference_pixel_a,
+        moving_pixel_a=res.moving_pixel_a,
+        scale=r.scale,
+        rotation_deg=r.rotation_deg,
+        found=bool(res.found and not r.at_edge),
+        confidence=res.confidence if not r.at_edge else min(res.confidence, 0.49),
+        ccc=res.ccc,
+        overlap=res.overlap,
+        peak_ratio=res.peak_ratio,
+        peak_z=res.peak_z,
+        significance=res.significance,
+        at_search_edge=bool(r.at_edge),
+        binning=res.binning,
+        n_evaluations=res.n_evaluations,
+        correlation_map=res.correlation_map,
+        map_origin=res.map_origin,
+        center_sigma=r.center_sigma,
+        scale_sigma=r.scale_sigma,
+        rotation_sigma_deg=r.rotation_sigma_deg,
+    )
+    return out
 
 
 def align(
@@ -608,7 +669,7 @@ def align(
         scale=float(scale),  # the exact refined values, not re-derived from the matrix
         rotation_deg=float(theta),
     )
-    return res
+    return _ml_refine(res, ref, mov, s, theta0, ss, rs, threads)
 
 
 def _footprint_overlap(
@@ -740,4 +801,7 @@ def _align_up(
         n_evaluations=sub.n_evaluations,
         correlation_map=sub.correlation_map,
     )
-    return replace(res, scale=float(sub.scale * k), rotation_deg=float(theta0 + sub.rotation_deg))
+    res = replace(res, scale=float(sub.scale * k), rotation_deg=float(theta0 + sub.rotation_deg))
+    # the sub-alignment was refined against the interpolated extract: refine again against
+    # the reference itself (the exact forward model)
+    return _ml_refine(res, ref, mov, p_m / p_r, theta0, ss, rs, threads)
