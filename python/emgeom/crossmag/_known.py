@@ -63,7 +63,7 @@ from emgeom._validate import (
     as_matrix,
     n_threads_arg,
 )
-from emgeom.crossmag._confidence import ramp_confidence
+from emgeom.crossmag._confidence import calibrated_confidence, features, ramp_confidence
 from emgeom.crossmag._correlate import DEFAULT_FILTER, filter_arg
 from emgeom.crossmag._geometry import (
     as_unit_image,
@@ -166,6 +166,14 @@ def _ml_refine(
             scale_sigma=0.5 * ss,
             rotation_sigma_deg=0.5 * rs,
         )
+    searched = ss > 0 or rs > 0
+    x = features(res.significance, res.peak_ratio, res.overlap, r.center_sigma, r.at_edge, searched)
+    conf_cal = calibrated_confidence(x)
+    if conf_cal is None:  # (no shipped model: the measures' ramps)
+        found = bool(res.found and not r.at_edge)
+        conf = res.confidence if found else min(res.confidence, 0.49)
+    else:
+        conf, found = conf_cal, conf_cal >= 0.5
     out = make_result(
         r.affine,
         reference_shape=res.reference_shape,
@@ -174,8 +182,8 @@ def _ml_refine(
         moving_pixel_a=res.moving_pixel_a,
         scale=r.scale,
         rotation_deg=r.rotation_deg,
-        found=bool(res.found and not r.at_edge),
-        confidence=res.confidence if not r.at_edge else min(res.confidence, 0.49),
+        found=found,
+        confidence=conf,
         ccc=res.ccc,
         overlap=res.overlap,
         peak_ratio=res.peak_ratio,
@@ -324,6 +332,11 @@ def align(
     r_px = (
         None if max_shift_a is None else as_float(max_shift_a, "max_shift_a", positive=True) / p_r
     )
+    if r_px is not None:
+        # every size below follows from the radius: a circle larger than the reference plus
+        # the moving footprint searches the same positions as that bound (a radius of 1e12 Å
+        # once binned the reference by 2e9 and aborted allocating 3.9 GB)
+        r_px = min(r_px, float(nx_r + ny_r) + (mov.shape[0] + mov.shape[1]) * p_m / p_r)
     if r_px is not None and (
         ec[0] + r_px < -0.5
         or ec[1] + r_px < -0.5
