@@ -13,6 +13,7 @@ table and the expected calibration error (ECE, 10 bins).
 from __future__ import annotations
 
 import json
+import math
 import sys
 from itertools import pairwise
 from pathlib import Path
@@ -82,6 +83,71 @@ def run_pairs(img: np.ndarray, seed: int, n: int, other: np.ndarray | None = Non
     return rows
 
 
+def scenario_pairs(seed: int, kind: str, n: int) -> list[dict]:
+    """Design §7-style pairs (a 20 Å/px 818² View of a 4096² master, 1024² Previews at
+    2 Å/px, ratio 10, rotation 12°, noise from low to high, half with −3 % / +2.5°
+    calibration errors, a stage prior ±100 View px and a 160 px search radius) — masters other
+    than the tests' (seed 1)."""
+    rng = np.random.default_rng(seed)
+    master = syn.make_specimen((4096, 4096), pixel_a=4.0, seed=seed, holes=kind)
+    rows = []
+    levels = [(0.1, 0.5), (0.3, 1.5), (0.45, 2.2), (0.6, 3.0)]
+    views = {
+        vn: syn.acquire(master, pixel_a=20.0, shape=(818, 818), noise_sigma=vn, seed=seed + 1)
+        for vn, _ in levels
+    }
+    for i in range(n):
+        vn, pn = levels[i % len(levels)]
+        v = views[vn]
+        c = np.array([2047.5, 2047.5]) + rng.uniform(-200, 200, 2)
+        p = syn.acquire(
+            master,
+            pixel_a=2.0,
+            shape=(1024, 1024),
+            center=c,
+            rotation_deg=12.0,
+            noise_sigma=pn,
+            seed=int(rng.integers(1 << 30)),
+        )
+        a = syn.affine_between(v, p)
+        tc = a[:, :2] @ np.array(p.center) + a[:, 2]
+        cal = (i // len(levels)) % 2 == 1
+        res = crossmag.align(
+            v.image,
+            p.image,
+            reference_pixel_a=20.0,
+            moving_pixel_a=2.0 * (0.97 if cal else 1.0),
+            rotation_deg=12.0 + (2.5 if cal else 0.0),
+            expected_center=tc + rng.uniform(-100, 100, 2),
+            max_shift_a=160 * 20.0,
+        )
+        d = float(np.hypot(*(np.asarray(res.center) - tc)))
+        rows.append(_row(res, d, 0.0, 0.0, cal, False))
+    return rows
+
+
+def _row(res, d: float, ds: float, dr: float, cal: bool, unrelated: bool) -> dict:
+    return {
+        "x": C.features(
+            res.significance,
+            res.peak_ratio,
+            res.overlap,
+            res.center_sigma,
+            res.at_search_edge,
+            True,
+        ).tolist(),
+        "right": bool(d < C.TOLERANCE_PX and not unrelated),
+        "d": d,
+        "ds": ds,
+        "dr": dr,
+        "conf": res.confidence,
+        "found": res.found,
+        "sig": (res.center_sigma, res.scale_sigma, res.rotation_sigma_deg),
+        "cal_error": cal,
+        "unrelated": unrelated,
+    }
+
+
 def specimen_images() -> list[np.ndarray]:
     """Hole edge, hole lattice, and two nearly featureless fields (sparse particles on thin
     texture: the hard, mostly-not-found case)."""
@@ -141,6 +207,7 @@ def main(argv: list[str]) -> None:
             rows += run_pairs(img, 100 + k, n, other=imgs[(k + 1) % len(imgs)])
         lowmag = _image("ptolemy_lowmag_20may08a_16760340.mrc")
         rows += run_pairs(lowmag, 200, n, other=imgs[0])
+        rows += scenario_pairs(31, "edge", 32) + scenario_pairs(32, "none", 16)
         x = np.array([r["x"] for r in rows])
         y = np.array([r["right"] for r in rows], dtype=np.float64)
         lo, hi = np.percentile(x, 1, axis=0), np.percentile(x, 99, axis=0)
@@ -164,6 +231,10 @@ def main(argv: list[str]) -> None:
         e, table = ece(conf, y)
         print(f"fit: {len(rows)} pairs, right {y.mean():.3f}, ECE {e:.3f}")
         _print_table(table)
+    elif mode == "similarity":
+        similarity_goal(n)
+    elif mode == "epu":
+        epu_goal()
     else:
         mce = _image("mce_Ucsf_stack_1142_DW.mrc")
         rows = run_pairs(mce, 300, n, other=specimen_images()[1])
@@ -210,6 +281,69 @@ def report(rows: list[dict]) -> None:
 def _print_table(table: list) -> None:
     for lo, hi, n, c, r in table:
         print(f"  {lo:.1f}-{hi:.1f} n={n:3d} conf {c:.3f} right {r:.3f}")
+
+
+def similarity_goal(n: int = 30) -> None:
+    """Issue-12 goal: random similarity pairs of the real micrograph (scale 0.75–1.35, any
+    rotation, SNR 0.5): right and found ≥ 90 %, 0 confidently wrong."""
+    from .test_similarity import _mic_pair
+
+    mic = _image("mce_Ucsf_stack_1142_DW.mrc")
+    rng = np.random.default_rng(500)
+    rows = []
+    for i in range(n):
+        sc, rot = float(rng.uniform(0.75, 1.35)), float(rng.uniform(-180, 180))
+        ref, mov, truth = _mic_pair(mic, sc, rot, snr=0.5, seed=600 + i)
+        res = crossmag.find_similarity(ref, mov)
+        c = np.array([(mov.shape[1] - 1) / 2, (mov.shape[0] - 1) / 2])
+        d = float(np.hypot(*(np.asarray(res.center) - (truth[:, :2] @ c + truth[:, 2]))))
+        s_t = math.sqrt(abs(np.linalg.det(truth[:, :2])))
+        right = d < C.TOLERANCE_PX
+        rows.append((right, res.found, res.confidence, d, res.scale / s_t - 1, res.center_sigma))
+    a = np.array(rows, dtype=np.float64)
+    print(
+        f"find_similarity: {n} pairs, right&found {int(((a[:, 0] == 1) & (a[:, 1] == 1)).sum())},"
+        f" right&not found {int(((a[:, 0] == 1) & (a[:, 1] == 0)).sum())},"
+        f" wrong&found {int(((a[:, 0] == 0) & (a[:, 1] == 1)).sum())},"
+        f" wrong&flagged {int(((a[:, 0] == 0) & (a[:, 1] == 0)).sum())};"
+        f" scale median {np.median(a[:, 4]):+.4f}"
+    )
+
+
+def epu_goal() -> None:
+    """The real EPU session: grid square ← foil hole with the metadata rotation and scale, the
+    stage-predicted centre and ``max_shift_a`` of 10 reference px."""
+    import glob
+
+    from PIL import Image
+
+    base = SHARED.parent / "epu_three_mag" / "Images-Disc1"
+    for square, off in (
+        ("GridSquare_8999138", (-3.3, 51.7)),
+        ("GridSquare_8999186", (-21.5, 97.4)),
+    ):
+        gs = np.asarray(
+            Image.open(glob.glob(str(base / square / "GridSquare_*.jpg"))[0]).convert("L"),
+            dtype=np.float32,
+        )
+        prior = np.array([(gs.shape[1] - 1) / 2, (gs.shape[0] - 1) / 2]) + np.array(off)
+        for path in sorted(glob.glob(str(base / square / "FoilHoles" / "*.jpg"))):
+            fh = np.asarray(Image.open(path).convert("L"), dtype=np.float32)
+            r = crossmag.align(
+                gs,
+                fh,
+                reference_pixel_a=1.0,
+                moving_pixel_a=0.03936,
+                rotation_deg=172.56,
+                expected_center=prior,
+                max_shift_a=10.0,
+            )
+            print(
+                f"{Path(path).name[:24]}: centre ({r.center[0]:.2f}, {r.center[1]:.2f}) ± "
+                f"{r.center_sigma:.2f}, scale/metadata {r.scale / 0.03936 - 1:+.4f} ± "
+                f"{r.scale_sigma:.4f}, rotation {r.rotation_deg:.2f} ± {r.rotation_sigma_deg:.2f},"
+                f" found {r.found} ({r.confidence:.2f}), edge {r.at_search_edge}"
+            )
 
 
 if __name__ == "__main__":

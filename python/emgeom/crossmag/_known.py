@@ -42,9 +42,12 @@ Pipeline (design §8.3; all heavy steps in Rust with the GIL released)
    score wins, and a rival candidate that refines to nearly the same score elsewhere counts
    as ambiguity (peak ratio).
    Points are evaluated in parallel.
-6. ``found`` and ``confidence`` come from the peak CCC, the overlap, the ratio of the best to
-   the second-best peak score (ambiguity) and the peak's height above the correlation map in
-   standard deviations.
+6. Maximum-likelihood refinement of (x, y, scale, rotation) with the exact forward model
+   between the two samplings and the calibration as a prior (:mod:`._refine`), which also
+   gives ``center_sigma``, ``scale_sigma`` and ``rotation_sigma_deg``.
+7. ``confidence`` = P(centre within 1.5 reference px), a logistic model of the measures
+   (significance, peak ratio, overlap, ``center_sigma``, the search-edge flag) fitted on a
+   generated calibration set (:mod:`._confidence`); ``found = confidence >= 0.5``.
 """
 
 from __future__ import annotations

@@ -27,14 +27,13 @@ class AlignmentResult:
     affine : ndarray (2, 3)
         ``[x_ref, y_ref] = affine @ [x_mov, y_mov, 1]`` (pixels; x = column, y = row).
     scale : float
-        Refined pixel-size ratio moving/reference (reference pixels per moving pixel). With a
-        residual search it is biased: up to +0.7 % high on noise-free synthetic pairs, and low
-        (by 2–7 %) in the low-SNR misses of the hole-edge scenario (see docs/crossmag.md
-        "Accuracy of the refined scale and rotation"): good for the position, not a
-        magnification calibration.
+        Pixel-size ratio moving/reference (reference pixels per moving pixel), refined by
+        maximum likelihood with the calibration as a prior (``align``: σ = half
+        ``scale_search``, bounded by it); its error bar is ``scale_sigma``. Median error on
+        noisy real-micrograph ×4 pairs within ±0.1–0.25 % (docs/crossmag.md).
     rotation_deg : float
-        Refined rotation θ of the linear part ``scale·R(θ)`` (degrees); with a residual search
-        its median error is within ±0.05° noise-free (single trials up to 0.1°).
+        Rotation θ of the linear part ``scale·R(θ)`` (degrees), refined likewise; error bar
+        ``rotation_sigma_deg``.
     center : (float, float)
         ``(x, y)`` reference pixel where the moving centre ``((nx−1)/2, (ny−1)/2)`` lies.
     center_a : (float, float)
@@ -44,14 +43,16 @@ class AlignmentResult:
         moving image's centre to the reference image's centre (the sign of SerialEM's alignment
         shift of the lower-mag buffer).
     found : bool
-        False for blank, constant or featureless content, ambiguous or weak peaks, too little
-        overlap, or a scale/rotation optimum outside the searched range; then the geometry is
-        the best guess and must not be used.
+        ``confidence >= 0.5`` (``align``); False for blank, constant or featureless content,
+        ambiguous or weak peaks, too little overlap, or a scale/rotation optimum on the edge of
+        the searched range; then the geometry is the best guess and must not be used.
     confidence : float
-        In [0, 1]: the minimum of three ramps of ``significance`` (from ``ccc``),
-        ``peak_ratio`` and ``overlap``, each exactly 0.5 at its ``found`` threshold
-        (significance 1.5 / 2.0 with search, ratio 1.10, overlap 0.3) and 1 at twice the
-        significance threshold, ratio 1.6 and overlap 0.7.
+        ``align``: the probability that ``center`` lies within 1.5 reference pixels of the
+        truth, from a logistic model of the quality measures (significance, peak ratio,
+        overlap, ``center_sigma``, the search-edge flag) fitted on a generated calibration set
+        and shipped with the package (``crossmag/confidence_model.json``; reliability in
+        docs/crossmag.md). ``find_similarity``: the minimum of ramps of its measures, 0.5 at
+        its ``found`` thresholds (not calibrated).
     ccc : float
         Pearson CCC of the filtered images over the overlap at the final peak.
     overlap : float
