@@ -59,27 +59,7 @@ def run_pairs(img: np.ndarray, seed: int, n: int, other: np.ndarray | None = Non
             mov = q["moving"]
         res = crossmag.align(p["reference"], mov, **kw)
         d, ds, dr = pair_errors(res, p["truth"])
-        rows.append(
-            {
-                "x": C.features(
-                    res.significance,
-                    res.peak_ratio,
-                    res.overlap,
-                    res.center_sigma,
-                    res.at_search_edge,
-                    True,
-                ).tolist(),
-                "right": bool(d < C.TOLERANCE_PX and not unrelated),
-                "d": d,
-                "ds": ds,
-                "dr": dr,
-                "conf": res.confidence,
-                "found": res.found,
-                "sig": (res.center_sigma, res.scale_sigma, res.rotation_sigma_deg),
-                "cal_error": i % 2 == 1,
-                "unrelated": unrelated,
-            }
-        )
+        rows.append(_row(res, d, ds, dr, i % 2 == 1, unrelated))
     return rows
 
 
