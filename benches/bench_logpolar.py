@@ -21,7 +21,7 @@ import numpy as np
 import pytest
 
 from emgeom import transform as tr
-from emgeom._similarity import find_similarity
+from emgeom.crossmag import find_similarity
 
 TRUTH_ROT, TRUTH_SCALE = 17.0, 1.3
 

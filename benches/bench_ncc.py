@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 from scipy import ndimage
 
-from emgeom._ncc import masked_correlate
+from emgeom.crossmag import masked_correlate
 
 mpc = pytest.importorskip("skimage.registration._masked_phase_cross_correlation")
 

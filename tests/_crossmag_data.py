@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from functools import lru_cache
 
 import numpy as np
@@ -51,3 +52,55 @@ def preview(
 def true_center(ref: syn.Acquisition, mov: syn.Acquisition) -> np.ndarray:
     a = syn.affine_between(ref, mov)
     return a[:, :2] @ np.array(mov.center) + a[:, 2]
+
+
+def micrograph_pair(
+    img: np.ndarray,
+    rng: np.random.Generator,
+    *,
+    bin_: float = 4.0,
+    size: int = 256,
+    noise: tuple[float, float] = (0.5, 2.0),
+    cal_error: bool = False,
+    max_scale_err: float = 0.03,
+    max_rot_err: float = 2.0,
+) -> dict:
+    """A two-magnification pair cut from a real micrograph ``img`` (the issue-12 protocol).
+
+    Reference: ``img`` area-binned by ``bin_``. Moving: a ``size``² field of the full-resolution
+    image at a random position (inside the image for any rotation) and random rotation (Keys
+    bicubic), plus white noise of σ = U(noise)·σ(img). With ``cal_error`` the pixel size and
+    rotation passed to ``align`` are wrong by up to ±``max_scale_err`` / ±``max_rot_err``°.
+    Returns the images, the keyword arguments for ``align`` and the truth (centre in reference
+    px, scale = 1/bin_, rotation).
+    """
+    from emgeom import resample
+
+    ny, nx = img.shape
+    r = size * math.sqrt(0.5) + 2
+    c = np.array([rng.uniform(r, nx - 1 - r), rng.uniform(r, ny - 1 - r)])
+    rot = float(rng.uniform(-180.0, 180.0))
+    lin = syn.rotation_matrix(rot)
+    c_mov = np.array([(size - 1) / 2, (size - 1) / 2])
+    a = np.hstack([lin, (c - lin @ c_mov)[:, None]])
+    mov = resample.warp_affine(img, a, (size, size), order=3)
+    sig = float(rng.uniform(*noise)) * float(img.std())
+    mov = (mov + rng.normal(0.0, sig, mov.shape)).astype(np.float32)
+    ref = resample.rescale(img, 1.0 / bin_, "area").astype(np.float32)
+    se = float(rng.uniform(-max_scale_err, max_scale_err)) if cal_error else 0.0
+    re = float(rng.uniform(-max_rot_err, max_rot_err)) if cal_error else 0.0
+    kw = {
+        "reference_pixel_a": float(bin_),
+        "moving_pixel_a": 1.0 * (1.0 + se),
+        "rotation_deg": rot + re,
+    }
+    truth = {"center": (c + 0.5) / bin_ - 0.5, "scale": 1.0 / bin_, "rotation_deg": rot}
+    return {"reference": ref, "moving": mov, "kw": kw, "truth": truth, "noise": sig}
+
+
+def pair_errors(res, truth: dict) -> tuple[float, float, float]:
+    """(centre error in reference px, relative scale error, rotation error in degrees)."""
+    d = float(np.hypot(*(np.asarray(res.center) - truth["center"])))
+    ds = res.scale / truth["scale"] - 1.0
+    dr = (res.rotation_deg - truth["rotation_deg"] + 180.0) % 360.0 - 180.0
+    return d, float(ds), float(dr)

@@ -51,6 +51,31 @@ def test_align_json_uses_header_pixel_sizes(files, capsys):
     assert np.hypot(*(np.array(out["center_px"]) - truth)) < 0.5
     assert out["reference_pixel_a"] == 20.0 and out["moving_pixel_a"] == 4.0
     assert np.asarray(out["affine"]).shape == (2, 3)
+    # error bars (issue 12): positive and consistent with the measured error
+    assert 0 < out["center_sigma_px"] < 1.0
+    assert 0 < out["scale_sigma"] < 0.05 and 0 < out["rotation_sigma_deg"] < 3.0
+
+
+def test_align_huge_max_shift_is_bounded(files, capsys):
+    """Issue 13: --max-shift 1e20 allocated ~15 GB and aborted; the radius is now bounded by
+    the reference's extent (the same search as the whole image)."""
+    d, truth = files
+    code = main(
+        [
+            "crossmag",
+            "align",
+            str(d / "view.mrc"),
+            str(d / "prev.mrc"),
+            "--rotation",
+            "8",
+            "--max-shift",
+            "1e20",
+            "--json",
+        ]
+    )
+    assert code == 0
+    out = json.loads(capsys.readouterr().out)
+    assert np.hypot(*(np.array(out["center_px"]) - truth)) < 0.5
 
 
 def test_align_human_output_and_plot(files, capsys):
@@ -76,6 +101,7 @@ def test_align_human_output_and_plot(files, capsys):
     assert code == 0
     text = capsys.readouterr().out
     assert "FOUND" in text and "centre of moving image" in text
+    assert " ± " in text  # the centre's σ (scale and rotation held: ± 0)
     assert png.stat().st_size > 1000
     # no clobbering without --force
     code = main(["crossmag", "align", str(d / "view.mrc"), str(d / "prev.mrc"), "--plot", str(png)])

@@ -9,6 +9,7 @@ import pytest
 
 from emgeom import crossmag
 from emgeom import synthetic as syn
+from emgeom.crossmag import _geometry, _result, _search
 from emgeom.errors import InvalidValueError
 
 NO_SEARCH = {"scale_search": 0.0, "rotation_search_deg": 0.0}
@@ -343,7 +344,7 @@ def test_compose_and_inverse_are_exact():
 
 def test_image_shift_applies_serialem_y_inversion():
     """ΔIS = B⁻¹·(bin·dx, −bin·dy) (LowDoseDlg.cpp DoSetViewShift)."""
-    res = crossmag._make_result(
+    res = _result.make_result(
         np.array([[0.1, 0.0, 60.0], [0.0, 0.1, 40.0]]),
         reference_shape=(101, 121),
         moving_shape=(201, 201),
@@ -361,7 +362,7 @@ def test_image_shift_applies_serialem_y_inversion():
     b = np.array([[2.0, 0.5], [-0.3, 1.5]])  # IS units -> camera px
     dis = res.image_shift(is_to_camera=b, binning=2.0)
     np.testing.assert_allclose(dis, np.linalg.inv(b) @ [2 * 10.0, -2 * 0.0])
-    res2 = crossmag._make_result(
+    res2 = _result.make_result(
         np.array([[0.1, 0.0, 50.0], [0.0, 0.1, 30.0]]),
         reference_shape=(101, 121),
         moving_shape=(201, 201),
@@ -494,7 +495,7 @@ def test_local_fit_with_one_column_of_scores_keeps_that_column():
     ys = np.full(9, np.nan)
     col = [k for k, (u, v) in enumerate(grid) if v == -1]
     ys[col] = [0.88, 0.90, 0.89]  # u = -1, 0, 1 at v = -1
-    u, v = crossmag._fit_local(grid, ys)
+    u, v = _search.fit_local(grid, ys)
     assert v == -1.0
     assert 0.0 < u < 0.5  # vertex of the parabola 0.88, 0.90, 0.89: u = 1/6
     assert u == pytest.approx(1 / 6, abs=1e-9)
@@ -502,10 +503,10 @@ def test_local_fit_with_one_column_of_scores_keeps_that_column():
     ys2 = np.full(9, np.nan)
     row = [k for k, (u, v) in enumerate(grid) if u == 1]
     ys2[row] = [0.5, 0.7, 0.6]
-    assert crossmag._fit_local(grid, ys2) == pytest.approx((1.0, 1 / 6))
+    assert _search.fit_local(grid, ys2) == pytest.approx((1.0, 1 / 6))
     ys3 = np.full(9, np.nan)
     ys3[0] = 0.3
-    assert crossmag._fit_local(grid, ys3) == (-1.0, -1.0)
+    assert _search.fit_local(grid, ys3) == (-1.0, -1.0)
 
 
 @pytest.mark.parametrize("k", [2.0**-100, 1e-10, 1e20, 1e30])
@@ -549,10 +550,10 @@ def test_results_do_not_depend_on_intensity_units(k):
 
 
 def test_constant_means_no_variation_relative_to_the_values():
-    assert crossmag._is_constant(np.zeros((8, 8), np.float32))
-    assert crossmag._is_constant(np.full((8, 8), 1e-12, np.float32))
+    assert _geometry.is_constant(np.zeros((8, 8), np.float32))
+    assert _geometry.is_constant(np.full((8, 8), 1e-12, np.float32))
     tiny = np.arange(64, dtype=np.float32).reshape(8, 8) * np.float32(1e-12)
-    assert not crossmag._is_constant(tiny)
+    assert not _geometry.is_constant(tiny)
     flat = np.full((8, 8), 1000.0, np.float32)
     flat[0, 0] = np.nextafter(np.float32(1000.0), np.float32(2000.0))  # one float32 step
-    assert crossmag._is_constant(flat)
+    assert _geometry.is_constant(flat)

@@ -1,4 +1,4 @@
-"""Masked normalised cross-correlation (emgeom._ncc.masked_correlate, Rust kernel ncc.rs)."""
+"""Masked normalised cross-correlation (emgeom.crossmag.masked_correlate, Rust kernel ncc.rs)."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ from hypothesis.extra import numpy as hnp
 from scipy import ndimage
 
 from emgeom import crossmag
-from emgeom._ncc import MaskedCorrelationPeak, MaskedCorrelationResult, masked_correlate
+from emgeom.crossmag import MaskedCorrelationPeak, MaskedCorrelationResult, masked_correlate
 from emgeom.errors import EmgeomError, InvalidTypeError, InvalidValueError, ShapeError
 from emgeom.reference.ncc import (
     _overlaps,

@@ -11,8 +11,7 @@ import math
 import numpy as np
 import pytest
 
-from emgeom._similarity import SimilarityResult, find_similarity
-from emgeom.crossmag import AlignmentResult
+from emgeom.crossmag import AlignmentResult, SimilarityResult, find_similarity
 from emgeom.errors import InvalidValueError
 from emgeom.resample import warp_affine
 

@@ -123,6 +123,14 @@ def crossmag_evaluate(
 ) -> tuple[
     list[tuple[NDArray[np.float64], tuple[float, float, int], float]], NDArray[np.float32] | None
 ]: ...
+def crossmag_area_predict(
+    fine: NDArray[np.float32],
+    pose: tuple[float, float, float, float],
+    center: tuple[float, float],
+    box_: tuple[int, int, int, int],
+    k: int,
+    n_threads: int | None = None,
+) -> tuple[NDArray[np.float64], NDArray[np.float64]]: ...
 
 # --- logpolar ---
 def log_polar_f32(

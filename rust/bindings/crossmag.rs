@@ -3,13 +3,14 @@
 use std::sync::Arc;
 
 use emgeom_kernels::crossmag::{self, PatchParams, Reference};
+use emgeom_kernels::crossmag_refine::{self, Pose};
 use emgeom_kernels::parallel::with_threads;
 use emgeom_kernels::rescale::{self, SeparableMethod};
 use emgeom_kernels::warp::Affine;
 use emgeom_kernels::xcorr::{self, Allowed, FilterParams, Method};
 use emgeom_kernels::KernelError;
 use ndarray::Array2;
-use numpy::{IntoPyArray, PyArray1, PyArray2, PyReadonlyArray2, PyReadonlyArray3};
+use numpy::{IntoPyArray, PyArray1, PyArray2, PyArray3, PyReadonlyArray2, PyReadonlyArray3};
 use pyo3::prelude::*;
 
 use crate::common::run_detached;
@@ -34,6 +35,21 @@ fn filter_of(f: (f64, f64, f64, f64)) -> FilterParams {
     }
 }
 
+/// Guard before any allocation: a zoom whose filter support (≈ 1/zoom input pixels per output
+/// pixel) exceeds the image many times over, or that is not finite and positive, is an error
+/// (a huge search radius once asked for a 1/5e9 zoom and aborted allocating 3.9 GB of taps).
+fn check_zoom(dim: (usize, usize), zoom: (f64, f64)) -> Result<(), KernelError> {
+    for (z, n) in [(zoom.0, dim.0), (zoom.1, dim.1)] {
+        if !(z.is_finite() && z > 0.0) || 1.0 / z > 4.0 * n as f64 + 16.0 {
+            return Err(KernelError::value(
+                "zoom",
+                format!("{z} is out of range for an image of {n} pixels"),
+            ));
+        }
+    }
+    Ok(())
+}
+
 macro_rules! rescale_fn {
     ($name:ident, $t:ty) => {
         /// Separable rescale ("area" or "lanczos3") to `output_shape` with zooms `(zy, zx)`.
@@ -50,6 +66,7 @@ macro_rules! rescale_fn {
             let src = image.as_array();
             let method = method.to_string();
             let out = run_detached(py, move || {
+                check_zoom(src.dim(), zoom)?;
                 let m = match method.as_str() {
                     "area" => SeparableMethod::Area,
                     "lanczos3" => SeparableMethod::Lanczos3,
@@ -283,6 +300,36 @@ fn crossmag_evaluate<'py>(
     Ok((out, map_out))
 }
 
+/// Forward model of the maximum-likelihood refinement: the fine image integrated over the
+/// footprints of the coarse pixels of `box_ = (x0, y0, nx, ny)` at `pose = (tx, ty, s, theta_rad)`
+/// (`center` = the fine point that lands on `(tx, ty)`, `k` x `k` samples per footprint).
+/// Returns `(P (ny, nx), dP (4, ny, nx))`.
+#[pyfunction]
+#[pyo3(signature = (fine, pose, center, box_, k, n_threads=None))]
+fn crossmag_area_predict<'py>(
+    py: Python<'py>,
+    fine: PyReadonlyArray2<'py, f32>,
+    pose: (f64, f64, f64, f64),
+    center: (f64, f64),
+    box_: (i64, i64, usize, usize),
+    k: usize,
+    n_threads: Option<usize>,
+) -> PyResult<(Bound<'py, PyArray2<f64>>, Bound<'py, PyArray3<f64>>)> {
+    let src = fine.as_array();
+    let p = Pose {
+        tx: pose.0,
+        ty: pose.1,
+        s: pose.2,
+        theta: pose.3,
+    };
+    let (a, d) = run_detached(py, move || {
+        with_threads(n_threads, || {
+            crossmag_refine::area_predict(src, p, center, box_, k)
+        })?
+    })?;
+    Ok((a.into_pyarray(py), d.into_pyarray(py)))
+}
+
 pub fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(rescale_separable_f32, m)?)?;
     m.add_function(wrap_pyfunction!(rescale_separable_f64, m)?)?;
@@ -290,6 +337,7 @@ pub fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(correlate_f32, m)?)?;
     m.add_function(wrap_pyfunction!(crossmag_prepare, m)?)?;
     m.add_function(wrap_pyfunction!(crossmag_evaluate, m)?)?;
+    m.add_function(wrap_pyfunction!(crossmag_area_predict, m)?)?;
     m.add_class::<CrossmagReference>()?;
     Ok(())
 }

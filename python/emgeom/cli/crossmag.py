@@ -88,8 +88,11 @@ def _result_fields(res: Any) -> dict[str, Any]:
         "center_px": list(res.center),
         "center_a": list(res.center_a),
         "shift_a": list(res.shift_a),
+        "center_sigma_px": res.center_sigma,
         "scale": res.scale,
+        "scale_sigma": res.scale_sigma,
         "rotation_deg": res.rotation_deg,
+        "rotation_sigma_deg": res.rotation_sigma_deg,
         "affine": res.affine,
         "ccc": res.ccc,
         "significance": res.significance,
@@ -113,14 +116,16 @@ def _print_human(res: Any, ref_path: Path, mov_path: Path) -> None:
     status = "FOUND" if res.found else "NOT FOUND (do not use the numbers below)"
     echo(f"result:    {status}, confidence {res.confidence:.2f}")
     echo(
-        f"centre of moving image in reference: x = {res.center[0]:.2f}, y = {res.center[1]:.2f} px"
+        f"centre of moving image in reference: x = {res.center[0]:.2f}, y = {res.center[1]:.2f} "
+        f"± {res.center_sigma:.2f} px"
     )
     echo(
         f"offset from reference centre: ({res.center_a[0]:.1f}, {res.center_a[1]:.1f}) Å "
         "(x right, y down)"
     )
     echo(
-        f"scale {res.scale:.5f} (moving/reference pixel), rotation {res.rotation_deg:.2f}°"
+        f"scale {res.scale:.5f} ± {res.scale * res.scale_sigma:.5f} (moving/reference pixel), "
+        f"rotation {res.rotation_deg:.2f} ± {res.rotation_sigma_deg:.2f}°"
         + ("  [at the edge of the search range]" if res.at_search_edge else "")
     )
     echo(
@@ -150,7 +155,20 @@ def _plot(res: Any, ref: np.ndarray, path: Path, force: bool) -> None:
     ax[0].imshow(ref, cmap="gray", vmin=lo, vmax=hi)
     ax[0].plot(outline[:, 0], outline[:, 1], "-", color="tab:orange" if res.found else "tab:red")
     ax[0].plot(*res.center, "+", color="tab:orange", ms=12)
-    ax[0].set_title(f"{'found' if res.found else 'NOT found'}, confidence {res.confidence:.2f}")
+    # the centre's 1σ circle (the larger per-axis σ)
+    t = np.linspace(0.0, 2.0 * np.pi, 65)
+    ax[0].plot(
+        res.center[0] + res.center_sigma * np.cos(t),
+        res.center[1] + res.center_sigma * np.sin(t),
+        "-",
+        color="tab:orange",
+        lw=0.8,
+    )
+    ax[0].set_title(
+        f"{'found' if res.found else 'NOT found'}, confidence {res.confidence:.2f}\n"
+        f"scale {res.scale:.4f} ± {res.scale * res.scale_sigma:.4f}, "
+        f"rotation {res.rotation_deg:.2f} ± {res.rotation_sigma_deg:.2f}°"
+    )
     if res.correlation_map is not None:
         x0, y0 = res.map_origin
         cm = res.correlation_map
@@ -220,6 +238,7 @@ def align_cmd(
     """Align MOVING (higher mag) onto REFERENCE (lower mag); print where it lies."""
     from emgeom import crossmag
 
+    res: crossmag.AlignmentResult
     if unknown_rotation:
         ref, p_r_opt = _load(reference, ref_pixel, "--ref-pixel", required=False)
         mov, p_m_opt = _load(moving, mov_pixel, "--mov-pixel", required=False)

@@ -12,7 +12,8 @@ from typing import Any
 import numpy as np
 from numpy.typing import NDArray
 
-from emgeom.crossmag import _nice  # the padded size the Rust side uses (fft::nice_size)
+# the padded size the Rust side uses (fft::nice_size)
+from emgeom.crossmag._geometry import nice_size as _nice
 
 __all__ = [
     "apodize",

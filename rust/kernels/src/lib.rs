@@ -17,6 +17,7 @@ pub mod fft;
 pub mod rescale;
 pub mod xcorr;
 pub mod crossmag;
+pub mod crossmag_refine;
 pub mod ctf;
 pub mod logpolar;
 pub mod ncc;

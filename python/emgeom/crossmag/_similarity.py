@@ -53,12 +53,20 @@ from numpy.typing import ArrayLike, NDArray
 
 from emgeom import _core
 from emgeom._validate import as_float, as_int, as_pair, n_threads_arg
-from emgeom.crossmag import (
-    AlignmentResult,
-    _as_unit_image,
-    _make_result,
-    correlate,
+from emgeom.crossmag._confidence import ramp_confidence
+from emgeom.crossmag._correlate import correlate
+from emgeom.crossmag._geometry import (
+    OVERLAP_POWER,
+    as_unit_image,
+    center_of,
+    invert_affine,
+    parabola_offset,
+    scale_rotation_of,
+    similarity_affine,
+    wrap180,
 )
+from emgeom.crossmag._refine import refine_pose
+from emgeom.crossmag._result import AlignmentResult, make_result, not_found
 from emgeom.errors import InvalidValueError
 from emgeom.resample import rescale, warp_affine
 
@@ -76,7 +84,6 @@ _SAME_ROT_DEG = 5.0
 _SAME_SCALE = 0.05
 #: Best / best-different-pose score ratio required for ``found``.
 _MIN_POSE_RATIO = 1.10
-_OVERLAP_POWER = 1.0 / 6.0
 #: ``found`` thresholds on the refined pose.
 #: Calibrated on a noise sweep of real-micrograph pairs (320², random scale 0.6–1.6 and
 #: rotation, SNR 0.5–0.05): every correct result had CCC ≥ 0.28 and peak_z ≥ 9.2, every wrong
@@ -121,11 +128,11 @@ class SimilarityCandidate:
 
     def inverse(self) -> SimilarityCandidate:
         """The same candidate seen from the other image (moving ↔ reference)."""
-        inv = _invert(self.affine)
+        inv = invert_affine(self.affine)
         return replace(
             self,
             scale=1.0 / self.scale,
-            rotation_deg=_wrap180(-self.rotation_deg),
+            rotation_deg=wrap180(-self.rotation_deg),
             center=(float(inv[0, 2]), float(inv[1, 2])),  # placeholder, fixed by the caller
             affine=inv,
         )
@@ -156,26 +163,6 @@ class SimilarityResult(AlignmentResult):
     nominal_scale: float = 1.0
 
 
-def _rot(theta_deg: float) -> NDArray[np.float64]:
-    t = math.radians(theta_deg)
-    c, s = math.cos(t), math.sin(t)
-    return np.array([[c, -s], [s, c]])
-
-
-def _wrap180(a: float) -> float:
-    """Angle in (−180, 180]."""
-    r = math.fmod(a, 360.0)
-    if r <= -180.0:
-        r += 360.0
-    elif r > 180.0:
-        r -= 360.0
-    return r
-
-
-def _center_of(shape: tuple[int, ...]) -> NDArray[np.float64]:
-    return np.array([(shape[1] - 1) / 2.0, (shape[0] - 1) / 2.0])
-
-
 # ----------------------------------------------------------------------------------------------
 # Fourier–Mellin: log-polar phase correlation
 
@@ -191,13 +178,6 @@ def _descriptor(img: NDArray[np.float32], rho_min: float, threads: int | None) -
     return _core.fm_log_polar_f32(
         img, (_N_ANGLE, _N_RADIUS), rho_min, _RHO_MAX, 1, 0.5, "log", False, threads
     )
-
-
-def _parabola(y1: float, y2: float, y3: float) -> float:
-    d = y1 + y3 - 2.0 * y2
-    if d >= 0 or abs(d) < 1e-30:
-        return 0.0
-    return float(np.clip(0.5 * (y1 - y3) / d, -0.5, 0.5))
 
 
 def _fm_peaks(
@@ -260,8 +240,8 @@ def _fm_peaks(
     dtheta = 180.0 / na
     for k in order:
         i, j = divmod(int(k), npad)
-        fi = _parabola(m[(i - 1) % na, j], m[i, j], m[(i + 1) % na, j])
-        fj = _parabola(m[i, (j - 1) % npad], m[i, j], m[i, (j + 1) % npad])
+        fi = parabola_offset(m[(i - 1) % na, j], m[i, j], m[(i + 1) % na, j])
+        fj = parabola_offset(m[i, (j - 1) % npad], m[i, j], m[i, (j + 1) % npad])
         di = i + fi
         if di > na / 2:
             di -= na
@@ -320,19 +300,6 @@ def _edge(sigma_coarse: float) -> int:
     return math.ceil(3.0 * sigma_coarse) + 1
 
 
-def _similarity_affine(
-    scale: float, theta: float, c_from: NDArray[np.float64], c_to: NDArray[np.float64]
-) -> NDArray[np.float64]:
-    """``x_to = scale·R(θ)·(x_from − c_from) + c_to`` as a 2×3 matrix."""
-    lin = scale * _rot(theta)
-    return np.hstack([lin, (c_to - lin @ c_from)[:, None]])
-
-
-def _invert(a: NDArray[np.float64]) -> NDArray[np.float64]:
-    inv = np.linalg.inv(a[:, :2])
-    return np.hstack([inv, (-inv @ a[:, 2])[:, None]])
-
-
 def _pearson(a: NDArray[Any], b: NDArray[Any]) -> float:
     if a.size < 16:
         return 0.0
@@ -362,10 +329,10 @@ def _translation_step(
     """Warp the moving image by (σ, θ) about the centres, correlate for the translation, score
     the top peaks by the Pearson CCC of the blurred images over their overlap × overlap^(1/6).
     """
-    c_r = _center_of(ref_b.shape)
-    c_m = _center_of(mov_b.shape)
-    a0 = _similarity_affine(sigma, theta, c_m, c_r)  # moving -> reference frame (centred)
-    samp = _invert(a0)
+    c_r = center_of(ref_b.shape)
+    c_m = center_of(mov_b.shape)
+    a0 = similarity_affine(sigma, theta, c_m, c_r)  # moving -> reference frame (centred)
+    samp = invert_affine(a0)
     warped = warp_affine(mov_b, samp, ref_b.shape, order=1, n_threads=threads)
     mask = warp_affine(
         np.ones(mov_b.shape, np.float32), samp, ref_b.shape, order=1, fill=0.0, n_threads=threads
@@ -392,7 +359,7 @@ def _translation_step(
         b = warped[y0 - dy : y1 - dy, x0 - dx : x1 - dx][m]
         ccc = _pearson(a, b)
         ov = float(m.sum()) / max(1.0, float(valid.sum()))
-        sc = ccc * ov**_OVERLAP_POWER if ccc > 0 else ccc
+        sc = ccc * ov**OVERLAP_POWER if ccc > 0 else ccc
         scores.append(sc)
         if best is None or sc > best.score:
             aff = a0.copy()
@@ -437,13 +404,13 @@ def _refine(
     xs = (ox + st * xx).astype(np.float64)
     ys = (oy + st * yy).astype(np.float64)
     r_s = rs[oy::st, ox::st][:sy, :sx].astype(np.float64)
-    c_r = _center_of(rs.shape)
+    c_r = center_of(rs.shape)
     dxg, dyg = xs - c_r[0], ys - c_r[1]
     # the band-pass filter is not shift-invariant within its support of the borders
     ref_ok = (xs >= edge) & (xs <= nx - 1 - edge) & (ys >= edge) & (ys <= ny - 1 - edge)
     n_ref_ok = int(ref_ok.sum())
     # parameters of the sampling map u = [[a, −b], [b, a]]·(x − c_r) + t  (reference → moving)
-    inv = _invert(a_init)
+    inv = invert_affine(a_init)
     a, b = float(inv[0, 0] + inv[1, 1]) / 2, float(inv[1, 0] - inv[0, 1]) / 2
     t = inv[:, :2] @ c_r + inv[:, 2]
     mny, mnx = ms.shape
@@ -499,7 +466,7 @@ def _refine(
     converged = step < 0.25 * st
     lin = np.array([[a, -b], [b, a]])
     samp = np.hstack([lin, (t - lin @ c_r)[:, None]])
-    return _invert(samp), ccc, ov, converged
+    return invert_affine(samp), ccc, ov, converged
 
 
 # ----------------------------------------------------------------------------------------------
@@ -514,25 +481,15 @@ def _not_found(
     scale_range: tuple[float, float],
     candidates: tuple[SimilarityCandidate, ...] = (),
 ) -> SimilarityResult:
-    lin = s0 * np.eye(2)
-    c = _center_of(ref_shape)
-    a = np.hstack([lin, (c - lin @ _center_of(mov_shape))[:, None]])
-    res = _make_result(
-        a,
-        reference_shape=ref_shape,
-        moving_shape=mov_shape,
-        reference_pixel_a=p_r,
-        moving_pixel_a=p_m,
+    res = not_found(
+        ref_shape,
+        mov_shape,
+        p_r,
+        p_m,
+        s0,
+        0.0,
+        center_of(ref_shape),
         result_cls=SimilarityResult,
-        scale=s0,
-        rotation_deg=0.0,
-        found=False,
-        confidence=0.0,
-        ccc=0.0,
-        overlap=0.0,
-        peak_ratio=1.0,
-        peak_z=0.0,
-        at_search_edge=False,
         candidates=candidates,
         pose_ratio=0.0,
         scale_range=scale_range,
@@ -563,11 +520,11 @@ def _swap_back(
     srange: tuple[float, float],
 ) -> SimilarityResult:
     """Invert a result computed with the two images swapped."""
-    a = _invert(sw.affine)
+    a = invert_affine(sw.affine)
     lin = a[:, :2]
-    c_m = _center_of(mov_shape)
+    c_m = center_of(mov_shape)
     center = lin @ c_m + a[:, 2]
-    d = (center - _center_of(ref_shape)) * p_r
+    d = (center - center_of(ref_shape)) * p_r
     cands = []
     for c in sw.candidates:
         ci = c.inverse()
@@ -577,7 +534,7 @@ def _swap_back(
         sw,
         affine=a,
         scale=1.0 / sw.scale,
-        rotation_deg=_wrap180(-sw.rotation_deg),
+        rotation_deg=wrap180(-sw.rotation_deg),
         center=(float(center[0]), float(center[1])),
         center_a=(float(d[0]), float(d[1])),
         shift_a=(float(-d[0]), float(-d[1])),
@@ -680,8 +637,8 @@ def find_similarity(
         empty, an empty rotation range, ...).
     """
     # (scaled by a power of two into a safe float32 range: results do not depend on units)
-    ref, _ = _as_unit_image(reference, "reference")
-    mov, _ = _as_unit_image(moving, "moving")
+    ref, _ = as_unit_image(reference, "reference")
+    mov, _ = as_unit_image(moving, "moving")
     if (reference_pixel_a is None) != (moving_pixel_a is None):
         raise InvalidValueError(
             "reference_pixel_a/moving_pixel_a: give both pixel sizes or neither"
@@ -798,12 +755,12 @@ def find_similarity(
             )
         zs, ref_wb, mov_wb = scored[win]
         for extra in (0.0, 180.0):
-            theta = _wrap180(pk.rotation_deg + extra)
+            theta = wrap180(pk.rotation_deg + extra)
             pose = _translation_step(ref_wb, mov_wb, pk.scale, theta, threads)
             a_win = _to_full(pose.affine, zs, zs)  # working px, window origin
             a_win[:, 2] += (x0, y0)
             full = _to_full(a_win, zr_w, zm_w)
-            ctr = full[:, :2] @ _center_of(mov_shape) + full[:, 2]
+            ctr = full[:, :2] @ center_of(mov_shape) + full[:, 2]
             evals.append(
                 (
                     SimilarityCandidate(
@@ -834,7 +791,7 @@ def find_similarity(
         for c, _, _ in evals
         if c is not best
         and (
-            abs(_wrap180(c.rotation_deg - best.rotation_deg)) > _SAME_ROT_DEG
+            abs(wrap180(c.rotation_deg - best.rotation_deg)) > _SAME_ROT_DEG
             or abs(math.log(c.scale / best.scale)) > _SAME_SCALE
             or math.hypot(c.center[0] - best.center[0], c.center[1] - best.center[1]) > 0.02 * diag
         )
@@ -875,12 +832,13 @@ def find_similarity(
             edge=_edge(sig_c),
         )
         full = _to_full(a_ref, zr, zm)
-    lin = full[:, :2]
-    scale = float(math.sqrt(abs(np.linalg.det(lin))))
-    theta = float(math.degrees(math.atan2(lin[1, 0] - lin[0, 1], lin[0, 0] + lin[1, 1])))
+    # the shared maximum-likelihood refinement (as in ``align``), on the full-resolution
+    # images, with a weak prior around the Gauss–Newton pose; it gives the error bars
+    full, sig3 = _ml_stage(ref, mov, full, converged, threads)
+    scale, theta = scale_rotation_of(full[:, :2])
     sigma = scale / s0
     moved = (
-        abs(_wrap180(theta - best.rotation_deg)) > 3.0 or abs(math.log(scale / best.scale)) > 0.05
+        abs(wrap180(theta - best.rotation_deg)) > 3.0 or abs(math.log(scale / best.scale)) > 0.05
     )
     in_range = srange[0] <= sigma <= srange[1]
     rot_ok = rrange is None or _in_range(theta, rrange)
@@ -897,7 +855,7 @@ def find_similarity(
     conf = _confidence(ccc, pose_ratio, overlap, best_pose.peak_z)
     if not found:
         conf = min(conf, 0.49)
-    res = _make_result(
+    res = make_result(
         full,
         reference_shape=ref_shape,
         moving_shape=mov_shape,
@@ -919,9 +877,63 @@ def find_similarity(
         pose_ratio=pose_ratio,
         scale_range=srange,
         nominal_scale=s0,
+        center_sigma=sig3[0],
+        scale_sigma=sig3[1],
+        rotation_sigma_deg=sig3[2],
     )
     assert isinstance(res, SimilarityResult)
     return res
+
+
+#: Scale ratio within [1/x, x] of 1: samplings too alike for the integration model.
+_NEAR_ONE = 1.25
+#: Prior of the final refinement around the Gauss–Newton pose (relative scale σ, rotation σ°);
+#: bounds at twice that.
+_ML_PRIOR = (0.05, 5.0)
+
+
+def _ml_stage(
+    ref: NDArray[np.float32],
+    mov: NDArray[np.float32],
+    full: NDArray[np.float64],
+    converged: bool,
+    threads: int | None,
+) -> tuple[NDArray[np.float64], tuple[float, float, float]]:
+    """:func:`emgeom.crossmag._refine.refine_pose` with the finer image integrated into the
+    coarser one's pixels (the images swap roles when the moving image is the coarser); returns
+    the pose and ``(center_sigma, scale_sigma, rotation_sigma_deg)``. When it cannot run, does
+    not converge or moves more than 2 px, the Gauss–Newton pose stays with a σ of one pixel and
+    the prior's.
+    """
+    fallback = (1.0, _ML_PRIOR[0], _ML_PRIOR[1])
+    if not converged:
+        return full, fallback
+    s, _ = scale_rotation_of(full[:, :2])
+    swap = s > 1.0
+    fine, coarse, a0 = (ref, mov, invert_affine(full)) if swap else (mov, ref, full)
+    s0, th0 = scale_rotation_of(a0[:, :2])
+    r = refine_pose(
+        fine,
+        coarse,
+        a0,
+        scale_prior=(s0, _ML_PRIOR[0]),
+        rotation_prior_deg=(th0, _ML_PRIOR[1]),
+        threads=threads,
+    )
+    c0 = a0[:, :2] @ center_of(fine.shape) + a0[:, 2]
+    if r is None or not r.converged or math.hypot(*(r.center - c0)) > 2.0:
+        return full, fallback
+    if 1.0 / _NEAR_ONE <= s <= _NEAR_ONE:
+        # nearly equal samplings: integration degenerates to interpolation, which smooths one
+        # image and not the other (measured: 0.5 % scale error on imreg_dft's binary shapes);
+        # the Gauss–Newton pose stays and the refinement gives only its error bars
+        s_sig = r.center_sigma * (s if swap else 1.0)
+        return full, (s_sig, r.scale_sigma, r.rotation_sigma_deg)
+    if not swap:
+        return r.affine, (r.center_sigma, r.scale_sigma, r.rotation_sigma_deg)
+    # (first order: the moving centre's σ in reference px ≈ the reference centre's σ in
+    # moving px times the scale)
+    return invert_affine(r.affine), (r.center_sigma * s, r.scale_sigma, r.rotation_sigma_deg)
 
 
 def _zoom_affine(z: float) -> NDArray[np.float64]:
@@ -944,15 +956,11 @@ def _from_full(a: NDArray[np.float64], z_r: float, z_m: float) -> NDArray[np.flo
 
 def _confidence(ccc: float, pose_ratio: float, overlap: float, z: float) -> float:
     """Monotone map of the measures to [0, 1]; 0.5 at the ``found`` thresholds."""
-
-    def part(x: float, thr: float, good: float, floor: float) -> float:
-        if x >= thr:
-            return 0.5 + 0.5 * float(np.clip((x - thr) / (good - thr), 0.0, 1.0))
-        return 0.5 * float(np.clip((x - floor) / (thr - floor), 0.0, 1.0))
-
-    return min(
-        part(ccc, _MIN_CCC, 0.6, 0.0),
-        part(pose_ratio, _MIN_POSE_RATIO, 2.0, 1.0),
-        part(overlap, _MIN_OVERLAP, 0.8, 0.0),
-        part(z, _MIN_Z, 3 * _MIN_Z, 0.0),
+    return ramp_confidence(
+        (
+            (ccc, 0.0, _MIN_CCC, 0.6),
+            (pose_ratio, 1.0, _MIN_POSE_RATIO, 2.0),
+            (overlap, 0.0, _MIN_OVERLAP, 0.8),
+            (z, 0.0, _MIN_Z, 3 * _MIN_Z),
+        )
     )

@@ -18,7 +18,7 @@ from numpy.typing import ArrayLike, NDArray
 
 from emgeom import _core
 from emgeom._validate import as_float, as_image, as_int, describe, n_threads_arg
-from emgeom.crossmag import CorrelationPeak, CorrelationResult
+from emgeom.crossmag._correlate import CorrelationPeak, CorrelationResult
 from emgeom.errors import InvalidTypeError, InvalidValueError, ShapeError
 
 __all__ = ["MaskedCorrelationPeak", "MaskedCorrelationResult", "masked_correlate"]
