@@ -1,9 +1,8 @@
 """Fit and check the calibrated confidence of ``crossmag.align`` (issue 12).
 
 ``python -m tests._crossmag_calibration fit``: generates the calibration set — pairs from the
-synthetic specimen generator and from the real Leginon low-mag image of
-``../shared/data/micrographs`` (not used by the tests; only the fitted weights, 7 numbers, are
-shipped) — runs ``align`` with its defaults, and fits a logistic model of
+synthetic specimen generator only (the one spare real image, ``micrographs/ptolemy_*``, is
+CC BY-NC: weights fitted on it must not ship) — runs ``align`` with its defaults, and fits a logistic model of
 P(centre within 1.5 reference px) on the result's measures; writes
 ``python/emgeom/crossmag/confidence_model.json``. ``... check`` evaluates the shipped model on
 held-out pairs from the real micrograph the tests use (other seeds) and prints the reliability
@@ -150,6 +149,17 @@ def specimen_images() -> list[np.ndarray]:
     return [np.asarray(i, dtype=np.float32) for i in imgs]
 
 
+def extra_specimen_images() -> list[np.ndarray]:
+    """Two more generated fields for the fit (edge and sparse texture, other seeds)."""
+    imgs = [
+        syn.make_specimen((960, 960), pixel_a=1.0, seed=26, holes="edge").image,
+        syn.make_specimen(
+            (960, 960), pixel_a=2.0, seed=27, holes="none", n_particles=1500, carbon_texture=0.03
+        ).image,
+    ]
+    return [np.asarray(i, dtype=np.float32) for i in imgs]
+
+
 def fit_logistic(x: np.ndarray, y: np.ndarray, ridge: float = 1e-2) -> np.ndarray:
     """Logistic regression by Newton–Raphson (IRLS) with a small ridge on the weights."""
     a = np.hstack([np.ones((len(x), 1)), x])
@@ -185,8 +195,10 @@ def main(argv: list[str]) -> None:
         imgs = specimen_images()
         for k, img in enumerate(imgs):
             rows += run_pairs(img, 100 + k, n, other=imgs[(k + 1) % len(imgs)])
-        lowmag = _image("ptolemy_lowmag_20may08a_16760340.mrc")
-        rows += run_pairs(lowmag, 200, n, other=imgs[0])
+        # no real image here: the only spare one (micrographs/ptolemy_*) is CC BY-NC, and weights
+        # fitted on it would be derived from non-commercial data inside the package
+        for k, img in enumerate(extra_specimen_images()):
+            rows += run_pairs(img, 200 + k, n, other=imgs[k])
         rows += scenario_pairs(31, "edge", 32) + scenario_pairs(32, "none", 16)
         x = np.array([r["x"] for r in rows])
         y = np.array([r["right"] for r in rows], dtype=np.float64)
