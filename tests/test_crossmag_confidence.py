@@ -27,10 +27,18 @@ def micrograph() -> np.ndarray:
 def test_model_is_shipped_and_monotone():
     assert C.calibrated_confidence(np.zeros(len(C.FEATURES))) is not None
     lo = C.features(1.0, 1.05, 0.9, 2.0, False, True)
-    hi = C.features(4.0, 3.0, 0.9, 0.1, False, True)
-    edge = C.features(4.0, 3.0, 0.9, 0.1, True, True)
+    hi = C.features(4.0, 3.0, 1.0, 0.1, False, True)
+    edge = C.features(4.0, 3.0, 1.0, 0.1, True, True)
     assert C.calibrated_confidence(lo) < 0.2 < 0.9 < C.calibrated_confidence(hi)
     assert C.calibrated_confidence(edge) < C.calibrated_confidence(hi)
+    # monotone: more significance, a clearer peak, more overlap, a smaller σ -> more confidence
+    base = (2.0, 1.5, 0.9, 0.5, False, True)
+    for i, better in ((0, 3.0), (1, 2.5), (2, 1.0), (3, 0.2)):
+        up = list(base)
+        up[i] = better
+        assert C.calibrated_confidence(C.features(*up)) > C.calibrated_confidence(
+            C.features(*base)
+        ), i
 
 
 def test_confidence_separates_right_from_wrong_fast(micrograph):
