@@ -31,11 +31,18 @@ from numpy.typing import ArrayLike, NDArray
 
 from emgeom._validate import MAX_IMAGE_PIXELS, as_int, as_matrix
 from emgeom.errors import EmgeomFileError, FileFormatError, InvalidValueError
+from emgeom.io._atomic import file_error
+from emgeom.io._text import as_path, read_bytes
 from emgeom.io.mdoc import Mdoc, read_mdoc
 
 __all__ = ["Montage", "read_montage"]
 
 PieceReader = Callable[[int], NDArray[Any]]
+
+
+#: largest camera frame (pixels per side) and montage coordinate accepted from an mdoc
+_MAX_FRAME = 1 << 16
+_MAX_COORD = 1 << 30
 
 
 def _ceil4(v: int) -> int:
@@ -60,7 +67,9 @@ def _bin(a: NDArray[Any], b: int) -> NDArray[np.float32]:
     if b == 1:
         return a
     ny, nx = a.shape[0] // b, a.shape[1] // b
-    return np.asarray(a[: ny * b, : nx * b].reshape(ny, b, nx, b).mean(axis=(1, 3)), np.float32)
+    return np.asarray(
+        a[: ny * b, : nx * b].reshape(ny, b, nx, b).mean(axis=(1, 3), dtype=np.float64), np.float32
+    )
 
 
 @dataclass(eq=False)
@@ -153,6 +162,10 @@ class Montage:
                 f"{self.path or self.mdoc_path}: section {self.piece_z[idx]} has shape "
                 f"{img.shape}, "
                 f"ImageSize says {self.frame_size[1]}×{self.frame_size[0]} (rows×cols)"
+            )
+        if img.dtype.kind in "fc" and not np.isfinite(img).all():
+            raise FileFormatError(
+                f"{self.path or self.mdoc_path}: section {self.piece_z[idx]} has NaN/inf pixels"
             )
         return img
 
@@ -304,9 +317,11 @@ class Montage:
         md = read_mdoc(mdoc_path)
         src = md.path
         size = md.require(None, "ImageSize", 2)
+        if not np.all((size > 0) & (size <= _MAX_FRAME) & (size == np.round(size))):
+            raise FileFormatError(
+                f"{src}: ImageSize {size[0]:g} {size[1]:g} must be integers in 1..{_MAX_FRAME}"
+            )
         fx, fy = int(size[0]), int(size[1])
-        if fx <= 0 or fy <= 0:
-            raise FileFormatError(f"{src}: ImageSize {fx} {fy} must be positive")
         t = _piece_tables(md, section)
         ci = t["coords"]
         sx = _spacing(ci[:, 0], fx, src)
@@ -376,8 +391,12 @@ def _piece_tables(md: Mdoc, section: int) -> dict[str, Any]:
             f"{src}: no ZValue section with PieceCoordinates for montage section {section}"
         )
     coords = np.array(rows["coords"], dtype=np.float64)
-    if np.any(coords < 0) or np.any(coords != np.round(coords)):
-        raise FileFormatError(f"{src}: PieceCoordinates must be non-negative integers")
+    if np.any(coords < 0) or np.any(coords != np.round(coords)) or np.any(coords > _MAX_COORD):
+        raise FileFormatError(
+            f"{src}: PieceCoordinates must be integers in 0..{_MAX_COORD} (pixels)"
+        )
+    if min(rows["z"]) < 0:
+        raise FileFormatError(f"{src}: ZValue {min(rows['z'])} is negative")
     out: dict[str, Any] = {"coords": coords.astype(np.int64), "z": np.array(rows["z"], np.int64)}
     for name in ("aligned", "aligned_vs", "stage"):
         lst = rows[name]
@@ -408,12 +427,21 @@ def _check_mont_section(
 
 
 def _mrc_reader(path: str, n_needed: int) -> PieceReader:
+    import warnings
+
     import mrcfile
 
+    # missing, a folder or unreadable -> EmgeomFileError naming it (before mrcfile opens it)
+    if len(read_bytes(Path(path), 1024, what="montage MRC file")) < 1024:
+        raise FileFormatError(f"{path}: not an MRC file (shorter than the 1024-byte header)")
     try:
-        handle = mrcfile.mmap(path, mode="r", permissive=True)
-    except (ValueError, OSError) as exc:
-        raise FileFormatError(f"{path}: not a readable MRC file ({exc})") from exc
+        with warnings.catch_warnings():  # permissive mode warns about odd headers
+            warnings.simplefilter("ignore")
+            handle = mrcfile.mmap(path, mode="r", permissive=True)
+    except OSError as exc:
+        raise file_error(Path(path), exc, "read") from None
+    except (ValueError, EOFError) as exc:
+        raise FileFormatError(f"{path}: not a readable MRC file ({exc})") from None
     data = handle.data
     if data is None:
         raise FileFormatError(f"{path}: not a readable MRC file (no data block)")
@@ -443,10 +471,15 @@ def read_montage(
     FileFormatError
         See :meth:`Montage.from_mdoc`; also an MRC with fewer sections than the pieces need.
     """
-    mrc = Path(mrc_path)
-    mdoc = Path(mdoc_path) if mdoc_path is not None else mrc.with_name(mrc.name + ".mdoc")
-    if not mrc.is_file():
+    mrc = as_path(mrc_path, "mrc_path")
+    mdoc = (
+        as_path(mdoc_path, "mdoc_path")
+        if mdoc_path is not None
+        else mrc.with_name(mrc.name + ".mdoc")
+    )
+    if not mrc.exists():
         raise EmgeomFileError(f"{mrc}: no such montage MRC file")
+    read_bytes(mrc, 0, what="montage MRC file")  # a folder, unreadable: named first
     m = Montage.from_mdoc(mdoc, section=section, mrc_path=str(mrc))
     m.reader = _mrc_reader(str(mrc), int(m.piece_z.max()) + 1)
     return m

@@ -19,14 +19,13 @@ import os
 import warnings
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
-from pathlib import Path
 
 import numpy as np
 from numpy.typing import NDArray
 
 from emgeom.errors import EmgeomWarning, FileFormatError, InvalidValueError
 from emgeom.io._atomic import atomic_output
-from emgeom.io.mdoc import AutodocSection, parse_autodoc, read_bytes, section_floats
+from emgeom.io.mdoc import AutodocSection, parse_autodoc, read_autodoc_text, section_floats
 
 __all__ = ["NavItem", "Navigator", "NotSerialEMWarning", "read_nav", "write_nav"]
 
@@ -345,14 +344,7 @@ def read_nav(path: str | os.PathLike[str]) -> Navigator:
     NotSerialEMWarning
         The file lacks SerialEM's ``LastSavedAs`` line (written by another tool).
     """
-    p = Path(path)
-    data = read_bytes(p, "Navigator")
-    encoding = "utf-8"
-    try:
-        text = data.decode(encoding)
-    except UnicodeDecodeError:
-        encoding = "latin-1"  # lossless for the byte-identical round trip
-        text = data.decode(encoding)
+    p, text, encoding = read_autodoc_text(path, "path", "Navigator file")
     first = text.lstrip("\ufeff").lstrip().split("\n", 1)[0]
     if first.startswith("Version\t") or first.startswith("Version "):
         raise FileFormatError(
