@@ -124,7 +124,7 @@ IMOD_POINTS = (
 NAV = b"""AdocVersion = 2.00
 LastSavedAs = m.nav
 
-[Item = 1]
+[Item = pt-1]
 Color = 0
 StageXYZ = -495.956 436.348 44.77
 NumPts = 1

@@ -29,7 +29,7 @@ from typing import Any
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
-from emgeom._validate import MAX_IMAGE_PIXELS, as_int, as_matrix
+from emgeom._validate import MAX_IMAGE_PIXELS, as_int, as_matrix, check_alloc
 from emgeom.errors import EmgeomFileError, FileFormatError, InvalidValueError
 from emgeom.io._atomic import file_error
 from emgeom.io._text import as_path, read_bytes
@@ -241,6 +241,7 @@ class Montage:
         w, h = self.overview_size(b)
         if w * h > MAX_IMAGE_PIXELS:
             raise InvalidValueError(f"binning: overview of {w}×{h} pixels is too large")
+        check_alloc(w * h, 4, "binning", shape=(h, w))  # the float32 overview
         return self._render(self.coords(which), b, (0, 0), (h, w), fill)
 
     def _tile_of(self, centres: NDArray[Any], axis: int) -> NDArray[np.int64]:
