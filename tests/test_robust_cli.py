@@ -233,7 +233,10 @@ def _bad_values(kind: str, original: str, work: Path) -> st.SearchStrategy[str]:
             + [good + ",1", ",".join(["0"] * n), ",".join(["-5"] * n), ",".join(["1e30"] * n)]
         )
     if kind == "name":
-        return st.text(max_size=10).filter(lambda s: s.strip().lower() not in _NAMES and s != "0/1")
+        # "--debug" anywhere before "--" turns tracebacks on (cli.main): not a bad value here
+        return st.text(max_size=10).filter(
+            lambda s: s.strip().lower() not in _NAMES and s not in ("0/1", "--debug")
+        )
     raise AssertionError(kind)
 
 

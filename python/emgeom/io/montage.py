@@ -29,7 +29,14 @@ from typing import Any
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
-from emgeom._validate import MAX_IMAGE_PIXELS, as_int, as_matrix, check_alloc
+from emgeom._validate import (
+    MAX_IMAGE_PIXELS,
+    as_float,
+    as_int,
+    as_matrix,
+    check_alloc,
+    describe,
+)
 from emgeom.errors import EmgeomFileError, FileFormatError, InvalidValueError
 from emgeom.io._atomic import file_error
 from emgeom.io._text import as_path, read_bytes
@@ -210,6 +217,10 @@ class Montage:
             "aligned": self.aligned_coords,
             "aligned_vs": self.aligned_coords_vs,
         }
+        if not isinstance(which, str):
+            raise InvalidValueError(
+                f"which: expected auto/nominal/aligned/aligned_vs, got {describe(which)}"
+            )
         if which == "auto":
             for key in ("aligned", "aligned_vs", "nominal"):
                 if table[key] is not None:
@@ -238,11 +249,12 @@ class Montage:
         ndarray (height, width) float32, of :meth:`overview_size`.
         """
         b = as_int(binning, "binning", low=1)
+        fill_value = None if fill is None else as_float(fill, "fill", low=-3e38, high=3e38)
         w, h = self.overview_size(b)
         if w * h > MAX_IMAGE_PIXELS:
             raise InvalidValueError(f"binning: overview of {w}×{h} pixels is too large")
         check_alloc(w * h, 4, "binning", shape=(h, w))  # the float32 overview
-        return self._render(self.coords(which), b, (0, 0), (h, w), fill)
+        return self._render(self.coords(which), b, (0, 0), (h, w), fill_value)
 
     def _tile_of(self, centres: NDArray[Any], axis: int) -> NDArray[np.int64]:
         t = np.floor((centres - self.overlap[axis] / 2) / self.spacing[axis]).astype(np.int64)
@@ -290,7 +302,9 @@ class Montage:
         b = as_int(binning, "binning", low=1)
         img = self.piece(i)
         if window is not None:
-            x0, y0, w, h = (int(v) for v in window)
+            x0, y0, w, h = (int(v) for v in as_matrix(window, "window", (4,)))
+            if (x0, y0, w, h) != tuple(as_matrix(window, "window", (4,))):
+                raise InvalidValueError(f"window: expected 4 integers, got {window!r}")
             if x0 < 0 or y0 < 0 or w < b or h < b or x0 + w > img.shape[1] or y0 + h > img.shape[0]:
                 raise InvalidValueError(f"window: {window} is not inside the piece {img.shape}")
             img = img[y0 : y0 + h, x0 : x0 + w]

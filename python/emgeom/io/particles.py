@@ -44,9 +44,10 @@ import pandas as pd
 import starfile
 from numpy.typing import NDArray
 
-from emgeom._validate import as_float, as_vectors, require
+from emgeom._validate import as_float, as_vectors, describe, require
 from emgeom.errors import (
     FileFormatError,
+    InvalidTypeError,
     InvalidValueError,
     UnknownConventionError,
 )
@@ -62,7 +63,7 @@ from emgeom.io._text import (
     record_float,
 )
 from emgeom.io.portal import read_portal_annotations, write_portal_annotations
-from emgeom.io.star import read_star
+from emgeom.io.star import check_token, read_star
 from emgeom.tilt._rotation import (
     as_rotation_matrices,
     matrices_from_relion,
@@ -288,6 +289,7 @@ def write_relion5_particles(
     given (``rlnTomoTiltSeriesPixelSize``).
     """
     c = as_vectors(centered_a, "centered_a", 3, max_abs=1e9)
+    tomo_names = _names_arg(tomo_names, c.shape[0])
     if len(tomo_names) != c.shape[0]:
         raise InvalidValueError(f"tomo_names: {len(tomo_names)} names for {c.shape[0]} particles")
     mats = None if matrices is None else as_rotation_matrices(matrices)
@@ -341,7 +343,8 @@ def write_warp_particles(
         **_euler_columns(mats, c.shape[0]),
     }
     if tomo_names is not None:
-        cols["rlnMicrographName"] = [f"{n}.tomostar" for n in tomo_names]
+        names = _names_arg(tomo_names, c.shape[0])
+        cols["rlnMicrographName"] = [f"{n}.tomostar" for n in names]
     return _write_star(path, {"particles": pd.DataFrame(cols)}, force)
 
 
@@ -502,6 +505,22 @@ def guess_format(path: str | os.PathLike[str]) -> str:
     )
 
 
+def _names_arg(names: Any, n: int) -> list[str]:
+    """``tomo_names``: one STAR-safe name per particle (:func:`emgeom.io.star.check_token`)."""
+    if not isinstance(names, list | tuple | np.ndarray) or np.asarray(names, object).ndim != 1:
+        raise InvalidTypeError(f"tomo_names: expected a list of {n} names, got {describe(names)}")
+    out = [check_token(v, "tomo_names") for v in names]
+    if len(out) != n:
+        raise InvalidValueError(f"tomo_names: {len(out)} names for {n} particles")
+    return out
+
+
+def _form(form: Any) -> str:
+    if not isinstance(form, str):
+        raise UnknownConventionError(f"form: expected one of {FORMATS}, got {describe(form)}")
+    return form.lower()
+
+
 def read_particles(
     path: str | os.PathLike[str],
     form: str | None = None,
@@ -509,7 +528,7 @@ def read_particles(
     coords_angpix: float | None = None,
 ) -> Particles:
     """Read a particle table (format from ``form`` or the file name, :func:`guess_format`)."""
-    f = guess_format(path) if form is None else form.lower()
+    f = guess_format(path) if form is None else _form(form)
     if f in ("relion5", "relion", "warp"):
         return read_star_particles(path, coords_angpix=coords_angpix)
     if f == "imod":
@@ -536,13 +555,13 @@ def write_particles(
     relion5 ``relion_centered_a``; warp and copick ``corner_a`` (``pixel_size_a`` = the
     Warp coordinates' pixel size); imod ``imod_model``; portal ``voxels``.
     """
-    f = form.lower()
+    f = _form(form)
     if f in ("relion5", "relion"):
         n = as_vectors(coordinates, "coordinates", 3).shape[0]
         return write_relion5_particles(
             path,
             coordinates,
-            tomo_names=tomo_names or ["tomo"] * n,
+            tomo_names=["tomo"] * n if tomo_names is None else tomo_names,
             matrices=matrices,
             pixel_size_a=pixel_size_a,
             force=force,

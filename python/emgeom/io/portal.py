@@ -28,7 +28,7 @@ from typing import Any
 import numpy as np
 from numpy.typing import NDArray
 
-from emgeom._validate import real_array
+from emgeom._validate import as_vectors, real_array
 from emgeom.errors import FileFormatError, InvalidValueError
 from emgeom.io._atomic import atomic_output
 from emgeom.io._text import (
@@ -42,6 +42,7 @@ from emgeom.io._text import (
     record_float,
 )
 from emgeom.tilt._geometry import TiltGeometry
+from emgeom.tilt._rotation import as_rotation_matrices
 
 __all__ = [
     "PortalTomogram",
@@ -321,10 +322,12 @@ def write_portal_annotations(
     force: bool = False,
 ) -> Path:
     """Write portal NDJSON (``point``, or ``orientedPoint`` with matrices), atomically."""
-    loc = np.asarray(locations, dtype=np.float64)
-    if loc.ndim != 2 or loc.shape[1] != 3:
-        raise InvalidValueError(f"locations: expected shape (N, 3), got {loc.shape}")
-    mats = None if matrices is None else np.asarray(matrices, dtype=np.float64)
+    loc = as_vectors(locations, "locations", 3, max_abs=1e9)
+    mats = None if matrices is None else as_rotation_matrices(matrices, "matrices")
+    if mats is not None and mats.shape[0] != loc.shape[0]:
+        raise InvalidValueError(
+            f"matrices: {mats.shape[0]} matrices for {loc.shape[0]} locations (one per point)"
+        )
     lines = []
     for i, (x, y, z) in enumerate(loc):
         rec: dict[str, Any] = {

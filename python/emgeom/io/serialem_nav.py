@@ -23,6 +23,7 @@ from dataclasses import dataclass, field
 import numpy as np
 from numpy.typing import NDArray
 
+from emgeom._validate import as_float, as_matrix
 from emgeom.errors import EmgeomWarning, FileFormatError, InvalidValueError
 from emgeom.io._atomic import atomic_output
 from emgeom.io.mdoc import AutodocSection, parse_autodoc, read_autodoc_text, section_floats
@@ -93,9 +94,9 @@ class NavItem:
         if isinstance(value, str):
             text = value
         elif isinstance(value, int | float | np.floating | np.integer):
-            text = _fmt(float(value))
+            text = _fmt(as_float(value, key))
         else:
-            text = " ".join(_fmt(float(v)) for v in value)
+            text = " ".join(_fmt(float(v)) for v in as_matrix(value, key, (np.size(value),)))
         if "\n" in text or "\r" in text:
             raise InvalidValueError(f"{key}: a Navigator value cannot contain a line break")
         self.values[key] = text
@@ -288,11 +289,14 @@ class Navigator:
         color: int = 0,
     ) -> NavItem:
         """Append a point item (``Type = 0``) at stage ``(x, y)`` µm and return it."""
+        if not isinstance(label, str | int) or not str(label).strip():
+            raise InvalidValueError(f"label: expected a non-empty name, got {label!r}")
+        if any(c in str(label) for c in "\r\n]"):
+            raise InvalidValueError(f"label: {label!r} cannot contain ']' or a line break")
         if any(it.label == str(label) for it in self.items):
             raise InvalidValueError(f"label: {label!r} is already used in {self.path}")
-        x, y = (float(v) for v in stage_xy_um)
-        if not (np.isfinite(x) and np.isfinite(y) and np.isfinite(z_um)):
-            raise InvalidValueError(f"stage_xy_um: expected finite µm values, got {stage_xy_um}")
+        x, y = as_matrix(stage_xy_um, "stage_xy_um", (2,), max_abs=1e6)
+        z_um = as_float(z_um, "z_um", low=-1e6, high=1e6)
         reg = registration
         if reg is None:
             regs = [it.registration for it in self.items if it.registration is not None]
