@@ -374,3 +374,59 @@ def test_unreadable_new_file(name, tmp_path, monkeypatch) -> None:  # type: igno
     path = tmp_path / filename
     path.write_bytes(seed_fn())
     check_unreadable(reader, path, monkeypatch)
+
+
+# ---------------------------------------------------------------------------- encodings
+# UTF-16 is decoded only where the producing program writes it (io/_text.py): Warp (.settings,
+# like its XML) on Windows; refused with the iconv fix elsewhere (IMOD, SerialEM, the portal's
+# and copick's JSON, which RFC 8259 requires to be UTF-8).
+ENCODING_CASES = {
+    "warp settings": True,
+    "imod tilt.com": False,
+    "serialem nav": False,
+    "serialem mdoc": False,
+    "portal alignment": False,
+    "portal annotations": False,
+    "particles copick": False,
+    "particles imod points": False,
+    "particles relion5 star": False,
+}
+
+
+@pytest.mark.parametrize("name", sorted(ENCODING_CASES))
+@pytest.mark.parametrize("codec", ["utf-16", "utf-16-le"])
+def test_utf16_decoded_or_refused(name, codec, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    from emgeom.errors import FileFormatError
+
+    reader, filename, seed_fn, _ = READERS[name]
+    path = tmp_path / filename
+    path.write_bytes(seed_fn().decode("utf-8").encode(codec))
+    if ENCODING_CASES[name]:
+        path2 = tmp_path / ("utf8_" + filename)
+        path2.write_bytes(seed_fn())
+        assert reader(path) == reader(path2)
+    else:
+        with pytest.raises(FileFormatError, match=r"UTF-16.*iconv"):
+            reader(path)
+
+
+def test_montage_bin_means_do_not_overflow(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    """float32 pieces near the float32 maximum: block means accumulate in float64 (a float32
+    sum of 4 x 3e38 is inf)."""
+    from emgeom.io.montage import read_montage
+
+    (tmp_path / "tiny.mrc.mdoc").write_bytes(MDOC)
+    (tmp_path / "tiny.mrc").write_bytes(_mrc_bytes(np.full((4, 30, 40), 3e38, np.float32)))
+    out = read_montage(tmp_path / "tiny.mrc").assemble(binning=2)
+    assert np.isfinite(out).all() and out.max() == pytest.approx(3e38, rel=1e-6)
+
+
+def test_montage_negative_zvalue_refused(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    """A ZValue of -1 would index the last section of the MRC (numpy counts from the end)."""
+    from emgeom.errors import FileFormatError
+    from emgeom.io.montage import Montage
+
+    mdoc = tmp_path / "tiny.mrc.mdoc"
+    mdoc.write_bytes(MDOC.replace(b"[ZValue = 3]", b"[ZValue = -1]"))
+    with pytest.raises(FileFormatError, match="ZValue -1 is negative"):
+        Montage.from_mdoc(mdoc)
