@@ -62,10 +62,14 @@ def _apply(aff: NDArray[np.float64], xy: ArrayLike, name: str) -> NDArray[np.flo
         raise InvalidValueError(f"{name}: expected (x, y) or an (n, 2) array, got shape {p.shape}")
     if not np.all(np.isfinite(p)):
         raise InvalidValueError(f"{name}: non-finite coordinate")
+    if p.size and np.abs(p).max() > _MAX_COORD:
+        raise InvalidValueError(f"{name}: a coordinate beyond ±{_MAX_COORD:g} (µm or pixels)")
     out = p @ aff[:, :2].T + aff[:, 2]
     return np.asarray(out, dtype=np.float64)
 
 
+#: largest |coordinate| (stage µm or map pixels) converted: results stay finite
+_MAX_COORD = 1e9
 #: largest MapWidthHeight side (pixels)
 _MAX_SIDE = 1e6
 
@@ -130,8 +134,8 @@ class MapFrame:
             SerialEM's ``mUseWidth/Height`` (``W·actualFull/mapFull`` for a montage with fewer
             frames than acquired); default ``(W, H)``.
         """
-        a0 = as_matrix(scale_mat, "MapScaleMat", (2, 2))
-        s0 = as_matrix(stage_xy_um, "stage_xy_um", (2,))
+        a0 = as_matrix(scale_mat, "MapScaleMat", (2, 2), max_abs=1e7)  # map px per µm
+        s0 = as_matrix(stage_xy_um, "stage_xy_um", (2,), max_abs=_MAX_COORD)
         w, h = as_pair(map_width_height, "map_width_height", low=1.0, high=_MAX_SIDE)
         rows, cols = (int(h), int(w)) if map_shape is None else as_shape2(map_shape, "map_shape")
         uw, uh = (
@@ -270,7 +274,7 @@ class MapFrame:
 
         ``pixel' = (pixel + 0.5)·zoom − 0.5``.
         """
-        z = as_float(zoom, "zoom", positive=True)
+        z = as_float(zoom, "zoom", positive=True, low=1e-6, high=1e6)
         a = self.stage_to_pixel_affine * z
         a[:, 2] += 0.5 * z - 0.5
         new_shape = (
@@ -282,7 +286,7 @@ class MapFrame:
 
     def cropped(self, origin_xy: ArrayLike, shape: tuple[int, int]) -> MapFrame:
         """The frame of the sub-image whose pixel (0, 0) is ``origin_xy`` of this map."""
-        o = as_matrix(origin_xy, "origin_xy", (2,))
+        o = as_matrix(origin_xy, "origin_xy", (2,), max_abs=_MAX_COORD)
         a = self.stage_to_pixel_affine.copy()
         a[:, 2] -= o
         return MapFrame(a, as_shape2(shape, "shape"), self.label, self.map_file)
