@@ -430,3 +430,14 @@ def test_montage_negative_zvalue_refused(tmp_path) -> None:  # type: ignore[no-u
     mdoc.write_bytes(MDOC.replace(b"[ZValue = 3]", b"[ZValue = -1]"))
     with pytest.raises(FileFormatError, match="ZValue -1 is negative"):
         Montage.from_mdoc(mdoc)
+
+
+def test_nav_integer_keys_are_not_truncated(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    """MapSection = 1.5 was read as section 1 (int() truncates): now refused, naming the item."""
+    from emgeom.errors import FileFormatError
+    from emgeom.io.serialem_nav import read_nav
+
+    p = tmp_path / "m.nav"
+    p.write_bytes(NAV.replace(b"MapSection = 0", b"MapSection = 1.5"))
+    with pytest.raises(FileFormatError, match=r"\[Item = 17-1-A\]: MapSection = 1\.5"):
+        _ = read_nav(p)["17-1-A"].map_section

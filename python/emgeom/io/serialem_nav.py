@@ -26,6 +26,7 @@ from numpy.typing import NDArray
 from emgeom._validate import as_float, as_matrix
 from emgeom.errors import EmgeomWarning, FileFormatError, InvalidValueError
 from emgeom.io._atomic import atomic_output
+from emgeom.io._text import parse_int
 from emgeom.io.mdoc import AutodocSection, parse_autodoc, read_autodoc_text, section_floats
 
 __all__ = ["NavItem", "Navigator", "NotSerialEMWarning", "read_nav", "write_nav"]
@@ -87,7 +88,9 @@ class NavItem:
 
     def _int(self, key: str) -> int | None:
         v = self.floats(key, 1)
-        return None if v is None else int(v[0])
+        if v is None:
+            return None
+        return parse_int(float(v[0]), key, f"{self.source}: [Item = {self.label}]")
 
     def set(self, key: str, value: str | float | Sequence[float] | NDArray[np.float64]) -> None:
         """Set ``key`` (numbers are formatted like SerialEM's); marks the item as edited."""
