@@ -17,6 +17,7 @@
 from __future__ import annotations
 
 import contextlib
+import errno
 import io
 import os
 import re
@@ -29,7 +30,7 @@ import numpy as np
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from emgeom.errors import EmgeomError, EmgeomWarning, MissingDependencyError
+from emgeom.errors import EmgeomError, EmgeomFileError, EmgeomWarning, MissingDependencyError
 
 EXAMPLES = int(os.environ.get("EMGEOM_ROBUST_EXAMPLES", "200"))
 SLOW_EXAMPLES = 10 * EXAMPLES
@@ -229,6 +230,42 @@ def fuzz_reader(
         check_reader(lambda: reader(path), path)
 
     run()
+
+
+def check_folder_and_missing(reader: Callable[[Path], Any], folder: Path, filename: str) -> None:
+    """A folder in place of the file and a missing file: each an EmgeomFileError naming it."""
+    inside = folder / filename
+    inside.mkdir()
+    exc = check_reader(lambda: reader(inside), inside)
+    assert isinstance(exc, EmgeomFileError), exc
+    missing = folder / ("missing_" + filename)
+    exc = check_reader(lambda: reader(missing), missing)
+    assert isinstance(exc, EmgeomFileError), exc
+
+
+def check_unreadable(reader: Callable[[Path], Any], path: Path, monkeypatch: Any) -> None:
+    """A PermissionError on every way of opening ``path`` (``open``, ``os.open``,
+    ``Path.read_bytes/read_text``) must give an EmgeomFileError naming it.
+    """
+    import builtins
+
+    def check(file: Any) -> None:
+        if isinstance(file, str | os.PathLike) and os.fspath(file) == str(path):
+            raise PermissionError(errno.EACCES, "Permission denied", str(file))
+
+    def wrap(real: Callable[..., Any]) -> Callable[..., Any]:
+        def call(file: Any, *args: Any, **kwargs: Any) -> Any:
+            check(file)
+            return real(file, *args, **kwargs)
+
+        return call
+
+    monkeypatch.setattr(builtins, "open", wrap(builtins.open))
+    monkeypatch.setattr(os, "open", wrap(os.open))
+    monkeypatch.setattr(Path, "read_bytes", wrap(Path.read_bytes))
+    monkeypatch.setattr(Path, "read_text", wrap(Path.read_text))
+    exc = check_reader(lambda: reader(path), path)
+    assert isinstance(exc, EmgeomFileError), exc
 
 
 # --------------------------------------------------------------------------- CLI contract

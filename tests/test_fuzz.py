@@ -25,10 +25,12 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
-from emgeom import anisomag, crossmag, resample, simulate, synthetic, tilt, transform
+from emgeom import anisomag, crossmag, resample, serialem, simulate, synthetic, tilt, transform
 from emgeom.anisomag import AnisoMag
 from emgeom.errors import EmgeomError, EmgeomWarning
 from emgeom.io.mrc import write_mrc
+from emgeom.io.particles import read_particles
+from emgeom.serialem import MapFrame
 
 EXAMPLES = int(os.environ.get("EMGEOM_FUZZ_EXAMPLES", "1000"))
 
@@ -94,6 +96,97 @@ def _write_optics(anisomag_value: Any, star_in: Any = None) -> None:
     write_relion_optics(
         src if star_in is None else star_in, _OUT / "o.star", anisomag_value, force=True
     )
+
+
+# ---------------------------------------------------------------- SerialEM, remap, particles
+def _serialem_fixtures() -> tuple[Any, Any, Any]:
+    """(Navigator map item 17-1-A, a 2 x 2 montage of 40 x 30 pieces, the portal/IMOD-free
+    reconstruction used by remap), written once under the fuzz folder.
+    """
+    from emgeom.io.montage import read_montage
+    from emgeom.serialem import read_nav
+
+    from .test_robust_new_readers import MDOC, NAV, _pieces
+
+    (_OUT / "m.nav").write_bytes(NAV)
+    (_OUT / "tiny.mrc").write_bytes(_pieces())
+    (_OUT / "tiny.mrc.mdoc").write_bytes(MDOC)
+    write_mrc(_OUT / "map.mrc", np.zeros((8, 8), np.float32), 1000.0, force=True)
+    g = tilt.TiltGeometry([-30.0, 0.0, 30.0], 0.0, [1e4] * 3, pixel_size_a=1.0)
+    rec = tilt.Reconstruction(g, (101, 51, 41), binning=1, program="imod", image_shape=(51, 101))
+    return read_nav(_OUT / "m.nav")["17-1-A"], read_montage(_OUT / "tiny.mrc"), rec
+
+
+ITEM, MONTAGE, REC = _serialem_fixtures()
+REC2 = tilt.Reconstruction(
+    REC.alignment, (51, 26, 21), binning=2, program="imod", image_shape=(51, 101)
+)
+FRAME = MapFrame.from_serialem([[10.0, 0.0], [0.0, -10.0]], (0.0, 0.0), (64, 64))
+VOX = np.array([[50.0, 25.0, 20.0], [10.0, 40.0, 5.0]])
+
+
+def _write_particles(form: str, coordinates: Any, **kwargs: Any) -> Path:
+    from emgeom.io.particles import write_particles
+
+    suffix = {"relion5": ".star", "warp": ".star", "imod": ".txt", "copick": ".json"}
+    name = "fuzz_particles" + suffix.get(str(form), ".ndjson")
+    return write_particles(_OUT / name, form, coordinates, force=True, **kwargs)
+
+
+def _add_point(label: Any, stage_xy_um: Any, stage_z_um: Any = 0.0) -> Any:
+    from emgeom.serialem import read_nav
+
+    return read_nav(_OUT / "m.nav").add_point(label, stage_xy_um, stage_z_um)
+
+
+SERIALEM_CALLS: dict[str, tuple[Callable[..., Any], tuple[Any, ...], dict[str, Any]]] = {
+    "MapFrame.from_serialem": (
+        MapFrame.from_serialem,
+        ([[10.0, 0.0], [0.0, -10.0]], (0.0, 0.0), (64, 64)),
+        {"map_shape": (32, 32), "use_width_height": None},
+    ),
+    "MapFrame.from_item": (MapFrame.from_item, (ITEM, (256, 256)), {}),
+    "MapFrame.stage_to_pixel": (FRAME.stage_to_pixel, ([[1.0, 2.0], [3.0, 4.0]],), {}),
+    "MapFrame.pixel_to_stage": (FRAME.pixel_to_stage, ((10.0, 20.0),), {}),
+    "MapFrame.scaled": (FRAME.scaled, (0.5,), {"shape": (32, 32)}),
+    "MapFrame.cropped": (FRAME.cropped, ((4.0, 4.0), (16, 16)), {}),
+    "map_path": (serialem.map_path, (ITEM, _OUT / "m.nav"), {}),
+    "Navigator.add_point": (_add_point, ("new", (1.0, 2.0)), {"stage_z_um": 3.0}),
+    "Montage.assemble": (MONTAGE.assemble, (2,), {"which": "auto", "fill": None}),
+    "Montage.piece_at": (MONTAGE.piece_at, ((50.0, 20.0),), {}),
+    "Montage.extract_piece": (MONTAGE.extract_piece, (1, 2), {"window": (0, 0, 20, 10)}),
+    "montage_map_item": (serialem.montage_map_item, (MONTAGE, 2), {"label": "m", "map_id": 7}),
+    "realign": (
+        serialem.realign,
+        (FRAME, REF, MOV),
+        {"image_pixel_a": 1000.0, "stage_xy_um": (0.0, 0.0), "rotation_deg": 0.0}
+        | {"max_shift_um": 2.0, "scale_search": 0.0, "rotation_search_deg": 0.0},
+    ),
+    "lowdose_offset": (
+        serialem.lowdose_offset,
+        (REF, MOV),
+        {"view_pixel_a": 1.0, "record_pixel_a": 1.0, "rotation_deg": 0.0, "view_binning": 1.0}
+        | {"is_to_camera": [[1.0, 0.0], [0.0, 1.0]]},
+    ),
+    "Reconstruction": (
+        tilt.Reconstruction,
+        (REC.alignment, (101, 51, 41)),
+        {"binning": 1, "program": "imod", "image_shape": (51, 101)},
+    ),
+    "Reconstruction.project": (REC.project, (VOX,), {}),
+    "remap": (
+        tilt.remap,
+        (VOX, REC, REC2),
+        {"model": "rigid", "grid": 4, "robust": False, "max_residual_px": 20.0},
+    ),
+    "write_particles": (
+        _write_particles,
+        ("relion5", VOX),
+        {"tomo_names": ["TS_01"] * 2, "pixel_size_a": 2.0},
+    ),
+    "write_particles copick": (_write_particles, ("copick", VOX), {"matrices": None}),
+    "write_particles portal": (_write_particles, ("portal", VOX), {"matrices": None}),
+}
 
 
 # name -> (function, valid positional args, valid keyword args)
@@ -198,12 +291,17 @@ CALLS: dict[str, tuple[Callable[..., Any], tuple[Any, ...], dict[str, Any]]] = {
 }
 
 
+CALLS.update(SERIALEM_CALLS)
+_write_particles("relion5", VOX, tomo_names=["TS_01"] * 2, pixel_size_a=2.0)
+CALLS["read_particles"] = (read_particles, (_OUT / "fuzz_particles.star",), {"form": None})
+
 #: rows fuzzed with fewer examples by default (slower calls, simple argument types; the slow
 #: run still uses 20 x EMGEOM_FUZZ_EXAMPLES)
 LIGHT = {"rotation_matrix", "compose_affine", "invert_affine", "make_specimen", "acquire"}
 LIGHT |= {"random_geometry", "simulate_tilt_series", "write_mrc", "log_polar_spectrum"}
 LIGHT |= {"defocus_gradients", "log_polar_grid", "AnisoMag.isclose", "write_relion_optics"}
 LIGHT |= {"dask.particle_defocus"}
+LIGHT |= set(SERIALEM_CALLS)
 
 
 def _slots(name: str) -> list[tuple[str, int | str]]:

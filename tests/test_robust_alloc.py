@@ -159,6 +159,71 @@ OTHERS: dict[str, tuple[Callable[[], Any], str]] = {
 }
 
 
+def _montage_assemble(binning: int) -> Callable[[], Any]:
+    """A 2 x 2 montage of 20000² frames (a 39000² overview, 6 GB as float32 at binning 1):
+    the overview must be refused before it is allocated (the pieces are never read).
+    """
+
+    def call() -> Any:
+        import tempfile
+
+        from emgeom.io.montage import Montage
+
+        with tempfile.TemporaryDirectory() as d:
+            mdoc = Path(d) / "big.mrc.mdoc"
+            secs = "".join(
+                f"[ZValue = {z}]\nPieceCoordinates = {x} {y} 0\n\n"
+                for z, (x, y) in enumerate([(0, 0), (0, 19000), (19000, 19000), (19000, 0)])
+            )
+            mdoc.write_text(f"PixelSpacing = 10\nImageSize = 20000 20000\nMontage = 1\n\n{secs}")
+            return Montage.from_mdoc(mdoc).assemble(binning)
+
+    return call
+
+
+def _recon() -> Any:
+    from emgeom.tilt import Reconstruction, TiltGeometry
+
+    g = TiltGeometry([-30.0, 0.0, 30.0], 0.0, [1e4] * 3, pixel_size_a=1.0)
+    return Reconstruction(g, (101, 51, 41), binning=1, program="imod", image_shape=(51, 101))
+
+
+def _realign(**kwargs: Any) -> Callable[[], Any]:
+    """``realign`` of a 32² image on a 64² map (frame of the map's stage->pixel matrix)."""
+
+    def call() -> Any:
+        from emgeom.serialem import MapFrame, realign
+
+        frame = MapFrame.from_serialem([[10.0, 0.0], [0.0, -10.0]], (0.0, 0.0), (64, 64))
+        return realign(
+            frame,
+            _img(64),
+            _img(32),
+            **{"image_pixel_a": 1000.0, "rotation_deg": 0.0, "stage_xy_um": (0.0, 0.0), **kwargs},
+        )
+
+    return call
+
+
+# Sizes of the SerialEM / remap functions (issue 13 follow-up)
+CASES.update(
+    {
+        "montage assemble binning=1": (_montage_assemble(1), "binning"),
+        "remap grid=10**6": (
+            _c("emgeom.tilt.remap", np.zeros((1, 3)), _recon, _recon, grid=10**6),
+            "grid",
+        ),
+        "realign max_shift_um=1e30": (_realign(max_shift_um=1e30), "max_shift"),
+        "realign image_pixel_a=1e30": (_realign(image_pixel_a=1e30), "image_pixel_a"),
+        "realign scale_search=1e6": (_realign(scale_search=1e6), "scale_search"),
+        "realign rotation_search_deg=1e9": (
+            _realign(rotation_search_deg=1e9),
+            "rotation_search_deg",
+        ),
+    }
+)
+
+
 def _vm_size() -> int:
     for line in Path("/proc/self/status").read_text().splitlines():
         if line.startswith("VmSize:"):

@@ -103,6 +103,27 @@ ROWS: dict[str, Row] = {
         {2: "in", 4: "in", 6: "float", 8: "out"},
         ok_codes=(0, 3),  # 3 = hand undecided (reported on stdout)
     ),
+    "tilt convert --from portal": Row(
+        ("tilt", "convert", "alignment.json", "--from", "portal", "-o", "out/t.star")
+        + ("--pixel-size", "2", "--volume-shape", "400,400,100"),
+        {2: "in", 6: "out", 8: "float", 10: "triple"},
+    ),
+    "tilt remap": Row(
+        ("tilt", "remap", "picks.txt", "--from", "imod:tilt.com,pixel=1.5", "--to")
+        + ("imod:tilt.com,pixel=1.5,rotation=none", "-o", "out/p.txt", "--max-residual", "20"),
+        {2: "in", 4: "name", 6: "name", 8: "out", 10: "float"},
+    ),
+    "serialem items": Row(("serialem", "items", "m.nav", "--json"), {2: "in"}),
+    "serialem where": Row(
+        ("serialem", "where", "m.nav", "--item", "17-1-A", "--pixel", "10,20")
+        + ("--map-shape", "256,256"),
+        {2: "in", 4: "name", 6: "xy", 8: "pair"},
+    ),
+    "serialem realign": Row(
+        ("serialem", "realign", "m.nav", "new.mrc", "--item", "17-1-A", "--rotation", "0")
+        + ("--max-shift", "30", "--out", "out/r.nav", "--threads", "1"),
+        {2: "in", 3: "in", 5: "name", 7: "float", 9: "float", 11: "out", 13: "int"},
+    ),
 }
 
 
@@ -132,9 +153,11 @@ def work(tmp_path_factory) -> Path:  # type: ignore[no-untyped-def]
     (w / "adir").mkdir()
     (w / "adir" / "x").write_text("x")
     (w / "afile").write_text("not a folder")
-    for suffix in (".jsonl", ".mrc", ".star", ".png", ".csv"):
+    _new_readers_inputs(w)
+    for suffix in (".jsonl", ".mrc", ".star", ".png", ".csv", ".nav", ".txt"):
         (w / f"exists{suffix}").write_text("keep")
-    for src in ("ts.xml", "tomograms.star", "view.mrc", "pairs.csv", "a.jsonl", "particles.star"):
+    inputs = ("ts.xml", "tomograms.star", "view.mrc", "pairs.csv", "a.jsonl", "particles.star")
+    for src in (*inputs, "m.nav", "new.mrc", "picks.txt", "alignment.json"):
         data = (w / src).read_bytes()
         stem, suffix = src.rsplit(".", 1)
         (w / f"trunc_{stem}.{suffix}").write_bytes(data[:10])
@@ -144,6 +167,25 @@ def work(tmp_path_factory) -> Path:  # type: ignore[no-untyped-def]
             text = data.decode("utf-8")
             (w / f"utf16_{stem}.{suffix}").write_bytes(text.encode("utf-16-le"))
     return w
+
+
+def _new_readers_inputs(w: Path) -> None:
+    """Inputs of the SerialEM and remap commands: a Navigator whose map item 17-1-A has a
+    256² map.mrc, a new image cut from that map, IMOD picks + tilt.com, a portal alignment.
+    """
+    from scipy.ndimage import gaussian_filter
+
+    from .test_robust_new_readers import IMOD_POINTS, NAV, PORTAL_ALIGNMENT, TILT_COM
+
+    (w / "m.nav").write_bytes(NAV)
+    world = gaussian_filter(np.random.default_rng(0).normal(size=(256, 256)), 3)
+    write_mrc(w / "map.mrc", world.astype(np.float32))
+    # 4096-px map (MapScaleMat 26.6 px/um) saved binned by 16: 6016 A per map pixel
+    write_mrc(w / "new.mrc", world[64:192, 64:192].astype(np.float32), 6016.0)
+    (w / "tilt.com").write_bytes(TILT_COM)
+    (w / "a.tlt").write_text("-30\n0\n30\n")
+    (w / "picks.txt").write_bytes(IMOD_POINTS)
+    (w / "alignment.json").write_bytes(PORTAL_ALIGNMENT)
 
 
 def _argv(row: Row, work: Path, replace: dict[int, str] | None = None) -> list[str]:
@@ -181,8 +223,20 @@ def _bad_values(kind: str, original: str, work: Path) -> st.SearchStrategy[str]:
             st.sampled_from(["abc", "1.5", "", "nan", "1e3", "--", "0x10"]),
             st.text(max_size=6).filter(lambda s: not _is_int(s) and "\x00" not in s),
         )
+    if kind == "xy":  # a coordinate pair: any finite numbers are valid
+        return st.sampled_from(["", "1", "1;2", "nan,1", "1,inf", "a,b", "1,2,3", "1e999,0"])
+    if kind in ("pair", "triple"):  # a shape: positive integers
+        n = 2 if kind == "pair" else 3
+        good = ",".join(["1"] * n)
+        return st.sampled_from(
+            ["", "1", "1;2", ",".join(["nan"] * n), ",".join(["inf"] * n), ",".join("abc"[:n])]
+            + [good + ",1", ",".join(["0"] * n), ",".join(["-5"] * n), ",".join(["1e30"] * n)]
+        )
     if kind == "name":
-        return st.text(max_size=10).filter(lambda s: s.strip().lower() not in _NAMES and s != "0/1")
+        # "--debug" anywhere before "--" turns tracebacks on (cli.main): not a bad value here
+        return st.text(max_size=10).filter(
+            lambda s: s.strip().lower() not in _NAMES and s not in ("0/1", "--debug")
+        )
     raise AssertionError(kind)
 
 

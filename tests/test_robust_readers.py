@@ -12,9 +12,13 @@ from typing import Any
 import numpy as np
 import pytest
 
-from emgeom.errors import EmgeomError, EmgeomFileError
-
-from ._robust import EXAMPLES, SLOW_EXAMPLES, check_reader, fuzz_reader
+from ._robust import (
+    EXAMPLES,
+    SLOW_EXAMPLES,
+    check_folder_and_missing,
+    check_unreadable,
+    fuzz_reader,
+)
 
 OPTICS_STAR = b"""# version 30001
 
@@ -143,34 +147,13 @@ def test_corrupt_files_long(name, tmp_path) -> None:  # type: ignore[no-untyped-
 @pytest.mark.parametrize("name", sorted(READERS))
 def test_directory_or_missing_file(name, tmp_path) -> None:  # type: ignore[no-untyped-def]
     reader, filename, _, _ = READERS[name]
-    folder = tmp_path / filename
-    folder.mkdir()
-    exc = check_reader(lambda: reader(folder), folder)
-    assert isinstance(exc, EmgeomFileError), exc
-    missing = tmp_path / ("missing_" + filename)
-    exc = check_reader(lambda: reader(missing), missing)
-    assert isinstance(exc, EmgeomFileError), exc
+    check_folder_and_missing(reader, tmp_path, filename)
 
 
 @pytest.mark.parametrize("name", sorted(READERS))
 def test_unreadable_file(name, tmp_path, monkeypatch) -> None:  # type: ignore[no-untyped-def]
     """An OSError while reading (permissions, I/O error) is an EmgeomFileError naming it."""
-    import builtins
-    import errno
-
     reader, filename, seed_fn, _ = READERS[name]
     path = tmp_path / filename
     path.write_bytes(seed_fn())
-    real_open = builtins.open
-
-    def failing_open(file, *args, **kwargs):  # type: ignore[no-untyped-def]
-        if str(file) == str(path):
-            raise PermissionError(errno.EACCES, "Permission denied", str(file))
-        return real_open(file, *args, **kwargs)
-
-    monkeypatch.setattr(builtins, "open", failing_open)
-    monkeypatch.setattr(Path, "read_bytes", lambda self: failing_open(self))
-    try:
-        reader(path)
-    except EmgeomError as exc:
-        assert isinstance(exc, OSError | ValueError) and path.name in str(exc)
+    check_unreadable(reader, path, monkeypatch)

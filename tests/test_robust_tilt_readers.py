@@ -18,7 +18,7 @@ import pytest
 from emgeom import tilt
 from emgeom.errors import EmgeomFileError
 
-from ._robust import EXAMPLES, SLOW_EXAMPLES, check_reader, fuzz_reader
+from ._robust import EXAMPLES, SLOW_EXAMPLES, check_reader, check_unreadable, fuzz_reader
 from .conftest import SHARED_DATA
 
 
@@ -156,3 +156,12 @@ def test_directory_in_place_of_a_tilt_file(name, tmp_path) -> None:  # type: ign
     folder.mkdir()
     exc = check_reader(lambda: reader(folder), folder)
     assert isinstance(exc, EmgeomFileError), exc
+
+
+@pytest.mark.parametrize("name", sorted(READERS))
+def test_unreadable_tilt_file(name, tmp_path, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    """A PermissionError while reading is an EmgeomFileError naming the file."""
+    reader, filename, seed_fn = READERS[name]
+    path = tmp_path / filename
+    path.write_bytes(seed_fn(tmp_path))
+    check_unreadable(reader, path, monkeypatch)

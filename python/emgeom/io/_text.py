@@ -12,6 +12,8 @@ key, never a built-in exception:
   (RELION, IMOD, AreTomo) read bytes as ASCII and would fail on them too.
 - :func:`read_table`: a CSV/TSV table with a header (``crossmag batch`` pairs files), every
   bad row named by file and line.
+- :func:`parse_json`, :func:`read_json`: JSON (the CZ portal, copick; RFC 8259 JSON is UTF-8,
+  so UTF-16 is refused); ``NaN``/``Infinity``/``1e999`` and too-deep nesting are refused.
 - :func:`parse_float`, :func:`parse_int`: a number field → a finite number, else
   :class:`FileFormatError` naming the file and the key.
 """
@@ -20,11 +22,15 @@ from __future__ import annotations
 
 import contextlib
 import csv
+import json
 import math
 import os
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
+
+import numpy as np
+from numpy.typing import NDArray
 
 from emgeom._validate import describe
 from emgeom.errors import EmgeomFileError, FileFormatError, InvalidTypeError, InvalidValueError
@@ -37,10 +43,14 @@ __all__ = [
     "from_file",
     "parse_float",
     "parse_int",
+    "parse_json",
+    "parse_matrix",
     "parse_row",
     "read_bytes",
+    "read_json",
     "read_table",
     "read_text",
+    "record_float",
     "refuse_utf16",
 ]
 
@@ -169,6 +179,65 @@ def parse_int(value: Any, key: str, where: object, *, low: int | None = None) ->
     if low is not None and v < low:
         raise FileFormatError(f"{where}: {key} = {value!r} must be >= {low}")
     return round(v)
+
+
+def parse_json(text: str, where: object) -> Any:
+    """The JSON document ``text`` read from ``where``; non-finite numbers (``NaN``,
+    ``Infinity``, ``1e999``), malformed or too deeply nested JSON → :class:`FileFormatError`.
+    """
+
+    def constant(word: str) -> float:
+        raise FileFormatError(f"{where}: {word} is not a finite number (not standard JSON)")
+
+    def number(word: str) -> float:
+        v = float(word)
+        if not math.isfinite(v):
+            constant(word)
+        return v
+
+    try:
+        return json.loads(text, parse_constant=constant, parse_float=number)
+    except json.JSONDecodeError as exc:
+        raise FileFormatError(f"{where}: not JSON ({exc})") from None
+    except FileFormatError:
+        raise
+    except (RecursionError, ValueError) as exc:  # nesting depth; an integer of > 4300 digits
+        raise FileFormatError(f"{where}: not readable JSON ({type(exc).__name__})") from None
+
+
+def record_float(r: Mapping[str, Any], key: str, where: object, default: float = 0.0) -> float:
+    """A finite number field of a JSON record (``default`` when absent or null)."""
+    v = r.get(key)
+    if v is None:
+        return default
+    if isinstance(v, bool) or not isinstance(v, int | float | str):
+        raise FileFormatError(f"{where}: {key} = {v!r} is not a number")
+    return parse_float(v, key, where)
+
+
+def parse_matrix(
+    value: Any, shape: tuple[int, ...], key: str, where: object
+) -> NDArray[np.float64]:
+    """A finite numeric matrix field of ``shape`` (a flat list of the same size is reshaped)."""
+    try:
+        m = np.asarray(value, dtype=np.float64)
+    except (TypeError, ValueError):
+        m = np.full(0, np.nan)
+    if m.size == math.prod(shape) and m.ndim == 1:
+        m = m.reshape(shape)
+    if m.shape != shape or not np.all(np.isfinite(m)):
+        text = repr(value)
+        raise FileFormatError(
+            f"{where}: {key} must be {'x'.join(map(str, shape))} finite numbers, "
+            f"got {text[:80]}{'...' if len(text) > 80 else ''}"
+        )
+    return m
+
+
+def read_json(value: Any, name: str, *, what: str = "JSON file") -> tuple[Path, Any]:
+    """``(path, document)`` of a JSON file argument ``name`` (UTF-8; see :func:`parse_json`)."""
+    path, text = read_text(value, name, what=what)
+    return path, parse_json(text, path)
 
 
 @contextlib.contextmanager

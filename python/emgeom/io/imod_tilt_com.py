@@ -11,10 +11,10 @@ skipped; a keyword without values (``PERPENDICULAR``, ``AdjustOrigin``) is ``Tru
 from __future__ import annotations
 
 import os
-from pathlib import Path
 from typing import Any
 
-from emgeom.errors import EmgeomFileError, FileFormatError
+from emgeom.errors import FileFormatError
+from emgeom.io._text import parse_float, read_text
 
 __all__ = ["TILT_COM_NUMBERS", "read_tilt_com"]
 
@@ -37,8 +37,35 @@ TILT_COM_NUMBERS = (
 )
 
 
-def _number(tok: str) -> int | float:
-    v = float(tok)
+#: value count (low, high), must-be-integer and must-be-positive of the entries the
+#: reconstruction uses (tilt.f90 ``PipGetInteger``/``PipGetTwoIntegers``/``PipGetTwoFloats``)
+_SHAPES: dict[str, tuple[int, int, bool, bool]] = {
+    "THICKNESS": (1, 1, True, True),
+    "IMAGEBINNED": (1, 1, True, True),
+    "FULLIMAGE": (2, 2, True, True),
+    "SUBSETSTART": (2, 2, True, False),
+    "WIDTH": (1, 1, True, True),
+    "XAXISTILT": (1, 1, False, False),
+    "SHIFT": (1, 2, False, False),
+    "OFFSET": (1, 2, False, False),
+}
+
+
+def _check(key: str, vals: list[int | float], where: object) -> None:
+    """Refuse a value count or kind ``tilt`` itself would refuse (see :data:`_SHAPES`)."""
+    low, high, integer, positive = _SHAPES[key]
+    if not low <= len(vals) <= high:
+        want = str(low) if low == high else f"{low} or {high}"
+        raise FileFormatError(f"{where}: {key} expects {want} value(s), got {len(vals)}")
+    if integer and not all(float(v).is_integer() for v in vals):
+        raise FileFormatError(f"{where}: {key} expects integers, got {vals}")
+    if positive and not all(v > 0 for v in vals):
+        raise FileFormatError(f"{where}: {key} must be > 0, got {vals}")
+
+
+def _number(tok: str, key: str, where: object) -> int | float:
+    """A finite number (an ``int`` when written as one, as IMOD's ``PipGetInteger`` needs)."""
+    v = parse_float(tok, key, where)
     return int(v) if v.is_integer() and "." not in tok and "e" not in tok.lower() else v
 
 
@@ -49,13 +76,8 @@ def read_tilt_com(path: str | os.PathLike[str]) -> dict[str, Any]:
     (``SHIFT``, ``FULLIMAGE``, ...); flags become ``True``; other entries stay strings
     (``InputProjections``, ``OutputFile``, ``TILTFILE``, ``XTILTFILE``, ...).
     """
-    p = Path(path)
-    try:
-        text = p.read_text(encoding="utf-8", errors="replace")
-    except FileNotFoundError:
-        raise EmgeomFileError(f"{p}: file not found") from None
-    except IsADirectoryError:
-        raise EmgeomFileError(f"{p}: is a directory, expected a tilt.com file") from None
+    # IMOD's PIP reads the command file as bytes (ASCII): UTF-16 is refused
+    p, text = read_text(path, "path", what="IMOD tilt.com")
     out: dict[str, Any] = {}
     seen_tilt = False
     for raw in text.splitlines():
@@ -69,12 +91,11 @@ def read_tilt_com(path: str | os.PathLike[str]) -> dict[str, Any]:
         rest = rest.strip()
         if key in TILT_COM_NUMBERS:
             toks = rest.replace(",", " ").split()
-            try:
-                vals = [_number(t) for t in toks]
-            except ValueError:
-                raise FileFormatError(f"{p}: {key} expects numbers, got {rest!r}") from None
+            vals = [_number(t, key, p) for t in toks]
             if not vals:
                 raise FileFormatError(f"{p}: {key} has no value")
+            if key in _SHAPES:
+                _check(key, vals, p)
             out[key] = vals[0] if len(vals) == 1 else tuple(vals)
         else:
             out[key] = rest if rest else True

@@ -22,17 +22,19 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 from numpy.typing import NDArray
 
 from emgeom.errors import EmgeomFileError, FileFormatError
+from emgeom.io._text import as_path, decode_text, read_bytes, refuse_utf16
 
 __all__ = [
     "AutodocSection",
     "Mdoc",
     "parse_autodoc",
-    "read_bytes",
+    "read_autodoc_text",
     "read_mdoc",
     "section_floats",
 ]
@@ -153,14 +155,29 @@ class Mdoc:
         return None
 
 
-def read_bytes(p: Path, what: str) -> bytes:
-    """The bytes of ``p``; a missing/unreadable file is an :class:`EmgeomFileError`."""
-    if not p.is_file():
-        raise EmgeomFileError(f"{p}: no such {what} file")
+def read_autodoc_text(value: Any, name: str, what: str) -> tuple[Path, str, str]:
+    """``(path, text, encoding)`` of a SerialEM autodoc file (``.mdoc``, ``.nav``).
+
+    SerialEM writes these as 8-bit text in the Windows code page, never UTF-16: UTF-16
+    and binary files are refused (:func:`emgeom.io._text.decode_text`); bytes that are not
+    UTF-8 (a ``µ`` or ``Å`` typed into a note) are read as Latin-1, which keeps every byte for
+    a byte-identical rewrite.
+    """
+    path = as_path(value, name)
+    if not path.exists():
+        raise EmgeomFileError(f"{path}: no such {what}")
+    raw = read_bytes(path, what=what)
     try:
-        return p.read_bytes()
-    except OSError as exc:
-        raise EmgeomFileError(f"{p}: cannot read ({exc})") from exc
+        text = decode_text(raw, path, what=what)
+        return path, text, "utf-8-sig" if raw.startswith(b"\xef\xbb\xbf") else "utf-8"
+    except FileFormatError:
+        refuse_utf16(raw[:4], path, what)
+        text = raw.decode("latin-1")
+        if "\x00" in text:
+            raise FileFormatError(
+                f"{path}: contains NUL bytes (binary?); expected a {what}"
+            ) from None
+        return path, text, "latin-1"
 
 
 def read_mdoc(path: str | os.PathLike[str]) -> Mdoc:
@@ -173,8 +190,7 @@ def read_mdoc(path: str | os.PathLike[str]) -> Mdoc:
     FileFormatError
         A line is neither a section header nor ``key = value``.
     """
-    p = Path(path)
-    text = read_bytes(p, "mdoc").decode("utf-8", errors="replace")
+    p, text, _ = read_autodoc_text(path, "path", "mdoc file")
     secs = parse_autodoc(text, str(p))
     titles = [s.name for s in secs[1:] if s.kind == "T"]
     others = [s for s in secs[1:] if s.kind != "T"]

@@ -29,13 +29,27 @@ from typing import Any
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
-from emgeom._validate import MAX_IMAGE_PIXELS, as_int, as_matrix
+from emgeom._validate import (
+    MAX_IMAGE_PIXELS,
+    as_float,
+    as_int,
+    as_matrix,
+    check_alloc,
+    describe,
+)
 from emgeom.errors import EmgeomFileError, FileFormatError, InvalidValueError
+from emgeom.io._atomic import file_error
+from emgeom.io._text import as_path, read_bytes
 from emgeom.io.mdoc import Mdoc, read_mdoc
 
 __all__ = ["Montage", "read_montage"]
 
 PieceReader = Callable[[int], NDArray[Any]]
+
+
+#: largest camera frame (pixels per side) and montage coordinate accepted from an mdoc
+_MAX_FRAME = 1 << 16
+_MAX_COORD = 1 << 30
 
 
 def _ceil4(v: int) -> int:
@@ -60,7 +74,9 @@ def _bin(a: NDArray[Any], b: int) -> NDArray[np.float32]:
     if b == 1:
         return a
     ny, nx = a.shape[0] // b, a.shape[1] // b
-    return np.asarray(a[: ny * b, : nx * b].reshape(ny, b, nx, b).mean(axis=(1, 3)), np.float32)
+    return np.asarray(
+        a[: ny * b, : nx * b].reshape(ny, b, nx, b).mean(axis=(1, 3), dtype=np.float64), np.float32
+    )
 
 
 @dataclass(eq=False)
@@ -154,6 +170,10 @@ class Montage:
                 f"{img.shape}, "
                 f"ImageSize says {self.frame_size[1]}×{self.frame_size[0]} (rows×cols)"
             )
+        if img.dtype.kind in "fc" and not np.isfinite(img).all():
+            raise FileFormatError(
+                f"{self.path or self.mdoc_path}: section {self.piece_z[idx]} has NaN/inf pixels"
+            )
         return img
 
     def piece_at(self, xy_px: ArrayLike) -> int:
@@ -197,6 +217,10 @@ class Montage:
             "aligned": self.aligned_coords,
             "aligned_vs": self.aligned_coords_vs,
         }
+        if not isinstance(which, str):
+            raise InvalidValueError(
+                f"which: expected auto/nominal/aligned/aligned_vs, got {describe(which)}"
+            )
         if which == "auto":
             for key in ("aligned", "aligned_vs", "nominal"):
                 if table[key] is not None:
@@ -225,10 +249,12 @@ class Montage:
         ndarray (height, width) float32, of :meth:`overview_size`.
         """
         b = as_int(binning, "binning", low=1)
+        fill_value = None if fill is None else as_float(fill, "fill", low=-3e38, high=3e38)
         w, h = self.overview_size(b)
         if w * h > MAX_IMAGE_PIXELS:
             raise InvalidValueError(f"binning: overview of {w}×{h} pixels is too large")
-        return self._render(self.coords(which), b, (0, 0), (h, w), fill)
+        check_alloc(w * h, 4, "binning", shape=(h, w))  # the float32 overview
+        return self._render(self.coords(which), b, (0, 0), (h, w), fill_value)
 
     def _tile_of(self, centres: NDArray[Any], axis: int) -> NDArray[np.int64]:
         t = np.floor((centres - self.overlap[axis] / 2) / self.spacing[axis]).astype(np.int64)
@@ -276,7 +302,9 @@ class Montage:
         b = as_int(binning, "binning", low=1)
         img = self.piece(i)
         if window is not None:
-            x0, y0, w, h = (int(v) for v in window)
+            x0, y0, w, h = (int(v) for v in as_matrix(window, "window", (4,)))
+            if (x0, y0, w, h) != tuple(as_matrix(window, "window", (4,))):
+                raise InvalidValueError(f"window: expected 4 integers, got {window!r}")
             if x0 < 0 or y0 < 0 or w < b or h < b or x0 + w > img.shape[1] or y0 + h > img.shape[0]:
                 raise InvalidValueError(f"window: {window} is not inside the piece {img.shape}")
             img = img[y0 : y0 + h, x0 : x0 + w]
@@ -304,9 +332,11 @@ class Montage:
         md = read_mdoc(mdoc_path)
         src = md.path
         size = md.require(None, "ImageSize", 2)
+        if not np.all((size > 0) & (size <= _MAX_FRAME) & (size == np.round(size))):
+            raise FileFormatError(
+                f"{src}: ImageSize {size[0]:g} {size[1]:g} must be integers in 1..{_MAX_FRAME}"
+            )
         fx, fy = int(size[0]), int(size[1])
-        if fx <= 0 or fy <= 0:
-            raise FileFormatError(f"{src}: ImageSize {fx} {fy} must be positive")
         t = _piece_tables(md, section)
         ci = t["coords"]
         sx = _spacing(ci[:, 0], fx, src)
@@ -376,8 +406,12 @@ def _piece_tables(md: Mdoc, section: int) -> dict[str, Any]:
             f"{src}: no ZValue section with PieceCoordinates for montage section {section}"
         )
     coords = np.array(rows["coords"], dtype=np.float64)
-    if np.any(coords < 0) or np.any(coords != np.round(coords)):
-        raise FileFormatError(f"{src}: PieceCoordinates must be non-negative integers")
+    if np.any(coords < 0) or np.any(coords != np.round(coords)) or np.any(coords > _MAX_COORD):
+        raise FileFormatError(
+            f"{src}: PieceCoordinates must be integers in 0..{_MAX_COORD} (pixels)"
+        )
+    if min(rows["z"]) < 0:
+        raise FileFormatError(f"{src}: ZValue {min(rows['z'])} is negative")
     out: dict[str, Any] = {"coords": coords.astype(np.int64), "z": np.array(rows["z"], np.int64)}
     for name in ("aligned", "aligned_vs", "stage"):
         lst = rows[name]
@@ -408,12 +442,21 @@ def _check_mont_section(
 
 
 def _mrc_reader(path: str, n_needed: int) -> PieceReader:
+    import warnings
+
     import mrcfile
 
+    # missing, a folder or unreadable -> EmgeomFileError naming it (before mrcfile opens it)
+    if len(read_bytes(Path(path), 1024, what="montage MRC file")) < 1024:
+        raise FileFormatError(f"{path}: not an MRC file (shorter than the 1024-byte header)")
     try:
-        handle = mrcfile.mmap(path, mode="r", permissive=True)
-    except (ValueError, OSError) as exc:
-        raise FileFormatError(f"{path}: not a readable MRC file ({exc})") from exc
+        with warnings.catch_warnings():  # permissive mode warns about odd headers
+            warnings.simplefilter("ignore")
+            handle = mrcfile.mmap(path, mode="r", permissive=True)
+    except OSError as exc:
+        raise file_error(Path(path), exc, "read") from None
+    except (ValueError, EOFError) as exc:
+        raise FileFormatError(f"{path}: not a readable MRC file ({exc})") from None
     data = handle.data
     if data is None:
         raise FileFormatError(f"{path}: not a readable MRC file (no data block)")
@@ -443,10 +486,15 @@ def read_montage(
     FileFormatError
         See :meth:`Montage.from_mdoc`; also an MRC with fewer sections than the pieces need.
     """
-    mrc = Path(mrc_path)
-    mdoc = Path(mdoc_path) if mdoc_path is not None else mrc.with_name(mrc.name + ".mdoc")
-    if not mrc.is_file():
+    mrc = as_path(mrc_path, "mrc_path")
+    mdoc = (
+        as_path(mdoc_path, "mdoc_path")
+        if mdoc_path is not None
+        else mrc.with_name(mrc.name + ".mdoc")
+    )
+    if not mrc.exists():
         raise EmgeomFileError(f"{mrc}: no such montage MRC file")
+    read_bytes(mrc, 0, what="montage MRC file")  # a folder, unreadable: named first
     m = Montage.from_mdoc(mdoc, section=section, mrc_path=str(mrc))
     m.reader = _mrc_reader(str(mrc), int(m.piece_z.max()) + 1)
     return m

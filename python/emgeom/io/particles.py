@@ -33,6 +33,7 @@ from __future__ import annotations
 
 import json
 import os
+import struct
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -43,15 +44,26 @@ import pandas as pd
 import starfile
 from numpy.typing import NDArray
 
-from emgeom._validate import as_float, as_vectors, require
+from emgeom._validate import as_float, as_vectors, describe, require
 from emgeom.errors import (
-    EmgeomFileError,
     FileFormatError,
+    InvalidTypeError,
     InvalidValueError,
     UnknownConventionError,
 )
-from emgeom.io._atomic import atomic_output
+from emgeom.io._atomic import atomic_output, file_error
+from emgeom.io._text import (
+    as_path,
+    decode_text,
+    parse_float,
+    parse_matrix,
+    parse_row,
+    read_bytes,
+    read_json,
+    record_float,
+)
 from emgeom.io.portal import read_portal_annotations, write_portal_annotations
+from emgeom.io.star import check_token, read_star
 from emgeom.tilt._rotation import (
     as_rotation_matrices,
     matrices_from_relion,
@@ -127,12 +139,8 @@ class Particles:
 
 # ---------------------------------------------------------------------------- helpers
 def _read_star(path: Path) -> dict[str, pd.DataFrame]:
-    if not path.is_file():
-        raise EmgeomFileError(f"{path}: file not found")
-    try:
-        blocks = starfile.read(path, always_dict=True)
-    except Exception as exc:  # starfile raises many types on malformed input
-        raise FileFormatError(f"{path}: not a STAR file ({type(exc).__name__}: {exc})") from None
+    """The loop blocks of a STAR file (through :func:`emgeom.io.star.read_star`)."""
+    blocks = read_star(path)
     return {k: v for k, v in blocks.items() if isinstance(v, pd.DataFrame)}
 
 
@@ -178,13 +186,13 @@ def _names(df: pd.DataFrame) -> list[str] | None:
     return None
 
 
-def _optics_pixel(blocks: dict[str, pd.DataFrame], df: pd.DataFrame) -> float | None:
+def _optics_pixel(blocks: dict[str, pd.DataFrame], df: pd.DataFrame, path: Path) -> float | None:
     optics = blocks.get("optics")
     for lab in ("rlnTomoTiltSeriesPixelSize", "rlnImagePixelSize"):
         if optics is not None and lab in optics and len(optics):
-            return float(optics[lab].iloc[0])
-        if lab in df:
-            return float(df[lab].iloc[0])
+            return parse_float(optics[lab].iloc[0], lab, f"{path}: data_optics", positive=True)
+        if lab in df and len(df):
+            return parse_float(df[lab].iloc[0], lab, path, positive=True)
     return None
 
 
@@ -200,7 +208,7 @@ def read_star_particles(
     frame ``corner_a``. ``rlnOrigin*Angst`` (or ``rlnOrigin*`` in pixels) is subtracted,
     rotated by the subtomogram matrix when ``rlnTomoSubtomogramRot/Tilt/Psi`` are present.
     """
-    p = Path(path)
+    p = as_path(path, "path")
     blocks = _read_star(p)
     df = _particle_block(blocks, p)
     a_sub = _angles(df, "rlnTomoSubtomogram", p)
@@ -228,7 +236,7 @@ def read_star_particles(
         coords = _xyz(df, "rlnCenteredCoordinate{}Angst", p)
         frame, fmt = "relion_centered_a", "relion5"
     elif all(f"rlnCoordinate{a}" in df for a in "XYZ"):
-        px = coords_angpix if coords_angpix is not None else _optics_pixel(blocks, df)
+        px = coords_angpix if coords_angpix is not None else _optics_pixel(blocks, df, p)
         if px is None:
             raise InvalidValueError(
                 f"coords_angpix: {p} has rlnCoordinateX/Y/Z in pixels but no pixel size; give "
@@ -281,6 +289,7 @@ def write_relion5_particles(
     given (``rlnTomoTiltSeriesPixelSize``).
     """
     c = as_vectors(centered_a, "centered_a", 3, max_abs=1e9)
+    tomo_names = _names_arg(tomo_names, c.shape[0])
     if len(tomo_names) != c.shape[0]:
         raise InvalidValueError(f"tomo_names: {len(tomo_names)} names for {c.shape[0]} particles")
     mats = None if matrices is None else as_rotation_matrices(matrices)
@@ -334,7 +343,8 @@ def write_warp_particles(
         **_euler_columns(mats, c.shape[0]),
     }
     if tomo_names is not None:
-        cols["rlnMicrographName"] = [f"{n}.tomostar" for n in tomo_names]
+        names = _names_arg(tomo_names, c.shape[0])
+        cols["rlnMicrographName"] = [f"{n}.tomostar" for n in names]
     return _write_star(path, {"particles": pd.DataFrame(cols)}, force)
 
 
@@ -349,30 +359,38 @@ def read_imod_points(path: str | os.PathLike[str]) -> Particles:
     """IMOD model points: a binary ``.mod`` (needs ``imodmodel``) or ``model2point`` text
     (``x y z``, or ``object contour x y z`` / ``contour x y z``). Frame ``imod_model``.
     """
-    p = Path(path)
-    if not p.is_file():
-        raise EmgeomFileError(f"{p}: file not found")
-    with p.open("rb") as fh:
-        magic = fh.read(4)
-    if magic == b"IMOD":
-        imodmodel = require("imodmodel", "imod")
-        df = imodmodel.read(p)
-        xyz = df[["x", "y", "z"]].to_numpy(dtype=np.float64)
-        return Particles(xyz, "imod_model", format="imod", meta={"source": "mod"})
+    p = as_path(path, "path")
+    raw = read_bytes(p, what="IMOD model")
+    if raw[:4] == b"IMOD":
+        return _read_imod_binary(p)
+    # model2point writes ASCII (printf): UTF-16 is refused like IMOD's other text files
+    text = decode_text(raw, p, what="IMOD model2point text")
     rows = []
-    for i, ln in enumerate(p.read_text(encoding="utf-8", errors="replace").splitlines(), 1):
+    for i, ln in enumerate(text.splitlines(), 1):
         if not ln.strip() or ln.lstrip().startswith("#"):
             continue
-        try:
-            vals = [float(v) for v in ln.split()]
-        except ValueError:
-            raise FileFormatError(f"{p}:{i}: expected numbers (model2point output)") from None
+        vals = parse_row(ln.split(), f"{p}:{i}")
         if len(vals) not in (3, 4, 5):
             raise FileFormatError(f"{p}:{i}: expected 3 to 5 numbers, got {len(vals)}")
         rows.append(vals[-3:])
     if not rows:
         raise FileFormatError(f"{p}: no points")
     return Particles(np.array(rows), "imod_model", format="imod", meta={"source": "text"})
+
+
+def _read_imod_binary(p: Path) -> Particles:
+    """A binary IMOD ``.mod`` through ``imodmodel``; its parser errors name the file."""
+    imodmodel = require("imodmodel", "imod")
+    try:
+        df = imodmodel.read(p)
+        xyz = df[["x", "y", "z"]].to_numpy(dtype=np.float64)
+    except OSError as exc:
+        raise file_error(p, exc, "read") from None
+    except (ValueError, TypeError, KeyError, IndexError, EOFError, struct.error) as exc:
+        raise FileFormatError(f"{p}: not a readable IMOD model ({type(exc).__name__})") from None
+    if not np.all(np.isfinite(xyz)):
+        raise FileFormatError(f"{p}: IMOD model points have NaN/inf coordinates")
+    return Particles(xyz, "imod_model", format="imod", meta={"source": "mod"})
 
 
 def write_imod_points(
@@ -401,27 +419,19 @@ def read_copick_picks(path: str | os.PathLike[str]) -> Particles:
     """Copick picks JSON: ``points[i].location`` (Å, voxel ``k`` at ``k·spacing``) and
     ``transformation_`` (4×4; its rotation block = the portal matrix). Frame ``corner_a``.
     """
-    p = Path(path)
-    try:
-        doc = json.loads(p.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise EmgeomFileError(f"{p}: file not found") from None
-    except json.JSONDecodeError as exc:
-        raise FileFormatError(f"{p}: not JSON ({exc})") from None
+    p, doc = read_json(path, "path", what="copick picks JSON")
     pts = doc.get("points") if isinstance(doc, dict) else None
     if not isinstance(pts, list):
         raise FileFormatError(f"{p}: no 'points' list (not a copick picks file)")
     locs, mats = [], []
     for i, q in enumerate(pts):
-        try:
-            loc = q["location"]
-            locs.append([float(loc["x"]), float(loc["y"]), float(loc["z"])])
-        except (KeyError, TypeError, ValueError):
-            raise FileFormatError(f"{p}: points[{i}] has no location x/y/z") from None
-        t = np.eye(4) if q.get("transformation_") is None else q["transformation_"]
-        t = np.asarray(t, dtype=np.float64)
-        if t.shape != (4, 4):
-            raise FileFormatError(f"{p}: points[{i}].transformation_ is not 4x4")
+        loc = q.get("location") if isinstance(q, dict) else None
+        if not isinstance(loc, dict) or not all(k in loc for k in "xyz"):
+            raise FileFormatError(f"{p}: points[{i}] has no location x/y/z")
+        locs.append([record_float(loc, k, f"{p}: points[{i}].location") for k in "xyz"])
+        raw_t = q.get("transformation_")
+        where = f"{p}: points[{i}]"
+        t = np.eye(4) if raw_t is None else parse_matrix(raw_t, (4, 4), "transformation_", where)
         mats.append(t[:3, :3])
         locs[-1] = [locs[-1][k] + float(t[k, 3]) for k in range(3)]  # centre = location + t
     meta = {k: doc.get(k) for k in ("pickable_object_name", "user_id", "session_id", "run_name")}
@@ -495,6 +505,22 @@ def guess_format(path: str | os.PathLike[str]) -> str:
     )
 
 
+def _names_arg(names: Any, n: int) -> list[str]:
+    """``tomo_names``: one STAR-safe name per particle (:func:`emgeom.io.star.check_token`)."""
+    if not isinstance(names, list | tuple | np.ndarray) or np.asarray(names, object).ndim != 1:
+        raise InvalidTypeError(f"tomo_names: expected a list of {n} names, got {describe(names)}")
+    out = [check_token(v, "tomo_names") for v in names]
+    if len(out) != n:
+        raise InvalidValueError(f"tomo_names: {len(out)} names for {n} particles")
+    return out
+
+
+def _form(form: Any) -> str:
+    if not isinstance(form, str):
+        raise UnknownConventionError(f"form: expected one of {FORMATS}, got {describe(form)}")
+    return form.lower()
+
+
 def read_particles(
     path: str | os.PathLike[str],
     form: str | None = None,
@@ -502,7 +528,7 @@ def read_particles(
     coords_angpix: float | None = None,
 ) -> Particles:
     """Read a particle table (format from ``form`` or the file name, :func:`guess_format`)."""
-    f = guess_format(path) if form is None else form.lower()
+    f = guess_format(path) if form is None else _form(form)
     if f in ("relion5", "relion", "warp"):
         return read_star_particles(path, coords_angpix=coords_angpix)
     if f == "imod":
@@ -529,13 +555,13 @@ def write_particles(
     relion5 ``relion_centered_a``; warp and copick ``corner_a`` (``pixel_size_a`` = the
     Warp coordinates' pixel size); imod ``imod_model``; portal ``voxels``.
     """
-    f = form.lower()
+    f = _form(form)
     if f in ("relion5", "relion"):
         n = as_vectors(coordinates, "coordinates", 3).shape[0]
         return write_relion5_particles(
             path,
             coordinates,
-            tomo_names=tomo_names or ["tomo"] * n,
+            tomo_names=["tomo"] * n if tomo_names is None else tomo_names,
             matrices=matrices,
             pixel_size_a=pixel_size_a,
             force=force,

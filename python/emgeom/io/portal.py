@@ -28,9 +28,21 @@ from typing import Any
 import numpy as np
 from numpy.typing import NDArray
 
-from emgeom.errors import EmgeomFileError, FileFormatError, InvalidValueError
+from emgeom._validate import as_vectors, real_array
+from emgeom.errors import FileFormatError, InvalidValueError
 from emgeom.io._atomic import atomic_output
+from emgeom.io._text import (
+    from_file,
+    parse_float,
+    parse_int,
+    parse_json,
+    parse_matrix,
+    read_json,
+    read_text,
+    record_float,
+)
 from emgeom.tilt._geometry import TiltGeometry
+from emgeom.tilt._rotation import as_rotation_matrices
 
 __all__ = [
     "PortalTomogram",
@@ -39,16 +51,6 @@ __all__ = [
     "read_portal_tomograms",
     "write_portal_annotations",
 ]
-
-
-def _load_json(path: str | os.PathLike[str]) -> Any:
-    p = Path(path)
-    try:
-        return json.loads(p.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise EmgeomFileError(f"{p}: file not found") from None
-    except json.JSONDecodeError as exc:
-        raise FileFormatError(f"{p}: not JSON ({exc})") from None
 
 
 def _alignment_block(doc: Any, where: str) -> Mapping[str, Any]:
@@ -61,15 +63,6 @@ def _alignment_block(doc: Any, where: str) -> Mapping[str, Any]:
         if isinstance(meta, Mapping) and "per_section_alignment_parameters" in meta:
             return meta
     raise FileFormatError(f"{where}: no per_section_alignment_parameters (not a portal alignment)")
-
-
-def _rotation_2x2(value: Any, where: str) -> NDArray[np.float64]:
-    m = np.asarray(value, dtype=np.float64)
-    if m.shape == (4,):
-        m = m.reshape(2, 2)
-    if m.shape != (2, 2) or not np.all(np.isfinite(m)):
-        raise FileFormatError(f"{where}: in_plane_rotation must be 2x2 numbers, got {value!r}")
-    return m
 
 
 def read_portal_alignment(
@@ -104,15 +97,19 @@ def read_portal_alignment(
         ``tilt_offset`` or ``x_rotation_offset`` (their effect on coordinates is not specified
         by the portal; they are refused rather than guessed).
     """
-    p = Path(path)
-    doc = _load_json(p)
+    p, doc = read_json(path, "path", what="portal alignment JSON")
     meta = _alignment_block(doc, str(p))
     rows = meta["per_section_alignment_parameters"]
     if not isinstance(rows, list) or not rows:
         raise FileFormatError(f"{p}: per_section_alignment_parameters is empty")
-    rows = sorted(rows, key=lambda r: int(r.get("z_index", 0)))
+    if not all(isinstance(r, Mapping) for r in rows):
+        raise FileFormatError(f"{p}: per_section_alignment_parameters: not all records")
+    z_index = [parse_int(r.get("z_index", i), "z_index", p) for i, r in enumerate(rows)]
+    rows = [rows[i] for i in np.argsort(z_index, kind="stable")]
     n = len(rows)
-    rot = np.stack([_rotation_2x2(r.get("in_plane_rotation"), str(p)) for r in rows])
+    rot = np.stack(
+        [parse_matrix(r.get("in_plane_rotation"), (2, 2), "in_plane_rotation", p) for r in rows]
+    )
     det = np.linalg.det(rot)
     if np.any(np.abs(det - 1) > 0.05):
         raise FileFormatError(
@@ -123,20 +120,34 @@ def read_portal_alignment(
     if any(t is None for t in tilts):
         if tilt_deg is None:
             raise FileFormatError(f"{p}: tilt_angle is null; pass tilt_deg= (e.g. from the .tlt)")
-        tilt = np.asarray(tilt_deg, dtype=np.float64)
+        tilt = real_array(tilt_deg, "tilt_deg")
         if tilt.shape != (n,):
             raise InvalidValueError(f"tilt_deg: expected {n} angles, got shape {tilt.shape}")
     else:
-        tilt = np.array(tilts, dtype=np.float64)
-    xrot = np.array([float(r.get("volume_x_rotation") or 0.0) for r in rows])
-    off = np.array([[float(r.get("x_offset", 0.0)), float(r.get("y_offset", 0.0))] for r in rows])
+        tilt = np.array([record_float(r, "tilt_angle", p) for r in rows])
+    xrot = np.array([record_float(r, "volume_x_rotation", p) for r in rows])
+    off = np.array([[record_float(r, "x_offset", p), record_float(r, "y_offset", p)] for r in rows])
     px = pixel_size_a
-    if px is None and isinstance(doc, Mapping) and "pixel_spacing" in doc:
-        px = float(doc["pixel_spacing"])
+    if px is None and isinstance(doc, Mapping) and doc.get("pixel_spacing") is not None:
+        px = parse_float(doc["pixel_spacing"], "pixel_spacing", p, positive=True)
     if px is None and np.any(off != 0):
         raise InvalidValueError("pixel_size_a: needed to convert the portal x/y_offset (pixels)")
-    facts = _volume_facts(meta, doc, rows, p)
-    g = TiltGeometry(
+    facts = _volume_facts(meta, doc, z_index, p)
+    with from_file(p):
+        g = _portal_geometry(tilt, axis, xrot, off, px, p)
+    return g, facts
+
+
+def _portal_geometry(
+    tilt: NDArray[np.float64],
+    axis: NDArray[np.float64],
+    xrot: NDArray[np.float64],
+    off: NDArray[np.float64],
+    px: float | None,
+    p: Path,
+) -> TiltGeometry:
+    n = tilt.size
+    return TiltGeometry(
         tilt,
         axis,
         np.zeros(n),
@@ -152,31 +163,41 @@ def read_portal_alignment(
             "defocus: not in the alignment (zeros)",
         ],
     )
-    return g, facts
 
 
-def _volume_facts(meta: Mapping[str, Any], doc: Any, rows: list[Any], p: Path) -> dict[str, Any]:
+def _volume_facts(meta: Mapping[str, Any], doc: Any, z_index: list[int], p: Path) -> dict[str, Any]:
     """The volume facts of a portal alignment; undefined offsets and affines are refused."""
-    affine = np.asarray(meta.get("affine_transformation_matrix", np.eye(4)), dtype=np.float64)
+    raw_affine = meta.get("affine_transformation_matrix")
+    affine = (
+        np.eye(4)
+        if raw_affine is None
+        else parse_matrix(raw_affine, (4, 4), "affine_transformation_matrix", p)
+    )
     vol_off = meta.get("volume_offset") or {}
+    if not isinstance(vol_off, Mapping):
+        raise FileFormatError(f"{p}: volume_offset = {vol_off!r} is not an x/y/z record")
     facts: dict[str, Any] = {
         "format": meta.get("format"),
         "volume_dimension_a": meta.get("volume_dimension"),
         "volume_offset": vol_off,
-        "tilt_offset": float(meta.get("tilt_offset") or 0.0),
-        "x_rotation_offset": float(meta.get("x_rotation_offset") or 0.0),
+        "tilt_offset": record_float(meta, "tilt_offset", p),
+        "x_rotation_offset": record_float(meta, "x_rotation_offset", p),
         "affine_transformation_matrix": affine.tolist(),
-        "z_index": [int(r.get("z_index", i)) for i, r in enumerate(rows)],
+        "z_index": sorted(z_index),
         "image_shape": None,
     }
-    if isinstance(doc, Mapping) and isinstance(doc.get("size"), list) and len(doc["size"]) >= 2:
-        facts["image_shape"] = (int(doc["size"][1]), int(doc["size"][0]))
-    if affine.shape != (4, 4) or not np.allclose(affine, np.eye(4)):
+    size = doc.get("size") if isinstance(doc, Mapping) else None
+    if isinstance(size, list) and len(size) >= 2:
+        facts["image_shape"] = (
+            parse_int(size[1], "size[1]", p, low=1),
+            parse_int(size[0], "size[0]", p, low=1),
+        )
+    if not np.allclose(affine, np.eye(4)):
         raise FileFormatError(
             f"{p}: affine_transformation_matrix is not the identity ({affine.tolist()}); its "
             "effect on coordinates is not defined by the portal: refused"
         )
-    if any(float(vol_off.get(k, 0) or 0) != 0 for k in "xyz"):
+    if any(record_float(vol_off, k, p) != 0 for k in "xyz"):
         raise FileFormatError(f"{p}: non-zero volume_offset {vol_off}: refused (not specified)")
     if facts["tilt_offset"] != 0 or facts["x_rotation_offset"] != 0:
         raise FileFormatError(
@@ -223,11 +244,12 @@ def read_portal_tomograms(path: str | os.PathLike[str]) -> list[PortalTomogram]:
     ``size``) or of a single tomogram metadata JSON (``voxel_spacing``, ``size`` /
     ``scale0_dimensions``).
     """
-    p = Path(path)
-    doc = _load_json(p)
+    p, doc = read_json(path, "path", what="portal tomogram JSON")
     recs = doc.get("tomograms") if isinstance(doc, Mapping) else None
     if recs is None:
         recs = [doc]
+    if not isinstance(recs, list):
+        raise FileFormatError(f"{p}: tomograms is not a list of records")
     out = []
     for r in recs:
         if not isinstance(r, Mapping):
@@ -237,14 +259,17 @@ def read_portal_tomograms(path: str | os.PathLike[str]) -> list[PortalTomogram]:
             size = [size.get("width"), size.get("height"), size.get("depth")]
         if not size or "voxel_spacing" not in r:
             continue
-        try:
-            shape = (int(size[0]), int(size[1]), int(size[2]))
-        except (TypeError, ValueError, IndexError):
-            raise FileFormatError(f"{p}: tomogram size {size!r} is not 3 integers") from None
+        if not isinstance(size, list) or len(size) != 3:
+            raise FileFormatError(f"{p}: tomogram size {size!r} is not 3 integers")
+        shape = (
+            parse_int(size[0], "size x", p, low=1),
+            parse_int(size[1], "size y", p, low=1),
+            parse_int(size[2], "size z", p, low=1),
+        )
         out.append(
             PortalTomogram(
-                r.get("id", -1),
-                float(r["voxel_spacing"]),
+                parse_int(r.get("id", -1), "id", p),
+                parse_float(r["voxel_spacing"], "voxel_spacing", p, positive=True),
                 shape,
                 str(r.get("reconstruction_software", "")),
                 str(r.get("processing", "")),
@@ -266,31 +291,26 @@ def read_portal_annotations(
         ``(N, 3)`` voxel coordinates (x, y, z) of the annotated tomogram and ``(N, 3, 3)``
         ``xyz_rotation_matrix`` (particle → tomogram) or None when no line has one.
     """
-    p = Path(path)
-    try:
-        lines = p.read_text(encoding="utf-8").splitlines()
-    except FileNotFoundError:
-        raise EmgeomFileError(f"{p}: file not found") from None
+    p, text = read_text(path, "path", what="portal NDJSON annotation file")
     locs, mats = [], []
-    for i, ln in enumerate(lines, 1):
+    for i, ln in enumerate(text.splitlines(), 1):
         if not ln.strip():
             continue
-        try:
-            rec = json.loads(ln)
-            loc = rec["location"]
-            locs.append([float(loc["x"]), float(loc["y"]), float(loc["z"])])
-        except (json.JSONDecodeError, KeyError, TypeError, ValueError):
-            raise FileFormatError(f"{p}:{i}: not a portal point (needs location x/y/z)") from None
-        mats.append(rec.get("xyz_rotation_matrix"))
+        where = f"{p}:{i}"
+        rec = parse_json(ln, where)
+        loc = rec.get("location") if isinstance(rec, Mapping) else None
+        if not isinstance(loc, Mapping) or not all(k in loc for k in "xyz"):
+            raise FileFormatError(f"{where}: not a portal point (needs location x/y/z)")
+        locs.append([record_float(loc, k, where) for k in "xyz"])
+        m = rec.get("xyz_rotation_matrix")
+        mats.append(None if m is None else parse_matrix(m, (3, 3), "xyz_rotation_matrix", where))
     if not locs:
         raise FileFormatError(f"{p}: no annotations")
     matrices = None
     if any(m is not None for m in mats):
         if any(m is None for m in mats):
             raise FileFormatError(f"{p}: some lines lack xyz_rotation_matrix")
-        matrices = np.asarray(mats, dtype=np.float64)
-        if matrices.shape[1:] != (3, 3):
-            raise FileFormatError(f"{p}: xyz_rotation_matrix must be 3x3")
+        matrices = np.stack([m for m in mats if m is not None])
     return np.asarray(locs, dtype=np.float64), matrices
 
 
@@ -302,10 +322,12 @@ def write_portal_annotations(
     force: bool = False,
 ) -> Path:
     """Write portal NDJSON (``point``, or ``orientedPoint`` with matrices), atomically."""
-    loc = np.asarray(locations, dtype=np.float64)
-    if loc.ndim != 2 or loc.shape[1] != 3:
-        raise InvalidValueError(f"locations: expected shape (N, 3), got {loc.shape}")
-    mats = None if matrices is None else np.asarray(matrices, dtype=np.float64)
+    loc = as_vectors(locations, "locations", 3, max_abs=1e9)
+    mats = None if matrices is None else as_rotation_matrices(matrices, "matrices")
+    if mats is not None and mats.shape[0] != loc.shape[0]:
+        raise InvalidValueError(
+            f"matrices: {mats.shape[0]} matrices for {loc.shape[0]} locations (one per point)"
+        )
     lines = []
     for i, (x, y, z) in enumerate(loc):
         rec: dict[str, Any] = {

@@ -19,14 +19,15 @@ import os
 import warnings
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
-from pathlib import Path
 
 import numpy as np
 from numpy.typing import NDArray
 
+from emgeom._validate import as_float, as_matrix
 from emgeom.errors import EmgeomWarning, FileFormatError, InvalidValueError
 from emgeom.io._atomic import atomic_output
-from emgeom.io.mdoc import AutodocSection, parse_autodoc, read_bytes, section_floats
+from emgeom.io._text import parse_int
+from emgeom.io.mdoc import AutodocSection, parse_autodoc, read_autodoc_text, section_floats
 
 __all__ = ["NavItem", "Navigator", "NotSerialEMWarning", "read_nav", "write_nav"]
 
@@ -87,16 +88,18 @@ class NavItem:
 
     def _int(self, key: str) -> int | None:
         v = self.floats(key, 1)
-        return None if v is None else int(v[0])
+        if v is None:
+            return None
+        return parse_int(float(v[0]), key, f"{self.source}: [Item = {self.label}]")
 
     def set(self, key: str, value: str | float | Sequence[float] | NDArray[np.float64]) -> None:
         """Set ``key`` (numbers are formatted like SerialEM's); marks the item as edited."""
         if isinstance(value, str):
             text = value
         elif isinstance(value, int | float | np.floating | np.integer):
-            text = _fmt(float(value))
+            text = _fmt(as_float(value, key))
         else:
-            text = " ".join(_fmt(float(v)) for v in value)
+            text = " ".join(_fmt(float(v)) for v in as_matrix(value, key, (np.size(value),)))
         if "\n" in text or "\r" in text:
             raise InvalidValueError(f"{key}: a Navigator value cannot contain a line break")
         self.values[key] = text
@@ -289,11 +292,14 @@ class Navigator:
         color: int = 0,
     ) -> NavItem:
         """Append a point item (``Type = 0``) at stage ``(x, y)`` µm and return it."""
+        if not isinstance(label, str | int) or not str(label).strip():
+            raise InvalidValueError(f"label: expected a non-empty name, got {label!r}")
+        if any(c in str(label) for c in "\r\n]"):
+            raise InvalidValueError(f"label: {label!r} cannot contain ']' or a line break")
         if any(it.label == str(label) for it in self.items):
             raise InvalidValueError(f"label: {label!r} is already used in {self.path}")
-        x, y = (float(v) for v in stage_xy_um)
-        if not (np.isfinite(x) and np.isfinite(y) and np.isfinite(z_um)):
-            raise InvalidValueError(f"stage_xy_um: expected finite µm values, got {stage_xy_um}")
+        x, y = as_matrix(stage_xy_um, "stage_xy_um", (2,), max_abs=1e6)
+        z_um = as_float(z_um, "z_um", low=-1e6, high=1e6)
         reg = registration
         if reg is None:
             regs = [it.registration for it in self.items if it.registration is not None]
@@ -345,14 +351,7 @@ def read_nav(path: str | os.PathLike[str]) -> Navigator:
     NotSerialEMWarning
         The file lacks SerialEM's ``LastSavedAs`` line (written by another tool).
     """
-    p = Path(path)
-    data = read_bytes(p, "Navigator")
-    encoding = "utf-8"
-    try:
-        text = data.decode(encoding)
-    except UnicodeDecodeError:
-        encoding = "latin-1"  # lossless for the byte-identical round trip
-        text = data.decode(encoding)
+    p, text, encoding = read_autodoc_text(path, "path", "Navigator file")
     first = text.lstrip("\ufeff").lstrip().split("\n", 1)[0]
     if first.startswith("Version\t") or first.startswith("Version "):
         raise FileFormatError(

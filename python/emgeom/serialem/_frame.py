@@ -36,21 +36,47 @@ from dataclasses import dataclass
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
-from emgeom._validate import as_float, as_matrix, as_shape2
-from emgeom.errors import FileFormatError, ImplausibleValueWarning, InvalidValueError
+from emgeom._validate import (
+    as_float,
+    as_matrix,
+    as_pair,
+    as_shape2,
+    describe,
+    real_array,
+)
+from emgeom.errors import (
+    FileFormatError,
+    ImplausibleValueWarning,
+    InvalidTypeError,
+    InvalidValueError,
+)
+from emgeom.io._text import as_path
 from emgeom.io.serialem_nav import NavItem
 
 __all__ = ["MapFrame"]
 
 
 def _apply(aff: NDArray[np.float64], xy: ArrayLike, name: str) -> NDArray[np.float64]:
-    p = np.asarray(xy, dtype=np.float64)
+    p = real_array(xy, name)
     if p.shape[-1:] != (2,) or p.ndim > 2:
         raise InvalidValueError(f"{name}: expected (x, y) or an (n, 2) array, got shape {p.shape}")
     if not np.all(np.isfinite(p)):
         raise InvalidValueError(f"{name}: non-finite coordinate")
+    if p.size and np.abs(p).max() > _MAX_COORD:
+        raise InvalidValueError(f"{name}: a coordinate beyond ±{_MAX_COORD:g} (µm or pixels)")
     out = p @ aff[:, :2].T + aff[:, 2]
     return np.asarray(out, dtype=np.float64)
+
+
+#: largest |coordinate| (stage µm or map pixels) converted: results stay finite
+_MAX_COORD = 1e9
+#: largest MapWidthHeight side (pixels)
+_MAX_SIDE = 1e6
+
+
+def _check_item(item: object) -> None:
+    if not isinstance(item, NavItem):
+        raise InvalidTypeError(f"item: expected a Navigator item (NavItem), got {describe(item)}")
 
 
 def _inv(aff: NDArray[np.float64]) -> NDArray[np.float64]:
@@ -108,13 +134,15 @@ class MapFrame:
             SerialEM's ``mUseWidth/Height`` (``W·actualFull/mapFull`` for a montage with fewer
             frames than acquired); default ``(W, H)``.
         """
-        a0 = as_matrix(scale_mat, "MapScaleMat", (2, 2))
-        s0 = as_matrix(stage_xy_um, "stage_xy_um", (2,))
-        w, h = (as_float(v, "MapWidthHeight", positive=True) for v in map_width_height)
+        a0 = as_matrix(scale_mat, "MapScaleMat", (2, 2), max_abs=1e7)  # map px per µm
+        s0 = as_matrix(stage_xy_um, "stage_xy_um", (2,), max_abs=_MAX_COORD)
+        w, h = as_pair(map_width_height, "map_width_height", low=1.0, high=_MAX_SIDE)
         rows, cols = (int(h), int(w)) if map_shape is None else as_shape2(map_shape, "map_shape")
-        uw, uh = (w, h) if use_width_height is None else use_width_height
-        uw = as_float(uw, "use_width", positive=True)
-        uh = as_float(uh, "use_height", positive=True)
+        uw, uh = (
+            (float(w), float(h))
+            if use_width_height is None
+            else as_pair(use_width_height, "use_width_height", low=1e-9)
+        )
         a = a0 * np.array([[cols / uw], [rows / uh]])
         del_x = (w / uw) * cols / 2.0 - a[0] @ s0
         del_y = (2.0 - h / uh) * rows / 2.0 - a[1] @ s0
@@ -162,6 +190,7 @@ class MapFrame:
         InvalidValueError
             A singular matrix, or ``map_shape`` with another aspect ratio than the map.
         """
+        _check_item(item)
         where = f"{item.source}: [Item = {item.label}]"
         if item.kind != "map":
             raise FileFormatError(f"{where}: Type is {item.kind}, not a map (Type = 2)")
@@ -245,15 +274,19 @@ class MapFrame:
 
         ``pixel' = (pixel + 0.5)·zoom − 0.5``.
         """
-        z = as_float(zoom, "zoom", positive=True)
+        z = as_float(zoom, "zoom", positive=True, low=1e-6, high=1e6)
         a = self.stage_to_pixel_affine * z
         a[:, 2] += 0.5 * z - 0.5
-        new_shape = shape or (max(1, round(self.shape[0] * z)), max(1, round(self.shape[1] * z)))
+        new_shape = (
+            as_shape2(shape, "shape")
+            if shape is not None
+            else (max(1, round(self.shape[0] * z)), max(1, round(self.shape[1] * z)))
+        )
         return MapFrame(a, new_shape, self.label, self.map_file)
 
     def cropped(self, origin_xy: ArrayLike, shape: tuple[int, int]) -> MapFrame:
         """The frame of the sub-image whose pixel (0, 0) is ``origin_xy`` of this map."""
-        o = as_matrix(origin_xy, "origin_xy", (2,))
+        o = as_matrix(origin_xy, "origin_xy", (2,), max_abs=_MAX_COORD)
         a = self.stage_to_pixel_affine.copy()
         a[:, 2] -= o
         return MapFrame(a, as_shape2(shape, "shape"), self.label, self.map_file)
@@ -314,13 +347,15 @@ def map_path(item: NavItem, nav_path: str | os.PathLike[str]) -> str:
     """
     from emgeom.errors import EmgeomFileError
 
+    _check_item(item)
+    nav = as_path(nav_path, "nav_path")
     mf = item.map_file
     if not mf:
         raise FileFormatError(f"{item.source}: [Item = {item.label}]: missing key MapFile")
     if os.path.isfile(mf):
         return mf
     base = mf.replace("\\", "/").rsplit("/", 1)[-1]
-    cand = os.path.join(os.path.dirname(os.fspath(nav_path)), base)
+    cand = os.path.join(os.path.dirname(nav), base)
     if os.path.isfile(cand):
         return cand
     raise EmgeomFileError(

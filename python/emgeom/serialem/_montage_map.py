@@ -16,8 +16,8 @@ from dataclasses import dataclass
 import numpy as np
 from numpy.typing import NDArray
 
-from emgeom._validate import as_int
-from emgeom.errors import FileFormatError
+from emgeom._validate import as_int, describe
+from emgeom.errors import FileFormatError, InvalidTypeError
 from emgeom.io.montage import Montage
 from emgeom.io.serialem_nav import NavItem
 from emgeom.serialem._frame import MapFrame
@@ -43,6 +43,8 @@ class StageFit:
 
 def fit_stage_to_montage(montage: Montage) -> StageFit:
     """Fit the stage → montage-pixel affine from the pieces' ``StagePosition``."""
+    if not isinstance(montage, Montage):
+        raise InvalidTypeError(f"montage: expected a Montage, got {describe(montage)}")
     if montage.stage_um is None or len(montage.stage_um) < 3:
         raise FileFormatError(f"{montage.mdoc_path}: StagePosition of at least 3 pieces is needed")
     st = montage.stage_um
@@ -83,7 +85,7 @@ def montage_map_item(
     it.set("Regis", 1)
     it.set("Type", 2)
     it.set("MapFile", montage.path or montage.mdoc_path[: -len(".mdoc")])
-    it.set("MapID", str(int(map_id)))
+    it.set("MapID", str(as_int(map_id, "map_id")))
     it.set("MapMontage", 1)
     it.set("MapSection", montage.section)
     it.set("MapBinning", ov)

@@ -87,6 +87,13 @@ class RealignResult:
         return math.hypot(*self.error_um)
 
 
+#: largest ``max_shift_um`` (µm): 5 mm, beyond the ±1 mm travel of a TEM stage; a larger
+#: value is a unit mistake (Å or nm given as µm), refused before any search is sized from it
+MAX_SHIFT_UM = 5000.0
+#: largest ``image_pixel_a`` (Å): 100 µm, coarser than any atlas pixel
+MAX_PIXEL_A = 1e6
+
+
 def _best_piece(m: Montage, p0: NDArray[np.float64], half: NDArray[np.float64]) -> int:
     """The piece covering most of the box ``p0 ± half`` (montage px); ties → SerialEM's tile."""
     lo, hi = p0 - half + 0.5, p0 + half + 0.5  # right-handed
@@ -300,7 +307,8 @@ def realign(
     target_stage_xy_um : (x, y), optional
         The point to centre (µm); default the stage position (``stage_xy_um``).
     max_shift_um : float, optional
-        Largest stage error searched (µm); default half the new image's larger field side.
+        Largest stage error searched (µm, at most :data:`MAX_SHIFT_UM`); default half the new
+        image's larger field side.
     camera_to_image_shift : (2, 2), optional
         ``B⁻¹`` of the new image's magnification (unbinned camera pixels → IS units), to
         report ``image_shift``.
@@ -322,12 +330,12 @@ def realign(
     RealignResult
     """
     img = as_image(image, "image", allow_stack=False, dtype=np.float32)
-    px_img = as_float(image_pixel_a, "image_pixel_a", positive=True)
+    px_img = as_float(image_pixel_a, "image_pixel_a", positive=True, high=MAX_PIXEL_A)
     stage, target = _stage_args(frame_or_item, stage_xy_um, target_stage_xy_um)
     shift_um = (
-        0.5 * max(img.shape) * px_img / 1e4  # half the larger field side
+        min(0.5 * max(img.shape) * px_img / 1e4, MAX_SHIFT_UM)  # half the larger field side
         if max_shift_um is None
-        else as_float(max_shift_um, "max_shift_um", positive=True)
+        else as_float(max_shift_um, "max_shift_um", positive=True, high=MAX_SHIFT_UM)
     )
     half_um = 0.5 * math.hypot(*img.shape) * px_img / 1e4 + shift_um
     ref, ref_frame, piece, full = _reference(

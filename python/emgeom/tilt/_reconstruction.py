@@ -52,11 +52,12 @@ from numpy.typing import NDArray
 
 from emgeom._validate import as_float, as_shape2, as_vectors, require
 from emgeom.errors import (
-    EmgeomFileError,
     FileFormatError,
     InvalidValueError,
     UnknownConventionError,
 )
+from emgeom.io._atomic import file_error
+from emgeom.io._text import as_path, read_bytes
 from emgeom.io.aretomo import read_aln, read_aretomo
 from emgeom.io.imod import read_imod
 from emgeom.io.imod_tilt_com import read_tilt_com
@@ -276,9 +277,10 @@ class Reconstruction(ReconstructionGeometry):
         rec_shape, rec_voxel = _mrc_header(rec) if rec is not None else (None, None)
         if pixel_size_a is None:
             if rec_voxel is None:
+                has = f" ({rec} has none)" if rec is not None else ""
                 raise InvalidValueError(
                     "pixel_size_a: give the unbinned tilt-series pixel size (Å) or a .rec with "
-                    "a voxel size in its header"
+                    f"a voxel size in its header{has}"
                 )
             pixel_size_a = rec_voxel / b
         px = as_float(pixel_size_a, "pixel_size_a", positive=True, high=1e5)
@@ -365,25 +367,35 @@ _IMOD_ROTATIONS = {
 }
 
 
+#: largest voxel size (Å) accepted from a ``.rec`` header (as_float's bound on pixel sizes)
+_MAX_VOXEL_A = 1e5
+
+
 def _mrc_header(rec: str | os.PathLike[str]) -> tuple[tuple[int, int, int], float | None]:
     """``(nx, ny, nz)`` and the voxel size (Å, None when 0) of an MRC header (header only;
     a file without the ``MAP`` id, a valid mode and sane sizes is refused).
     """
+    path = as_path(rec, "rec")
+    # missing, a folder, unreadable -> EmgeomFileError; a file shorter than a header -> refused
+    if len(read_bytes(path, 1024, what="MRC file")) < 1024:
+        raise FileFormatError(f"{path}: not an MRC file (shorter than the 1024-byte header)")
     try:
         with warnings.catch_warnings():  # permissive mode warns about odd headers
             warnings.simplefilter("ignore")
-            with mrcfile.open(rec, header_only=True, permissive=True) as m:
+            with mrcfile.open(path, header_only=True, permissive=True) as m:
                 h = m.header
                 shape = (int(h.nx), int(h.ny), int(h.nz))
                 mode, map_id = int(h.mode), bytes(h.map)
                 vx = float(m.voxel_size.x)
-    except FileNotFoundError:
-        raise EmgeomFileError(f"{rec}: file not found") from None
-    except (ValueError, OSError) as exc:
-        raise FileFormatError(f"{rec}: not an MRC file ({exc})") from None
+    except OSError as exc:
+        raise file_error(path, exc, "read") from None
+    except (ValueError, EOFError) as exc:
+        raise FileFormatError(f"{path}: not an MRC file ({exc})") from None
     sane = all(0 < v <= 1 << 16 for v in shape) and mode in (0, 1, 2, 3, 4, 6, 12, 101)
     if not sane:
-        raise FileFormatError(f"{rec}: not an MRC file (map id {map_id!r}, size {shape})")
+        raise FileFormatError(f"{path}: not an MRC file (map id {map_id!r}, size {shape})")
+    if np.isfinite(vx) and vx > _MAX_VOXEL_A:
+        raise FileFormatError(f"{path}: voxel size {vx:g} Å in the header is not plausible")
     return shape, (vx if np.isfinite(vx) and vx > 0 else None)
 
 

@@ -85,6 +85,7 @@ def _shape3(value: Any, name: str) -> tuple[int, int, int]:
     if (
         isinstance(value, str | bytes)
         or not isinstance(value, Sequence | np.ndarray)
+        or (isinstance(value, np.ndarray) and value.ndim != 1)
         or len(value) != 3
     ):
         raise ShapeError(f"{name}: expected (nx, ny, nz), got {describe(value)}")

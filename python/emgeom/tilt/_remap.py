@@ -309,8 +309,8 @@ def remap(
     """
     src, tgt = _rec(source, "source"), _rec(target, "target")
     pts = _points(points)
-    if model not in MODELS:
-        raise UnknownConventionError(f"model: expected one of {MODELS}, got {model!r}")
+    if not isinstance(model, str) or model not in MODELS:
+        raise UnknownConventionError(f"model: expected one of {MODELS}, got {describe(model)}")
     ngrid = as_int(grid, "grid", low=2, high=20)
     warn_px = as_float(warn_residual_px, "warn_residual_px", positive=True)
     max_px = as_float(max_residual_px, "max_residual_px", positive=True)

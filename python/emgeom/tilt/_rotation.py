@@ -28,7 +28,7 @@ from typing import Any
 import numpy as np
 from numpy.typing import NDArray
 
-from emgeom._validate import as_vectors
+from emgeom._validate import as_vectors, real_array
 from emgeom.errors import InvalidValueError, ShapeError
 
 __all__ = [
@@ -95,7 +95,7 @@ def relion_from_matrices(matrices: Any) -> NDArray[np.float64]:
 
 def as_rotation_matrices(value: Any, name: str = "matrices") -> NDArray[np.float64]:
     """Validate ``(N, 3, 3)`` (or one ``(3, 3)``) proper rotation matrices, float64."""
-    arr = np.asarray(value, dtype=np.float64) if not isinstance(value, np.ndarray) else value
+    arr = real_array(value, name)
     if arr.ndim == 2 and arr.shape == (3, 3):
         arr = arr[None]
     if arr.ndim != 3 or arr.shape[1:] != (3, 3):
