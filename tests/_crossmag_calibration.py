@@ -1,9 +1,9 @@
 """Fit and check the calibrated confidence of ``crossmag.align`` (issue 12).
 
-``python -m tests._crossmag_calibration fit``: generates the calibration set — pairs from the
-synthetic specimen generator only (the one spare real image, ``micrographs/ptolemy_*``, is
-CC BY-NC: weights fitted on it must not ship) — runs ``align`` with its defaults, and fits a logistic model of
-P(centre within 1.5 reference px) on the result's measures; writes
+``python -m tests._crossmag_calibration fit``: generates the calibration set — pairs from
+the synthetic specimen generator only (the one spare real image, ``micrographs/ptolemy_*``, is
+CC BY-NC: weights fitted on it must not ship) — runs ``align`` with its defaults, and fits a
+logistic model of P(centre within 1.5 reference px) on the result's measures; writes
 ``python/emgeom/crossmag/confidence_model.json``. ``... check`` evaluates the shipped model on
 held-out pairs from the real micrograph the tests use (other seeds) and prints the reliability
 table and the expected calibration error (ECE, 10 bins).

@@ -347,6 +347,7 @@ def realign(
         if rotation_deg is not None:
             raise InvalidValueError("rotation_deg: give either rotation_deg or image_scale_mat")
         mov, px_mov, rotation_deg, to_img = _undistorted(img, px_img, image_scale_mat, ref_frame)
+    res: crossmag.AlignmentResult
     if rotation_deg is None:
         res = crossmag.find_similarity(
             ref,
