@@ -177,6 +177,13 @@ class AlignmentResult:
         Note: SerialEM measures ``dx`` from ``width/2`` while emgeom's centre is
         ``(width − 1)/2``; the half-pixel difference is below calibration accuracy.
 
+        **Row order matters.** "y down the rows" means the rows of SerialEM's image *buffer*
+        (``serialem.bufferImage``, top row first). An MRC file that SerialEM wrote stores the
+        rows flipped (``KStoreMRC.cpp`` ``WriteSection`` → ``KImageStore::convertForWriting``),
+        so arrays read from such files (``emgeom.io.read_mrc``) must be aligned as
+        ``np.flipud(a)`` — or the y component of this shift flips sign. See
+        ``docs/serialem.md`` and :func:`emgeom.serialem.lowdose_offset`, which handles it.
+
         Parameters
         ----------
         camera_to_image_shift : (2, 2) array_like, optional
