@@ -184,9 +184,13 @@ def _on_sigterm(signum: int, frame: Any) -> None:
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the ``emgeom`` console script; returns the exit code."""
     args = sys.argv[1:] if argv is None else list(argv)
-    # `--debug` given before the command: known before parsing, so that even a failure while
-    # parsing shows its traceback
-    _state["debug"] = "--debug" in args[: next((i for i, a in enumerate(args) if a == "--"), None)]
+    # `--debug` is the root's option: it counts only before the command name (a `--debug`
+    # further on is some sub-command's value or an unknown option, reported in one line). Known
+    # before parsing, so that even a failure while parsing shows its traceback.
+    _state["debug"] = (
+        "--debug"
+        in args[: next((i for i, a in enumerate(args) if not a.startswith("-") or a == "--"), None)]
+    )
     previous = None
     if threading.current_thread() is threading.main_thread():
         previous = signal.signal(signal.SIGTERM, _on_sigterm)
