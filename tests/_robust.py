@@ -27,6 +27,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -266,6 +267,53 @@ def check_unreadable(reader: Callable[[Path], Any], path: Path, monkeypatch: Any
     monkeypatch.setattr(Path, "read_text", wrap(Path.read_text))
     exc = check_reader(lambda: reader(path), path)
     assert isinstance(exc, EmgeomFileError), exc
+
+
+#: name -> (reader, file name, seed bytes given the test's tmp folder, text format?)
+ReaderTable = dict[str, tuple[Callable[[Path], Any], str, Callable[[Path], bytes], bool]]
+
+
+def no_tmp(
+    readers: dict[str, tuple[Callable[[Path], Any], str, Callable[[], bytes], bool]],
+) -> ReaderTable:
+    """A table whose seeds need no folder, as a :data:`ReaderTable`."""
+    return {k: (r, f, lambda _tmp, s=s: s(), t) for k, (r, f, s, t) in readers.items()}
+
+
+def reader_contract_tests(readers: ReaderTable) -> tuple[Callable[..., None], ...]:
+    """The four reader-contract tests over ``readers``, to bind to ``test_*`` names in a test
+    module: corruptions (default and ``slow``), a folder or a missing path, an unreadable file.
+    """
+    names = sorted(readers)
+
+    def fuzz(name: str, tmp_path: Path, examples: int, slow: bool) -> None:
+        reader, filename, seed_fn, text = readers[name]
+        seed = seed_fn(tmp_path)
+        fuzz_reader(reader, tmp_path / filename, seed, text=text, examples=examples, slow=slow)
+
+    @pytest.mark.parametrize("name", names)
+    def corrupt(name: str, tmp_path: Path) -> None:
+        fuzz(name, tmp_path, EXAMPLES, slow=False)
+
+    @pytest.mark.slow
+    @pytest.mark.parametrize("name", names)
+    def corrupt_long(name: str, tmp_path: Path) -> None:
+        fuzz(name, tmp_path, SLOW_EXAMPLES, slow=True)
+
+    @pytest.mark.parametrize("name", names)
+    def folder_or_missing(name: str, tmp_path: Path) -> None:
+        reader, filename, _, _ = readers[name]
+        check_folder_and_missing(reader, tmp_path, filename)
+
+    @pytest.mark.parametrize("name", names)
+    def unreadable(name: str, tmp_path: Path, monkeypatch: Any) -> None:
+        """An OSError while reading (permissions, I/O error) is an EmgeomFileError naming it."""
+        reader, filename, seed_fn, _ = readers[name]
+        path = tmp_path / filename
+        path.write_bytes(seed_fn(tmp_path))
+        check_unreadable(reader, path, monkeypatch)
+
+    return corrupt, corrupt_long, folder_or_missing, unreadable
 
 
 # --------------------------------------------------------------------------- CLI contract

@@ -15,13 +15,7 @@ import mrcfile
 import numpy as np
 import pytest
 
-from ._robust import (
-    EXAMPLES,
-    SLOW_EXAMPLES,
-    check_folder_and_missing,
-    check_unreadable,
-    fuzz_reader,
-)
+from ._robust import no_tmp, reader_contract_tests
 
 _ROWS = [
     {
@@ -346,34 +340,12 @@ READERS: dict[str, tuple[Callable[[Path], Any], str, Callable[[], bytes], bool]]
 }
 
 
-def _fuzz(name: str, tmp_path: Path, examples: int, slow: bool) -> None:
-    reader, filename, seed_fn, text = READERS[name]
-    fuzz_reader(reader, tmp_path / filename, seed_fn(), text=text, examples=examples, slow=slow)
-
-
-@pytest.mark.parametrize("name", sorted(READERS))
-def test_corrupt_new_files(name, tmp_path) -> None:  # type: ignore[no-untyped-def]
-    _fuzz(name, tmp_path, EXAMPLES, slow=False)
-
-
-@pytest.mark.slow
-@pytest.mark.parametrize("name", sorted(READERS))
-def test_corrupt_new_files_long(name, tmp_path) -> None:  # type: ignore[no-untyped-def]
-    _fuzz(name, tmp_path, SLOW_EXAMPLES, slow=True)
-
-
-@pytest.mark.parametrize("name", sorted(READERS))
-def test_directory_or_missing_new_file(name, tmp_path) -> None:  # type: ignore[no-untyped-def]
-    reader, filename, _, _ = READERS[name]
-    check_folder_and_missing(reader, tmp_path, filename)
-
-
-@pytest.mark.parametrize("name", sorted(READERS))
-def test_unreadable_new_file(name, tmp_path, monkeypatch) -> None:  # type: ignore[no-untyped-def]
-    reader, filename, seed_fn, _ = READERS[name]
-    path = tmp_path / filename
-    path.write_bytes(seed_fn())
-    check_unreadable(reader, path, monkeypatch)
+(
+    test_corrupt_new_files,
+    test_corrupt_new_files_long,
+    test_directory_or_missing_new_file,
+    test_unreadable_new_file,
+) = reader_contract_tests(no_tmp(READERS))
 
 
 # ---------------------------------------------------------------------------- encodings

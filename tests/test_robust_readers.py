@@ -10,15 +10,8 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import pytest
 
-from ._robust import (
-    EXAMPLES,
-    SLOW_EXAMPLES,
-    check_folder_and_missing,
-    check_unreadable,
-    fuzz_reader,
-)
+from ._robust import no_tmp, reader_contract_tests
 
 OPTICS_STAR = b"""# version 30001
 
@@ -128,32 +121,9 @@ READERS: dict[str, tuple[Callable[[Path], Any], str, Callable[[], bytes], bool]]
 }
 
 
-def _fuzz(name: str, tmp_path: Path, examples: int, slow: bool) -> None:
-    reader, filename, seed_fn, text = READERS[name]
-    fuzz_reader(reader, tmp_path / filename, seed_fn(), text=text, examples=examples, slow=slow)
-
-
-@pytest.mark.parametrize("name", sorted(READERS))
-def test_corrupt_files(name, tmp_path) -> None:  # type: ignore[no-untyped-def]
-    _fuzz(name, tmp_path, EXAMPLES, slow=False)
-
-
-@pytest.mark.slow
-@pytest.mark.parametrize("name", sorted(READERS))
-def test_corrupt_files_long(name, tmp_path) -> None:  # type: ignore[no-untyped-def]
-    _fuzz(name, tmp_path, SLOW_EXAMPLES, slow=True)
-
-
-@pytest.mark.parametrize("name", sorted(READERS))
-def test_directory_or_missing_file(name, tmp_path) -> None:  # type: ignore[no-untyped-def]
-    reader, filename, _, _ = READERS[name]
-    check_folder_and_missing(reader, tmp_path, filename)
-
-
-@pytest.mark.parametrize("name", sorted(READERS))
-def test_unreadable_file(name, tmp_path, monkeypatch) -> None:  # type: ignore[no-untyped-def]
-    """An OSError while reading (permissions, I/O error) is an EmgeomFileError naming it."""
-    reader, filename, seed_fn, _ = READERS[name]
-    path = tmp_path / filename
-    path.write_bytes(seed_fn())
-    check_unreadable(reader, path, monkeypatch)
+(
+    test_corrupt_files,
+    test_corrupt_files_long,
+    test_directory_or_missing_file,
+    test_unreadable_file,
+) = reader_contract_tests(no_tmp(READERS))

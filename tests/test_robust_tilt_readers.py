@@ -16,9 +16,10 @@ import numpy as np
 import pytest
 
 from emgeom import tilt
-from emgeom.errors import EmgeomFileError
 
-from ._robust import EXAMPLES, SLOW_EXAMPLES, check_reader, check_unreadable, fuzz_reader
+from ._robust import (
+    reader_contract_tests,
+)
 from .conftest import SHARED_DATA
 
 
@@ -132,36 +133,9 @@ READERS: dict[str, tuple[Callable[[Path], Any], str, Callable[[Path], bytes]]] =
 }
 
 
-def _fuzz(name: str, tmp_path: Path, examples: int, slow: bool) -> None:
-    reader, filename, seed_fn = READERS[name]
-    seed = seed_fn(tmp_path)
-    fuzz_reader(reader, tmp_path / filename, seed, text=True, examples=examples, slow=slow)
-
-
-@pytest.mark.parametrize("name", sorted(READERS))
-def test_corrupt_tilt_files(name, tmp_path) -> None:  # type: ignore[no-untyped-def]
-    _fuzz(name, tmp_path, EXAMPLES, slow=False)
-
-
-@pytest.mark.slow
-@pytest.mark.parametrize("name", sorted(READERS))
-def test_corrupt_tilt_files_long(name, tmp_path) -> None:  # type: ignore[no-untyped-def]
-    _fuzz(name, tmp_path, SLOW_EXAMPLES, slow=True)
-
-
-@pytest.mark.parametrize("name", sorted(READERS))
-def test_directory_in_place_of_a_tilt_file(name, tmp_path) -> None:  # type: ignore[no-untyped-def]
-    reader, filename, _ = READERS[name]
-    folder = tmp_path / filename
-    folder.mkdir()
-    exc = check_reader(lambda: reader(folder), folder)
-    assert isinstance(exc, EmgeomFileError), exc
-
-
-@pytest.mark.parametrize("name", sorted(READERS))
-def test_unreadable_tilt_file(name, tmp_path, monkeypatch) -> None:  # type: ignore[no-untyped-def]
-    """A PermissionError while reading is an EmgeomFileError naming the file."""
-    reader, filename, seed_fn = READERS[name]
-    path = tmp_path / filename
-    path.write_bytes(seed_fn(tmp_path))
-    check_unreadable(reader, path, monkeypatch)
+(
+    test_corrupt_tilt_files,
+    test_corrupt_tilt_files_long,
+    test_directory_or_missing_tilt_file,
+    test_unreadable_tilt_file,
+) = reader_contract_tests({k: (r, f, s, True) for k, (r, f, s) in READERS.items()})
