@@ -252,7 +252,10 @@ class _Problem:
         p, d = _predict(img, geo, self.c_f, self.box, self.k, self.threads)
         if self.hp_sigma <= 0:
             return p, d
-        return self.highpass(p), np.stack([self.highpass(di) for di in d])
+        # only the free parameters' derivatives are used: the others stay raw (not filtered)
+        return self.highpass(p), np.stack(
+            [self.highpass(di) if i in self.free else di for i, di in enumerate(d)]
+        )
 
     def kappa(self, s: float) -> tuple[float, float]:
         """κ(s) and dκ/ds from a power law through two exact evaluations near the start."""
