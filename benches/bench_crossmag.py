@@ -93,7 +93,9 @@ def _peer_align(view, rec, theta_deg, scale_rel=1.0, ref_fft=None, filt=None):
 
 
 @pytest.mark.benchmark(group="crossmag-align")
-def test_align_emgeom(benchmark, scene):
+@pytest.mark.parametrize("refine", [True, False], ids=["refined", "fast"])
+def test_align_emgeom(benchmark, scene, refine):
+    """Known calibration; ``refine=False`` is the fast path without the ML refinement."""
     view, rec, truth, k = scene
     res = benchmark(
         lambda: crossmag.align(
@@ -104,6 +106,7 @@ def test_align_emgeom(benchmark, scene):
             rotation_deg=7.0,
             scale_search=0.0,
             rotation_search_deg=0.0,
+            refine=refine,
         )
     )
     assert res.found

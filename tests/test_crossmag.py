@@ -10,7 +10,7 @@ import pytest
 from emgeom import crossmag
 from emgeom import synthetic as syn
 from emgeom.crossmag import _geometry, _result, _search
-from emgeom.errors import InvalidValueError
+from emgeom.errors import InvalidTypeError, InvalidValueError
 
 NO_SEARCH = {"scale_search": 0.0, "rotation_search_deg": 0.0}
 
@@ -557,3 +557,24 @@ def test_constant_means_no_variation_relative_to_the_values():
     flat = np.full((8, 8), 1000.0, np.float32)
     flat[0, 0] = np.nextafter(np.float32(1000.0), np.float32(2000.0))  # one float32 step
     assert _geometry.is_constant(flat)
+
+
+@pytest.mark.parametrize("search", [NO_SEARCH, {}], ids=["known", "search"])
+def test_refine_false_is_the_search_answer_with_conservative_error_bars(search) -> None:
+    ref, mov = pair(8.0, rot=4.0, center=(60.0, -40.0), noise=(0.2, 0.5), seed=3)
+    kw = dict(reference_pixel_a=ref.pixel_a, moving_pixel_a=mov.pixel_a, rotation_deg=4.0)
+    fast = crossmag.align(ref.image, mov.image, refine=False, **kw, **search)
+    full = crossmag.align(ref.image, mov.image, **kw, **search)
+    t = truth_center(ref, mov)
+    assert fast.found and full.found
+    # both right; the refinement only moves the pose within the search's peak
+    assert np.hypot(*(np.array(fast.center) - t)) < 1.0
+    assert np.hypot(*(np.array(full.center) - t)) < 1.0
+    # without the refinement the error bars are the search's sampling (conservative): one
+    # correlation pixel for the centre and half of each search range
+    assert fast.center_sigma == pytest.approx(max(1, fast.binning))
+    assert fast.center_sigma >= full.center_sigma
+    assert fast.scale_sigma == pytest.approx(0.5 * search.get("scale_search", 0.04))
+    assert fast.rotation_sigma_deg == pytest.approx(0.5 * search.get("rotation_search_deg", 3.0))
+    with pytest.raises(InvalidTypeError, match="refine"):
+        crossmag.align(ref.image, mov.image, refine="no", **kw)

@@ -60,6 +60,7 @@ import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
 from emgeom._validate import (
+    as_bool,
     as_float,
     as_image,
     as_int,
@@ -110,6 +111,7 @@ def align(
     n_peaks: int = 10,
     taper_fraction: float = 0.1,
     return_map: bool = False,
+    refine: bool = True,
 ) -> AlignmentResult:
     """Align a higher-magnification image onto a lower-magnification one of the same area.
 
@@ -157,6 +159,13 @@ def align(
         Soft-mask ramp of the moving image (fraction of its shrunk size).
     return_map : bool
         Keep the correlation map of the best full-region search point in the result.
+    refine : bool
+        Run the maximum-likelihood refinement after the search (default): the pose with the
+        calibration as a prior, the error bars from the likelihood's curvature and the
+        calibrated ``confidence``. ``False`` is the fast path (about 5× faster with a known
+        calibration, benches/RESULTS.md): the search's pose, conservative error bars (one
+        correlation pixel for the centre, half the search ranges for scale and rotation) and
+        the search's heuristic ``confidence``/``found``.
 
     Returns
     -------
@@ -205,6 +214,7 @@ def align(
     npk = as_int(n_peaks, "n_peaks", low=2, high=100)
     tf = as_float(taper_fraction, "taper_fraction", low=0.0, high=0.5)
     threads = n_threads_arg(n_threads)
+    refine = as_bool(refine, "refine")
     s = p_m / p_r
     if s < 1.0 / 5000:
         raise InvalidValueError(
@@ -269,6 +279,7 @@ def align(
             npk,
             tf,
             return_map,
+            refine,
         )
 
     res = KnownSearch(
@@ -296,7 +307,7 @@ def align(
     ).run()
     if res.n_evaluations == 0:  # constant content: nothing to refine
         return res
-    return _ml_refine(res, ref, mov, s, theta0, ss, rs, threads)
+    return _ml_refine(res, ref, mov, s, theta0, ss, rs, threads, refine)
 
 
 def _footprint_overlap(
@@ -355,6 +366,7 @@ def _align_up(
     npk: int,
     tf: float,
     return_map: bool,
+    refine: bool,
 ) -> AlignmentResult:
     """``direction="up"`` (SerialEM's Realign to Item scaled-map round, ``ProcessImage.cpp :
     AlignBetweenMagnifications`` interpUp): a reference extract around ``ec`` is enlarged and
@@ -431,7 +443,7 @@ def _align_up(
     res = replace(res, scale=float(sub.scale * k), rotation_deg=float(theta0 + sub.rotation_deg))
     # the sub-alignment was refined against the interpolated extract: refine again against
     # the reference itself (the exact forward model)
-    return _ml_refine(res, ref, mov, p_m / p_r, theta0, ss, rs, threads)
+    return _ml_refine(res, ref, mov, p_m / p_r, theta0, ss, rs, threads, refine)
 
 
 def _ml_refine(
@@ -443,21 +455,27 @@ def _ml_refine(
     ss: float,
     rs: float,
     threads: int | None,
+    enabled: bool = True,
 ) -> AlignmentResult:
     """The search's answer refined by maximum likelihood (:mod:`emgeom.crossmag._refine`):
     the calibration is a Gaussian prior (σ = half the search range) bounded by the range.
-    When the refinement cannot run or leaves the search's peak (more than two binned reference
-    pixels), the search's geometry stays and its sampling stands in for the error bars.
+    When the refinement is not ``enabled``, cannot run or leaves the search's peak (more than
+    two binned reference pixels), the search's geometry stays and its sampling stands in for
+    the error bars.
     """
-    r = refine_pose(
-        mov,
-        ref,
-        res.affine,
-        scale_prior=(s_nom, 0.5 * ss) if ss > 0 else None,
-        rotation_prior_deg=(theta0, 0.5 * rs) if rs > 0 else None,
-        scale_bound=ss,
-        rotation_bound_deg=rs,
-        threads=threads,
+    r = (
+        refine_pose(
+            mov,
+            ref,
+            res.affine,
+            scale_prior=(s_nom, 0.5 * ss) if ss > 0 else None,
+            rotation_prior_deg=(theta0, 0.5 * rs) if rs > 0 else None,
+            scale_bound=ss,
+            rotation_bound_deg=rs,
+            threads=threads,
+        )
+        if enabled
+        else None
     )
     tol = 2.0 * max(1, res.binning)
     if r is None or not r.converged or math.hypot(*(r.center - np.asarray(res.center))) > tol:
