@@ -45,7 +45,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from emgeom import _core
-from emgeom.crossmag._geometry import center_of, rotation
+from emgeom.crossmag._geometry import center_of, rotation, scale_rotation_of
 from emgeom.crossmag._search import shrink
 
 __all__ = ["Prior", "Refined", "noise_sigma", "refine_pose"]
@@ -400,8 +400,8 @@ def _refine_at(
 ) -> Refined | None:
     """:func:`refine_pose` at the coarse image's own sampling."""
     lin0 = a0[:, :2]
-    s0 = float(math.sqrt(abs(np.linalg.det(lin0))))
-    th0 = math.atan2(lin0[1, 0] - lin0[0, 1], lin0[0, 0] + lin0[1, 1])
+    s0, th0_deg = scale_rotation_of(lin0)
+    th0 = math.radians(th0_deg)
     c_full = center_of(fine.shape)
     t0 = lin0 @ c_full + a0[:, 2]
     # pre-bin the fine image so that a footprint spans at most ~_MAX_FOOTPRINT of its pixels
