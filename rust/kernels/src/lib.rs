@@ -21,5 +21,7 @@ pub mod crossmag_refine;
 pub mod ctf;
 pub mod logpolar;
 pub mod ncc;
+pub mod simd;
 
 pub use error::KernelError;
+pub use simd::Isa;
