@@ -22,7 +22,7 @@ import mrcfile
 import numpy as np
 import pytest
 from tests.conftest import SHARED_DATA
-from tests.test_serialem_realign import make_world
+from tests.serialem.test_serialem_realign import make_world
 
 from emgeom.io.montage import Montage, read_montage
 from emgeom.io.serialem_nav import read_nav

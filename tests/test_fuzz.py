@@ -105,8 +105,7 @@ def _serialem_fixtures() -> tuple[Any, Any, Any]:
     """
     from emgeom.io.montage import read_montage
     from emgeom.serialem import read_nav
-
-    from .test_robust_new_readers import MDOC, NAV, _pieces
+    from tests.io.test_robust_new_readers import MDOC, NAV, _pieces
 
     (_OUT / "m.nav").write_bytes(NAV)
     (_OUT / "tiny.mrc").write_bytes(_pieces())

@@ -4,7 +4,7 @@ A :class:`Convention` is data: its name, the quantity it describes (``"anisomag"
 ``"tilt"``, ...), the program, what the stored numbers mean in words and as a formula
 relative to emgeom's canonical form, its sources (program + file + function, or a document
 URL), how confident we are, and the functions that convert to and from the canonical form.
-Each entry has its own test in ``tests/test_conventions*.py``.
+Each entry has its own test in ``tests/test_conventions.py, tests/*/test_*_conventions.py``.
 
 >>> from emgeom import conventions
 >>> conventions.get("anisomag", "relion").sources[0].repository

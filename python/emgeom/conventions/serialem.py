@@ -4,7 +4,7 @@ Canonical form (emgeom, :class:`emgeom.serialem.MapFrame`): a 2×3 affine ``A`` 
 ``[column, row] = A @ [x_um, y_um, 1]``, where ``(column, row)`` index the numpy array that
 ``mrcfile`` returns for the map (row 0 = the first row stored in the file), pixel centres on
 integers. Evidence and tests: ``docs/conventions.md`` (SerialEM section),
-``docs/serialem.md`` and ``tests/test_serialem_conventions.py``.
+``docs/serialem.md`` and ``tests/serialem/test_serialem_conventions.py``.
 """
 
 from __future__ import annotations
@@ -128,7 +128,7 @@ register(
         confidence="high",
         notes="navigator.txt's best-piece formula px = (x − spacing/2)/spacing puts boundaries "
         "half a spacing off and can name a piece that misses the point; emgeom uses tiles "
-        "meeting midway in the overlaps (tests/test_serialem_montage.py).",
+        "meeting midway in the overlaps (tests/serialem/test_serialem_montage.py).",
         to_canonical=_pc_to,
         from_canonical=_pc_from,
     )

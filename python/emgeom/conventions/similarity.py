@@ -6,7 +6,7 @@ part ``scale·R(θ)``, θ (``rotation_deg``) clockwise as displayed (row 0 on to
 reference pixels per moving pixel; ``center_offset`` = where the moving image's centre lands
 minus the reference centre, ``(dx, dy)`` in reference pixels (x = column, y = row). Each entry
 converts one peer's numbers to ``{"rotation_deg", "scale", "center_offset"}`` and back. Evidence:
-``docs/conventions.md`` (log-polar section) and ``tests/test_similarity.py``.
+``docs/conventions.md`` (log-polar section) and ``tests/crossmag/test_similarity.py``.
 """
 
 from __future__ import annotations
@@ -58,7 +58,7 @@ register(
             ),
         ),
         confidence="high",
-        notes="Measured on imreg_dft's own example images (tests/test_similarity.py); "
+        notes="Measured on imreg_dft's own example images (tests/crossmag/test_similarity.py); "
         "imreg_dft's angle is counter-clockwise as displayed.",
         to_canonical=_ird_to,
         from_canonical=_ird_from,

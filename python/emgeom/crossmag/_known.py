@@ -495,7 +495,7 @@ def _ml_refine(
         # the calibrated probability, with the search's hard ambiguity gates kept: a rival
         # peak within 10 % (periodic hole lattices) or too little overlap is never `found`,
         # whatever the other measures say (the calibration set has too few lattices to learn
-        # it; tests/test_crossmag.py::test_periodic_lattice_needs_expected_center)
+        # it; tests/crossmag/test_crossmag.py::test_periodic_lattice_needs_expected_center)
         gates = res.peak_ratio >= _MIN_RATIO and res.overlap >= _MIN_OVERLAP
         conf = conf_cal if gates else min(conf_cal, 0.49)
         found = conf >= 0.5

@@ -29,8 +29,8 @@ from emgeom.crossmag._search import (
 from emgeom.crossmag._search import level as build_level
 from emgeom.errors import InvalidValueError
 
-#: Decision thresholds of ``found`` (calibrated on the noise sweep of
-#: tests/test_crossmag_sweep.py): the CCC must exceed 1.5× the CCC that the best of M search
+#: Decision thresholds of ``found`` (calibrated on a noise sweep, docs/crossmag.md): the CCC must
+#: exceed 1.5× the CCC that the best of M search
 #: positions reaches on pure noise, ``sqrt(2 ln M · ρ / n)`` (n footprint pixels, ρ the
 #: correlation area of filtered white noise); the best peak must beat the second by 10%.
 _MIN_SIGNIFICANCE = 1.5

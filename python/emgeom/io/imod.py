@@ -27,7 +27,7 @@ output slice to ``xproj = xx·cos θ + yy·sinAlpha·sinBeta + zz·cosAlpha·sin
 ``yproj = yy·cosAlpha − zz·sinAlpha``. With ``alpha = 0`` this is the canonical
 ``x cos θ + z sin θ`` only for ``z = −zz`` (tilt's slices are upside down, as its comments
 say); substituting gives exactly the canonical ``Ry(θ)·Rx(χ)`` with ``χ = +alpha``.
-``tests/test_tilt_io.py::test_imod_xtilt_sign_follows_tilt_f90`` checks it numerically.
+``tests/io/test_tilt_io.py::test_imod_xtilt_sign_follows_tilt_f90`` checks it numerically.
 """
 
 from __future__ import annotations

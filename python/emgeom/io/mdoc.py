@@ -13,7 +13,7 @@ blocks into the same table as pieces (the gm.mrc.mdoc ``MontSection`` becomes a 
 its own ``PieceCoordinates`` and a NaN ``ZValue``), loses the section kinds' order, parses
 values lossily and pulls pandas and pydantic. Montage geometry needs the ``MontSection`` keys
 (``FullMontSize``, ``FullMontNumFrames``, ``StagePosition`` of the montage centre) kept apart, so
-emgeom parses the (simple) format itself; ``tests/test_serialem_io.py`` cross-checks every
+emgeom parses the (simple) format itself; ``tests/io/test_serialem_io.py`` cross-checks every
 ``ZValue`` value that mdocfile reads.
 """
 

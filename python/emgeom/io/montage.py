@@ -184,7 +184,8 @@ class Montage:
         (``ix = floor((x_rh − overlap/2)/spacing)``, clamped to the grid), and for a missing
         piece the existing one nearest in grid steps. navigator.txt's
         ``px = (x − spacing/2)/spacing`` is *not* used: it puts the boundary half a spacing too
-        far and can return a piece that does not contain the point (tests/test_serialem_montage.py).
+        far and can return a piece that does not contain the point (tests/serialem/
+        test_serialem_montage.py).
         """
         p = as_matrix(xy_px, "xy_px", (2,))
         rh = p + 0.5

@@ -1,7 +1,7 @@
 """Slow numpy references of the log-polar kernels (``rust/kernels/src/logpolar.rs``).
 
 Same grid, angle sense, zero padding and interpolation kernels as the Rust code, written for
-clarity in float64; used by ``tests/test_logpolar.py`` to check the kernels.
+clarity in float64; used by ``tests/kernels/test_logpolar.py`` to check the kernels.
 """
 
 from __future__ import annotations

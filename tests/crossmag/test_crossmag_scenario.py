@@ -6,8 +6,7 @@ import numpy as np
 import pytest
 
 from emgeom import crossmag
-
-from . import _crossmag_data as D
+from tests import _crossmag_data as D
 
 
 def run(rng, *, kind="edge", vn=0.3, pn=1.5, pixel_err=1.0, rot_err=0.0, search=True, n=10):

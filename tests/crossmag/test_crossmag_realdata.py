@@ -11,8 +11,7 @@ import pytest
 from emgeom import crossmag, synthetic
 from emgeom.io.mrc import read_mrc
 from emgeom.resample import rescale, warp_affine
-
-from .conftest import shared_file
+from tests.conftest import shared_file
 
 pytestmark = pytest.mark.realdata
 

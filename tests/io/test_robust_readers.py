@@ -11,7 +11,7 @@ from typing import Any
 
 import numpy as np
 
-from ._robust import no_tmp, reader_contract_tests
+from tests._robust import no_tmp, reader_contract_tests
 
 OPTICS_STAR = b"""# version 30001
 

@@ -14,8 +14,7 @@ from emgeom.errors import (
 )
 from emgeom.io.cryosparc import read_cryosparc_anisomag
 from emgeom.io.relion_optics import read_relion_optics, write_relion_optics
-
-from .conftest import shared_file
+from tests.conftest import shared_file
 
 FORUM_M = [-0.00571369, -0.00932393, -0.01013075, 0.00451204]
 

@@ -16,11 +16,10 @@ import numpy as np
 import pytest
 
 from emgeom import tilt
-
-from ._robust import (
+from tests._robust import (
     reader_contract_tests,
 )
-from .conftest import SHARED_DATA
+from tests.conftest import SHARED_DATA
 
 
 def _geometry() -> Any:

@@ -17,11 +17,7 @@ from hypothesis import strategies as st
 from emgeom import errors, tilt
 from emgeom.io import star
 from emgeom.reference import defocus as ref
-
-try:
-    from .conftest import shared_file
-except ImportError:  # tests/ not a package
-    from conftest import shared_file  # type: ignore[no-redef]
+from tests.conftest import shared_file
 
 pytestmark = pytest.mark.realdata
 

@@ -15,7 +15,7 @@ import mrcfile
 import numpy as np
 import pytest
 
-from ._robust import no_tmp, reader_contract_tests
+from tests._robust import no_tmp, reader_contract_tests
 
 _ROWS = [
     {

@@ -20,8 +20,7 @@ from hypothesis import strategies as st
 
 from emgeom import simulate, synthetic, tilt
 from emgeom.io.mrc import write_mrc
-
-from ._robust import (
+from tests._robust import (
     EXAMPLES,
     NOT_NUMBERS,
     SLOW_EXAMPLES,
@@ -175,7 +174,7 @@ def _new_readers_inputs(w: Path) -> None:
     """
     from scipy.ndimage import gaussian_filter
 
-    from .test_robust_new_readers import IMOD_POINTS, NAV, PORTAL_ALIGNMENT, TILT_COM
+    from tests.io.test_robust_new_readers import IMOD_POINTS, NAV, PORTAL_ALIGNMENT, TILT_COM
 
     (w / "m.nav").write_bytes(NAV)
     world = gaussian_filter(np.random.default_rng(0).normal(size=(256, 256)), 3)
@@ -319,7 +318,7 @@ class _chdir:
 def test_valid_command_line_works(name, work) -> None:  # type: ignore[no-untyped-def]
     row = ROWS[name]
     if name == "demo":
-        pytest.skip("the demo runs in tests/test_demo.py")
+        pytest.skip("the demo runs in tests/cli/test_demo.py")
     with _chdir(work):
         rc, _, err = run_cli(_argv(row, work))
     assert rc in row.ok_codes, err

@@ -9,11 +9,7 @@ import pytest
 
 from emgeom import errors, tilt
 from emgeom.cli import main
-
-try:
-    from .conftest import shared_file
-except ImportError:  # tests/ not a package
-    from conftest import shared_file  # type: ignore[no-redef]
+from tests.conftest import shared_file
 
 pytestmark = pytest.mark.realdata
 

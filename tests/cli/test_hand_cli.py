@@ -10,11 +10,7 @@ from typer.testing import CliRunner
 
 from emgeom import tilt
 from emgeom.cli.hand import app
-
-try:
-    from .conftest import shared_file
-except ImportError:  # tests/ not a package
-    from conftest import shared_file  # type: ignore[no-redef]
+from tests.conftest import shared_file
 
 runner = CliRunner()
 

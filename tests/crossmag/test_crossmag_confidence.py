@@ -8,9 +8,8 @@ import numpy as np
 import pytest
 
 from emgeom.crossmag import _confidence as C
-
-from . import _crossmag_calibration as K
-from .conftest import shared_file
+from tests import _crossmag_calibration as K
+from tests.conftest import shared_file
 
 pytestmark = pytest.mark.realdata
 

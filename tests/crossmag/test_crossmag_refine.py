@@ -10,8 +10,7 @@ from emgeom import _core
 from emgeom import synthetic as syn
 from emgeom.crossmag import _refine
 from emgeom.reference.crossmag import area_predict
-
-from . import _crossmag_data as D
+from tests import _crossmag_data as D
 
 
 @pytest.mark.parametrize("k", [1, 3, 5])
@@ -97,8 +96,7 @@ def test_scale_is_unbiased_under_noise_fast(structured):
 @pytest.fixture(scope="module")
 def micrograph() -> np.ndarray:
     from emgeom.io.mrc import read_mrc
-
-    from .conftest import shared_file
+    from tests.conftest import shared_file
 
     return read_mrc(shared_file("micrographs", "mce_Ucsf_stack_1142_DW.mrc")).data.astype(
         np.float32

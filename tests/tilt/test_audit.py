@@ -7,11 +7,7 @@ import pytest
 
 from emgeom import errors, tilt
 from emgeom.tilt import AuditSource, audit, audit_dataset, load_source
-
-try:
-    from .conftest import shared_file
-except ImportError:  # tests/ not a package
-    from conftest import shared_file  # type: ignore[no-redef]
+from tests.conftest import shared_file
 
 
 def warp_like(hand=-1, axis=83.9, n=31, seed=0):

@@ -10,11 +10,7 @@ import pytest
 from emgeom import errors, tilt
 from emgeom.io.ctffind5 import Ctffind5Tilt, read_ctffind5_tilt, read_ctffind5_tilt_series
 from emgeom.tilt._hand import HandSamples, check_hand, predicted_slopes, read_subtilt_star
-
-try:
-    from .conftest import shared_file
-except ImportError:  # tests/ not a package
-    from conftest import shared_file  # type: ignore[no-redef]
+from tests.conftest import shared_file
 
 
 def series(hand=+1, axis=85.0, n=41, step=3.0, pixel=1.5):

@@ -11,7 +11,7 @@ from emgeom.io.serialem_nav import read_nav
 from emgeom.serialem import MapFrame
 from tests.conftest import shared_file
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def test_entries_have_provenance_and_docs() -> None:

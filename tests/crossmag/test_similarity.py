@@ -14,8 +14,7 @@ import pytest
 from emgeom.crossmag import AlignmentResult, SimilarityResult, find_similarity
 from emgeom.errors import InvalidValueError
 from emgeom.resample import warp_affine
-
-from .conftest import shared_file
+from tests.conftest import shared_file
 
 
 def _rot(theta_deg: float) -> np.ndarray:

@@ -349,8 +349,7 @@ def test_real_micrograph_offset_and_masks():
     the reference and a dead band in the moving crop, both masked: the exact shift, and the map
     equals a float64 evaluation — where float32 Padfield without mean removal fails."""
     from emgeom.io.mrc import read_mrc
-
-    from .conftest import shared_file
+    from tests.conftest import shared_file
 
     m = read_mrc(shared_file("micrographs", "mce_Ucsf_stack_1142_DW.mrc")).data
     m = np.asarray(m, dtype=np.float32)

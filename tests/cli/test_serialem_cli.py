@@ -20,9 +20,9 @@ from emgeom.io.mrc import write_mrc
 from emgeom.io.serialem_nav import read_nav
 from emgeom.serialem import MapFrame
 from tests.conftest import shared_file
-from tests.test_serialem_realign import make_world
+from tests.serialem.test_serialem_realign import make_world
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 TRUE_OFFSET_UM = np.array([12.0, -7.0])
 ROT_DEG = 30.0
 
