@@ -45,10 +45,16 @@ bare-check: wheel
 rust-test:
 	cargo test --release -p emgeom-kernels
 
+# stubtest: python/emgeom/_core.pyi is the contract of the binding boundary, checked against the
+# compiled module (names, signatures, keyword-only arguments, defaults, classes). stubtest passes
+# vacuously when emgeom is not importable, hence the import first.
 lint: install
 	$(PY) -m ruff check python tests benches
 	$(PY) -m ruff format --check python tests benches
 	$(PY) -m mypy
+	$(PY) -c "import emgeom._core"
+	$(PY) -m mypy.stubtest emgeom._core
+	rustfmt --check --edition 2021 rust/bindings/lib.rs
 
 pytest: install
 	$(PY) -m pytest -q --benchmark-disable

@@ -21,8 +21,8 @@ import warnings
 import numpy as np
 import pytest
 
+from emgeom.model.rotation import matrices_from_relion
 from emgeom.tilt import Reconstruction, TiltGeometry, remap
-from emgeom.tilt._rotation import matrices_from_relion
 
 N_FULL, N_SMALL, T = 1_000_000, 20_000, 41
 GROUP = "remap"

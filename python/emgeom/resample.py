@@ -113,8 +113,14 @@ def warp_affine(
         shape=stack.shape[:1] + tuple(shape),
         allowed_bytes=4 * img.nbytes,  # resampling an image held in memory to its size is fine
     )
-    kernel = _core.warp_affine_f32 if img.dtype == np.float32 else _core.warp_affine_f64
-    out = kernel(stack, a, (int(shape[0]), int(shape[1])), order_i, fill_v, threads)
+    out = _core.warp_affine(
+        stack,
+        a,
+        output_shape=(int(shape[0]), int(shape[1])),
+        order=1 if order_i == 1 else 3,
+        fill=fill_v,
+        n_threads=threads,
+    )
     return out if img.ndim == 3 else out[0]
 
 
@@ -212,10 +218,13 @@ def rescale(
     if method == "area" and (fy > 1 or fx > 1):
         method = "bilinear"
     if method in ("area", "lanczos3"):
-        kernel = (
-            _core.rescale_separable_f32 if img.dtype == np.float32 else _core.rescale_separable_f64
+        return _core.rescale_separable(
+            img,
+            output_shape=shape,
+            zoom=(fy, fx),
+            method="area" if method == "area" else "lanczos3",
+            n_threads=threads,
         )
-        return kernel(img, shape, (fy, fx), method, threads)
     if method == "fourier":
         if output_shape is None:
             shape = (max(1, round(ny * fy)), max(1, round(nx * fx)))
@@ -252,8 +261,8 @@ def _rescale_fourier(
     if amp > 2.0**64 or 0 < amp < 2.0**-64:
         exponent = math.frexp(amp)[1]
         img = np.ldexp(img, -exponent, dtype=img.dtype)
-    out: NDArray[np.float32] = _core.rescale_fourier_f32(
-        img.astype(np.float32, copy=False), shape, threads
+    out: NDArray[np.float32] = _core.rescale_fourier(
+        img.astype(np.float32, copy=False), output_shape=shape, n_threads=threads
     )
     if exponent:
         np.ldexp(out, exponent, out=out)

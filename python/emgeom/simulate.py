@@ -31,8 +31,8 @@ from numpy.typing import NDArray
 
 from emgeom._validate import as_bool, as_float, as_int, as_pair, as_shape2, check_alloc, describe
 from emgeom.errors import InvalidTypeError, InvalidValueError
+from emgeom.model.geometry import TiltGeometry
 from emgeom.reference.ctf import electron_wavelength_a
-from emgeom.tilt._geometry import TiltGeometry
 
 __all__ = ["defocus_gradients", "simulate_tilt_series"]
 

@@ -32,7 +32,7 @@ has the same angle sense and starts its log radius at 1 px as well. emgeom lets 
 from __future__ import annotations
 
 import math
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
@@ -53,11 +53,11 @@ from emgeom.errors import InvalidValueError, ShapeError
 __all__ = ["log_polar", "log_polar_grid", "log_polar_spectrum"]
 
 
-def _order_arg(order: Any) -> int:
+def _order_arg(order: Any) -> Literal[1, 3]:
     o = as_int(order, "order")
     if o not in (1, 3):
         raise InvalidValueError(f"order: expected 1 (bilinear) or 3 (bicubic), got {order!r}")
-    return o
+    return 1 if o == 1 else 3
 
 
 def log_polar_grid(
@@ -163,8 +163,12 @@ def log_polar(
     else:
         shape = as_shape2(output_shape, "output_shape")
         check_alloc(shape[0] * shape[1], 4, "output_shape", shape=shape)
-    out: NDArray[np.float32] = _core.log_polar_f32(
-        img, (cx, cy), shape, lo, hi, _order_arg(order), n_threads_arg(n_threads)
+    out: NDArray[np.float32] = _core.log_polar(
+        img,
+        _core.LogPolarGrid(n_angle=shape[0], n_radius=shape[1], r_min=lo, r_max=hi),
+        center=(cx, cy),
+        order=_order_arg(order),
+        n_threads=n_threads_arg(n_threads),
     )
     return out
 
@@ -221,14 +225,12 @@ def log_polar_spectrum(
     hi = as_float(r_max, "r_max", positive=True)
     if hi < lo:
         raise InvalidValueError(f"r_max: must be >= r_min ({lo}), got {hi}")
-    out: NDArray[np.float32] = _core.log_polar_half_spectrum_f32(
+    out: NDArray[np.float32] = _core.log_polar_half_spectrum(
         mag,
-        n,
-        shape,
-        lo,
-        hi,
-        _order_arg(order),
-        as_bool(emphasis, "emphasis"),
-        n_threads_arg(n_threads),
+        _core.LogPolarGrid(n_angle=shape[0], n_radius=shape[1], r_min=lo, r_max=hi),
+        nx=n,
+        order=_order_arg(order),
+        emphasis=as_bool(emphasis, "emphasis"),
+        n_threads=n_threads_arg(n_threads),
     )
     return out

@@ -1,161 +1,14 @@
-//! Shims for `emgeom_kernels::{rescale, xcorr, crossmag}` (cross-magnification alignment).
+//! Shims for `emgeom_kernels::crossmag` (the patch search of cross-magnification alignment).
 
 use std::sync::Arc;
 
 use emgeom_kernels::crossmag::{self, PatchParams, Reference};
-use emgeom_kernels::crossmag_refine::{self, Pose};
-use emgeom_kernels::parallel::with_threads;
-use emgeom_kernels::rescale::{self, SeparableMethod};
-use emgeom_kernels::warp::Affine;
-use emgeom_kernels::xcorr::{self, Allowed, FilterParams, Method};
-use emgeom_kernels::KernelError;
 use ndarray::Array2;
-use numpy::{IntoPyArray, PyArray1, PyArray2, PyArray3, PyReadonlyArray2, PyReadonlyArray3};
+use numpy::{IntoPyArray, PyArray2, PyReadonlyArray2, PyReadonlyArray3};
 use pyo3::prelude::*;
 
-use crate::common::run_detached;
-
-fn method_of(name: &str) -> Result<Method, KernelError> {
-    match name {
-        "xcorr" => Ok(Method::XCorr),
-        "phase" => Ok(Method::Phase),
-        _ => Err(KernelError::value(
-            "method",
-            format!("expected 'xcorr' or 'phase', got {name:?}"),
-        )),
-    }
-}
-
-fn filter_of(f: (f64, f64, f64, f64)) -> FilterParams {
-    FilterParams {
-        sigma1: f.0,
-        sigma2: f.1,
-        radius1: f.2,
-        radius2: f.3,
-    }
-}
-
-/// Guard before any allocation: a zoom whose filter support (≈ 1/zoom input pixels per output
-/// pixel) exceeds the image many times over, or that is not finite and positive, is an error
-/// (a huge search radius once asked for a 1/5e9 zoom and aborted allocating 3.9 GB of taps).
-fn check_zoom(dim: (usize, usize), zoom: (f64, f64)) -> Result<(), KernelError> {
-    for (z, n) in [(zoom.0, dim.0), (zoom.1, dim.1)] {
-        if !(z.is_finite() && z > 0.0) || 1.0 / z > 4.0 * n as f64 + 16.0 {
-            return Err(KernelError::value(
-                "zoom",
-                format!("{z} is out of range for an image of {n} pixels"),
-            ));
-        }
-    }
-    Ok(())
-}
-
-macro_rules! rescale_fn {
-    ($name:ident, $t:ty) => {
-        /// Separable rescale ("area" or "lanczos3") to `output_shape` with zooms `(zy, zx)`.
-        #[pyfunction]
-        #[pyo3(signature = (image, output_shape, zoom, method, n_threads=None))]
-        fn $name<'py>(
-            py: Python<'py>,
-            image: PyReadonlyArray2<'py, $t>,
-            output_shape: (usize, usize),
-            zoom: (f64, f64),
-            method: &str,
-            n_threads: Option<usize>,
-        ) -> PyResult<Bound<'py, PyArray2<$t>>> {
-            let src = image.as_array();
-            let method = method.to_string();
-            let out = run_detached(py, move || {
-                check_zoom(src.dim(), zoom)?;
-                let m = match method.as_str() {
-                    "area" => SeparableMethod::Area,
-                    "lanczos3" => SeparableMethod::Lanczos3,
-                    other => {
-                        return Err(KernelError::value(
-                            "method",
-                            format!("expected 'area' or 'lanczos3', got {other:?}"),
-                        ))
-                    }
-                };
-                with_threads(n_threads, || {
-                    rescale::rescale_separable(src, output_shape, zoom, m)
-                })?
-            })?;
-            Ok(out.into_pyarray(py))
-        }
-    };
-}
-
-rescale_fn!(rescale_separable_f32, f32);
-rescale_fn!(rescale_separable_f64, f64);
-
-/// Fourier crop/pad of a float32 image to `output_shape` (half-pixel aligned).
-#[pyfunction]
-#[pyo3(signature = (image, output_shape, n_threads=None))]
-fn rescale_fourier_f32<'py>(
-    py: Python<'py>,
-    image: PyReadonlyArray2<'py, f32>,
-    output_shape: (usize, usize),
-    n_threads: Option<usize>,
-) -> PyResult<Bound<'py, PyArray2<f32>>> {
-    let src = image.as_array();
-    let out = run_detached(py, move || {
-        with_threads(n_threads, || rescale::fourier_rescale(src, output_shape))?
-    })?;
-    Ok(out.into_pyarray(py))
-}
-
-type CorrOut<'py> = (
-    Bound<'py, PyArray2<f64>>,
-    Bound<'py, PyArray1<f64>>,
-    (f64, f64, usize),
-    Option<Bound<'py, PyArray2<f32>>>,
-);
-
-/// Translation correlation of two float32 images. Returns `(peaks (k, 3) [dx, dy, value],
-/// normalized (k,), (mean, std, count), map or None)`.
-#[pyfunction]
-#[pyo3(signature = (a, b, pad, taper, filter, method, n_peaks, min_sep, max_shift, return_map, n_threads=None))]
-#[allow(clippy::too_many_arguments)]
-fn correlate_f32<'py>(
-    py: Python<'py>,
-    a: PyReadonlyArray2<'py, f32>,
-    b: PyReadonlyArray2<'py, f32>,
-    pad: (usize, usize),
-    taper: f64,
-    filter: (f64, f64, f64, f64),
-    method: &str,
-    n_peaks: usize,
-    min_sep: f64,
-    max_shift: f64,
-    return_map: bool,
-    n_threads: Option<usize>,
-) -> PyResult<CorrOut<'py>> {
-    let (av, bv) = (a.as_array(), b.as_array());
-    let method = method.to_string();
-    let f = filter_of(filter);
-    let t = run_detached(py, move || {
-        let m = method_of(&method)?;
-        with_threads(n_threads, || {
-            xcorr::correlate_translation(
-                av, bv, pad, taper, &f, m, n_peaks, min_sep, max_shift, return_map,
-            )
-        })?
-    })?;
-    let mut peaks = Array2::<f64>::zeros((t.peaks.len(), 3));
-    for (k, p) in t.peaks.iter().enumerate() {
-        peaks[[k, 0]] = p.x;
-        peaks[[k, 1]] = p.y;
-        peaks[[k, 2]] = p.value as f64;
-    }
-    let norm = ndarray::Array1::from(t.normalized);
-    Ok((
-        peaks.into_pyarray(py),
-        norm.into_pyarray(py),
-        (t.stats.mean, t.stats.std, t.stats.count),
-        t.map.map(|m| m.into_pyarray(py)),
-    ))
-}
+use crate::common::{affines_of, kernel_error, run_parallel};
+use crate::xcorr::{AllowedRegion, CorrelationSetup, PeakSearch};
 
 /// A prepared reference search region (opaque; see `emgeom_kernels::crossmag::Reference`).
 #[pyclass(frozen, module = "emgeom._core")]
@@ -177,104 +30,114 @@ impl CrossmagReference {
     }
 }
 
-/// Prepare the reference region `image[y0:y0+wy, x0:x0+wx]` (may extend past the image).
+/// Prepare the reference region `image[y0:y0+wy, x0:x0+wx]` (`origin = (y0, x0)`,
+/// `region = (wy, wx)`; may extend past the image) in the correlation frame of `setup`.
 #[pyfunction]
-#[pyo3(signature = (image, origin, region, pad, taper, filter, method, n_threads=None))]
-#[allow(clippy::too_many_arguments)]
+#[pyo3(signature = (image, setup, *, origin, region, n_threads=None))]
 fn crossmag_prepare<'py>(
     py: Python<'py>,
     image: PyReadonlyArray2<'py, f32>,
+    setup: &Bound<'py, CorrelationSetup>,
     origin: (isize, isize),
     region: (usize, usize),
-    pad: (usize, usize),
-    taper: f64,
-    filter: (f64, f64, f64, f64),
-    method: &str,
     n_threads: Option<usize>,
 ) -> PyResult<CrossmagReference> {
     let img = image.as_array();
-    let method = method.to_string();
-    let f = filter_of(filter);
-    let r = run_detached(py, move || {
-        let m = method_of(&method)?;
-        with_threads(n_threads, || {
-            crossmag::prepare_reference(img, origin, region, pad, taper, &f, m)
-        })?
+    let s = setup.get();
+    let (pad, taper, method) = (s.pad, s.taper, s.method);
+    let f = s.filter.into();
+    let r = run_parallel(py, n_threads, move || {
+        crossmag::prepare_reference(img, origin, region, pad, taper, &f, method)
     })?;
     Ok(CrossmagReference { inner: Arc::new(r) })
 }
 
-type PointOut<'py> = (Bound<'py, PyArray2<f64>>, (f64, f64, usize), f64);
+/// Patch/search parameters shared by all points of a call (`crossmag::PatchParams`): patch
+/// half-size `half = (hy, hx)`, soft-mask `taper` (px), the `allowed` peak positions, the
+/// `peaks` kept, the `score_affines` `(m, 2, 3)` whose common footprint the CCC is measured
+/// over, `refine_ccc` (refine the best peak on the real-space CCC) and `direct` (a known
+/// position `(x, y)`: skip the correlation and only hill-climb the CCC from there).
+#[pyclass(frozen, module = "emgeom._core")]
+struct PatchSearch {
+    inner: PatchParams,
+}
 
-/// Evaluate search points: `affines` (n, 2, 3) map patch pixel (j, i) to moving (x, y).
-/// `allowed` = (x0, x1, y0, y1, cx, cy, radius) in region pixels. Returns a list of
-/// `(peaks (k, 6) [x, y, value, ccc, overlap, value_interp], (mean, std, count), mask_sum)` and the map of
-/// the first point (or None).
+#[pymethods]
+impl PatchSearch {
+    #[new]
+    #[pyo3(signature = (*, half, taper, allowed, peaks, score_affines, refine_ccc=false, direct=None))]
+    fn new(
+        half: (usize, usize),
+        taper: f64,
+        allowed: AllowedRegion,
+        peaks: PeakSearch,
+        score_affines: PyReadonlyArray3<'_, f64>,
+        refine_ccc: bool,
+        direct: Option<(f64, f64)>,
+    ) -> PyResult<Self> {
+        let score_affines = affines_of(score_affines.as_array(), "score_affines")
+            .map_err(|e| kernel_error(score_affines.py(), e))?;
+        Ok(PatchSearch {
+            inner: PatchParams {
+                hy: half.0,
+                hx: half.1,
+                taper,
+                allowed: allowed.into(),
+                n_peaks: peaks.n_peaks,
+                min_sep: peaks.min_separation,
+                score_affines,
+                refine_ccc,
+                direct,
+            },
+        })
+    }
+
+    #[getter]
+    fn half(&self) -> (usize, usize) {
+        (self.inner.hy, self.inner.hx)
+    }
+    #[getter]
+    fn refine_ccc(&self) -> bool {
+        self.inner.refine_ccc
+    }
+    #[getter]
+    fn direct(&self) -> Option<(f64, f64)> {
+        self.inner.direct
+    }
+}
+
+/// One evaluated search point (`crossmag::PointResult`).
+#[pyclass(frozen, module = "emgeom._core", get_all)]
+struct PointEval {
+    /// `(k, 6)`: rows `(x, y, value, ccc, overlap, value_interp)`, best first.
+    peaks: Py<PyArray2<f64>>,
+    map_mean: f64,
+    map_std: f64,
+    map_count: usize,
+    /// Σ of the patch mask weights (0 means an empty patch).
+    mask_sum: f64,
+}
+
+/// Evaluate search points: `affines` `(n, 2, 3)` map patch pixel `(j, i)` to moving `(x, y)`.
+/// Returns one [`PointEval`] per point and the correlation map of the first point (when
+/// `want_map`).
 #[pyfunction]
-#[pyo3(signature = (reference, moving, affines, half, taper, allowed, n_peaks, min_sep, want_map, score_affines, refine_ccc=false, direct=None, n_threads=None))]
-#[allow(clippy::too_many_arguments)]
+#[pyo3(signature = (reference, moving, affines, search, *, want_map=false, n_threads=None))]
 fn crossmag_evaluate<'py>(
     py: Python<'py>,
     reference: &Bound<'py, CrossmagReference>,
     moving: PyReadonlyArray2<'py, f32>,
     affines: PyReadonlyArray3<'py, f64>,
-    half: (usize, usize),
-    taper: f64,
-    allowed: (usize, usize, usize, usize, f64, f64, f64),
-    n_peaks: usize,
-    min_sep: f64,
+    search: &Bound<'py, PatchSearch>,
     want_map: bool,
-    score_affines: PyReadonlyArray3<'py, f64>,
-    refine_ccc: bool,
-    direct: Option<(f64, f64)>,
     n_threads: Option<usize>,
-) -> PyResult<(Vec<PointOut<'py>>, Option<Bound<'py, PyArray2<f32>>>)> {
+) -> PyResult<(Vec<PointEval>, Option<Bound<'py, PyArray2<f32>>>)> {
     let r = Arc::clone(&reference.get().inner);
     let mv = moving.as_array();
-    let av = affines.as_array();
-    let sv = score_affines.as_array();
-    if av.shape()[1] != 2 || av.shape()[2] != 3 || sv.shape()[1] != 2 || sv.shape()[2] != 3 {
-        return Err(pyo3::exceptions::PyValueError::new_err(format!(
-            "affines/score_affines: expected shape (n, 2, 3), got {:?} / {:?}",
-            av.shape(),
-            sv.shape()
-        )));
-    }
-    let to_affs = |v: ndarray::ArrayView3<f64>| -> Vec<Affine> {
-        v.outer_iter()
-            .map(|a| {
-                [
-                    [a[[0, 0]], a[[0, 1]], a[[0, 2]]],
-                    [a[[1, 0]], a[[1, 1]], a[[1, 2]]],
-                ]
-            })
-            .collect()
-    };
-    let affs = to_affs(av);
-    let score_affs = to_affs(sv);
-    let params = PatchParams {
-        hy: half.0,
-        hx: half.1,
-        taper,
-        allowed: Allowed {
-            x0: allowed.0,
-            x1: allowed.1,
-            y0: allowed.2,
-            y1: allowed.3,
-            cx: allowed.4,
-            cy: allowed.5,
-            radius: allowed.6,
-        },
-        n_peaks,
-        min_sep,
-        score_affines: score_affs,
-        refine_ccc,
-        direct,
-    };
-    let results = run_detached(py, move || {
-        with_threads(n_threads, || {
-            crossmag::evaluate_points(&r, mv, &affs, &params, want_map)
-        })?
+    let affs = affines_of(affines.as_array(), "affines").map_err(|e| kernel_error(py, e))?;
+    let params = &search.get().inner;
+    let results = run_parallel(py, n_threads, move || {
+        crossmag::evaluate_points(&r, mv, &affs, params, want_map)
     })?;
     let mut out = Vec::with_capacity(results.len());
     let mut map_out = None;
@@ -291,53 +154,22 @@ fn crossmag_evaluate<'py>(
         if let Some(m) = res.map {
             map_out = Some(m.into_pyarray(py));
         }
-        out.push((
-            pk.into_pyarray(py),
-            (res.stats.mean, res.stats.std, res.stats.count),
-            res.mask_sum,
-        ));
+        out.push(PointEval {
+            peaks: pk.into_pyarray(py).unbind(),
+            map_mean: res.stats.mean,
+            map_std: res.stats.std,
+            map_count: res.stats.count,
+            mask_sum: res.mask_sum,
+        });
     }
     Ok((out, map_out))
 }
 
-/// Forward model of the maximum-likelihood refinement: the fine image integrated over the
-/// footprints of the coarse pixels of `box_ = (x0, y0, nx, ny)` at `pose = (tx, ty, s, theta_rad)`
-/// (`center` = the fine point that lands on `(tx, ty)`, `k` x `k` samples per footprint).
-/// Returns `(P (ny, nx), dP (4, ny, nx))`.
-#[pyfunction]
-#[pyo3(signature = (fine, pose, center, box_, k, n_threads=None))]
-fn crossmag_area_predict<'py>(
-    py: Python<'py>,
-    fine: PyReadonlyArray2<'py, f32>,
-    pose: (f64, f64, f64, f64),
-    center: (f64, f64),
-    box_: (i64, i64, usize, usize),
-    k: usize,
-    n_threads: Option<usize>,
-) -> PyResult<(Bound<'py, PyArray2<f64>>, Bound<'py, PyArray3<f64>>)> {
-    let src = fine.as_array();
-    let p = Pose {
-        tx: pose.0,
-        ty: pose.1,
-        s: pose.2,
-        theta: pose.3,
-    };
-    let (a, d) = run_detached(py, move || {
-        with_threads(n_threads, || {
-            crossmag_refine::area_predict(src, p, center, box_, k)
-        })?
-    })?;
-    Ok((a.into_pyarray(py), d.into_pyarray(py)))
-}
-
 pub fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
-    m.add_function(wrap_pyfunction!(rescale_separable_f32, m)?)?;
-    m.add_function(wrap_pyfunction!(rescale_separable_f64, m)?)?;
-    m.add_function(wrap_pyfunction!(rescale_fourier_f32, m)?)?;
-    m.add_function(wrap_pyfunction!(correlate_f32, m)?)?;
     m.add_function(wrap_pyfunction!(crossmag_prepare, m)?)?;
     m.add_function(wrap_pyfunction!(crossmag_evaluate, m)?)?;
-    m.add_function(wrap_pyfunction!(crossmag_area_predict, m)?)?;
     m.add_class::<CrossmagReference>()?;
+    m.add_class::<PatchSearch>()?;
+    m.add_class::<PointEval>()?;
     Ok(())
 }

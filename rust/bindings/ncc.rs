@@ -1,68 +1,71 @@
 //! Shims for `emgeom_kernels::ncc` (masked normalised cross-correlation, Padfield 2012).
 
 use emgeom_kernels::ncc;
-use emgeom_kernels::parallel::with_threads;
 use ndarray::Array2;
 use numpy::{IntoPyArray, PyArray2, PyReadonlyArray2};
 use pyo3::prelude::*;
 
-use crate::common::run_detached;
+use crate::common::run_parallel;
+use crate::xcorr::PeakSearch;
 
-type NccOut<'py> = (
-    Bound<'py, PyArray2<f64>>,
-    (f64, f64, usize),
-    Bound<'py, PyArray2<f32>>,
-    Bound<'py, PyArray2<f32>>,
-    (usize, usize),
-);
+/// The result of [`masked_ncc`] (`ncc::MaskedNcc` and its peaks).
+#[pyclass(frozen, module = "emgeom._core", get_all)]
+struct MaskedNcc {
+    /// `(k, 4)`: rows `(dx, dy, ncc, overlap_fraction)`, best first.
+    peaks: Py<PyArray2<f64>>,
+    map_mean: f64,
+    map_std: f64,
+    /// Number of displacements with enough overlap.
+    n_valid: usize,
+    ncc_map: Py<PyArray2<f32>>,
+    overlap_map: Py<PyArray2<f32>>,
+    /// Map index `(iy, ix)` of zero displacement.
+    origin: (usize, usize),
+}
 
-/// Masked NCC of `reference` and `moving` (float32) over every displacement of the "full" mode.
-///
-/// Returns `(peaks, (map_mean, map_std, n_valid), ncc_map, overlap_map, origin)`: `peaks` is
-/// `(k, 4)` with rows `(dx, dy, ncc, overlap_fraction)`, best first; `origin = (iy, ix)` is the
-/// map index of zero displacement.
+/// Masked NCC of float32 `reference` and `moving` over every displacement of the "full" mode,
+/// displacements with less than `min_overlap` of the smaller mask's weight excluded.
 #[pyfunction]
-#[pyo3(signature = (reference, reference_mask, moving, moving_mask, min_overlap, n_peaks, min_separation, n_threads=None))]
-#[allow(clippy::too_many_arguments)]
-fn masked_ncc_f32<'py>(
-    py: Python<'py>,
+#[pyo3(signature = (reference, moving, peaks, *, reference_mask=None, moving_mask=None, min_overlap, n_threads=None))]
+fn masked_ncc<'py>(
     reference: PyReadonlyArray2<'py, f32>,
-    reference_mask: Option<PyReadonlyArray2<'py, f32>>,
     moving: PyReadonlyArray2<'py, f32>,
+    peaks: PeakSearch,
+    reference_mask: Option<PyReadonlyArray2<'py, f32>>,
     moving_mask: Option<PyReadonlyArray2<'py, f32>>,
     min_overlap: f64,
-    n_peaks: usize,
-    min_separation: f64,
     n_threads: Option<usize>,
-) -> PyResult<NccOut<'py>> {
+) -> PyResult<MaskedNcc> {
+    let py = reference.py();
     let a = reference.as_array();
     let b = moving.as_array();
     let ma = reference_mask.as_ref().map(|m| m.as_array());
     let mb = moving_mask.as_ref().map(|m| m.as_array());
-    let (res, peaks, stats) = run_detached(py, move || {
-        with_threads(n_threads, || {
-            let res = ncc::masked_ncc(a, ma, b, mb, min_overlap)?;
-            let (peaks, stats) = ncc::ncc_peaks(&res, n_peaks, min_separation);
-            Ok((res, peaks, stats))
-        })?
+    let (res, found, stats) = run_parallel(py, n_threads, move || {
+        let res = ncc::masked_ncc(a, ma, b, mb, min_overlap)?;
+        let (found, stats) = ncc::ncc_peaks(&res, peaks.n_peaks, peaks.min_separation);
+        Ok((res, found, stats))
     })?;
-    let mut p = Array2::<f64>::zeros((peaks.len(), 4));
-    for (k, q) in peaks.iter().enumerate() {
+    let mut p = Array2::<f64>::zeros((found.len(), 4));
+    for (k, q) in found.iter().enumerate() {
         p[[k, 0]] = q.dx;
         p[[k, 1]] = q.dy;
         p[[k, 2]] = q.value as f64;
         p[[k, 3]] = q.overlap as f64;
     }
-    Ok((
-        p.into_pyarray(py),
-        (stats.mean, stats.std, stats.count),
-        res.ncc.into_pyarray(py),
-        res.overlap.into_pyarray(py),
-        res.origin,
-    ))
+    Ok(MaskedNcc {
+        peaks: p.into_pyarray(py).unbind(),
+        map_mean: stats.mean,
+        map_std: stats.std,
+        n_valid: stats.count,
+        ncc_map: res.ncc.into_pyarray(py).unbind(),
+        overlap_map: res.overlap.into_pyarray(py).unbind(),
+        origin: res.origin,
+    })
 }
 
 pub fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
-    m.add_function(wrap_pyfunction!(masked_ncc_f32, m)?)?;
+    m.add_function(wrap_pyfunction!(masked_ncc, m)?)?;
+    m.add_class::<MaskedNcc>()?;
     Ok(())
 }

@@ -55,16 +55,17 @@ def test_rescale_kernel_guards_its_zoom(zoom):
     multi-GB allocation."""
     img = np.zeros((64, 64), np.float32)
     with pytest.raises(EmgeomError, match="zoom"):
-        _core.rescale_separable_f32(img, (1, 1), (zoom, zoom), "area", None)
+        _core.rescale_separable(img, output_shape=(1, 1), zoom=(zoom, zoom), method="area")
 
 
 def test_area_predict_kernel_guards_its_arguments():
     img = np.zeros((32, 32), np.float32)
+    pose = _core.Pose(tx=1.0, ty=1.0, s=0.5, theta_rad=0.0)
+    c = (15.5, 15.5)
     with pytest.raises(EmgeomError, match="k"):
-        _core.crossmag_area_predict(img, (1.0, 1.0, 0.5, 0.0), (15.5, 15.5), (0, 0, 4, 4), 10**6)
+        _core.crossmag_area_predict(img, pose, center=c, box_=(0, 0, 4, 4), k=10**6)
     with pytest.raises(EmgeomError, match="box"):
-        _core.crossmag_area_predict(
-            img, (1.0, 1.0, 0.5, 0.0), (15.5, 15.5), (0, 0, 1 << 20, 1 << 20), 1
-        )
+        _core.crossmag_area_predict(img, pose, center=c, box_=(0, 0, 1 << 20, 1 << 20), k=1)
+    flat = _core.Pose(tx=1.0, ty=1.0, s=0.0, theta_rad=0.0)
     with pytest.raises(EmgeomError, match="s"):
-        _core.crossmag_area_predict(img, (1.0, 1.0, 0.0, 0.0), (15.5, 15.5), (0, 0, 4, 4), 1)
+        _core.crossmag_area_predict(img, flat, center=c, box_=(0, 0, 4, 4), k=1)

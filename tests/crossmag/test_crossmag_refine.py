@@ -19,7 +19,8 @@ def test_area_predict_kernel_equals_numpy_reference(k):
     img = rng.normal(size=(90, 70)).astype(np.float32)
     pose = (20.3, 15.1, 0.27, 0.7)
     box = (15, 10, 10, 10)  # every sample inside the fine image (no clamping)
-    p, d = _core.crossmag_area_predict(img, pose, (34.5, 44.5), box, k, None)
+    native = _core.Pose(tx=pose[0], ty=pose[1], s=pose[2], theta_rad=pose[3])
+    p, d = _core.crossmag_area_predict(img, native, center=(34.5, 44.5), box_=box, k=k)
     pr, dr = area_predict(img, pose, (34.5, 44.5), box, k)
     np.testing.assert_allclose(p, pr, atol=1e-10)
     np.testing.assert_allclose(d, dr, atol=1e-9)
@@ -37,7 +38,8 @@ def test_area_predict_is_an_area_average():
     rng = np.random.default_rng(0)
     img = rng.normal(size=(40, 48)).astype(np.float32)
     # coarse pixel q ↔ fine block [4q, 4q+4): fine centre (23.5, 19.5) lands on (5.5, 4.5)
-    p, _ = _core.crossmag_area_predict(img, (5.5, 4.5, 0.25, 0.0), (23.5, 19.5), (1, 1, 9, 7), 4)
+    pose = _core.Pose(tx=5.5, ty=4.5, s=0.25, theta_rad=0.0)
+    p, _ = _core.crossmag_area_predict(img, pose, center=(23.5, 19.5), box_=(1, 1, 9, 7), k=4)
     blocks = img.reshape(10, 4, 12, 4).mean(axis=(1, 3))
     # bilinear samples at the 4 sub-pixel offsets (±0.125, ±0.375 of a block) fall on fine
     # pixel centres: exact

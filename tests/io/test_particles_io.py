@@ -20,17 +20,17 @@ from emgeom.io.particles import (
     write_particles,
 )
 from emgeom.io.portal import read_portal_annotations
+from emgeom.model.rotation import (
+    as_rotation_matrices,
+    matrices_from_relion,
+    relion_from_matrices,
+)
 from emgeom.tilt import Reconstruction, TiltGeometry
 from emgeom.tilt._remap import (
     orientations_to_voxels,
     particles_to_voxels,
     remap,
     voxels_to_particles,
-)
-from emgeom.tilt._rotation import (
-    as_rotation_matrices,
-    matrices_from_relion,
-    relion_from_matrices,
 )
 from tests.conftest import shared_file
 

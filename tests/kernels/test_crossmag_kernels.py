@@ -93,29 +93,24 @@ def test_crossmag_point_kernel_equals_reference():
     moving = rng.standard_normal((30, 34)).astype(np.float32)
     a = np.array([[0.9, -0.1, 3.0], [0.1, 0.9, 2.0]])
     pad = (120, 128)
-    prep = _core.crossmag_prepare(
-        reference, (-5, -3), (85, 95), pad, 4.0, crossmag.DEFAULT_FILTER, "xcorr", None
-    )
+    s1, s2, r1, r2 = crossmag.DEFAULT_FILTER
+    band = _core.Bandpass(sigma1=s1, sigma2=s2, radius1=r1, radius2=r2)
+    setup = _core.CorrelationSetup(pad=pad, taper=4.0, filter=band, method="xcorr")
+    prep = _core.crossmag_prepare(reference, setup, origin=(-5, -3), region=(85, 95))
     assert prep.pad == pad and prep.region == (85, 95)
-    out, cmap = _core.crossmag_evaluate(
-        prep,
-        moving,
-        a[None],
-        (17, 19),
-        3.0,
-        (0, 95, 0, 85, 0.0, 0.0, -1.0),
-        5,
-        4.0,
-        True,
-        a[None],
-        False,
-        None,
+    search = _core.PatchSearch(
+        half=(17, 19),
+        taper=3.0,
+        allowed=_core.AllowedRegion(x0=0, x1=95, y0=0, y1=85),
+        peaks=_core.PeakSearch(n_peaks=5, min_separation=4.0),
+        score_affines=a[None],
     )
+    out, cmap = _core.crossmag_evaluate(prep, moving, a[None], search, want_map=True)
     expect = ref.crossmag_point(
         reference, (-5, -3), (85, 95), pad, 4.0, crossmag.DEFAULT_FILTER, moving, a, (17, 19), 3.0
     )
     np.testing.assert_allclose(cmap, expect, atol=1e-5 * np.abs(expect).max())
-    peaks = out[0][0]
+    peaks = out[0].peaks
     iy, ix = np.unravel_index(np.argmax(expect), expect.shape)
     assert np.hypot(peaks[:, 0] - ix, peaks[:, 1] - iy).min() < 1.0
     assert np.all(np.abs(peaks[:, 3]) <= 1.0) and np.all((peaks[:, 4] >= 0) & (peaks[:, 4] <= 1.0))

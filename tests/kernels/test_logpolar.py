@@ -83,7 +83,10 @@ def test_half_spectrum_matches_reference(ny, nx, na, nr, r_min, span, order, emp
 )
 def test_fm_descriptor_matches_reference(shape, order, taper, mag, emph):
     img = np.random.default_rng(3).normal(size=shape).astype(np.float32) + 5
-    got = _core.fm_log_polar_f32(img, (45, 20), 0.03, 0.45, order, taper, mag, emph, None)
+    grid = _core.LogPolarGrid(n_angle=45, n_radius=20, r_min=0.03, r_max=0.45)
+    got = _core.fm_log_polar(
+        img, grid, order=order, taper_fraction=taper, magnitude=mag, emphasis=emph
+    )
     exp = ref.spectrum_log_polar(img, (45, 20), 0.03, 0.45, order, taper, mag, emph)
     np.testing.assert_allclose(got, exp, atol=2e-4 * np.abs(exp).max())
 

@@ -18,11 +18,23 @@ def test_wavelength():
     assert ref.electron_wavelength_a(200.0) == pytest.approx(0.025079, abs=2e-6)
 
 
+def _search(srch, s_per_bin, df_step):
+    return _core.DefocusSearch(
+        srch,
+        s_per_bin=s_per_bin,
+        wavelength_a=LAM,
+        cs_a=2.7e7,
+        amplitude_contrast=0.07,
+        df_step=df_step,
+    )
+
+
 @pytest.mark.parametrize("astig", [0.0, 0.08])
 def test_tile_profiles_match_reference(astig):
     rng = np.random.default_rng(0)
     img = rng.normal(size=(150, 170)).astype(np.float32)
-    p, c, n = _core.ctf_tile_profiles(img, 64, 32, 32, astig, 0.7)
+    tiling = _core.CtfTiling(tile=64, step=32, n_bins=32, astig=astig, astig_angle_rad=0.7)
+    p, c, n = _core.ctf_tile_profiles(img, tiling)
     pr, cr, nr = ref.tile_profiles(img, 64, 32, 32, astig, 0.7)
     assert p.shape == pr.shape == (3 * 4, 32)
     np.testing.assert_allclose(c, cr)
@@ -34,16 +46,17 @@ def test_fit_and_curves_match_reference():
     px = 3.0
     g = tilt.TiltGeometry([0.0], 0.0, 24000.0, pixel_size_a=px)
     img = simulate_tilt_series(g, shape=(256, 256), seed=3, snr=0.5)[0]
-    prof, _, _ = _core.ctf_tile_profiles(img, 128, 64, 64)
+    prof, _, _ = _core.ctf_tile_profiles(img, _core.CtfTiling(tile=128, step=64, n_bins=64))
     s_per_bin = 0.25 / px**2 / 64
     srch = np.tile([1 / 900, 0.8 * 0.25 / px**2, 12000.0, 36000.0, 24000.0], (prof.shape[0], 1))
-    d, sc = _core.ctf_fit_defocus_1d(prof, s_per_bin, LAM, 2.7e7, 0.07, srch, 50.0)
+    search = _search(srch, s_per_bin, 50.0)
+    d, sc = _core.ctf_fit_defocus_1d(prof, search)
     dr, scr = ref.fit_defocus_1d(prof, s_per_bin, LAM, 2.7e7, 0.07, srch, 50.0)
     np.testing.assert_allclose(d, dr, atol=1.0)
     np.testing.assert_allclose(sc, scr, atol=1e-6)
     assert np.median(np.abs(d - 24000.0)) < 600 and np.median(sc) > 0.2
     starts = np.full(prof.shape[0], 20000.0)
-    cur = _core.ctf_score_curves(prof, s_per_bin, LAM, 2.7e7, 0.07, srch, starts, 100.0, 81)
+    cur = _core.ctf_score_curves(prof, _search(srch, s_per_bin, 100.0), df_start=starts, n_steps=81)
     flat = ref.flatten_profile(prof[0], s_per_bin, LAM, 24000.0)
     j0, j1 = int(np.ceil(srch[0, 0] / s_per_bin)), int(np.floor(srch[0, 1] / s_per_bin))
     for k in (0, 40, 80):
@@ -51,19 +64,24 @@ def test_fit_and_curves_match_reference():
             ref.score(flat, j0, j1, s_per_bin, LAM, 2.7e7, 0.07, 20000.0 + 100.0 * k), abs=1e-9
         )
     np.testing.assert_allclose(
-        _core.ctf_flatten_profile(prof[0], s_per_bin, LAM, 24000.0), flat, atol=1e-6
+        _core.ctf_flatten_profile(prof[0], s_per_bin=s_per_bin, wavelength_a=LAM, df_ref=24000.0),
+        flat,
+        atol=1e-6,
     )
 
 
 def test_kernel_errors_are_exceptions():
     img = np.zeros((20, 20), np.float32)
     with pytest.raises(errors.InvalidValueError, match="image"):
-        _core.ctf_tile_profiles(img, 64, 32, 32)
+        _core.ctf_tile_profiles(img, _core.CtfTiling(tile=64, step=32, n_bins=32))
     with pytest.raises(errors.InvalidValueError, match="n_bins"):
-        _core.ctf_tile_profiles(np.zeros((64, 64), np.float32), 64, 32, 1000)
+        tiling = _core.CtfTiling(tile=64, step=32, n_bins=1000)
+        _core.ctf_tile_profiles(np.zeros((64, 64), np.float32), tiling)
+    with pytest.raises(errors.InvalidValueError, match="searches"):
+        _search(np.zeros((1, 4)), 1e-3, 10.0)
     with pytest.raises(errors.InvalidValueError, match="searches"):
         _core.ctf_fit_defocus_1d(
-            np.zeros((1, 16), np.float32), 1e-3, LAM, 2.7e7, 0.07, np.zeros((1, 4)), 10.0
+            np.zeros((2, 16), np.float32), _search(np.zeros((1, 5)), 1e-3, 10.0)
         )
 
 

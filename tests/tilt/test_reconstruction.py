@@ -14,8 +14,8 @@ from emgeom.io.aretomo import read_aln, read_aretomo
 from emgeom.io.imod import read_imod, read_xf
 from emgeom.io.imod_tilt_com import read_tilt_com
 from emgeom.io.portal import read_portal_alignment, read_portal_tomograms
+from emgeom.model.geometry import rotation_matrices
 from emgeom.tilt import Reconstruction, TiltGeometry, remap
-from emgeom.tilt._geometry import rotation_matrices
 from tests.conftest import shared_file
 
 G = "cryoet_alignment_golden"

@@ -23,10 +23,10 @@ from emgeom.errors import (
     ShapeError,
     UnknownConventionError,
 )
+from emgeom.model.geometry import angles_from_matrices
+from emgeom.model.rotation import matrices_from_relion
 from emgeom.tilt import Reconstruction, TiltGeometry, remap
-from emgeom.tilt._geometry import angles_from_matrices
 from emgeom.tilt._reconstruction import PROGRAMS
-from emgeom.tilt._rotation import matrices_from_relion
 
 PX = 1.54
 IMAGE = (4095, 4096)  # (ny, nx): odd and even axes

@@ -7,7 +7,7 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Literal, cast
 
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
@@ -19,9 +19,21 @@ from emgeom.errors import InvalidTypeError, InvalidValueError
 
 __all__ = ["DEFAULT_FILTER", "CorrelationPeak", "CorrelationResult", "correlate"]
 
-#: IMOD filter (sigma1, sigma2, radius1, radius2) in cycles/pixel: SerialEM AutoAlign defaults
-#: (``ShiftManager.cpp``: mSigma1 = 0.03, mSigma2 = 0.05, mRadius2 = 0.25).
 DEFAULT_FILTER = (0.03, 0.05, 0.0, 0.25)
+"""IMOD filter (sigma1, sigma2, radius1, radius2) in cycles/pixel: SerialEM AutoAlign defaults
+(``ShiftManager.cpp``: mSigma1 = 0.03, mSigma2 = 0.05, mRadius2 = 0.25)."""
+
+
+def correlation_setup(
+    pad: tuple[int, int], taper: float, filt: tuple[float, float, float, float], method: str
+) -> _core.CorrelationSetup:
+    """The native correlation frame: both images tapered (``taper`` px) into ``pad``, filtered
+    by the IMOD filter ``filt`` and correlated with ``method`` ("xcorr" or "phase").
+    """
+    sigma1, sigma2, radius1, radius2 = filt
+    band = _core.Bandpass(sigma1=sigma1, sigma2=sigma2, radius1=radius1, radius2=radius2)
+    mode = cast(Literal["xcorr", "phase"], method)  # validated by the caller and the kernel
+    return _core.CorrelationSetup(pad=pad, taper=taper, filter=band, method=mode)
 
 
 @dataclass(frozen=True)
@@ -140,13 +152,20 @@ def correlate(
     nx = max(a.shape[1], b.shape[1])
     pad = (nice_size(math.ceil(ny * (1 + pf))), nice_size(math.ceil(nx * (1 + pf))))
     taper = tf * min(min(a.shape), min(b.shape))
-    peaks, norm, stats, cmap = _core.correlate_f32(
-        a, b, pad, taper, f, method, n, sep, ms, bool(return_map), n_threads_arg(n_threads)
+    t = _core.correlate(
+        a,
+        b,
+        correlation_setup(pad, taper, f, method),
+        _core.PeakSearch(n_peaks=n, min_separation=sep),
+        max_shift=None if ms < 0 else ms,
+        return_map=bool(return_map),
+        n_threads=n_threads_arg(n_threads),
     )
+    cmap = t.map
     back = 1.0 if method == "phase" else math.ldexp(1.0, -(ea + eb))
     out = tuple(
         CorrelationPeak(float(p[0]), float(p[1]), float(p[2]) * back, float(q))
-        for p, q in zip(peaks, norm, strict=True)
+        for p, q in zip(t.peaks, t.normalized, strict=True)
     )
     cmap_out: NDArray[np.floating[Any]] | None = cmap
     if cmap is not None and back != 1.0:
@@ -157,7 +176,7 @@ def correlate(
         cmap_out = m64.astype(np.float32) if fits else m64
     return CorrelationResult(
         peaks=out,
-        map_mean=float(stats[0]) * back,
-        map_std=float(stats[1]) * back,
+        map_mean=float(t.map_mean) * back,
+        map_std=float(t.map_std) * back,
         correlation_map=cmap_out,
     )

@@ -172,21 +172,27 @@ def masked_correlate(
     n = as_int(n_peaks, "n_peaks", low=1, high=1000)
     sep = as_float(min_separation, "min_separation", nonnegative=True)
     threads = n_threads_arg(n_threads)
-    peaks, stats, cmap, omap, origin = _core.masked_ncc_f32(
-        a, ma, b, mb, mo, n, sep, n_threads=threads
+    r = _core.masked_ncc(
+        a,
+        b,
+        _core.PeakSearch(n_peaks=n, min_separation=sep),
+        reference_mask=ma,
+        moving_mask=mb,
+        min_overlap=mo,
+        n_threads=threads,
     )
     out = tuple(
         MaskedCorrelationPeak(
             float(p[0]), float(p[1]), float(p[2]), float(p[2]), overlap=float(p[3])
         )
-        for p in peaks
+        for p in r.peaks
     )
     return MaskedCorrelationResult(
         peaks=out,
-        map_mean=float(stats[0]),
-        map_std=float(stats[1]),
-        correlation_map=cmap,
-        overlap_map=omap,
-        origin=(int(origin[0]), int(origin[1])),
-        n_valid=int(stats[2]),
+        map_mean=float(r.map_mean),
+        map_std=float(r.map_std),
+        correlation_map=r.ncc_map,
+        overlap_map=r.overlap_map,
+        origin=(int(r.origin[0]), int(r.origin[1])),
+        n_valid=int(r.n_valid),
     )

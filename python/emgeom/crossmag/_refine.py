@@ -135,9 +135,8 @@ def _predict(
     k: int,
     threads: int | None,
 ) -> tuple[NDArray[np.float64], NDArray[np.float64]]:
-    out = _core.crossmag_area_predict(
-        img, (float(p[0]), float(p[1]), float(p[2]), float(p[3])), c, box, k, threads
-    )
+    pose = _core.Pose(tx=float(p[0]), ty=float(p[1]), s=float(p[2]), theta_rad=float(p[3]))
+    out = _core.crossmag_area_predict(img, pose, center=c, box_=box, k=k, n_threads=threads)
     return np.asarray(out[0]), np.asarray(out[1])
 
 

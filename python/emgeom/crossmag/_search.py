@@ -8,12 +8,13 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, field
 from functools import lru_cache
-from typing import Any
+from typing import Any, Literal, cast
 
 import numpy as np
 from numpy.typing import NDArray
 
 from emgeom import _core
+from emgeom.crossmag._correlate import correlation_setup
 from emgeom.crossmag._geometry import (
     OVERLAP_POWER,
     center_of,
@@ -98,7 +99,11 @@ class Region:
         hy, hx = st.half
         pad = (nice_size(size[0] + hy + 2), nice_size(size[1] + hx + 2))
         self.ref = _core.crossmag_prepare(
-            st.ref_b, origin, size, pad, taper, st.filt, st.method, st.threads
+            st.ref_b,
+            correlation_setup(pad, taper, st.filt, st.method),
+            origin=origin,
+            region=size,
+            n_threads=st.threads,
         )
 
     def evaluate(
@@ -110,24 +115,22 @@ class Region:
         direct: tuple[float, float] | None = None,
     ) -> tuple[list[Eval], NDArray[np.float32] | None]:
         affs = np.stack([patch_affine(st, s, t) for s, t in points])
+        x0, x1, y0, y1, cx, cy, radius = self.allowed
+        search = _core.PatchSearch(
+            half=st.half,
+            taper=st.mask_taper,
+            allowed=_core.AllowedRegion(x0=x0, x1=x1, y0=y0, y1=y1, cx=cx, cy=cy, radius=radius),
+            peaks=_core.PeakSearch(n_peaks=st.n_peaks, min_separation=st.min_sep),
+            score_affines=st.score_affines,
+            refine_ccc=refine,
+            direct=direct,
+        )
         out, cmap = _core.crossmag_evaluate(
-            self.ref,
-            st.mov_s,
-            affs,
-            st.half,
-            st.mask_taper,
-            self.allowed,
-            st.n_peaks,
-            st.min_sep,
-            want_map,
-            st.score_affines,
-            refine,
-            direct,
-            st.threads,
+            self.ref, st.mov_s, affs, search, want_map=want_map, n_threads=st.threads
         )
         evals = [
-            Eval(s, t, np.asarray(pk), float(stats[0]), float(stats[1]), int(stats[2]))
-            for (s, t), (pk, stats, _msum) in zip(points, out, strict=True)
+            Eval(s, t, np.asarray(e.peaks), e.map_mean, e.map_std, e.map_count)
+            for (s, t), e in zip(points, out, strict=True)
         ]
         return evals, cmap
 
@@ -241,7 +244,10 @@ def shrink(img: NDArray[np.float32], zoom: float, how: str, threads: int | None)
         max(1, int(np.floor(img.shape[0] * zoom + 1e-6))),
         max(1, int(np.floor(img.shape[1] * zoom + 1e-6))),
     )
-    return _core.rescale_separable_f32(img, shape, (zoom, zoom), how, threads)
+    method = cast(Literal["area", "lanczos3"], how)  # validated by the caller and the kernel
+    return _core.rescale_separable(
+        img, output_shape=shape, zoom=(zoom, zoom), method=method, n_threads=threads
+    )
 
 
 def level(

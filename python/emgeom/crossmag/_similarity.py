@@ -175,8 +175,9 @@ class _FMPeak:
 
 
 def _descriptor(img: NDArray[np.float32], rho_min: float, threads: int | None) -> Any:
-    return _core.fm_log_polar_f32(
-        img, (_N_ANGLE, _N_RADIUS), rho_min, _RHO_MAX, 1, 0.5, "log", False, threads
+    grid = _core.LogPolarGrid(n_angle=_N_ANGLE, n_radius=_N_RADIUS, r_min=rho_min, r_max=_RHO_MAX)
+    return _core.fm_log_polar(
+        img, grid, order=1, taper_fraction=0.5, magnitude="log", emphasis=False, n_threads=threads
     )
 
 
@@ -290,8 +291,11 @@ def _bandpass(
     noise floor and the slow ice/illumination gradients that otherwise dominate any correlation
     score. Borders within ``_edge(σ_coarse)`` pixels are affected by the periodic boundary.
     """
-    out: NDArray[np.float32] = _core.dog_filter_f32(
-        np.ascontiguousarray(img, dtype=np.float32), sigma_fine, sigma_coarse, threads
+    out: NDArray[np.float32] = _core.dog_filter(
+        np.ascontiguousarray(img, dtype=np.float32),
+        sigma_fine=sigma_fine,
+        sigma_coarse=sigma_coarse,
+        n_threads=threads,
     )
     return out
 

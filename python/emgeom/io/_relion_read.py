@@ -27,7 +27,7 @@ from emgeom.errors import (
 from emgeom.io import star as _star
 from emgeom.io._text import as_path, from_file, parse_float, parse_int
 from emgeom.io.star import Block, read_star
-from emgeom.tilt._geometry import (
+from emgeom.model.geometry import (
     TiltGeometry,
     angles_from_matrices,
 )

@@ -23,8 +23,8 @@ from numpy.typing import NDArray
 from emgeom._validate import as_float
 from emgeom.errors import FileFormatError, InvalidValueError
 from emgeom.io._text import as_path, from_file, parse_int, parse_row, read_text
-from emgeom.tilt._fields import as_hand
-from emgeom.tilt._geometry import TiltGeometry
+from emgeom.model.fields import as_hand
+from emgeom.model.geometry import TiltGeometry
 
 __all__ = ["aretomo3_hand", "read_aln", "read_aretomo", "read_ctf_txt"]
 

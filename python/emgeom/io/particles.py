@@ -3,7 +3,7 @@
 Every reader returns a :class:`Particles` whose ``coordinates`` are in the file's *native
 frame* (``frame``), unchanged apart from the origin shifts the format defines; the
 conversion to the voxels of a reconstruction is :func:`emgeom.tilt.particles_to_voxels`.
-Orientation matrices follow :mod:`emgeom.tilt._rotation` (particle → tomogram).
+Orientation matrices follow :mod:`emgeom.model.rotation` (particle → tomogram).
 
 Frames and their sources:
 
@@ -64,7 +64,7 @@ from emgeom.io._text import (
 )
 from emgeom.io.portal import read_portal_annotations, write_portal_annotations
 from emgeom.io.star import check_token, read_star
-from emgeom.tilt._rotation import (
+from emgeom.model.rotation import (
     as_rotation_matrices,
     matrices_from_relion,
     relion_from_matrices,

@@ -14,7 +14,7 @@ null: the 30001 migration fixture); both are handled or refused with a message.
 
 Annotations (``point`` / ``orientedPoint``, one JSON object per line): ``location`` in voxels
 of the annotated tomogram (``x, y, z``), ``xyz_rotation_matrix`` the particle → tomogram
-rotation (:mod:`emgeom.tilt._rotation`).
+rotation (:mod:`emgeom.model.rotation`).
 """
 
 from __future__ import annotations
@@ -41,8 +41,8 @@ from emgeom.io._text import (
     read_text,
     record_float,
 )
-from emgeom.tilt._geometry import TiltGeometry
-from emgeom.tilt._rotation import as_rotation_matrices
+from emgeom.model.geometry import TiltGeometry
+from emgeom.model.rotation import as_rotation_matrices
 
 __all__ = [
     "PortalTomogram",

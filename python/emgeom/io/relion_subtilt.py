@@ -20,9 +20,9 @@ from emgeom._validate import as_float
 from emgeom.errors import FileFormatError, InvalidValueError, LossyConversionWarning
 from emgeom.io._text import from_file
 from emgeom.io.star import floats, has, read_star, strings
-from emgeom.tilt._geometry import TiltGeometry
-from emgeom.tilt._hand_samples import HandSamples
-from emgeom.tilt._rotation import matrices_from_relion
+from emgeom.model.geometry import TiltGeometry
+from emgeom.model.hand_samples import HandSamples
+from emgeom.model.rotation import matrices_from_relion
 
 __all__ = ["SubtiltTable", "read_subtilt_star"]
 

@@ -47,11 +47,11 @@ from emgeom.io import star as _star
 from emgeom.io._relion_read import read_relion, read_relion_tomograms, resolve_relion_path
 from emgeom.io._relion_write import to_relion
 from emgeom.io.star import Block, read_star
-from emgeom.tilt._geometry import (
+from emgeom.model.geometry import (
     TiltGeometry,
     particle_defocus,
 )
-from emgeom.tilt._rotation import matrices_from_relion
+from emgeom.model.rotation import matrices_from_relion
 
 __all__ = [
     "add_particle_defocus",

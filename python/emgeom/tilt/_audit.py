@@ -33,8 +33,8 @@ from numpy.typing import NDArray
 from emgeom._validate import as_float, as_int, describe
 from emgeom.errors import InvalidTypeError, InvalidValueError
 from emgeom.io import aretomo, imod, relion_tomo, warp_xml
+from emgeom.model.geometry import TiltGeometry, particle_defocus, project
 from emgeom.tilt._audit_dataset import DatasetAudit, audit_dataset
-from emgeom.tilt._geometry import TiltGeometry, particle_defocus, project
 
 __all__ = [
     "AuditReport",

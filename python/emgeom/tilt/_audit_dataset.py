@@ -19,7 +19,7 @@ from numpy.typing import NDArray
 from emgeom._validate import as_float, describe
 from emgeom.errors import InvalidTypeError, InvalidValueError
 from emgeom.io import relion_tomo, warp_xml
-from emgeom.tilt._geometry import TiltGeometry
+from emgeom.model.geometry import TiltGeometry
 
 __all__ = ["DatasetAudit", "audit_dataset"]
 

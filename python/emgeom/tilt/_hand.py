@@ -40,10 +40,10 @@ from emgeom.errors import InvalidTypeError, InvalidValueError, ShapeError
 from emgeom.io.ctffind5 import Ctffind5Tilt
 from emgeom.io.relion_subtilt import SubtiltTable, read_subtilt_star
 from emgeom.io.warp_movies import samples_from_warp_movies
-from emgeom.tilt._geometry import TiltGeometry
+from emgeom.model.geometry import TiltGeometry
+from emgeom.model.hand_samples import HandSamples, as_samples, directions, predicted_slopes
 from emgeom.tilt._hand_decide import HandCheck, decide
 from emgeom.tilt._hand_images import slopes_from_images
-from emgeom.tilt._hand_samples import HandSamples, as_samples, directions, predicted_slopes
 
 # the readers live in emgeom.io (file formats) and the model in _hand_samples/_hand_decide;
 # their names stay importable from here as before

@@ -24,8 +24,8 @@ from numpy.typing import NDArray
 from emgeom._validate import require
 from emgeom.errors import InvalidValueError
 from emgeom.io._atomic import atomic_output
-from emgeom.tilt._geometry import TiltGeometry
-from emgeom.tilt._hand_samples import predicted_slopes
+from emgeom.model.geometry import TiltGeometry
+from emgeom.model.hand_samples import predicted_slopes
 
 __all__ = ["HandCheck", "decide"]
 

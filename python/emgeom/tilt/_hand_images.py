@@ -22,9 +22,9 @@ from emgeom import _core
 from emgeom._validate import as_float, as_int, describe, n_threads_arg
 from emgeom.errors import InvalidTypeError, InvalidValueError, ShapeError
 from emgeom.io.mrc import read_mrc
+from emgeom.model.geometry import TiltGeometry
+from emgeom.model.hand_samples import directions
 from emgeom.reference.ctf import electron_wavelength_a
-from emgeom.tilt._geometry import TiltGeometry
-from emgeom.tilt._hand_samples import directions
 
 __all__ = ["bin_image", "slopes_from_images"]
 
@@ -191,9 +191,14 @@ class _Strips:
 
 def _add_tilt(strips: _Strips, geometry: TiltGeometry, st: _Setup, t: int, ib: Any) -> None:
     """Tile profiles of binned image ``ib`` of tilt ``t`` averaged into strips."""
-    prof, cen, _counts = _core.ctf_tile_profiles(
-        ib, st.tile, st.step, st.n_bins, float(st.astig[t]), float(st.ang[t]), n_threads=st.nthr
+    tiling = _core.CtfTiling(
+        tile=st.tile,
+        step=st.step,
+        n_bins=st.n_bins,
+        astig=float(st.astig[t]),
+        astig_angle_rad=float(st.ang[t]),
     )
+    prof, cen, _counts = _core.ctf_tile_profiles(ib, tiling, n_threads=st.nthr)
     cen_a = cen * st.pxb
     u = cen_a @ directions(geometry)[t]
     key = np.round(u / (st.step * st.pxb)).astype(np.int64)
@@ -243,16 +248,25 @@ def _collect_strips(
     return strips
 
 
+def _defocus_search(st: _Setup, searches: Any, df_step: float) -> _core.DefocusSearch:
+    """The native defocus search: ``searches`` rows ``(s_lo, s_hi, df_min, df_max, df_ref)``
+    (Å⁻², Å) with the optics of ``st`` and a ``df_step`` (Å) grid.
+    """
+    return _core.DefocusSearch(
+        np.ascontiguousarray(searches, dtype=np.float64),
+        s_per_bin=st.s_per_bin,
+        wavelength_a=st.lam,
+        cs_a=st.cs_a,
+        amplitude_contrast=st.amp,
+        df_step=df_step,
+    )
+
+
 def _tilt_centres(strips: _Strips, st: _Setup) -> dict[int, float]:
     """Stage 1: the defocus of each tilt from the average of all its tiles (high SNR)."""
     d_whole, s_whole = _core.ctf_fit_defocus_1d(
         np.ascontiguousarray(np.array(strips.whole_prof, dtype=np.float32)),
-        st.s_per_bin,
-        st.lam,
-        st.cs_a,
-        st.amp,
-        np.ascontiguousarray(np.array(strips.whole_search, dtype=np.float64)),
-        25.0,
+        _defocus_search(st, np.array(strips.whole_search, dtype=np.float64), 25.0),
         n_threads=st.nthr,
     )
     centre = {}
@@ -293,14 +307,9 @@ def _score_curves(
         srch[sel] = [strips.whole_search[i][0], strips.s_hi[t], 1.0, 2.0, centre[t]]
     curves = _core.ctf_score_curves(
         np.ascontiguousarray(np.array(strips.prof, dtype=np.float32)),
-        st.s_per_bin,
-        st.lam,
-        st.cs_a,
-        st.amp,
-        np.ascontiguousarray(srch),
-        np.ascontiguousarray(starts),
-        _DSTEP,
-        n_steps,
+        _defocus_search(st, srch, _DSTEP),
+        df_start=np.ascontiguousarray(starts),
+        n_steps=n_steps,
         n_threads=st.nthr,
     )
     return np.asarray(curves), plan, n_steps

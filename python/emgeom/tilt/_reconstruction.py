@@ -65,7 +65,7 @@ from emgeom.io.portal import read_portal_alignment, read_portal_tomograms
 from emgeom.io.relion_tomo import read_relion
 from emgeom.io.warp_settings import read_warp_settings
 from emgeom.io.warp_xml import read_warp
-from emgeom.tilt._geometry import TiltGeometry
+from emgeom.model.geometry import TiltGeometry
 from emgeom.tilt._reconstruction_geometry import (
     CENTRE_RULES,
     IMAGE_CENTRES,

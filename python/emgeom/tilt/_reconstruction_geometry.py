@@ -16,7 +16,7 @@ from numpy.typing import NDArray
 
 from emgeom._validate import as_float, as_shape2, as_vectors, describe
 from emgeom.errors import InvalidTypeError, InvalidValueError, ShapeError, UnknownConventionError
-from emgeom.tilt._geometry import TiltGeometry
+from emgeom.model.geometry import TiltGeometry
 
 __all__ = [
     "CENTRE_RULES",

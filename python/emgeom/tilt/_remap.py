@@ -32,8 +32,8 @@ from emgeom.errors import (
     LossyConversionWarning,
     UnknownConventionError,
 )
+from emgeom.model.rotation import as_rotation_matrices
 from emgeom.tilt._reconstruction import Reconstruction
-from emgeom.tilt._rotation import as_rotation_matrices
 
 __all__ = [
     "MODELS",
@@ -234,7 +234,7 @@ def _affine(
     rows[1, 0:3], rows[1, 3] = lin[2], off[2]
     out = np.empty((pts.shape[0], 2, 2))
     try:
-        _core.project_f64(pts, rows, out, n_threads=None)
+        _core.project(pts, rows, out, n_threads=None)
     except InvalidValueError as exc:
         msg = str(exc).replace("positions_a", "points", 1).replace("±1e9 Å", "±1e9 voxels")
         raise InvalidValueError(msg) from None
@@ -282,7 +282,7 @@ def remap(
     source, target : Reconstruction
         Two reconstructions of the same tilt series.
     matrices : array_like, shape (n, 3, 3), optional
-        Particle → source-tomogram rotations (:mod:`emgeom.tilt._rotation`: RELION's ``A``,
+        Particle → source-tomogram rotations (:mod:`emgeom.model.rotation`: RELION's ``A``,
         Warp's ``Matrix3.Euler``, the portal's ``xyz_rotation_matrix``).
     model : {"rigid", "similarity", "affine"}
         Frame transform fitted when the alignments differ.

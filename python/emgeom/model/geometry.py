@@ -31,8 +31,8 @@ from emgeom.errors import (
     LossyConversionWarning,
     ShapeError,
 )
-from emgeom.tilt._centres import CENTRE_CONVENTIONS, voxels_to_centered_a
-from emgeom.tilt._fields import (
+from emgeom.model.centres import CENTRE_CONVENTIONS, voxels_to_centered_a
+from emgeom.model.fields import (
     as_hand,
     defocus_fields,
     full,
@@ -590,10 +590,7 @@ def particle_defocus(
                 "out: shares memory with positions_a; pass a separate output array"
             )
     _check_range(coeffs, out.dtype)
-    if out.dtype == np.float32:
-        _core.particle_defocus_f32(p, coeffs, out, n_threads=nt)
-    else:
-        _core.particle_defocus_f64(p, coeffs, out, n_threads=nt)
+    _core.particle_defocus(p, coeffs, out, n_threads=nt)
     return out
 
 
@@ -613,5 +610,5 @@ def project(
     rows[:, 4:7] = r[:, 1, :]
     rows[:, 7] = g.shifts_a[:, 1]
     out = np.empty((p.shape[0], g.n_tilts, 2))
-    _core.project_f64(p, np.ascontiguousarray(rows), out, n_threads=nt)
+    _core.project(p, np.ascontiguousarray(rows), out, n_threads=nt)
     return out

@@ -18,7 +18,7 @@ from numpy.typing import NDArray
 
 from emgeom._validate import describe, real_array
 from emgeom.errors import InvalidTypeError, InvalidValueError, ShapeError
-from emgeom.tilt._geometry import TiltGeometry
+from emgeom.model.geometry import TiltGeometry
 
 __all__ = ["HandSamples", "as_samples", "directions", "predicted_slopes"]
 
@@ -53,6 +53,7 @@ class HandSamples:
 
     @property
     def n(self) -> int:
+        """Number of samples."""
         return int(self.tilt_index.shape[0])
 
     @classmethod
@@ -92,6 +93,9 @@ class HandSamples:
 
 
 def as_samples(samples: Any, n_tilts: int) -> HandSamples:
+    """:class:`HandSamples` from an instance or a mapping of columns (``tilt_index``, ``x_a``,
+    ``y_a``, ``defocus_a``[, ``weight``]), checked against a series of ``n_tilts`` tilts.
+    """
     if isinstance(samples, HandSamples):
         s = samples
     elif isinstance(samples, Mapping):

@@ -13,8 +13,8 @@ from emgeom.errors import InvalidValueError, ShapeError
 
 __all__ = ["CENTRE_CONVENTIONS", "voxels_to_centered_a"]
 
-#: accepted centre conventions of :func:`voxels_to_centered_a`
 CENTRE_CONVENTIONS = ("n/2", "floor", "imod")
+"""Names of the tomogram-centre conventions accepted by :func:`voxels_to_centered_a`."""
 
 
 def voxels_to_centered_a(

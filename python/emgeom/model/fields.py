@@ -128,6 +128,7 @@ def defocus_fields(
 
 
 def shifts_field(shifts_a: Any, n: int) -> NDArray[np.float64]:
+    """Validated, read-only per-tilt image shifts ``(n, 2)`` (x, y) in Å (``None``: zeros)."""
     if shifts_a is None:
         return frozen(np.zeros((n, 2)))
     s = as_vectors(shifts_a, "shifts_a", 2, allow_single=False)
@@ -137,6 +138,7 @@ def shifts_field(shifts_a: Any, n: int) -> NDArray[np.float64]:
 
 
 def volume_shape_field(volume_shape: Sequence[int] | None) -> tuple[int, int, int] | None:
+    """Validated tomogram shape ``(nx, ny, nz)`` in voxels, or ``None``."""
     if volume_shape is None:
         return None
     vs = tuple(volume_shape) if isinstance(volume_shape, Sequence | np.ndarray) else ()

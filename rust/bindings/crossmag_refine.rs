@@ -1,0 +1,72 @@
+//! Shims for `emgeom_kernels::crossmag_refine` (the forward model of the maximum-likelihood
+//! refinement of cross-magnification alignment).
+
+use emgeom_kernels::crossmag_refine::{self, Pose};
+use numpy::{IntoPyArray, PyArray2, PyArray3, PyReadonlyArray2};
+use pyo3::prelude::*;
+
+use crate::common::run_parallel;
+
+/// Pose of the fine image in the coarse one (`crossmag_refine::Pose`): `(tx, ty)` = where the
+/// fine point `center` lands (coarse px), `s` coarse pixels per fine pixel, `theta_rad` radians.
+#[pyclass(
+    frozen,
+    from_py_object,
+    module = "emgeom._core",
+    name = "Pose",
+    get_all
+)]
+#[derive(Clone, Copy)]
+struct PyPose {
+    tx: f64,
+    ty: f64,
+    s: f64,
+    theta_rad: f64,
+}
+
+#[pymethods]
+impl PyPose {
+    #[new]
+    #[pyo3(signature = (*, tx, ty, s, theta_rad))]
+    fn new(tx: f64, ty: f64, s: f64, theta_rad: f64) -> Self {
+        PyPose {
+            tx,
+            ty,
+            s,
+            theta_rad,
+        }
+    }
+}
+
+/// The fine image integrated over the footprints of the coarse pixels of
+/// `box_ = (x0, y0, nx, ny)` at `pose` (`center` = the fine point that lands on `(tx, ty)`,
+/// `k` x `k` samples per footprint). Returns `(P (ny, nx), dP (4, ny, nx))`.
+#[pyfunction]
+#[pyo3(signature = (fine, pose, *, center, box_, k, n_threads=None))]
+fn crossmag_area_predict<'py>(
+    py: Python<'py>,
+    fine: PyReadonlyArray2<'py, f32>,
+    pose: PyPose,
+    center: (f64, f64),
+    box_: (i64, i64, usize, usize),
+    k: usize,
+    n_threads: Option<usize>,
+) -> PyResult<(Bound<'py, PyArray2<f64>>, Bound<'py, PyArray3<f64>>)> {
+    let src = fine.as_array();
+    let p = Pose {
+        tx: pose.tx,
+        ty: pose.ty,
+        s: pose.s,
+        theta: pose.theta_rad,
+    };
+    let (a, d) = run_parallel(py, n_threads, move || {
+        crossmag_refine::area_predict(src, p, center, box_, k)
+    })?;
+    Ok((a.into_pyarray(py), d.into_pyarray(py)))
+}
+
+pub fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
+    m.add_function(wrap_pyfunction!(crossmag_area_predict, m)?)?;
+    m.add_class::<PyPose>()?;
+    Ok(())
+}
