@@ -10,11 +10,10 @@ import re
 import warnings
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import mrcfile
 import numpy as np
-import pandas as pd
 from numpy.typing import NDArray
 
 from emgeom._validate import as_shape2
@@ -25,12 +24,16 @@ from emgeom.errors import (
     InvalidValueError,
 )
 from emgeom.io import star as _star
+from emgeom.io._frames import is_frame
 from emgeom.io._text import as_path, from_file, parse_float, parse_int
 from emgeom.io.star import Block, read_star
 from emgeom.model.geometry import (
     TiltGeometry,
     angles_from_matrices,
 )
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 _GEOM5 = ("rlnTomoXTilt", "rlnTomoYTilt", "rlnTomoZRot")
 _PROJ = ("rlnTomoProjX", "rlnTomoProjY", "rlnTomoProjZ", "rlnTomoProjW")
@@ -299,7 +302,7 @@ def _per_tilt_block(
         ts_blocks = read_star(ts_path)
         tb = _star.loop(ts_blocks.get(name))
         if tb is None:
-            tb = next((b for b in ts_blocks.values() if isinstance(b, pd.DataFrame)), None)
+            tb = next((b for b in ts_blocks.values() if is_frame(b)), None)
         src = str(ts_path)
     else:
         tb = _star.loop(blocks.get(name))

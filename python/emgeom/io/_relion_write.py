@@ -8,9 +8,9 @@ from __future__ import annotations
 import os
 import warnings
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
-import pandas as pd
 
 from emgeom._validate import as_float, describe
 from emgeom.errors import (
@@ -18,6 +18,7 @@ from emgeom.errors import (
     InvalidValueError,
     LossyConversionWarning,
 )
+from emgeom.io._frames import frame
 from emgeom.io._relion_read import _PROJ, _check_image_shape, _relion4_centres
 from emgeom.io._text import as_path
 from emgeom.io.star import check_token, write_star
@@ -25,6 +26,9 @@ from emgeom.model.geometry import (
     TiltGeometry,
     rotation_matrices,
 )
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 
 # ---------------------------------------------------------------------------- writer
@@ -118,7 +122,7 @@ def to_relion(
         per_tilt = {"rlnMicrographName": names, **per_tilt}
     return write_star(
         path,
-        {"global": glob, name: pd.DataFrame(per_tilt, dtype=object)},
+        {"global": glob, name: frame(per_tilt, dtype=object)},
         force=force,
     )
 
@@ -141,7 +145,7 @@ def _global_block(
         "rlnTomoSizeY": str(ny),
         "rlnTomoSizeZ": str(nz),
     }
-    return pd.DataFrame({k: [v] for k, v in row.items()}, dtype=object)
+    return frame({k: [v] for k, v in row.items()}, dtype=object)
 
 
 def _relion5_columns(geometry: TiltGeometry) -> dict[str, list[str]]:

@@ -37,11 +37,9 @@ import struct
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
-import pandas as pd
-import starfile
 from numpy.typing import NDArray
 
 from emgeom._validate import as_float, as_vectors, describe, require
@@ -52,6 +50,7 @@ from emgeom.errors import (
     UnknownConventionError,
 )
 from emgeom.io._atomic import atomic_output, file_error
+from emgeom.io._frames import frame, is_frame, pandas, starfile
 from emgeom.io._text import (
     as_path,
     decode_text,
@@ -69,6 +68,9 @@ from emgeom.model.rotation import (
     matrices_from_relion,
     relion_from_matrices,
 )
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 __all__ = [
     "FORMATS",
@@ -141,7 +143,7 @@ class Particles:
 def _read_star(path: Path) -> dict[str, pd.DataFrame]:
     """The loop blocks of a STAR file (through :func:`emgeom.io.star.read_star`)."""
     blocks = read_star(path)
-    return {k: v for k, v in blocks.items() if isinstance(v, pd.DataFrame)}
+    return {k: v for k, v in blocks.items() if is_frame(v)}
 
 
 def _particle_block(blocks: dict[str, pd.DataFrame], path: Path) -> pd.DataFrame:
@@ -158,7 +160,7 @@ def _particle_block(blocks: dict[str, pd.DataFrame], path: Path) -> pd.DataFrame
 
 def _col(df: pd.DataFrame, name: str, path: Path) -> NDArray[np.float64]:
     try:
-        a = pd.to_numeric(df[name]).to_numpy(dtype=np.float64)
+        a = pandas().to_numeric(df[name]).to_numpy(dtype=np.float64)
     except KeyError:
         raise FileFormatError(f"{path}: missing column _{name}") from None
     except (ValueError, TypeError):
@@ -293,7 +295,7 @@ def write_relion5_particles(
     if len(tomo_names) != c.shape[0]:
         raise InvalidValueError(f"tomo_names: {len(tomo_names)} names for {c.shape[0]} particles")
     mats = None if matrices is None else as_rotation_matrices(matrices)
-    df = pd.DataFrame(
+    df = frame(
         {
             "rlnTomoName": list(tomo_names),
             "rlnCenteredCoordinateXAngst": c[:, 0],
@@ -308,7 +310,7 @@ def write_relion5_particles(
     blocks: dict[str, pd.DataFrame] = {}
     if pixel_size_a is not None:
         px = as_float(pixel_size_a, "pixel_size_a", positive=True)
-        blocks["optics"] = pd.DataFrame(
+        blocks["optics"] = frame(
             {
                 "rlnOpticsGroup": [1],
                 "rlnOpticsGroupName": ["optics1"],
@@ -345,12 +347,12 @@ def write_warp_particles(
     if tomo_names is not None:
         names = _names_arg(tomo_names, c.shape[0])
         cols["rlnMicrographName"] = [f"{n}.tomostar" for n in names]
-    return _write_star(path, {"particles": pd.DataFrame(cols)}, force)
+    return _write_star(path, {"particles": frame(cols)}, force)
 
 
 def _write_star(path: str | os.PathLike[str], blocks: dict[str, pd.DataFrame], force: bool) -> Path:
     with atomic_output(path, force=force) as tmp:
-        starfile.write(blocks, tmp, overwrite=True)
+        starfile().write(blocks, tmp, overwrite=True)
     return Path(path)
 
 
@@ -402,9 +404,7 @@ def write_imod_points(
     c = as_vectors(model_coords, "model_coords", 3, max_abs=1e9)
     if str(path).lower().endswith(".mod"):
         imodmodel = require("imodmodel", "imod")
-        df = pd.DataFrame(
-            {"object_id": 0, "contour_id": 0, "x": c[:, 0], "y": c[:, 1], "z": c[:, 2]}
-        )
+        df = frame({"object_id": 0, "contour_id": 0, "x": c[:, 0], "y": c[:, 1], "z": c[:, 2]})
         with atomic_output(path, force=force) as tmp, warnings.catch_warnings():
             warnings.simplefilter("ignore", DeprecationWarning)  # imodmodel 0.1: pydantic .dict()
             imodmodel.write(df, tmp)

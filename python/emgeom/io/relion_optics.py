@@ -13,11 +13,11 @@ from collections.abc import Mapping
 from typing import Any
 
 import numpy as np
-import starfile
 
 from emgeom.anisomag import AnisoMag
 from emgeom.errors import FileFormatError, InvalidTypeError, InvalidValueError
 from emgeom.io._atomic import atomic_output
+from emgeom.io._frames import starfile
 from emgeom.io.star import read_star
 
 __all__ = ["MAGMAT_COLUMNS", "read_relion_optics", "write_relion_optics"]
@@ -130,4 +130,4 @@ def write_relion_optics(
                 optics.loc[optics.index[i], c] = float(entry)
     blocks["optics"] = optics
     with atomic_output(star_out, force=force) as tmp:
-        starfile.write(blocks, tmp, overwrite=True)
+        starfile().write(blocks, tmp, overwrite=True)

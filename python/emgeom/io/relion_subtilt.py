@@ -11,18 +11,22 @@ import math
 import os
 import warnings
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
-import pandas as pd
 from numpy.typing import NDArray
 
 from emgeom._validate import as_float
 from emgeom.errors import FileFormatError, InvalidValueError, LossyConversionWarning
+from emgeom.io._frames import is_frame
 from emgeom.io._text import from_file
 from emgeom.io.star import floats, has, read_star, strings
 from emgeom.model.geometry import TiltGeometry
 from emgeom.model.hand_samples import HandSamples
 from emgeom.model.rotation import matrices_from_relion
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 __all__ = ["SubtiltTable", "read_subtilt_star"]
 
@@ -51,7 +55,7 @@ def _particle_table(path: object) -> tuple[str, pd.DataFrame]:
     blocks = read_star(path, "path")
     p = str(path)
     tb = next(
-        (b for b in blocks.values() if isinstance(b, pd.DataFrame) and has(b, "rlnMicrographName")),
+        (b for b in blocks.values() if is_frame(b) and has(b, "rlnMicrographName")),
         None,
     )
     if tb is None:

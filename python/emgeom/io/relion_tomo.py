@@ -32,10 +32,9 @@ from __future__ import annotations
 
 import os
 from collections.abc import Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
-import pandas as pd
 from numpy.typing import NDArray
 
 from emgeom._validate import describe
@@ -44,6 +43,7 @@ from emgeom.errors import (
     InvalidTypeError,
 )
 from emgeom.io import star as _star
+from emgeom.io._frames import is_frame
 from emgeom.io._relion_read import read_relion, read_relion_tomograms, resolve_relion_path
 from emgeom.io._relion_write import to_relion
 from emgeom.io.star import Block, read_star
@@ -52,6 +52,9 @@ from emgeom.model.geometry import (
     particle_defocus,
 )
 from emgeom.model.rotation import matrices_from_relion
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 __all__ = [
     "add_particle_defocus",
@@ -111,7 +114,7 @@ def _particle_blocks(particles: Any) -> tuple[dict[str, Block], str, str]:
             f"particles: expected a star-file path, a dict of blocks (as starfile.read "
             f"returns) or a DataFrame, got {describe(particles)}"
         )
-    names = [k for k, b in blocks.items() if isinstance(b, pd.DataFrame)]
+    names = [k for k, b in blocks.items() if is_frame(b)]
     if not names:
         raise FileFormatError(f"{where}: no particle table (data_particles)")
     name = "particles" if "particles" in names else names[0]
@@ -187,7 +190,7 @@ def add_particle_defocus(
             "geometries: expected a mapping tomogram name -> TiltGeometry or a tomograms.star "
             f"path, got {describe(geometries)}"
         )
-    if isinstance(particles, pd.DataFrame):
+    if is_frame(particles):
         df = particles.rename(columns=lambda c: str(c).lstrip("_"))
         u_all, v_all = _defocus_columns(df, geometries, "DataFrame")
         out = particles.copy()

@@ -21,16 +21,18 @@ from __future__ import annotations
 import os
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, TypeAlias
+from typing import TYPE_CHECKING, Any, TypeAlias
 
 import numpy as np
-import pandas as pd
-import starfile
 from numpy.typing import NDArray
 
 from emgeom.errors import FileFormatError, InvalidValueError
 from emgeom.io._atomic import atomic_output, file_error
+from emgeom.io._frames import is_frame, pandas, starfile
 from emgeom.io._text import as_path, parse_float, read_bytes, refuse_utf16
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 __all__ = [
     "STRING_COLUMNS",
@@ -81,14 +83,14 @@ def read_star(value: Any, name: str = "path") -> dict[str, Block]:
     # encoding checked on the first bytes; starfile decodes the rest (errors wrapped below)
     refuse_utf16(read_bytes(path, 4), path, "STAR file")
     try:
-        blocks = starfile.read(path, always_dict=True, parse_as_string=STRING_COLUMNS)
+        blocks = starfile().read(path, always_dict=True, parse_as_string=STRING_COLUMNS)
     except UnicodeDecodeError as exc:
         raise FileFormatError(
             f"{path}: not UTF-8 text (byte {exc.start}); not a STAR file"
         ) from None
     except OSError as exc:  # permissions, I/O errors while starfile reads
         raise file_error(path, exc, "read") from None
-    except (ValueError, TypeError, IndexError, KeyError, pd.errors.ParserError) as exc:
+    except (ValueError, TypeError, IndexError, KeyError, pandas().errors.ParserError) as exc:
         msg = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
         raise FileFormatError(f"{path}: malformed STAR file ({msg})") from None
     if not isinstance(blocks, dict) or not blocks:
@@ -103,13 +105,13 @@ def read_star(value: Any, name: str = "path") -> dict[str, Block]:
 
 def loop(block: Block | None) -> pd.DataFrame | None:
     """``block`` when it is a loop (DataFrame), else None."""
-    return block if isinstance(block, pd.DataFrame) else None
+    return block if is_frame(block) else None
 
 
 def has(block: Block, label: str) -> bool:
     """Whether ``block`` has the column (loop) or key (key-value block) ``label``."""
     key = label.lstrip("_")
-    return key in block.columns if isinstance(block, pd.DataFrame) else key in block
+    return key in block.columns if is_frame(block) else key in block
 
 
 def column(block: Block, label: str, where: object) -> list[Any]:
@@ -117,7 +119,7 @@ def column(block: Block, label: str, where: object) -> list[Any]:
     key = label.lstrip("_")
     if not has(block, key):
         raise FileFormatError(f"{where}: missing column _{key}")
-    if isinstance(block, pd.DataFrame):
+    if is_frame(block):
         return list(block[key])
     return [block[key]]
 
@@ -148,7 +150,7 @@ def floats(block: Block, label: str, where: object) -> NDArray[np.float64]:
 
 def records(block: Block) -> list[dict[str, Any]]:
     """The rows of a loop (or the one row of a key-value block) as dicts."""
-    if isinstance(block, pd.DataFrame):
+    if is_frame(block):
         return [dict(r) for r in block.to_dict(orient="records")]
     return [dict(block)] if block else []
 
@@ -194,5 +196,5 @@ def write_star(
         if any(c.isspace() for c in str(name)) or not str(name).isprintable():
             raise InvalidValueError(f"block name: {name!r} cannot be a STAR data_ block name")
     with atomic_output(path, force=force) as tmp:
-        starfile.write(dict(blocks), tmp, sep=" ", float_format="%.12g")
+        starfile().write(dict(blocks), tmp, sep=" ", float_format="%.12g")
     return Path(path)
