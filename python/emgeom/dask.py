@@ -16,8 +16,12 @@ from typing import Any
 
 import numpy as np
 
+from emgeom import crossmag
 from emgeom._validate import as_int, describe, real_array, require
 from emgeom.errors import InvalidTypeError, InvalidValueError, ShapeError
+from emgeom.io.mrc import read_mrc
+from emgeom.tilt import TiltGeometry
+from emgeom.tilt import particle_defocus as _kernel
 
 __all__ = ["align_pairs", "particle_defocus"]
 
@@ -54,8 +58,6 @@ def particle_defocus(
         ``(N, T)`` defocus in Å (underfocus positive), chunked like ``positions_a`` along N.
     """
     da = require("dask.array", "dask")
-    from emgeom.tilt import TiltGeometry
-    from emgeom.tilt import particle_defocus as _kernel
 
     if not isinstance(geometry, TiltGeometry):
         raise InvalidTypeError(f"geometry: expected a TiltGeometry, got {describe(geometry)}")
@@ -99,15 +101,12 @@ def particle_defocus(
 
 def _load(image: Any) -> tuple[Any, float | None]:
     if isinstance(image, str) or hasattr(image, "__fspath__"):
-        from emgeom.io.mrc import read_mrc
-
         mrc = read_mrc(image)
         return mrc.data, mrc.pixel_size_a
     return image, None
 
 
 def _align_one(pair: Any, kwargs: dict[str, Any]) -> Any:
-    from emgeom import crossmag
 
     if not isinstance(pair, tuple | list) or len(pair) != 2:
         raise InvalidTypeError(

@@ -31,6 +31,7 @@ from numpy.typing import ArrayLike, NDArray
 
 from emgeom._validate import as_bool, as_float, as_int, as_matrix, as_shape2, check_alloc
 from emgeom.errors import InvalidTypeError, InvalidValueError
+from emgeom.resample import rescale, warp_affine
 
 __all__ = [
     "Acquisition",
@@ -136,8 +137,6 @@ def _smooth_noise(
     rng: np.random.Generator, shape: tuple[int, int], cell: int
 ) -> NDArray[np.float32]:
     """Smooth random field (unit-ish std): coarse Gaussian noise enlarged bilinearly."""
-    from emgeom.resample import rescale
-
     ny, nx = shape
     cy, cx = ny // cell + 3, nx // cell + 3
     coarse = rng.standard_normal((cy, cx)).astype(np.float32)
@@ -337,8 +336,6 @@ def acquire(
     -------
     Acquisition
     """
-    from emgeom.resample import rescale, warp_affine
-
     if not isinstance(specimen, Specimen):
         raise InvalidTypeError(f"specimen: expected a Specimen, got {type(specimen).__name__}")
     p = as_float(pixel_a, "pixel_a", positive=True)

@@ -24,7 +24,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from emgeom._validate import as_float, as_matrix, describe
-from emgeom.conventions import Convention, Source, register
+from emgeom.conventions._registry import Convention, Source, register
 from emgeom.errors import InvalidTypeError, InvalidValueError, ShapeError
 
 __all__ = [

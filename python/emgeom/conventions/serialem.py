@@ -14,7 +14,7 @@ from typing import Any
 import numpy as np
 
 from emgeom._validate import as_matrix, as_shape2
-from emgeom.conventions import Convention, Source, register
+from emgeom.conventions._registry import Convention, Source, register
 
 __all__: list[str] = []
 

@@ -14,7 +14,7 @@ from __future__ import annotations
 from typing import Any
 
 from emgeom._validate import as_float
-from emgeom.conventions import Convention, Source, register
+from emgeom.conventions._registry import Convention, Source, register
 
 __all__: list[str] = []
 

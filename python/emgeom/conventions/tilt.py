@@ -16,10 +16,12 @@ from typing import Any
 import numpy as np
 
 from emgeom._validate import as_float
-from emgeom.conventions import Convention, Source, register
+from emgeom.conventions._registry import Convention, Source, register
 from emgeom.errors import InvalidValueError, LossyConversionWarning
+from emgeom.model.fields import as_hand
+from emgeom.model.geometry import angles_from_matrices, rotation_matrices
 
-__all__: list[str] = []
+__all__ = ["aretomo3_hand"]
 
 
 def _h(value: Any, name: str) -> int:
@@ -157,8 +159,6 @@ register(
 
 # ---------------------------------------------------------------- RELION 4 projection matrices
 def _relion4_to(proj_x: Any, proj_y: Any, proj_z: Any, tomo_hand: float) -> dict[str, Any]:
-    from emgeom.tilt import angles_from_matrices
-
     r = np.array([np.asarray(v, dtype=float)[:3] for v in (proj_x, proj_y, proj_z)])
     if r.shape != (3, 3) or not np.allclose(r @ r.T, np.eye(3), atol=1e-3):
         raise InvalidValueError("proj_x/y/z: the 3×3 rotation part must be orthonormal")
@@ -167,8 +167,6 @@ def _relion4_to(proj_x: Any, proj_y: Any, proj_z: Any, tomo_hand: float) -> dict
 
 
 def _relion4_from(tilt_deg: float, axis_deg: float, x_tilt_deg: float, hand: int) -> dict[str, Any]:
-    from emgeom.tilt import rotation_matrices
-
     r = rotation_matrices(tilt_deg, axis_deg, x_tilt_deg)[0]
     return {
         "rlnTomoProjX": [*r[0], 0.0],
@@ -306,11 +304,22 @@ register(
 
 
 # ---------------------------------------------------------------- AreTomo3
+def aretomo3_hand(df_hand: int, *, axis_refined: bool = True) -> int:
+    """Canonical ``h`` of an AreTomo3 ``.aln`` given the ``_CTF.txt`` ``dfHand`` (design T12).
+
+    ``dfHand = +1`` → ``h = −1``. ``dfHand = −1`` with axis refinement allowed (second
+    ``-TiltAxis`` value ≥ 0): ROT was already rotated by 180° in the ``.aln`` → ``h = −1``.
+    ``dfHand = −1`` with a fixed axis (``-TiltAxis a -1``): ROT not rotated → ``h = +1``.
+    """
+    d = as_hand(df_hand, "df_hand")
+    if d == +1 or axis_refined:
+        return -1
+    return +1
+
+
 def _aretomo_to(
     tilt_deg: float, rot_deg: float, df_hand: int = +1, axis_refined: bool = True
 ) -> dict[str, Any]:
-    from emgeom.io.aretomo import aretomo3_hand
-
     return _canon(
         as_float(tilt_deg, "tilt_deg"),
         as_float(rot_deg, "rot_deg"),

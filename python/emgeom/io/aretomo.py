@@ -21,25 +21,13 @@ import numpy as np
 from numpy.typing import NDArray
 
 from emgeom._validate import as_float
+from emgeom.conventions.tilt import aretomo3_hand
 from emgeom.errors import FileFormatError, InvalidValueError
 from emgeom.io._text import as_path, from_file, parse_int, parse_row, read_text
 from emgeom.model.fields import as_hand
 from emgeom.model.geometry import TiltGeometry
 
 __all__ = ["aretomo3_hand", "read_aln", "read_aretomo", "read_ctf_txt"]
-
-
-def aretomo3_hand(df_hand: int, *, axis_refined: bool = True) -> int:
-    """Canonical ``h`` of an AreTomo3 ``.aln`` given the ``_CTF.txt`` ``dfHand`` (design T12).
-
-    ``dfHand = +1`` → ``h = −1``. ``dfHand = −1`` with axis refinement allowed (second
-    ``-TiltAxis`` value ≥ 0): ROT was already rotated by 180° in the ``.aln`` → ``h = −1``.
-    ``dfHand = −1`` with a fixed axis (``-TiltAxis a -1``): ROT not rotated → ``h = +1``.
-    """
-    d = as_hand(df_hand, "df_hand")
-    if d == +1 or axis_refined:
-        return -1
-    return +1
 
 
 def _header_values(body: str, key: str, p: Path, lineno: int) -> list[str]:

@@ -45,6 +45,7 @@ from emgeom._validate import (
     real_array,
 )
 from emgeom.errors import (
+    EmgeomFileError,
     FileFormatError,
     ImplausibleValueWarning,
     InvalidTypeError,
@@ -345,8 +346,6 @@ def map_path(item: NavItem, nav_path: str | os.PathLike[str]) -> str:
     """Where the map file of ``item`` is: ``MapFile`` as written, else its base name next to the
     Navigator (SerialEM writes absolute Windows paths). Raises if neither exists.
     """
-    from emgeom.errors import EmgeomFileError
-
     _check_item(item)
     nav = as_path(nav_path, "nav_path")
     mf = item.map_file
