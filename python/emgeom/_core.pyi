@@ -131,6 +131,15 @@ def crossmag_area_predict(
     k: int,
     n_threads: int | None = None,
 ) -> tuple[NDArray[np.float64], NDArray[np.float64]]: ...
+def crossmag_area_predict_stack(
+    images: NDArray[np.float32],
+    pose: tuple[float, float, float, float],
+    center: tuple[float, float],
+    box_: tuple[int, int, int, int],
+    k: int,
+    derivs: tuple[bool, bool, bool, bool],
+    n_threads: int | None = None,
+) -> NDArray[np.float64]: ...
 
 # --- logpolar ---
 def log_polar_f32(

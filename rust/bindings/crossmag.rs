@@ -10,7 +10,9 @@ use emgeom_kernels::warp::Affine;
 use emgeom_kernels::xcorr::{self, Allowed, FilterParams, Method};
 use emgeom_kernels::KernelError;
 use ndarray::Array2;
-use numpy::{IntoPyArray, PyArray1, PyArray2, PyArray3, PyReadonlyArray2, PyReadonlyArray3};
+use numpy::{
+    IntoPyArray, PyArray1, PyArray2, PyArray3, PyArray4, PyReadonlyArray2, PyReadonlyArray3,
+};
 use pyo3::prelude::*;
 
 use crate::common::run_detached;
@@ -330,6 +332,38 @@ fn crossmag_area_predict<'py>(
     Ok((a.into_pyarray(py), d.into_pyarray(py)))
 }
 
+/// [`crossmag_area_predict`] of a stack `(n, h, w)` of images at one pose, with only the
+/// derivatives flagged in `derivs` (of `(tx, ty, s, theta)`). Returns `(n, 1 + n_d, ny, nx)`:
+/// plane 0 the prediction, then the wanted derivatives in parameter order.
+#[pyfunction]
+#[pyo3(signature = (images, pose, center, box_, k, derivs, n_threads=None))]
+#[allow(clippy::too_many_arguments)]
+fn crossmag_area_predict_stack<'py>(
+    py: Python<'py>,
+    images: PyReadonlyArray3<'py, f32>,
+    pose: (f64, f64, f64, f64),
+    center: (f64, f64),
+    box_: (i64, i64, usize, usize),
+    k: usize,
+    derivs: (bool, bool, bool, bool),
+    n_threads: Option<usize>,
+) -> PyResult<Bound<'py, PyArray4<f64>>> {
+    let src = images.as_array();
+    let p = Pose {
+        tx: pose.0,
+        ty: pose.1,
+        s: pose.2,
+        theta: pose.3,
+    };
+    let want = [derivs.0, derivs.1, derivs.2, derivs.3];
+    let out = run_detached(py, move || {
+        with_threads(n_threads, || {
+            crossmag_refine::area_predict_stack(src, p, center, box_, k, want)
+        })?
+    })?;
+    Ok(out.into_pyarray(py))
+}
+
 pub fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(rescale_separable_f32, m)?)?;
     m.add_function(wrap_pyfunction!(rescale_separable_f64, m)?)?;
@@ -338,6 +372,7 @@ pub fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(crossmag_prepare, m)?)?;
     m.add_function(wrap_pyfunction!(crossmag_evaluate, m)?)?;
     m.add_function(wrap_pyfunction!(crossmag_area_predict, m)?)?;
+    m.add_function(wrap_pyfunction!(crossmag_area_predict_stack, m)?)?;
     m.add_class::<CrossmagReference>()?;
     Ok(())
 }

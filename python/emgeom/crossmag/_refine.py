@@ -38,14 +38,14 @@ interpolation and by model mismatch), combined with the prior in information for
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import numpy as np
 from numpy.typing import NDArray
 
 from emgeom import _core
-from emgeom.crossmag._geometry import center_of, rotation, scale_rotation_of
+from emgeom.crossmag._geometry import center_of, nice_size, rotation, scale_rotation_of
 from emgeom.crossmag._search import shrink
 
 __all__ = ["Prior", "Refined", "noise_sigma", "refine_pose"]
@@ -59,8 +59,9 @@ _SAMPLES_PER_PX = 1.0
 #: Gauss–Newton: iterations per noise-model round, rounds.
 _MAX_ITER = 12
 _ROUNDS = 2
-#: White-noise draws that measure the Jacobian's noise share.
-_NOISE_DRAWS = 2
+#: A step smaller than this fraction of every free parameter's σ (from the solver's Hessian)
+#: ends a round.
+_STEP_TOL = 0.1
 #: Inflation of the sandwich σ (centre, scale, rotation), where the model under-fits: the
 #: residuals are not Gaussian and the Jacobian's noise correction is approximate. Measured on
 #: 60 real-micrograph ×4 pairs (mce micrograph, seed 12; noise 0.5–2× σ): the 68th percentile
@@ -114,31 +115,39 @@ class Refined:
         return float(math.sqrt(max(0.0, float(np.linalg.eigvalsh(self.center_cov)[-1]))))
 
 
-def noise_sigma(img: NDArray[Any]) -> float:
+def noise_sigma(img: NDArray[Any], stride: int = 1) -> float:
     """Robust σ of white noise in an image: the MAD of ``f − mean of its 4 neighbours``
     (variance 1.25 σ² for white noise) — an upper bound when the image has structure at the
-    pixel scale.
+    pixel scale. ``stride`` > 1 evaluates it at every ``stride``-th pixel of each axis only.
     """
-    a = np.asarray(img, dtype=np.float64)
+    a = np.asarray(img)
     if min(a.shape) < 3:
         return 0.0
-    lap = a[1:-1, 1:-1] - 0.25 * (a[:-2, 1:-1] + a[2:, 1:-1] + a[1:-1, :-2] + a[1:-1, 2:])
+    st = max(1, int(stride))
+    c = a[1:-1:st, 1:-1:st].astype(np.float64)
+    ny, nx = c.shape
+    nb = (
+        a[0 : ny * st : st, 1 : 1 + nx * st : st].astype(np.float64)
+        + a[2 : 2 + ny * st : st, 1 : 1 + nx * st : st]
+        + a[1 : 1 + ny * st : st, 0 : nx * st : st]
+        + a[1 : 1 + ny * st : st, 2 : 2 + nx * st : st]
+    )
+    lap = (c - 0.25 * nb).ravel()
     med = float(np.median(lap))
     return float(1.4826 * np.median(np.abs(lap - med)) / math.sqrt(1.25))
 
 
-def _predict(
-    img: NDArray[np.float32],
+def _predict_stack(
+    imgs: NDArray[np.float32],
     p: NDArray[np.float64],
     c: tuple[float, float],
     box: tuple[int, int, int, int],
     k: int,
+    derivs: tuple[bool, bool, bool, bool],
     threads: int | None,
-) -> tuple[NDArray[np.float64], NDArray[np.float64]]:
-    out = _core.crossmag_area_predict(
-        img, (float(p[0]), float(p[1]), float(p[2]), float(p[3])), c, box, k, threads
-    )
-    return np.asarray(out[0]), np.asarray(out[1])
+) -> NDArray[np.float64]:
+    pose = (float(p[0]), float(p[1]), float(p[2]), float(p[3]))
+    return np.asarray(_core.crossmag_area_predict_stack(imgs, pose, c, box, k, derivs, threads))
 
 
 def _floored(h: NDArray[np.float64], rel: float = 1e-3) -> NDArray[np.float64]:
@@ -161,42 +170,40 @@ def _gauss_blur(img: NDArray[np.float32], sigma: float) -> NDArray[np.float32]:
     return np.ascontiguousarray(out, dtype=np.float32)
 
 
+def _lag_products(a: NDArray[np.float64], b: NDArray[np.float64], lag: int) -> NDArray[np.float64]:
+    """``C[i, j, dy + lag, dx + lag] = Σ_q a_i(q + d) b_j(q)`` for every lag ``d = (dx, dy)``
+    in [−lag, lag]² (``a``: (n, ny, nx), ``b``: (m, ny, nx), zero outside the images), by
+    zero-padded FFTs (no wrap-around).
+    """
+    ny, nx = a.shape[-2:]
+    shape = (nice_size(ny + lag), nice_size(nx + lag))
+    fa = np.fft.rfft2(a, shape)
+    fb = fa if b is a else np.fft.rfft2(b, shape)
+    c = np.fft.irfft2(fa[:, None] * np.conj(fb[None, :]), shape)
+    idx_y = np.arange(-lag, lag + 1) % shape[0]
+    idx_x = np.arange(-lag, lag + 1) % shape[1]
+    return np.asarray(c[:, :, idx_y][:, :, :, idx_x])
+
+
 def _acov(res: NDArray[np.float64], mask: NDArray[np.bool_], lag: int) -> NDArray[np.float64]:
     """Autocovariance of the masked residual image for lags in [−lag, lag]² (zero outside the
     mask, normalised by the number of pixel pairs).
     """
     r = np.where(mask, res, 0.0)
     m = mask.astype(np.float64)
-    ny, nx = r.shape
-    out = np.zeros((2 * lag + 1, 2 * lag + 1))
-    for dy in range(-lag, lag + 1):
-        for dx in range(-lag, lag + 1):
-            a = r[max(0, dy) : ny + min(0, dy), max(0, dx) : nx + min(0, dx)]
-            b = r[max(0, -dy) : ny + min(0, -dy), max(0, -dx) : nx + min(0, -dx)]
-            ma = m[max(0, dy) : ny + min(0, dy), max(0, dx) : nx + min(0, dx)]
-            mb = m[max(0, -dy) : ny + min(0, -dy), max(0, -dx) : nx + min(0, -dx)]
-            n = float((ma * mb).sum())
-            out[dy + lag, dx + lag] = float((a * b).sum()) / n if n > 0 else 0.0
-    return out
+    both = _lag_products(np.stack([r, m]), np.stack([r, m]), lag)
+    num, n = both[0, 0], np.rint(both[1, 1])
+    return np.where(n > 0, num / np.maximum(n, 1.0), 0.0)
 
 
 def _sandwich_meat(
     jimg: NDArray[np.float64], mask: NDArray[np.bool_], acov: NDArray[np.float64]
 ) -> NDArray[np.float64]:
     """``Jᵀ Σₑ J`` with ``Σₑ[q, q'] = acov(q' − q)`` (``jimg``: (n_par, ny, nx), 0 off-mask)."""
-    npar, ny, nx = jimg.shape
     lag = acov.shape[0] // 2
     j = jimg * mask
-    out = np.zeros((npar, npar))
-    for dy in range(-lag, lag + 1):
-        for dx in range(-lag, lag + 1):
-            c = acov[dy + lag, dx + lag]
-            if c == 0.0:
-                continue
-            a = j[:, max(0, dy) : ny + min(0, dy), max(0, dx) : nx + min(0, dx)]
-            b = j[:, max(0, -dy) : ny + min(0, -dy), max(0, -dx) : nx + min(0, -dx)]
-            out += c * np.einsum("iyx,jyx->ij", a, b)
-    return out
+    c = _lag_products(j, j, lag)
+    return np.asarray(np.einsum("ijyx,yx->ij", c, acov))
 
 
 @dataclass
@@ -222,17 +229,25 @@ class _Problem:
     _hp_kernel: tuple[NDArray[np.float64], tuple[int, int]] | None = None
     _hp_den: NDArray[np.float64] | None = None
     hp_sigma: float = 0.0  # high-pass: Gaussian σ (coarse px) of the smooth background removed
+    h_scale: float = 1.0  # curvature the Gauss–Newton matrix misses (see _rescale_hessian)
+    # Σ over the mask of each derivative² of the prediction of unit white noise (start pose)
+    unit_noise_energy: NDArray[np.float64] = field(default_factory=lambda: np.zeros(4))
+    _cache: dict[bytes, tuple[NDArray[np.float64], NDArray[np.float64]]] = field(
+        default_factory=dict
+    )
 
     def highpass(self, img: NDArray[np.float64]) -> NDArray[np.float64]:
-        """``img`` minus its Gaussian-smoothed version over the mask (normalised convolution),
-        the smooth background that the model leaves free; identity when ``hp_sigma`` is 0.
+        """``img`` (one image or a stack ``(n, ny, nx)``) minus its Gaussian-smoothed version
+        over the mask (normalised convolution), the smooth background that the model leaves
+        free; identity when ``hp_sigma`` is 0.
         """
         if self.hp_sigma <= 0:
             return img
         if self._hp_kernel is None:
             ny, nx = self.mask.shape
             r = math.ceil(3.0 * self.hp_sigma)
-            shape = (ny + r, nx + r)  # zero padding beyond the support: no wrap-around
+            # zero padding beyond the support (no wrap-around), to a fast FFT size
+            shape = (nice_size(ny + r), nice_size(nx + r))
             fy = np.fft.fftfreq(shape[0])[:, None]
             fx = np.fft.rfftfreq(shape[1])[None, :]
             g = np.exp(-2.0 * math.pi**2 * self.hp_sigma**2 * (fx * fx + fy * fy))
@@ -243,19 +258,50 @@ class _Problem:
         ny, nx = self.mask.shape
         num = np.fft.irfft2(np.fft.rfft2(np.where(self.mask, img, 0.0), shape) * g, shape)
         assert self._hp_den is not None
-        return np.where(self.mask, img - num[:ny, :nx] / self._hp_den, 0.0)
+        return np.where(self.mask, img - num[..., :ny, :nx] / self._hp_den, 0.0)
+
+    def predict_many(
+        self, imgs: list[NDArray[np.float32]], geo: NDArray[np.float64], derivs: bool = True
+    ) -> list[tuple[NDArray[np.float64], NDArray[np.float64]]]:
+        """The forward model of each image at ``geo`` (one pass of the kernel, the sampling
+        shared) and its derivatives with respect to the free parameters (the others are 0),
+        high-passed: a list of ``(P (ny, nx), D (4, ny, nx))``.
+        """
+        stack = imgs[0][None] if len(imgs) == 1 else np.stack(imgs)
+        fl = [derivs and i in self.free for i in range(4)]
+        flags = (fl[0], fl[1], fl[2], fl[3])
+        out = _predict_stack(stack, geo, self.c_f, self.box, self.k, flags, self.threads)
+        n, n_pl, ny, nx = out.shape
+        out = self.highpass(out.reshape(n * n_pl, ny, nx)).reshape(n, n_pl, ny, nx)
+        res = []
+        for m in range(n):
+            d = np.zeros((4, ny, nx))
+            if n_pl > 1:
+                d[[i for i in range(4) if flags[i]]] = out[m, 1:]
+            res.append((out[m, 0], d))
+        return res
 
     def predict(
         self, img: NDArray[np.float32], geo: NDArray[np.float64]
     ) -> tuple[NDArray[np.float64], NDArray[np.float64]]:
-        """The forward model of ``img`` at ``geo`` and its derivatives, high-passed."""
-        p, d = _predict(img, geo, self.c_f, self.box, self.k, self.threads)
-        if self.hp_sigma <= 0:
-            return p, d
-        # only the free parameters' derivatives are used: the others stay raw (not filtered)
-        return self.highpass(p), np.stack(
-            [self.highpass(di) if i in self.free else di for i, di in enumerate(d)]
-        )
+        """The forward model of ``img`` at ``geo`` and its free derivatives, high-passed; the
+        fine image's last predictions are remembered (the solver revisits poses).
+        """
+        key = geo.tobytes()
+        if img is self.fine and key in self._cache:
+            return self._cache[key]
+        out = self.predict_many([img], geo)[0]
+        if img is self.fine:
+            self.remember(geo, out)
+        return out
+
+    def remember(
+        self, geo: NDArray[np.float64], out: tuple[NDArray[np.float64], NDArray[np.float64]]
+    ) -> None:
+        """Keep the fine image's prediction at ``geo`` (the last four)."""
+        if len(self._cache) >= 4:
+            self._cache.pop(next(iter(self._cache)))
+        self._cache[geo.tobytes()] = out
 
     def kappa(self, s: float) -> tuple[float, float]:
         """κ(s) and dκ/ds from a power law through two exact evaluations near the start."""
@@ -406,10 +452,10 @@ def _refine_at(
     t0 = lin0 @ c_full + a0[:, 2]
     # pre-bin the fine image so that a footprint spans at most ~_MAX_FOOTPRINT of its pixels
     f = max(1, math.floor(1.0 / (s0 * _MAX_FOOTPRINT)))
-    # (σ of the fine image's noise from a central crop of at most 768² pixels)
+    # (σ of the fine image's noise from every third pixel of a central crop of at most 768²)
     ny_f, nx_f = fine.shape
     cy, cx = max(0, ny_f // 2 - 384), max(0, nx_f // 2 - 384)
-    sig_fine = noise_sigma(fine[cy : cy + 768, cx : cx + 768])
+    sig_fine = noise_sigma(fine[cy : cy + 768, cx : cx + 768], stride=3)
     if f > 1:
         # exact area binning by the integer f (bin j covers fine pixels [j·f, (j+1)·f))
         fine_b = shrink(np.ascontiguousarray(fine, dtype=np.float32), 1.0 / f, "area", threads)
@@ -493,22 +539,24 @@ def _clip_geo(pb: _Problem, geo: NDArray[np.float64]) -> tuple[NDArray[np.float6
     return g, edge
 
 
-def _measure_kappa(pb: _Problem, geo: NDArray[np.float64]) -> None:
+def _measure_kappa(
+    pb: _Problem, geo: NDArray[np.float64], noise: NDArray[np.float32], pn: NDArray[np.float64]
+) -> None:
     """κ(s): the variance of the (high-passed) prediction of unit white noise over the
     footprint, measured with the model itself at ``s`` and ``1.01·s`` (one fixed noise image:
     the slope is precise) and kept as a power law. Within a footprint the k × k samples are
     about one fine pixel apart, and their bilinear weights interlock: the variance changes
     with the scale faster than the s² of an ideal area average (measured 4.7 % per 1 % at
     s = 0.25), and an analytic κ left most of the errors-in-variables bias in place.
+    ``pn``: the (high-passed) prediction of ``noise`` at ``geo``, already made.
     """
-    noise = np.random.default_rng(7).normal(0.0, 1.0, pb.fine.shape).astype(np.float32)
     m = pb.mask
-    vals = []
-    for f in (1.0, 1.01) if 2 in pb.free else (1.0,):
+    vals = [float(np.mean(pn[m] ** 2))]
+    if 2 in pb.free:
         g2 = geo.copy()
-        g2[2] *= f
-        pn, _ = pb.predict(noise, g2)
-        vals.append(float(np.mean(pn[m] ** 2)))
+        g2[2] *= 1.01
+        pn2, _ = pb.predict_many([noise], g2, derivs=False)[0]
+        vals.append(float(np.mean(pn2[m] ** 2)))
     alpha = 2.0  # (the scale is held: the slope is not needed)
     if len(vals) == 2 and vals[0] > 0 and vals[1] > 0:
         alpha = math.log(vals[1] / vals[0]) / math.log(1.01)
@@ -531,66 +579,40 @@ def _solve(pb: _Problem, geo: NDArray[np.float64], sig_fine: float) -> Refined:
     m = pb.mask
     fr = pb.free
     rho = 1.0
-    _measure_kappa(pb, geo)
-    # first noise model: the residual of the start pose, minus the prediction's noise
+    # The Gauss–Newton Hessian comes from a smoothed copy of the fine image (σ = half a
+    # coarse pixel): the noisy image's derivatives would overstate the curvature many times
+    # and make the steps tiny; the gradient stays exact, so the optimum is the criterion's.
+    # One pass of the kernel at the start predicts the image, the smoothed copy (the Hessian,
+    # kept for every round: it only sizes the steps) and unit white noise (κ).
+    smooth = _gauss_blur(pb.fine, 0.5 / float(geo[2]))
+    noise = np.random.default_rng(7).standard_normal(pb.fine.shape, dtype=np.float32)
+    (pf, df), (_, ds_), (pn, dn) = pb.predict_many([pb.fine, smooth, noise], geo)
+    pb.remember(geo, (pf, df))
+    _measure_kappa(pb, geo, noise, pn)
     # first round: ordinary least squares (no noise model: fast and robust, biased in scale by
     # the prediction's noise); the noise model is estimated at its pose, and the later rounds
     # minimise the errors-in-variables criterion from there
     sig_f = pb.sig_f
     pb.sig_f = 0.0
-    a_var = 1.0
+    _, st = _profile(pb, geo, 1.0, 1.0)
+    # (the first round's variance: the start's residual, so that the criterion is χ²-like and
+    # weighs the prior the same in any intensity units)
+    a_var = max(st["s_sum"] / max(1, st["e"].size), 1e-300)
+    hs = np.stack([st["proj"](ds_[i][m]) for i in fr], axis=1)
+    hs = _floored(hs.T @ hs)
+    # the smoothed image understates the curvature: scale each parameter's row and column to
+    # the expected curvature, the noisy derivatives' energy minus their noise part (the same
+    # prediction of unit white noise, times the fine image's σ²); the secant estimate of
+    # _rescale_hessian corrects what remains
+    pb.unit_noise_energy = np.array([float(np.sum(dn[i][m] ** 2)) for i in range(4)])
+    e_noisy = np.array([float(np.sum(st["proj"](df[i][m]) ** 2)) for i in fr])
+    e_noise = sig_f**2 * np.array([float(np.sum(st["proj"](dn[i][m]) ** 2)) for i in fr])
+    dg = np.sqrt(np.clip((e_noisy - e_noise) / np.maximum(np.diag(hs), 1e-300), 1.0, 100.0))
+    hs = hs * dg[:, None] * dg[None, :]
     converged = False
-    # the Gauss–Newton Hessian comes from a smoothed copy of the fine image (σ = half a
-    # coarse pixel): the noisy image's derivatives would overstate the curvature many times
-    # and make the steps tiny; the gradient stays exact, so the optimum is the criterion's
-    smooth = _gauss_blur(pb.fine, 0.5 / float(geo[2]))
     # (with the scale held, the noise model cannot move the optimum: one least-squares round)
     for _round in range(_ROUNDS if 2 in fr else 1):
-        lam = 1e-2
-        val, st = _profile(pb, geo, a_var, rho)
-        _, ds_ = pb.predict(smooth, geo)
-        hs = np.stack([st["proj"](ds_[i][m]) for i in fr], axis=1)
-        hs = hs.T @ hs
-        converged = False
-        for _it in range(_MAX_ITER):
-            g, v, e = st["g"], st["v"], st["e"]
-            jg = np.stack([st["proj"](g * st["dimg"][i][m]) for i in fr], axis=1)
-            grad = -2.0 * (jg.T @ e) / (rho * v)
-            if 2 in fr:
-                dk = pb.kappa(float(geo[2]))[1]
-                grad[fr.index(2)] -= st["s_sum"] * g * g * pb.sig_f**2 * dk / (rho * v * v)
-            hess = _floored(hs) * (2.0 * g * g / (rho * v))
-            for i, pr in pb.priors.items():
-                q = fr.index(i)
-                grad[q] += 2.0 * (geo[i] - pr.value) / pr.sigma**2
-                hess[q, q] += 2.0 / pr.sigma**2
-            accepted = False
-            moved = 0.0
-            for _try in range(10):
-                h = hess + lam * np.diag(np.diag(hess))
-                try:
-                    step = -np.linalg.solve(h, grad)
-                except np.linalg.LinAlgError:
-                    lam *= 10.0
-                    continue
-                g_new = geo.copy()
-                g_new[fr] += step
-                g_new, _ = _clip_geo(pb, g_new)
-                val2, st2 = _profile(pb, g_new, a_var, rho)
-                if val2 <= val:
-                    moved = float(np.abs(g_new[:2] - geo[:2]).max())
-                    rel = val - val2
-                    geo, val, st = g_new, val2, st2
-                    lam = max(lam / 3.0, 1e-6)
-                    accepted = True
-                    break
-                lam *= 5.0
-            if not accepted:
-                converged = True  # no descent direction left: a (local) minimum
-                break
-            if moved < 2e-3 and rel < 1e-3 * max(1.0, val):
-                converged = True
-                break
+        geo, st, converged = _lm_round(pb, geo, hs, a_var, rho)
         # noise model and residual correlation from this round's residuals
         if _round == 0:
             pb.sig_f = sig_f
@@ -600,12 +622,106 @@ def _solve(pb: _Problem, geo: NDArray[np.float64], sig_fine: float) -> Refined:
         res = np.zeros(m.shape)
         res[m] = e
         acv = _acov(res, m, _ACF_LAG)
+        st["acv"] = acv
         rho = (
             max(1.0, float(acv.sum() / acv[_ACF_LAG, _ACF_LAG]))
             if acv[_ACF_LAG, _ACF_LAG] > 0
             else 1.0
         )
     return _finish(pb, geo, st, a_var, rho, converged, sig_fine)
+
+
+def _gradient(
+    pb: _Problem, st: dict[str, Any], geo: NDArray[np.float64], rho: float
+) -> NDArray[np.float64]:
+    """The exact gradient of the criterion (data term with the κ(s) term, and the prior) with
+    respect to the free parameters at the pose that ``st`` was profiled at.
+    """
+    m = pb.mask
+    fr = pb.free
+    g, v, e = st["g"], st["v"], st["e"]
+    jg = np.stack([st["proj"](g * st["dimg"][i][m]) for i in fr], axis=1)
+    grad = -2.0 * (jg.T @ e) / (rho * v)
+    if 2 in fr:
+        dk = pb.kappa(float(geo[2]))[1]
+        grad[fr.index(2)] -= st["s_sum"] * g * g * pb.sig_f**2 * dk / (rho * v * v)
+    for i, pr in pb.priors.items():
+        grad[fr.index(i)] += 2.0 * (geo[i] - pr.value) / pr.sigma**2
+    return np.asarray(grad)
+
+
+def _rescale_hessian(
+    pb: _Problem,
+    step: NDArray[np.float64],
+    dval: float,
+    grad: NDArray[np.float64],
+    h_data: NDArray[np.float64],
+    h_prior: NDArray[np.float64],
+) -> None:
+    """Learn the Gauss–Newton Hessian's missing curvature from a step that was evaluated: the
+    criterion's rise beyond its linear part, against the quadratic model's, along the step
+    (a secant estimate of one scale factor, ``pb.h_scale`` within [1, 100]). Without it
+    steps that overshoot are rejected, each costing a prediction.
+    """
+    q_data = 0.5 * float(step @ h_data @ step)
+    if q_data <= 0:
+        return
+    rise = dval - float(grad @ step) - 0.5 * float(step @ h_prior @ step)
+    pb.h_scale = min(100.0, max(1.0, rise / q_data))
+
+
+def _lm_round(
+    pb: _Problem,
+    geo: NDArray[np.float64],
+    hs: NDArray[np.float64],
+    a_var: float,
+    rho: float,
+) -> tuple[NDArray[np.float64], dict[str, Any], bool]:
+    """One Levenberg–Marquardt minimisation of the criterion for a fixed noise model
+    (Gauss–Newton matrix ``hs`` from the smoothed image, scaled by ``pb.h_scale``).
+
+    Converged when a step moves every free parameter by less than ``_STEP_TOL`` of its σ
+    (from the step's Hessian: the criterion is χ²-like), or when no descent step is left.
+    """
+    fr = pb.free
+    lam = 1e-2
+    val, st = _profile(pb, geo, a_var, rho)
+    for _it in range(_MAX_ITER):
+        grad = _gradient(pb, st, geo, rho)
+        h_data = hs * (2.0 * st["g"] ** 2 / (rho * st["v"]))
+        h_prior = np.zeros_like(h_data)
+        for i, pr in pb.priors.items():
+            h_prior[fr.index(i), fr.index(i)] += 2.0 / pr.sigma**2
+        accepted = False
+        for _try in range(10):
+            hess = h_data * pb.h_scale + h_prior
+            h = hess + lam * np.diag(np.diag(hess))
+            try:
+                step = -np.linalg.solve(h, grad)
+            except np.linalg.LinAlgError:
+                lam *= 10.0
+                continue
+            g_new = geo.copy()
+            g_new[fr] += step
+            g_new, _ = _clip_geo(pb, g_new)
+            taken = g_new[fr] - geo[fr]
+            val2, st2 = _profile(pb, g_new, a_var, rho)
+            _rescale_hessian(pb, taken, val2 - val, grad, h_data, h_prior)
+            if val2 <= val:
+                geo, val, st = g_new, val2, st2
+                lam = max(lam / 3.0, 1e-6)
+                accepted = True
+                break
+            lam *= 5.0
+        if not accepted:
+            return geo, st, True  # no descent direction left: a (local) minimum
+        try:
+            sd = np.sqrt(np.maximum(np.diag(np.linalg.inv(hess)) * 2.0 * rho, 1e-300))
+        except np.linalg.LinAlgError:
+            sd = np.full(len(fr), np.inf)
+        if bool(np.all(np.abs(taken) < _STEP_TOL * sd)):
+            return geo, st, True
+    return geo, st, False
 
 
 def _finish(
@@ -630,25 +746,22 @@ def _finish(
     jac = jimg[:, m].T
     # The Jacobian comes from the noisy fine image, whose noise inflates JᵀJ (the
     # information) by E[δJᵀδJ]: measured per parameter by the same prediction of white noise
-    # of the fine image's σ (mean of two draws), it is the fraction u of each diagonal entry
+    # (one draw of unit noise, predicted at the start pose, times the fine image's σ²), it is
+    # the fraction u of each diagonal entry
     # that is noise, and each parameter's row and column of the sandwich is divided by 1 − u
     # (u at most 0.95). The meat keeps the noisy Jacobian: its noise adds to the score's
     # variance.
     hj = jac.T @ jac
-    hn = np.zeros(len(fr))
-    rng = np.random.default_rng(20261207)
-    for _ in range(_NOISE_DRAWS):
-        noise = rng.normal(0.0, pb.sig_f, pb.fine.shape).astype(np.float32)
-        _, dn = pb.predict(noise, geo)
-        hn += np.array([float(((g * dn[i][m]) ** 2).sum()) for i in fr])
-    hn /= _NOISE_DRAWS
+    hn = (g * pb.sig_f) ** 2 * pb.unit_noise_energy[fr]
     u = np.clip(hn / np.maximum(np.diag(hj)[: len(fr)], 1e-300), 0.0, _MAX_NOISE_FRACTION)
     bread = np.linalg.pinv(hj)
     infl = np.ones(hj.shape[0])
     infl[: len(fr)] = 1.0 / (1.0 - u)
-    res = np.zeros(m.shape)
-    res[m] = st["e"]
-    acv = _acov(res, m, _ACF_LAG)
+    acv = st.get("acv")
+    if acv is None:
+        res = np.zeros(m.shape)
+        res[m] = st["e"]
+        acv = _acov(res, m, _ACF_LAG)
     cov_d = bread @ _sandwich_meat(jimg, m, acv) @ bread * np.outer(infl, infl)
     info = np.linalg.pinv(cov_d)
     for i, pr in pb.priors.items():
