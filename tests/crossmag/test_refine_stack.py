@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from emgeom import _core
-from emgeom.crossmag import _refine
+from emgeom.crossmag import _refine_stats
 from emgeom.reference.crossmag import area_predict
 
 
@@ -85,7 +85,9 @@ def test_fft_lag_products_equal_direct_sums():
     res = rng.normal(size=(37, 51))
     yy, xx = np.mgrid[:37, :51]
     mask = (xx - 25) ** 2 + (yy - 18) ** 2 < 300
-    np.testing.assert_allclose(_refine._acov(res, mask, 3), _acov_direct(res, mask, 3), atol=1e-12)
+    np.testing.assert_allclose(
+        _refine_stats.acov(res, mask, 3), _acov_direct(res, mask, 3), atol=1e-12
+    )
     j = rng.normal(size=(3, 37, 51))
     acv = rng.normal(size=(7, 7))
     direct = np.zeros((3, 3))
@@ -95,11 +97,13 @@ def test_fft_lag_products_equal_direct_sums():
             a = jm[:, max(0, dy) : 37 + min(0, dy), max(0, dx) : 51 + min(0, dx)]
             b = jm[:, max(0, -dy) : 37 + min(0, -dy), max(0, -dx) : 51 + min(0, -dx)]
             direct += acv[dy + 3, dx + 3] * np.einsum("iyx,jyx->ij", a, b)
-    np.testing.assert_allclose(_refine._sandwich_meat(j, mask, acv), direct, rtol=1e-10, atol=1e-9)
+    np.testing.assert_allclose(
+        _refine_stats.sandwich_meat(j, mask, acv), direct, rtol=1e-10, atol=1e-9
+    )
 
 
 def test_noise_sigma_stride_estimates_the_same():
     rng = np.random.default_rng(4)
     img = rng.normal(0, 1.7, (300, 300))
-    assert _refine.noise_sigma(img, stride=3) == pytest.approx(1.7, rel=0.04)
-    assert _refine.noise_sigma(img, stride=1) == pytest.approx(1.7, rel=0.03)
+    assert _refine_stats.noise_sigma(img, stride=3) == pytest.approx(1.7, rel=0.04)
+    assert _refine_stats.noise_sigma(img, stride=1) == pytest.approx(1.7, rel=0.03)

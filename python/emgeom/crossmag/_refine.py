@@ -38,20 +38,26 @@ interpolation and by model mismatch), combined with the prior in information for
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 from typing import Any
 
 import numpy as np
 from numpy.typing import NDArray
 
-from emgeom import _core
-from emgeom.crossmag._geometry import center_of, nice_size, rotation, scale_rotation_of
+from emgeom.crossmag._geometry import center_of, rotation, scale_rotation_of
+from emgeom.crossmag._refine_model import (
+    Prior,
+    Problem,
+    clip_geo,
+    measure_kappa,
+    noise_model,
+    profile,
+)
+from emgeom.crossmag._refine_stats import acov, floored, gauss_blur, noise_sigma, sandwich_meat
 from emgeom.crossmag._search import shrink
 
 __all__ = ["Prior", "Refined", "noise_sigma", "refine_pose"]
 
-#: Relative scale step of the central difference that measures κ(s)'s slope.
-_KAPPA_STEP = 0.03
 #: Lags (coarse px, each axis) of the residual autocovariance used by the sandwich.
 _ACF_LAG = 3
 #: Largest footprint (fine px per coarse px) integrated without pre-binning the fine image.
@@ -76,17 +82,6 @@ _HP_MIN = 3.0
 _HP_FRAC = 0.12
 #: Largest number of coarse pixels refined (beyond, the coarse image is binned).
 _MAX_PIXELS = 16384
-
-
-@dataclass(frozen=True)
-class Prior:
-    """Gaussian prior ``N(value, sigma²)`` bounded to ``[value − bound, value + bound]``; a
-    ``sigma`` of 0 holds the parameter fixed.
-    """
-
-    value: float
-    sigma: float
-    bound: float
 
 
 @dataclass(frozen=True)
@@ -115,259 +110,6 @@ class Refined:
         the larger eigenvalue of ``center_cov``.
         """
         return float(math.sqrt(max(0.0, float(np.linalg.eigvalsh(self.center_cov)[-1]))))
-
-
-def noise_sigma(img: NDArray[Any], stride: int = 1) -> float:
-    """Robust σ of white noise in an image: the MAD of ``f − mean of its 4 neighbours``
-    (variance 1.25 σ² for white noise) — an upper bound when the image has structure at the
-    pixel scale. ``stride`` > 1 evaluates it at every ``stride``-th pixel of each axis only.
-    """
-    a = np.asarray(img)
-    if min(a.shape) < 3:
-        return 0.0
-    st = max(1, int(stride))
-    c = a[1:-1:st, 1:-1:st].astype(np.float64)
-    ny, nx = c.shape
-    nb = (
-        a[0 : ny * st : st, 1 : 1 + nx * st : st].astype(np.float64)
-        + a[2 : 2 + ny * st : st, 1 : 1 + nx * st : st]
-        + a[1 : 1 + ny * st : st, 0 : nx * st : st]
-        + a[1 : 1 + ny * st : st, 2 : 2 + nx * st : st]
-    )
-    lap = (c - 0.25 * nb).ravel()
-    med = float(np.median(lap))
-    return float(1.4826 * np.median(np.abs(lap - med)) / math.sqrt(1.25))
-
-
-def _predict_stack(
-    imgs: NDArray[np.float32],
-    p: NDArray[np.float64],
-    c: tuple[float, float],
-    box: tuple[int, int, int, int],
-    k: int,
-    derivs: tuple[bool, bool, bool, bool],
-    threads: int | None,
-) -> NDArray[np.float64]:
-    pose = (float(p[0]), float(p[1]), float(p[2]), float(p[3]))
-    return np.asarray(_core.crossmag_area_predict_stack(imgs, pose, c, box, k, derivs, threads))
-
-
-def _floored(h: NDArray[np.float64], rel: float = 1e-3) -> NDArray[np.float64]:
-    """A symmetric matrix with its eigenvalues raised to at least ``rel`` × the largest."""
-    w, u = np.linalg.eigh(0.5 * (h + h.T))
-    top = float(np.abs(w).max()) if w.size else 0.0
-    return np.asarray((u * np.maximum(w, rel * top + 1e-300)) @ u.T)
-
-
-def _gauss_blur(img: NDArray[np.float32], sigma: float) -> NDArray[np.float32]:
-    """Separable Gaussian blur (σ in pixels, edges clamped)."""
-    r = max(1, math.ceil(3.0 * sigma))
-    x = np.arange(-r, r + 1, dtype=np.float64)
-    w = np.exp(-0.5 * (x / max(sigma, 1e-3)) ** 2)
-    w /= w.sum()
-    a = np.pad(np.asarray(img, dtype=np.float64), r, mode="edge")
-    ny, nx = img.shape
-    tmp = sum(w[i] * a[:, i : i + nx] for i in range(2 * r + 1))
-    out = sum(w[i] * tmp[i : i + ny, :] for i in range(2 * r + 1))
-    return np.ascontiguousarray(out, dtype=np.float32)
-
-
-def _lag_products(a: NDArray[np.float64], b: NDArray[np.float64], lag: int) -> NDArray[np.float64]:
-    """``C[i, j, dy + lag, dx + lag] = Σ_q a_i(q + d) b_j(q)`` for every lag ``d = (dx, dy)``
-    in [−lag, lag]² (``a``: (n, ny, nx), ``b``: (m, ny, nx), zero outside the images), by
-    zero-padded FFTs (no wrap-around).
-    """
-    ny, nx = a.shape[-2:]
-    shape = (nice_size(ny + lag), nice_size(nx + lag))
-    fa = np.fft.rfft2(a, shape)
-    fb = fa if b is a else np.fft.rfft2(b, shape)
-    c = np.fft.irfft2(fa[:, None] * np.conj(fb[None, :]), shape)
-    idx_y = np.arange(-lag, lag + 1) % shape[0]
-    idx_x = np.arange(-lag, lag + 1) % shape[1]
-    return np.asarray(c[:, :, idx_y][:, :, :, idx_x])
-
-
-def _acov(res: NDArray[np.float64], mask: NDArray[np.bool_], lag: int) -> NDArray[np.float64]:
-    """Autocovariance of the masked residual image for lags in [−lag, lag]² (zero outside the
-    mask, normalised by the number of pixel pairs).
-    """
-    r = np.where(mask, res, 0.0)
-    m = mask.astype(np.float64)
-    both = _lag_products(np.stack([r, m]), np.stack([r, m]), lag)
-    num, n = both[0, 0], np.rint(both[1, 1])
-    return np.where(n > 0, num / np.maximum(n, 1.0), 0.0)
-
-
-def _sandwich_meat(
-    jimg: NDArray[np.float64], mask: NDArray[np.bool_], acov: NDArray[np.float64]
-) -> NDArray[np.float64]:
-    """``Jᵀ Σₑ J`` with ``Σₑ[q, q'] = acov(q' − q)`` (``jimg``: (n_par, ny, nx), 0 off-mask)."""
-    lag = acov.shape[0] // 2
-    j = jimg * mask
-    c = _lag_products(j, j, lag)
-    return np.asarray(np.einsum("ijyx,yx->ij", c, acov))
-
-
-@dataclass
-class _Problem:
-    """Everything fixed during one refinement (binned fine image, box, mask, priors)."""
-
-    fine: NDArray[np.float32]
-    coarse: NDArray[np.float64]  # the box of the coarse image
-    box: tuple[int, int, int, int]
-    mask: NDArray[np.bool_]
-    c_f: tuple[float, float]  # fine centre in binned-fine px
-    k: int
-    f: int
-    sig_f: float  # noise σ per binned-fine pixel
-    x_bg: NDArray[np.float64]
-    y_bg: NDArray[np.float64]
-    free: list[int]  # indices of the free geometric parameters among (tx, ty, s, θ)
-    priors: dict[int, Prior]  # on s (index 2, binned units) and θ (index 3, radians)
-    background: bool
-    threads: int | None
-    kap_ref: tuple[float, float, float] = (1.0, 1.0, 0.0)  # (s_ref, κ(s_ref), exponent)
-    coarse_hp: NDArray[np.float64] | None = None
-    _hp_kernel: tuple[NDArray[np.float64], tuple[int, int]] | None = None
-    _hp_den: NDArray[np.float64] | None = None
-    hp_sigma: float = 0.0  # high-pass: Gaussian σ (coarse px) of the smooth background removed
-    h_scale: float = 1.0  # curvature the Gauss–Newton matrix misses (see _rescale_hessian)
-    # Σ over the mask of each derivative² of the prediction of unit white noise (start pose)
-    unit_noise_energy: NDArray[np.float64] = field(default_factory=lambda: np.zeros(4))
-    _cache: dict[bytes, tuple[NDArray[np.float64], NDArray[np.float64]]] = field(
-        default_factory=dict
-    )
-
-    def highpass(self, img: NDArray[np.float64]) -> NDArray[np.float64]:
-        """``img`` (one image or a stack ``(n, ny, nx)``) minus its Gaussian-smoothed version
-        over the mask (normalised convolution), the smooth background that the model leaves
-        free; identity when ``hp_sigma`` is 0.
-        """
-        if self.hp_sigma <= 0:
-            return img
-        if self._hp_kernel is None:
-            ny, nx = self.mask.shape
-            r = math.ceil(3.0 * self.hp_sigma)
-            # zero padding beyond the support (no wrap-around), to a fast FFT size
-            shape = (nice_size(ny + r), nice_size(nx + r))
-            fy = np.fft.fftfreq(shape[0])[:, None]
-            fx = np.fft.rfftfreq(shape[1])[None, :]
-            g = np.exp(-2.0 * math.pi**2 * self.hp_sigma**2 * (fx * fx + fy * fy))
-            self._hp_kernel = (g, shape)
-            den = np.fft.irfft2(np.fft.rfft2(self.mask.astype(np.float64), shape) * g, shape)
-            self._hp_den = np.maximum(den[:ny, :nx], 1e-12)
-        g, shape = self._hp_kernel
-        ny, nx = self.mask.shape
-        num = np.fft.irfft2(np.fft.rfft2(np.where(self.mask, img, 0.0), shape) * g, shape)
-        assert self._hp_den is not None
-        return np.where(self.mask, img - num[..., :ny, :nx] / self._hp_den, 0.0)
-
-    def predict_many(
-        self, imgs: list[NDArray[np.float32]], geo: NDArray[np.float64], derivs: bool = True
-    ) -> list[tuple[NDArray[np.float64], NDArray[np.float64]]]:
-        """The forward model of each image at ``geo`` (one pass of the kernel, the sampling
-        shared) and its derivatives with respect to the free parameters (the others are 0),
-        high-passed: a list of ``(P (ny, nx), D (4, ny, nx))``.
-        """
-        stack = imgs[0][None] if len(imgs) == 1 else np.stack(imgs)
-        fl = [derivs and i in self.free for i in range(4)]
-        flags = (fl[0], fl[1], fl[2], fl[3])
-        out = _predict_stack(stack, geo, self.c_f, self.box, self.k, flags, self.threads)
-        n, n_pl, ny, nx = out.shape
-        out = self.highpass(out.reshape(n * n_pl, ny, nx)).reshape(n, n_pl, ny, nx)
-        res = []
-        for m in range(n):
-            d = np.zeros((4, ny, nx))
-            if n_pl > 1:
-                d[[i for i in range(4) if flags[i]]] = out[m, 1:]
-            res.append((out[m, 0], d))
-        return res
-
-    def predict(
-        self, img: NDArray[np.float32], geo: NDArray[np.float64]
-    ) -> tuple[NDArray[np.float64], NDArray[np.float64]]:
-        """The forward model of ``img`` at ``geo`` and its free derivatives, high-passed; the
-        fine image's last predictions are remembered (the solver revisits poses).
-        """
-        key = geo.tobytes()
-        if img is self.fine and key in self._cache:
-            return self._cache[key]
-        out = self.predict_many([img], geo)[0]
-        if img is self.fine:
-            self.remember(geo, out)
-        return out
-
-    def remember(
-        self, geo: NDArray[np.float64], out: tuple[NDArray[np.float64], NDArray[np.float64]]
-    ) -> None:
-        """Keep the fine image's prediction at ``geo`` (the last four)."""
-        if len(self._cache) >= 4:
-            self._cache.pop(next(iter(self._cache)))
-        self._cache[geo.tobytes()] = out
-
-    def kappa(self, s: float) -> tuple[float, float]:
-        """κ(s) and dκ/ds from a power law through two exact evaluations near the start."""
-        s_ref, k_ref, alpha = self.kap_ref
-        kap = k_ref * (s / s_ref) ** alpha
-        return kap, alpha * kap / s
-
-
-def _profile(
-    pb: _Problem, geo: NDArray[np.float64], a_var: float, rho: float
-) -> tuple[float, dict[str, Any]]:
-    """The criterion with the intensity parameters profiled out (variable projection).
-
-    For fixed geometry the gain ``g`` minimises the Deming criterion
-    ``(A − 2Bg + Cg²)/(a + c·g²)`` (``A, B, C`` the moments of the coarse image and the
-    prediction after projecting out offset and background, ``c = σ_f²κ(s)``): the root of
-    ``Bc·g² + (aC − Ac)·g − aB = 0`` with the sign of ``B`` (``B/C`` when ``c`` = 0).
-    """
-    m = pb.mask
-    pimg, dimg = pb.predict(pb.fine, geo)
-    if pb.coarse_hp is None:
-        x = np.stack([np.ones(int(m.sum())), pb.x_bg[m], pb.y_bg[m]], axis=1)
-        r_img = pb.coarse
-    else:  # (high-passed: offset and plane are gone already)
-        x = np.zeros((int(m.sum()), 0))
-        r_img = pb.coarse_hp
-    q, _ = np.linalg.qr(x) if x.shape[1] else (x, None)
-
-    def proj(v: NDArray[np.float64]) -> NDArray[np.float64]:
-        return np.asarray(v - q @ (q.T @ v)) if q.shape[1] else np.asarray(v)
-
-    r = proj(r_img[m])
-    p = proj(pimg[m])
-    a_mom, b_mom, c_mom = float(r @ r), float(r @ p), float(p @ p)
-    kap, _ = pb.kappa(float(geo[2]))
-    c = pb.sig_f**2 * kap
-    if c_mom <= 0:
-        g = 0.0
-    elif c <= 0 or abs(b_mom) < 1e-300:
-        g = b_mom / c_mom
-    else:
-        qa, qb, qc = b_mom * c, a_var * c_mom - a_mom * c, -a_var * b_mom
-        disc = math.sqrt(max(0.0, qb * qb - 4 * qa * qc))
-        g = (-qb + math.copysign(disc, b_mom)) / (2 * qa)
-    e = r - g * p
-    s_sum = float(e @ e)
-    v = a_var + g * g * c
-    if v <= 0:
-        v = max(s_sum / max(1, e.size), 1e-300)
-    val = s_sum / (rho * v)
-    for i, pr in pb.priors.items():
-        val += ((geo[i] - pr.value) / pr.sigma) ** 2
-    return val, {
-        "pimg": pimg,
-        "dimg": dimg,
-        "e": e,
-        "g": g,
-        "v": v,
-        "kap": kap,
-        "c": c,
-        "proj": proj,
-        "s_sum": s_sum,
-        "x": x,
-    }
 
 
 def refine_pose(
@@ -506,7 +248,7 @@ def _refine_at(
             math.radians(rotation_prior_deg[1]),
             math.radians(rb),
         )
-    pb = _Problem(
+    pb = Problem(
         fine=fine_b,
         coarse=np.asarray(coarse[y0 : y1 + 1, x0 : x1 + 1], dtype=np.float64),
         box=box,
@@ -530,61 +272,7 @@ def _refine_at(
     return _solve(pb, np.array([t0[0], t0[1], sb0, th0]), sig_fine)
 
 
-def _clip_geo(pb: _Problem, geo: NDArray[np.float64]) -> tuple[NDArray[np.float64], bool]:
-    g = geo.copy()
-    edge = False
-    for i, pr in pb.priors.items():
-        lo, hi = pr.value - pr.bound, pr.value + pr.bound
-        if g[i] <= lo or g[i] >= hi:
-            edge = True
-        g[i] = min(max(g[i], lo), hi)
-    return g, edge
-
-
-def _measure_kappa(
-    pb: _Problem, geo: NDArray[np.float64], noise: NDArray[np.float32], pn: NDArray[np.float64]
-) -> None:
-    """κ(s): the variance of the (high-passed) prediction of unit white noise over the
-    footprint (``pn``: the prediction of ``noise`` at ``geo``, already made), kept as a power
-    law ``κ ∝ s^α``. Within a footprint the k × k samples are about one fine pixel apart and
-    their bilinear weights interlock, so the variance changes with the scale differently from
-    the s² of an ideal area average, and an analytic κ left most of the errors-in-variables
-    bias in place. The slope α is measured with the model itself: the same noise images
-    predicted at ``(1 ± _KAPPA_STEP)·s`` (a central difference, mean of two images). A step of
-    1 % and one image, as before, gave α with a scatter of ±1.1 between noise draws (the two
-    scales sample different noise pixels near the box edges), and one unlucky draw — the same
-    for every pair of a size — biased the scale of a whole set by +2 %; ±3 % and two images:
-    ±0.2.
-    """
-    m = pb.mask
-    k0 = float(np.mean(pn[m] ** 2))
-    alpha = 2.0  # (the scale is held: the slope is not needed)
-    if 2 in pb.free:
-        pair = [noise, np.random.default_rng(8).standard_normal(noise.shape, dtype=np.float32)]
-        var = []
-        for f in (1.0 - _KAPPA_STEP, 1.0 + _KAPPA_STEP):
-            g2 = geo.copy()
-            g2[2] *= f
-            var.append([float(np.mean(q[m] ** 2)) for q, _ in pb.predict_many(pair, g2, False)])
-        lr = [math.log(hi / lo) for lo, hi in zip(var[0], var[1], strict=True) if lo > 0 and hi > 0]
-        if lr:
-            alpha = float(np.mean(lr)) / math.log((1.0 + _KAPPA_STEP) / (1.0 - _KAPPA_STEP))
-    pb.kap_ref = (float(geo[2]), k0, alpha)
-
-
-def _noise_model(pb: _Problem, st: dict[str, Any]) -> float:
-    """Update the noise model from a fit's residuals: the fine image's σ is at most what the
-    whole residual allows (its Laplacian estimate also counts structure finer than the coarse
-    pixels); ``a`` (returned) is the rest of the residual variance.
-    """
-    e = st["e"]
-    v_res = float(e @ e) / max(1, e.size)
-    if st["g"] != 0 and st["kap"] > 0:
-        pb.sig_f = min(pb.sig_f, math.sqrt(v_res / (st["g"] ** 2 * st["kap"])))
-    return max(0.0, v_res - st["g"] ** 2 * pb.sig_f**2 * st["kap"])
-
-
-def _solve(pb: _Problem, geo: NDArray[np.float64], sig_fine: float) -> Refined:
+def _solve(pb: Problem, geo: NDArray[np.float64], sig_fine: float) -> Refined:
     m = pb.mask
     fr = pb.free
     rho = 1.0
@@ -593,22 +281,22 @@ def _solve(pb: _Problem, geo: NDArray[np.float64], sig_fine: float) -> Refined:
     # and make the steps tiny; the gradient stays exact, so the optimum is the criterion's.
     # One pass of the kernel at the start predicts the image, the smoothed copy (the Hessian,
     # kept for every round: it only sizes the steps) and unit white noise (κ).
-    smooth = _gauss_blur(pb.fine, 0.5 / float(geo[2]))
+    smooth = gauss_blur(pb.fine, 0.5 / float(geo[2]))
     noise = np.random.default_rng(7).standard_normal(pb.fine.shape, dtype=np.float32)
     (pf, df), (_, ds_), (pn, dn) = pb.predict_many([pb.fine, smooth, noise], geo)
     pb.remember(geo, (pf, df))
-    _measure_kappa(pb, geo, noise, pn)
+    measure_kappa(pb, geo, noise, pn)
     # first round: ordinary least squares (no noise model: fast and robust, biased in scale by
     # the prediction's noise); the noise model is estimated at its pose, and the later rounds
     # minimise the errors-in-variables criterion from there
     sig_f = pb.sig_f
     pb.sig_f = 0.0
-    _, st = _profile(pb, geo, 1.0, 1.0)
+    _, st = profile(pb, geo, 1.0, 1.0)
     # (the first round's variance: the start's residual, so that the criterion is χ²-like and
     # weighs the prior the same in any intensity units)
     a_var = max(st["s_sum"] / max(1, st["e"].size), 1e-300)
     hs = np.stack([st["proj"](ds_[i][m]) for i in fr], axis=1)
-    hs = _floored(hs.T @ hs)
+    hs = floored(hs.T @ hs)
     # the smoothed image understates the curvature: scale each parameter's row and column to
     # the expected curvature, the noisy derivatives' energy minus their noise part (the same
     # prediction of unit white noise, times the fine image's σ²); the secant estimate of
@@ -625,12 +313,12 @@ def _solve(pb: _Problem, geo: NDArray[np.float64], sig_fine: float) -> Refined:
         # noise model and residual correlation from this round's residuals
         if _round == 0:
             pb.sig_f = sig_f
-            _, st = _profile(pb, geo, 0.0, 1.0)  # (the prediction's noise at this pose)
+            _, st = profile(pb, geo, 0.0, 1.0)  # (the prediction's noise at this pose)
         e = st["e"]
-        a_var = _noise_model(pb, st)
+        a_var = noise_model(pb, st)
         res = np.zeros(m.shape)
         res[m] = e
-        acv = _acov(res, m, _ACF_LAG)
+        acv = acov(res, m, _ACF_LAG)
         st["acv"] = acv
         rho = (
             max(1.0, float(acv.sum() / acv[_ACF_LAG, _ACF_LAG]))
@@ -641,7 +329,7 @@ def _solve(pb: _Problem, geo: NDArray[np.float64], sig_fine: float) -> Refined:
 
 
 def _gradient(
-    pb: _Problem, st: dict[str, Any], geo: NDArray[np.float64], rho: float
+    pb: Problem, st: dict[str, Any], geo: NDArray[np.float64], rho: float
 ) -> NDArray[np.float64]:
     """The exact gradient of the criterion (data term with the κ(s) term, and the prior) with
     respect to the free parameters at the pose that ``st`` was profiled at.
@@ -660,7 +348,7 @@ def _gradient(
 
 
 def _rescale_hessian(
-    pb: _Problem,
+    pb: Problem,
     step: NDArray[np.float64],
     dval: float,
     grad: NDArray[np.float64],
@@ -680,7 +368,7 @@ def _rescale_hessian(
 
 
 def _lm_round(
-    pb: _Problem,
+    pb: Problem,
     geo: NDArray[np.float64],
     hs: NDArray[np.float64],
     a_var: float,
@@ -695,7 +383,7 @@ def _lm_round(
     """
     fr = pb.free
     lam = 1e-2
-    val, st = _profile(pb, geo, a_var, rho)
+    val, st = profile(pb, geo, a_var, rho)
     for _it in range(_MAX_ITER):
         grad = _gradient(pb, st, geo, rho)
         h_data = hs * (2.0 * st["g"] ** 2 / (rho * st["v"]))
@@ -713,9 +401,9 @@ def _lm_round(
                 continue
             g_new = geo.copy()
             g_new[fr] += step
-            g_new, _ = _clip_geo(pb, g_new)
+            g_new, _ = clip_geo(pb, g_new)
             taken = g_new[fr] - geo[fr]
-            val2, st2 = _profile(pb, g_new, a_var, rho)
+            val2, st2 = profile(pb, g_new, a_var, rho)
             _rescale_hessian(pb, taken, val2 - val, grad, h_data, h_prior)
             if val2 <= val:
                 geo, val, st = g_new, val2, st2
@@ -738,7 +426,7 @@ def _lm_round(
 
 
 def _finish(
-    pb: _Problem,
+    pb: Problem,
     geo: NDArray[np.float64],
     st: dict[str, Any],
     a_var: float,
@@ -774,14 +462,14 @@ def _finish(
     if acv is None:
         res = np.zeros(m.shape)
         res[m] = st["e"]
-        acv = _acov(res, m, _ACF_LAG)
-    cov_d = bread @ _sandwich_meat(jimg, m, acv) @ bread * np.outer(infl, infl)
+        acv = acov(res, m, _ACF_LAG)
+    cov_d = bread @ sandwich_meat(jimg, m, acv) @ bread * np.outer(infl, infl)
     info = np.linalg.pinv(cov_d)
     for i, pr in pb.priors.items():
         q = fr.index(i)
         info[q, q] += 1.0 / pr.sigma**2
     cov = np.linalg.pinv(info)
-    _, at_edge = _clip_geo(pb, geo)
+    _, at_edge = clip_geo(pb, geo)
     # empirical inflation (see _INFLATE): the sandwich under-covers on real-micrograph pairs
     cov[:2, :2] *= _INFLATE[0] ** 2
     if 2 in fr:
