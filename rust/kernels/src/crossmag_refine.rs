@@ -85,7 +85,7 @@ pub fn area_predict_stack(
         ));
     }
     let (x0, y0, nx, ny) = box_;
-    if nx == 0 || ny == 0 || nx.checked_mul(ny).map_or(true, |n| n > MAX_BOX_PIXELS) {
+    if nx == 0 || ny == 0 || nx.checked_mul(ny).is_none_or(|n| n > MAX_BOX_PIXELS) {
         return Err(KernelError::value(
             "box",
             format!("must have 1..={MAX_BOX_PIXELS} pixels, got {nx} x {ny}"),
