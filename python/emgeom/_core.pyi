@@ -37,6 +37,7 @@ __all__ = [
     "_panic_in_kernel_for_tests",
     "correlate",
     "crossmag_area_predict",
+    "crossmag_area_predict_stack",
     "crossmag_evaluate",
     "crossmag_prepare",
     "ctf_fit_defocus_1d",
@@ -338,6 +339,16 @@ def crossmag_area_predict(
     k: int,
     n_threads: int | None = None,
 ) -> tuple[NDArray[np.float64], NDArray[np.float64]]: ...
+def crossmag_area_predict_stack(
+    images: NDArray[np.float32],
+    pose: Pose,
+    *,
+    center: tuple[float, float],
+    box_: tuple[int, int, int, int],
+    k: int,
+    derivs: tuple[bool, bool, bool, bool],
+    n_threads: int | None = None,
+) -> NDArray[np.float64]: ...
 
 # --- ctf (rust/bindings/ctf.rs) -------------------------------------------------------------
 

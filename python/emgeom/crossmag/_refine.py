@@ -44,8 +44,16 @@ from typing import Any
 import numpy as np
 from numpy.typing import NDArray
 
-from emgeom import _core
 from emgeom.crossmag._geometry import center_of, rotation, scale_rotation_of
+from emgeom.crossmag._refine_model import (
+    Prior,
+    Problem,
+    clip_geo,
+    measure_kappa,
+    noise_model,
+    profile,
+)
+from emgeom.crossmag._refine_stats import acov, floored, gauss_blur, noise_sigma, sandwich_meat
 from emgeom.crossmag._search import shrink
 
 __all__ = ["Prior", "Refined", "noise_sigma", "refine_pose"]
@@ -57,10 +65,11 @@ _MAX_FOOTPRINT = 3.0
 #: Samples per fine (binned) pixel along each axis of a footprint.
 _SAMPLES_PER_PX = 1.0
 #: Gauss–Newton: iterations per noise-model round, rounds.
-_MAX_ITER = 12
+_MAX_ITER = 16
 _ROUNDS = 2
-#: White-noise draws that measure the Jacobian's noise share.
-_NOISE_DRAWS = 2
+#: A step smaller than this fraction of every free parameter's σ (from the solver's Hessian)
+#: ends a round.
+_STEP_TOL = 0.1
 #: Inflation of the sandwich σ (centre, scale, rotation), where the model under-fits: the
 #: residuals are not Gaussian and the Jacobian's noise correction is approximate. Measured on
 #: 60 real-micrograph ×4 pairs (mce micrograph, seed 12; noise 0.5–2× σ): the 68th percentile
@@ -73,17 +82,6 @@ _HP_MIN = 3.0
 _HP_FRAC = 0.12
 #: Largest number of coarse pixels refined (beyond, the coarse image is binned).
 _MAX_PIXELS = 16384
-
-
-@dataclass(frozen=True)
-class Prior:
-    """Gaussian prior ``N(value, sigma²)`` bounded to ``[value − bound, value + bound]``; a
-    ``sigma`` of 0 holds the parameter fixed.
-    """
-
-    value: float
-    sigma: float
-    bound: float
 
 
 @dataclass(frozen=True)
@@ -112,213 +110,6 @@ class Refined:
         the larger eigenvalue of ``center_cov``.
         """
         return float(math.sqrt(max(0.0, float(np.linalg.eigvalsh(self.center_cov)[-1]))))
-
-
-def noise_sigma(img: NDArray[Any]) -> float:
-    """Robust σ of white noise in an image: the MAD of ``f − mean of its 4 neighbours``
-    (variance 1.25 σ² for white noise) — an upper bound when the image has structure at the
-    pixel scale.
-    """
-    a = np.asarray(img, dtype=np.float64)
-    if min(a.shape) < 3:
-        return 0.0
-    lap = a[1:-1, 1:-1] - 0.25 * (a[:-2, 1:-1] + a[2:, 1:-1] + a[1:-1, :-2] + a[1:-1, 2:])
-    med = float(np.median(lap))
-    return float(1.4826 * np.median(np.abs(lap - med)) / math.sqrt(1.25))
-
-
-def _predict(
-    img: NDArray[np.float32],
-    p: NDArray[np.float64],
-    c: tuple[float, float],
-    box: tuple[int, int, int, int],
-    k: int,
-    threads: int | None,
-) -> tuple[NDArray[np.float64], NDArray[np.float64]]:
-    pose = _core.Pose(tx=float(p[0]), ty=float(p[1]), s=float(p[2]), theta_rad=float(p[3]))
-    out = _core.crossmag_area_predict(img, pose, center=c, box_=box, k=k, n_threads=threads)
-    return np.asarray(out[0]), np.asarray(out[1])
-
-
-def _floored(h: NDArray[np.float64], rel: float = 1e-3) -> NDArray[np.float64]:
-    """A symmetric matrix with its eigenvalues raised to at least ``rel`` × the largest."""
-    w, u = np.linalg.eigh(0.5 * (h + h.T))
-    top = float(np.abs(w).max()) if w.size else 0.0
-    return np.asarray((u * np.maximum(w, rel * top + 1e-300)) @ u.T)
-
-
-def _gauss_blur(img: NDArray[np.float32], sigma: float) -> NDArray[np.float32]:
-    """Separable Gaussian blur (σ in pixels, edges clamped)."""
-    r = max(1, math.ceil(3.0 * sigma))
-    x = np.arange(-r, r + 1, dtype=np.float64)
-    w = np.exp(-0.5 * (x / max(sigma, 1e-3)) ** 2)
-    w /= w.sum()
-    a = np.pad(np.asarray(img, dtype=np.float64), r, mode="edge")
-    ny, nx = img.shape
-    tmp = sum(w[i] * a[:, i : i + nx] for i in range(2 * r + 1))
-    out = sum(w[i] * tmp[i : i + ny, :] for i in range(2 * r + 1))
-    return np.ascontiguousarray(out, dtype=np.float32)
-
-
-def _acov(res: NDArray[np.float64], mask: NDArray[np.bool_], lag: int) -> NDArray[np.float64]:
-    """Autocovariance of the masked residual image for lags in [−lag, lag]² (zero outside the
-    mask, normalised by the number of pixel pairs).
-    """
-    r = np.where(mask, res, 0.0)
-    m = mask.astype(np.float64)
-    ny, nx = r.shape
-    out = np.zeros((2 * lag + 1, 2 * lag + 1))
-    for dy in range(-lag, lag + 1):
-        for dx in range(-lag, lag + 1):
-            a = r[max(0, dy) : ny + min(0, dy), max(0, dx) : nx + min(0, dx)]
-            b = r[max(0, -dy) : ny + min(0, -dy), max(0, -dx) : nx + min(0, -dx)]
-            ma = m[max(0, dy) : ny + min(0, dy), max(0, dx) : nx + min(0, dx)]
-            mb = m[max(0, -dy) : ny + min(0, -dy), max(0, -dx) : nx + min(0, -dx)]
-            n = float((ma * mb).sum())
-            out[dy + lag, dx + lag] = float((a * b).sum()) / n if n > 0 else 0.0
-    return out
-
-
-def _sandwich_meat(
-    jimg: NDArray[np.float64], mask: NDArray[np.bool_], acov: NDArray[np.float64]
-) -> NDArray[np.float64]:
-    """``Jᵀ Σₑ J`` with ``Σₑ[q, q'] = acov(q' − q)`` (``jimg``: (n_par, ny, nx), 0 off-mask)."""
-    npar, ny, nx = jimg.shape
-    lag = acov.shape[0] // 2
-    j = jimg * mask
-    out = np.zeros((npar, npar))
-    for dy in range(-lag, lag + 1):
-        for dx in range(-lag, lag + 1):
-            c = acov[dy + lag, dx + lag]
-            if c == 0.0:
-                continue
-            a = j[:, max(0, dy) : ny + min(0, dy), max(0, dx) : nx + min(0, dx)]
-            b = j[:, max(0, -dy) : ny + min(0, -dy), max(0, -dx) : nx + min(0, -dx)]
-            out += c * np.einsum("iyx,jyx->ij", a, b)
-    return out
-
-
-@dataclass
-class _Problem:
-    """Everything fixed during one refinement (binned fine image, box, mask, priors)."""
-
-    fine: NDArray[np.float32]
-    coarse: NDArray[np.float64]  # the box of the coarse image
-    box: tuple[int, int, int, int]
-    mask: NDArray[np.bool_]
-    c_f: tuple[float, float]  # fine centre in binned-fine px
-    k: int
-    f: int
-    sig_f: float  # noise σ per binned-fine pixel
-    x_bg: NDArray[np.float64]
-    y_bg: NDArray[np.float64]
-    free: list[int]  # indices of the free geometric parameters among (tx, ty, s, θ)
-    priors: dict[int, Prior]  # on s (index 2, binned units) and θ (index 3, radians)
-    background: bool
-    threads: int | None
-    kap_ref: tuple[float, float, float] = (1.0, 1.0, 0.0)  # (s_ref, κ(s_ref), exponent)
-    coarse_hp: NDArray[np.float64] | None = None
-    _hp_kernel: tuple[NDArray[np.float64], tuple[int, int]] | None = None
-    _hp_den: NDArray[np.float64] | None = None
-    hp_sigma: float = 0.0  # high-pass: Gaussian σ (coarse px) of the smooth background removed
-
-    def highpass(self, img: NDArray[np.float64]) -> NDArray[np.float64]:
-        """``img`` minus its Gaussian-smoothed version over the mask (normalised convolution),
-        the smooth background that the model leaves free; identity when ``hp_sigma`` is 0.
-        """
-        if self.hp_sigma <= 0:
-            return img
-        if self._hp_kernel is None:
-            ny, nx = self.mask.shape
-            r = math.ceil(3.0 * self.hp_sigma)
-            shape = (ny + r, nx + r)  # zero padding beyond the support: no wrap-around
-            fy = np.fft.fftfreq(shape[0])[:, None]
-            fx = np.fft.rfftfreq(shape[1])[None, :]
-            g = np.exp(-2.0 * math.pi**2 * self.hp_sigma**2 * (fx * fx + fy * fy))
-            self._hp_kernel = (g, shape)
-            den = np.fft.irfft2(np.fft.rfft2(self.mask.astype(np.float64), shape) * g, shape)
-            self._hp_den = np.maximum(den[:ny, :nx], 1e-12)
-        g, shape = self._hp_kernel
-        ny, nx = self.mask.shape
-        num = np.fft.irfft2(np.fft.rfft2(np.where(self.mask, img, 0.0), shape) * g, shape)
-        assert self._hp_den is not None
-        return np.where(self.mask, img - num[:ny, :nx] / self._hp_den, 0.0)
-
-    def predict(
-        self, img: NDArray[np.float32], geo: NDArray[np.float64]
-    ) -> tuple[NDArray[np.float64], NDArray[np.float64]]:
-        """The forward model of ``img`` at ``geo`` and its derivatives, high-passed."""
-        p, d = _predict(img, geo, self.c_f, self.box, self.k, self.threads)
-        if self.hp_sigma <= 0:
-            return p, d
-        # only the free parameters' derivatives are used: the others stay raw (not filtered)
-        return self.highpass(p), np.stack(
-            [self.highpass(di) if i in self.free else di for i, di in enumerate(d)]
-        )
-
-    def kappa(self, s: float) -> tuple[float, float]:
-        """κ(s) and dκ/ds from a power law through two exact evaluations near the start."""
-        s_ref, k_ref, alpha = self.kap_ref
-        kap = k_ref * (s / s_ref) ** alpha
-        return kap, alpha * kap / s
-
-
-def _profile(
-    pb: _Problem, geo: NDArray[np.float64], a_var: float, rho: float
-) -> tuple[float, dict[str, Any]]:
-    """The criterion with the intensity parameters profiled out (variable projection).
-
-    For fixed geometry the gain ``g`` minimises the Deming criterion
-    ``(A − 2Bg + Cg²)/(a + c·g²)`` (``A, B, C`` the moments of the coarse image and the
-    prediction after projecting out offset and background, ``c = σ_f²κ(s)``): the root of
-    ``Bc·g² + (aC − Ac)·g − aB = 0`` with the sign of ``B`` (``B/C`` when ``c`` = 0).
-    """
-    m = pb.mask
-    pimg, dimg = pb.predict(pb.fine, geo)
-    if pb.coarse_hp is None:
-        x = np.stack([np.ones(int(m.sum())), pb.x_bg[m], pb.y_bg[m]], axis=1)
-        r_img = pb.coarse
-    else:  # (high-passed: offset and plane are gone already)
-        x = np.zeros((int(m.sum()), 0))
-        r_img = pb.coarse_hp
-    q, _ = np.linalg.qr(x) if x.shape[1] else (x, None)
-
-    def proj(v: NDArray[np.float64]) -> NDArray[np.float64]:
-        return np.asarray(v - q @ (q.T @ v)) if q.shape[1] else np.asarray(v)
-
-    r = proj(r_img[m])
-    p = proj(pimg[m])
-    a_mom, b_mom, c_mom = float(r @ r), float(r @ p), float(p @ p)
-    kap, _ = pb.kappa(float(geo[2]))
-    c = pb.sig_f**2 * kap
-    if c_mom <= 0:
-        g = 0.0
-    elif c <= 0 or abs(b_mom) < 1e-300:
-        g = b_mom / c_mom
-    else:
-        qa, qb, qc = b_mom * c, a_var * c_mom - a_mom * c, -a_var * b_mom
-        disc = math.sqrt(max(0.0, qb * qb - 4 * qa * qc))
-        g = (-qb + math.copysign(disc, b_mom)) / (2 * qa)
-    e = r - g * p
-    s_sum = float(e @ e)
-    v = a_var + g * g * c
-    if v <= 0:
-        v = max(s_sum / max(1, e.size), 1e-300)
-    val = s_sum / (rho * v)
-    for i, pr in pb.priors.items():
-        val += ((geo[i] - pr.value) / pr.sigma) ** 2
-    return val, {
-        "pimg": pimg,
-        "dimg": dimg,
-        "e": e,
-        "g": g,
-        "v": v,
-        "kap": kap,
-        "c": c,
-        "proj": proj,
-        "s_sum": s_sum,
-        "x": x,
-    }
 
 
 def refine_pose(
@@ -405,10 +196,10 @@ def _refine_at(
     t0 = lin0 @ c_full + a0[:, 2]
     # pre-bin the fine image so that a footprint spans at most ~_MAX_FOOTPRINT of its pixels
     f = max(1, math.floor(1.0 / (s0 * _MAX_FOOTPRINT)))
-    # (σ of the fine image's noise from a central crop of at most 768² pixels)
+    # (σ of the fine image's noise from every third pixel of a central crop of at most 768²)
     ny_f, nx_f = fine.shape
     cy, cx = max(0, ny_f // 2 - 384), max(0, nx_f // 2 - 384)
-    sig_fine = noise_sigma(fine[cy : cy + 768, cx : cx + 768])
+    sig_fine = noise_sigma(fine[cy : cy + 768, cx : cx + 768], stride=3)
     if f > 1:
         # exact area binning by the integer f (bin j covers fine pixels [j·f, (j+1)·f))
         fine_b = shrink(np.ascontiguousarray(fine, dtype=np.float32), 1.0 / f, "area", threads)
@@ -457,7 +248,7 @@ def _refine_at(
             math.radians(rotation_prior_deg[1]),
             math.radians(rb),
         )
-    pb = _Problem(
+    pb = Problem(
         fine=fine_b,
         coarse=np.asarray(coarse[y0 : y1 + 1, x0 : x1 + 1], dtype=np.float64),
         box=box,
@@ -481,124 +272,54 @@ def _refine_at(
     return _solve(pb, np.array([t0[0], t0[1], sb0, th0]), sig_fine)
 
 
-def _clip_geo(pb: _Problem, geo: NDArray[np.float64]) -> tuple[NDArray[np.float64], bool]:
-    g = geo.copy()
-    edge = False
-    for i, pr in pb.priors.items():
-        lo, hi = pr.value - pr.bound, pr.value + pr.bound
-        if g[i] <= lo or g[i] >= hi:
-            edge = True
-        g[i] = min(max(g[i], lo), hi)
-    return g, edge
-
-
-def _measure_kappa(pb: _Problem, geo: NDArray[np.float64]) -> None:
-    """κ(s): the variance of the (high-passed) prediction of unit white noise over the
-    footprint, measured with the model itself at ``s`` and ``1.01·s`` (one fixed noise image:
-    the slope is precise) and kept as a power law. Within a footprint the k × k samples are
-    about one fine pixel apart, and their bilinear weights interlock: the variance changes
-    with the scale faster than the s² of an ideal area average (measured 4.7 % per 1 % at
-    s = 0.25), and an analytic κ left most of the errors-in-variables bias in place.
-    """
-    noise = np.random.default_rng(7).normal(0.0, 1.0, pb.fine.shape).astype(np.float32)
-    m = pb.mask
-    vals = []
-    for f in (1.0, 1.01) if 2 in pb.free else (1.0,):
-        g2 = geo.copy()
-        g2[2] *= f
-        pn, _ = pb.predict(noise, g2)
-        vals.append(float(np.mean(pn[m] ** 2)))
-    alpha = 2.0  # (the scale is held: the slope is not needed)
-    if len(vals) == 2 and vals[0] > 0 and vals[1] > 0:
-        alpha = math.log(vals[1] / vals[0]) / math.log(1.01)
-    pb.kap_ref = (float(geo[2]), vals[0], alpha)
-
-
-def _noise_model(pb: _Problem, st: dict[str, Any]) -> float:
-    """Update the noise model from a fit's residuals: the fine image's σ is at most what the
-    whole residual allows (its Laplacian estimate also counts structure finer than the coarse
-    pixels); ``a`` (returned) is the rest of the residual variance.
-    """
-    e = st["e"]
-    v_res = float(e @ e) / max(1, e.size)
-    if st["g"] != 0 and st["kap"] > 0:
-        pb.sig_f = min(pb.sig_f, math.sqrt(v_res / (st["g"] ** 2 * st["kap"])))
-    return max(0.0, v_res - st["g"] ** 2 * pb.sig_f**2 * st["kap"])
-
-
-def _solve(pb: _Problem, geo: NDArray[np.float64], sig_fine: float) -> Refined:
+def _solve(pb: Problem, geo: NDArray[np.float64], sig_fine: float) -> Refined:
     m = pb.mask
     fr = pb.free
     rho = 1.0
-    _measure_kappa(pb, geo)
-    # first noise model: the residual of the start pose, minus the prediction's noise
+    # The Gauss–Newton Hessian comes from a smoothed copy of the fine image (σ = half a
+    # coarse pixel): the noisy image's derivatives would overstate the curvature many times
+    # and make the steps tiny; the gradient stays exact, so the optimum is the criterion's.
+    # One pass of the kernel at the start predicts the image, the smoothed copy (the Hessian,
+    # kept for every round: it only sizes the steps) and unit white noise (κ).
+    smooth = gauss_blur(pb.fine, 0.5 / float(geo[2]))
+    noise = np.random.default_rng(7).standard_normal(pb.fine.shape, dtype=np.float32)
+    (pf, df), (_, ds_), (pn, dn) = pb.predict_many([pb.fine, smooth, noise], geo)
+    pb.remember(geo, (pf, df))
+    measure_kappa(pb, geo, noise, pn)
     # first round: ordinary least squares (no noise model: fast and robust, biased in scale by
     # the prediction's noise); the noise model is estimated at its pose, and the later rounds
     # minimise the errors-in-variables criterion from there
     sig_f = pb.sig_f
     pb.sig_f = 0.0
-    a_var = 1.0
+    _, st = profile(pb, geo, 1.0, 1.0)
+    # (the first round's variance: the start's residual, so that the criterion is χ²-like and
+    # weighs the prior the same in any intensity units)
+    a_var = max(st["s_sum"] / max(1, st["e"].size), 1e-300)
+    hs = np.stack([st["proj"](ds_[i][m]) for i in fr], axis=1)
+    hs = floored(hs.T @ hs)
+    # the smoothed image understates the curvature: scale each parameter's row and column to
+    # the expected curvature, the noisy derivatives' energy minus their noise part (the same
+    # prediction of unit white noise, times the fine image's σ²); the secant estimate of
+    # _rescale_hessian corrects what remains
+    pb.unit_noise_energy = np.array([float(np.sum(dn[i][m] ** 2)) for i in range(4)])
+    e_noisy = np.array([float(np.sum(st["proj"](df[i][m]) ** 2)) for i in fr])
+    e_noise = sig_f**2 * np.array([float(np.sum(st["proj"](dn[i][m]) ** 2)) for i in fr])
+    dg = np.sqrt(np.clip((e_noisy - e_noise) / np.maximum(np.diag(hs), 1e-300), 1.0, 100.0))
+    hs = hs * dg[:, None] * dg[None, :]
     converged = False
-    # the Gauss–Newton Hessian comes from a smoothed copy of the fine image (σ = half a
-    # coarse pixel): the noisy image's derivatives would overstate the curvature many times
-    # and make the steps tiny; the gradient stays exact, so the optimum is the criterion's
-    smooth = _gauss_blur(pb.fine, 0.5 / float(geo[2]))
     # (with the scale held, the noise model cannot move the optimum: one least-squares round)
     for _round in range(_ROUNDS if 2 in fr else 1):
-        lam = 1e-2
-        val, st = _profile(pb, geo, a_var, rho)
-        _, ds_ = pb.predict(smooth, geo)
-        hs = np.stack([st["proj"](ds_[i][m]) for i in fr], axis=1)
-        hs = hs.T @ hs
-        converged = False
-        for _it in range(_MAX_ITER):
-            g, v, e = st["g"], st["v"], st["e"]
-            jg = np.stack([st["proj"](g * st["dimg"][i][m]) for i in fr], axis=1)
-            grad = -2.0 * (jg.T @ e) / (rho * v)
-            if 2 in fr:
-                dk = pb.kappa(float(geo[2]))[1]
-                grad[fr.index(2)] -= st["s_sum"] * g * g * pb.sig_f**2 * dk / (rho * v * v)
-            hess = _floored(hs) * (2.0 * g * g / (rho * v))
-            for i, pr in pb.priors.items():
-                q = fr.index(i)
-                grad[q] += 2.0 * (geo[i] - pr.value) / pr.sigma**2
-                hess[q, q] += 2.0 / pr.sigma**2
-            accepted = False
-            moved = 0.0
-            for _try in range(10):
-                h = hess + lam * np.diag(np.diag(hess))
-                try:
-                    step = -np.linalg.solve(h, grad)
-                except np.linalg.LinAlgError:
-                    lam *= 10.0
-                    continue
-                g_new = geo.copy()
-                g_new[fr] += step
-                g_new, _ = _clip_geo(pb, g_new)
-                val2, st2 = _profile(pb, g_new, a_var, rho)
-                if val2 <= val:
-                    moved = float(np.abs(g_new[:2] - geo[:2]).max())
-                    rel = val - val2
-                    geo, val, st = g_new, val2, st2
-                    lam = max(lam / 3.0, 1e-6)
-                    accepted = True
-                    break
-                lam *= 5.0
-            if not accepted:
-                converged = True  # no descent direction left: a (local) minimum
-                break
-            if moved < 2e-3 and rel < 1e-3 * max(1.0, val):
-                converged = True
-                break
+        geo, st, converged = _lm_round(pb, geo, hs, a_var, rho)
         # noise model and residual correlation from this round's residuals
         if _round == 0:
             pb.sig_f = sig_f
-            _, st = _profile(pb, geo, 0.0, 1.0)  # (the prediction's noise at this pose)
+            _, st = profile(pb, geo, 0.0, 1.0)  # (the prediction's noise at this pose)
         e = st["e"]
-        a_var = _noise_model(pb, st)
+        a_var = noise_model(pb, st)
         res = np.zeros(m.shape)
         res[m] = e
-        acv = _acov(res, m, _ACF_LAG)
+        acv = acov(res, m, _ACF_LAG)
+        st["acv"] = acv
         rho = (
             max(1.0, float(acv.sum() / acv[_ACF_LAG, _ACF_LAG]))
             if acv[_ACF_LAG, _ACF_LAG] > 0
@@ -607,8 +328,105 @@ def _solve(pb: _Problem, geo: NDArray[np.float64], sig_fine: float) -> Refined:
     return _finish(pb, geo, st, a_var, rho, converged, sig_fine)
 
 
+def _gradient(
+    pb: Problem, st: dict[str, Any], geo: NDArray[np.float64], rho: float
+) -> NDArray[np.float64]:
+    """The exact gradient of the criterion (data term with the κ(s) term, and the prior) with
+    respect to the free parameters at the pose that ``st`` was profiled at.
+    """
+    m = pb.mask
+    fr = pb.free
+    g, v, e = st["g"], st["v"], st["e"]
+    jg = np.stack([st["proj"](g * st["dimg"][i][m]) for i in fr], axis=1)
+    grad = -2.0 * (jg.T @ e) / (rho * v)
+    if 2 in fr:
+        dk = pb.kappa(float(geo[2]))[1]
+        grad[fr.index(2)] -= st["s_sum"] * g * g * pb.sig_f**2 * dk / (rho * v * v)
+    for i, pr in pb.priors.items():
+        grad[fr.index(i)] += 2.0 * (geo[i] - pr.value) / pr.sigma**2
+    return np.asarray(grad)
+
+
+def _rescale_hessian(
+    pb: Problem,
+    step: NDArray[np.float64],
+    dval: float,
+    grad: NDArray[np.float64],
+    h_data: NDArray[np.float64],
+    h_prior: NDArray[np.float64],
+) -> None:
+    """Learn the Gauss–Newton Hessian's missing curvature from a step that was evaluated: the
+    criterion's rise beyond its linear part, against the quadratic model's, along the step
+    (a secant estimate of one scale factor, ``pb.h_scale`` within [1, 100]). Without it
+    steps that overshoot are rejected, each costing a prediction.
+    """
+    q_data = 0.5 * float(step @ h_data @ step)
+    if q_data <= 0:
+        return
+    rise = dval - float(grad @ step) - 0.5 * float(step @ h_prior @ step)
+    pb.h_scale = min(100.0, max(1.0, rise / q_data))
+
+
+def _lm_round(
+    pb: Problem,
+    geo: NDArray[np.float64],
+    hs: NDArray[np.float64],
+    a_var: float,
+    rho: float,
+) -> tuple[NDArray[np.float64], dict[str, Any], bool]:
+    """One Levenberg–Marquardt minimisation of the criterion for a fixed noise model
+    (Gauss–Newton matrix ``hs`` from the smoothed image, scaled by ``pb.h_scale``).
+
+    Converged when a step moves every free parameter by less than ``_STEP_TOL`` of its σ
+    (from the step's Hessian: the criterion is χ²-like), or when no descent step is left;
+    after ``_MAX_ITER`` steps, when the last one was within 3 σ.
+    """
+    fr = pb.free
+    lam = 1e-2
+    val, st = profile(pb, geo, a_var, rho)
+    for _it in range(_MAX_ITER):
+        grad = _gradient(pb, st, geo, rho)
+        h_data = hs * (2.0 * st["g"] ** 2 / (rho * st["v"]))
+        h_prior = np.zeros_like(h_data)
+        for i, pr in pb.priors.items():
+            h_prior[fr.index(i), fr.index(i)] += 2.0 / pr.sigma**2
+        accepted = False
+        for _try in range(10):
+            hess = h_data * pb.h_scale + h_prior
+            h = hess + lam * np.diag(np.diag(hess))
+            try:
+                step = -np.linalg.solve(h, grad)
+            except np.linalg.LinAlgError:
+                lam *= 10.0
+                continue
+            g_new = geo.copy()
+            g_new[fr] += step
+            g_new, _ = clip_geo(pb, g_new)
+            taken = g_new[fr] - geo[fr]
+            val2, st2 = profile(pb, g_new, a_var, rho)
+            _rescale_hessian(pb, taken, val2 - val, grad, h_data, h_prior)
+            if val2 <= val:
+                geo, val, st = g_new, val2, st2
+                lam = max(lam / 3.0, 1e-6)
+                accepted = True
+                break
+            lam *= 5.0
+        if not accepted:
+            return geo, st, True  # no descent direction left: a (local) minimum
+        try:
+            sd = np.sqrt(np.maximum(np.diag(np.linalg.inv(hess)) * 2.0 * rho, 1e-300))
+        except np.linalg.LinAlgError:
+            sd = np.full(len(fr), np.inf)
+        if bool(np.all(np.abs(taken) < _STEP_TOL * sd)):
+            return geo, st, True
+    # out of iterations: on the rough criterion of a noisy image the last steps can stay
+    # above _STEP_TOL·σ; steps within 3 σ are still a converged answer (a larger one is not:
+    # the caller then keeps the search's pose)
+    return geo, st, bool(np.all(np.abs(taken) < 3.0 * sd))
+
+
 def _finish(
-    pb: _Problem,
+    pb: Problem,
     geo: NDArray[np.float64],
     st: dict[str, Any],
     a_var: float,
@@ -629,32 +447,29 @@ def _finish(
     jac = jimg[:, m].T
     # The Jacobian comes from the noisy fine image, whose noise inflates JᵀJ (the
     # information) by E[δJᵀδJ]: measured per parameter by the same prediction of white noise
-    # of the fine image's σ (mean of two draws), it is the fraction u of each diagonal entry
+    # (one draw of unit noise, predicted at the start pose, times the fine image's σ²), it is
+    # the fraction u of each diagonal entry
     # that is noise, and each parameter's row and column of the sandwich is divided by 1 − u
     # (u at most 0.95). The meat keeps the noisy Jacobian: its noise adds to the score's
     # variance.
     hj = jac.T @ jac
-    hn = np.zeros(len(fr))
-    rng = np.random.default_rng(20261207)
-    for _ in range(_NOISE_DRAWS):
-        noise = rng.normal(0.0, pb.sig_f, pb.fine.shape).astype(np.float32)
-        _, dn = pb.predict(noise, geo)
-        hn += np.array([float(((g * dn[i][m]) ** 2).sum()) for i in fr])
-    hn /= _NOISE_DRAWS
+    hn = (g * pb.sig_f) ** 2 * pb.unit_noise_energy[fr]
     u = np.clip(hn / np.maximum(np.diag(hj)[: len(fr)], 1e-300), 0.0, _MAX_NOISE_FRACTION)
     bread = np.linalg.pinv(hj)
     infl = np.ones(hj.shape[0])
     infl[: len(fr)] = 1.0 / (1.0 - u)
-    res = np.zeros(m.shape)
-    res[m] = st["e"]
-    acv = _acov(res, m, _ACF_LAG)
-    cov_d = bread @ _sandwich_meat(jimg, m, acv) @ bread * np.outer(infl, infl)
+    acv = st.get("acv")
+    if acv is None:
+        res = np.zeros(m.shape)
+        res[m] = st["e"]
+        acv = acov(res, m, _ACF_LAG)
+    cov_d = bread @ sandwich_meat(jimg, m, acv) @ bread * np.outer(infl, infl)
     info = np.linalg.pinv(cov_d)
     for i, pr in pb.priors.items():
         q = fr.index(i)
         info[q, q] += 1.0 / pr.sigma**2
     cov = np.linalg.pinv(info)
-    _, at_edge = _clip_geo(pb, geo)
+    _, at_edge = clip_geo(pb, geo)
     # empirical inflation (see _INFLATE): the sandwich under-covers on real-micrograph pairs
     cov[:2, :2] *= _INFLATE[0] ** 2
     if 2 in fr:

@@ -7,7 +7,7 @@
 //! the fine image's pixel centres (exact derivatives of the bilinear interpolant, samples
 //! clamped to the image). Numpy reference: `emgeom.reference.crossmag.area_predict`.
 
-use ndarray::{Array2, Array3, ArrayView2, Axis};
+use ndarray::{s, Array2, Array3, Array4, ArrayView2, ArrayView3, Axis};
 use rayon::prelude::*;
 
 use crate::KernelError;
@@ -27,6 +27,9 @@ pub const MAX_K: usize = 64;
 /// Largest number of box pixels.
 pub const MAX_BOX_PIXELS: usize = 1 << 26;
 
+/// Largest number of images predicted together by [`area_predict_stack`].
+pub const MAX_STACK: usize = 8;
+
 /// Prediction `P` `(ny, nx)` and derivatives `(4, ny, nx)` over `box_ = (x0, y0, nx, ny)`.
 pub fn area_predict(
     fine: ArrayView2<f32>,
@@ -35,7 +38,34 @@ pub fn area_predict(
     box_: (i64, i64, usize, usize),
     k: usize,
 ) -> Result<(Array2<f64>, Array3<f64>), KernelError> {
-    let (h, w) = fine.dim();
+    let out = area_predict_stack(fine.insert_axis(Axis(0)), pose, center, box_, k, [true; 4])?;
+    let p = out.slice(s![0, 0, .., ..]).to_owned();
+    let d = out.slice(s![0, 1.., .., ..]).to_owned();
+    Ok((p, d))
+}
+
+/// The forward model of several images of the same shape at one pose, sharing the sampling
+/// geometry (the refinement predicts the image, a smoothed copy and noise images together).
+///
+/// `images`: `(n, h, w)`, `n` ≤ [`MAX_STACK`]; `derivs[j]`: whether the derivative with respect
+/// to parameter `j` of `(tx, ty, s, θ)` is wanted. Returns `(n, 1 + n_d, ny, nx)`: plane 0 the
+/// prediction, planes `1..` the wanted derivatives in parameter order (each plane equal to
+/// [`area_predict`]'s up to rounding: the same samples, sums regrouped).
+pub fn area_predict_stack(
+    images: ArrayView3<f32>,
+    pose: Pose,
+    center: (f64, f64),
+    box_: (i64, i64, usize, usize),
+    k: usize,
+    derivs: [bool; 4],
+) -> Result<Array4<f64>, KernelError> {
+    let (n_img, h, w) = images.dim();
+    if n_img == 0 || n_img > MAX_STACK {
+        return Err(KernelError::value(
+            "images",
+            format!("must hold 1..={MAX_STACK} images, got {n_img}"),
+        ));
+    }
     if h < 2 || w < 2 {
         return Err(KernelError::value("fine", "needs at least 2 x 2 pixels"));
     }
@@ -55,75 +85,120 @@ pub fn area_predict(
         ));
     }
     let (x0, y0, nx, ny) = box_;
-    if nx == 0 || ny == 0 || nx.checked_mul(ny).map_or(true, |n| n > MAX_BOX_PIXELS) {
+    if nx == 0 || ny == 0 || nx.checked_mul(ny).is_none_or(|n| n > MAX_BOX_PIXELS) {
         return Err(KernelError::value(
             "box",
             format!("must have 1..={MAX_BOX_PIXELS} pixels, got {nx} x {ny}"),
         ));
     }
+    let std = images.as_standard_layout();
+    let data: &[f32] = std.as_slice().expect("standard layout");
+    let plane = h * w;
     let (c, sn) = (pose.theta.cos(), pose.theta.sin());
     let inv_s = 1.0 / pose.s;
     let offs: Vec<f64> = (0..k).map(|i| (i as f64 + 0.5) / k as f64 - 0.5).collect();
     let norm = 1.0 / (k * k) as f64;
     let (wm1, hm1) = ((w - 1) as f64, (h - 1) as f64);
-    let mut p = Array2::<f64>::zeros((ny, nx));
-    let mut d = Array3::<f64>::zeros((4, ny, nx));
-    // one row of the box per task: (P row, 4 derivative rows)
-    let rows: Vec<(Vec<f64>, [Vec<f64>; 4])> = (0..ny)
-        .into_par_iter()
-        .map(|iy| {
-            let mut pr = vec![0.0; nx];
-            let mut dr: [Vec<f64>; 4] =
-                [vec![0.0; nx], vec![0.0; nx], vec![0.0; nx], vec![0.0; nx]];
-            let qy = (y0 + iy as i64) as f64;
-            for ix in 0..nx {
-                let qx = (x0 + ix as i64) as f64;
-                let (mut sp, mut s0, mut s1, mut s2, mut s3) = (0.0, 0.0, 0.0, 0.0, 0.0);
-                for oy in &offs {
-                    let vy = qy + oy - pose.ty;
-                    for ox in &offs {
-                        let vx = qx + ox - pose.tx;
-                        let wx = (c * vx + sn * vy) * inv_s;
-                        let wy = (-sn * vx + c * vy) * inv_s;
-                        let ux = (center.0 + wx).clamp(0.0, wm1);
-                        let uy = (center.1 + wy).clamp(0.0, hm1);
-                        let jx = (ux.floor() as usize).min(w - 2);
-                        let jy = (uy.floor() as usize).min(h - 2);
-                        let (fx, fy) = (ux - jx as f64, uy - jy as f64);
-                        let m00 = fine[[jy, jx]] as f64;
-                        let m01 = fine[[jy, jx + 1]] as f64;
-                        let m10 = fine[[jy + 1, jx]] as f64;
-                        let m11 = fine[[jy + 1, jx + 1]] as f64;
-                        sp += (1.0 - fy) * ((1.0 - fx) * m00 + fx * m01)
-                            + fy * ((1.0 - fx) * m10 + fx * m11);
-                        let gx = (1.0 - fy) * (m01 - m00) + fy * (m11 - m10);
-                        let gy = (1.0 - fx) * (m10 - m00) + fx * (m11 - m01);
-                        s0 -= (gx * c - gy * sn) * inv_s;
-                        s1 -= (gx * sn + gy * c) * inv_s;
-                        s2 -= (gx * wx + gy * wy) * inv_s;
-                        s3 += gx * wy - gy * wx;
-                    }
-                }
-                pr[ix] = sp * norm;
-                dr[0][ix] = s0 * norm;
-                dr[1][ix] = s1 * norm;
-                dr[2][ix] = s2 * norm;
-                dr[3][ix] = s3 * norm;
-            }
-            (pr, dr)
+    let want: Vec<usize> = (0..4).filter(|&j| derivs[j]).collect();
+    let any_d = !want.is_empty();
+    let n_pl = 1 + want.len();
+    // w = R(θ)ᵀ (q + o − t) / s splits into a column part (x of the sample) and a row part
+    // (y of the sample): wx = c·vx/s + sn·vy/s, wy = −sn·vx/s + c·vy/s
+    let col: Vec<(f64, f64)> = (0..nx)
+        .flat_map(|ix| {
+            let qx = (x0 + ix as i64) as f64;
+            offs.iter()
+                .map(move |ox| {
+                    let vx = qx + ox - pose.tx;
+                    (c * vx * inv_s, -sn * vx * inv_s)
+                })
+                .collect::<Vec<_>>()
         })
         .collect();
-    for (iy, (pr, dr)) in rows.into_iter().enumerate() {
-        p.row_mut(iy).iter_mut().zip(pr).for_each(|(a, b)| *a = b);
-        for (j, drj) in dr.into_iter().enumerate() {
-            d.index_axis_mut(Axis(0), j)
-                .row_mut(iy)
-                .iter_mut()
-                .zip(drj)
-                .for_each(|(a, b)| *a = b);
+    // one row of the box per task: n_img × n_pl rows of nx values
+    let rows: Vec<Vec<f64>> = (0..ny)
+        .into_par_iter()
+        .map(|iy| {
+            let mut out = vec![0.0; n_img * n_pl * nx];
+            let qy = (y0 + iy as i64) as f64;
+            let row: Vec<(f64, f64)> = offs
+                .iter()
+                .map(|oy| {
+                    let vy = qy + oy - pose.ty;
+                    (sn * vy * inv_s, c * vy * inv_s)
+                })
+                .collect();
+            // per image: Σ value, Σ gx, Σ gy, Σ gx·wx, Σ gy·wy, Σ gx·wy, Σ gy·wx
+            let mut acc = [[0.0f64; 7]; MAX_STACK];
+            for ix in 0..nx {
+                for a in acc.iter_mut().take(n_img) {
+                    *a = [0.0; 7];
+                }
+                let cols = &col[ix * k..(ix + 1) * k];
+                for &(ry, rx) in &row {
+                    for &(cx, cy) in cols {
+                        let wx = cx + ry;
+                        let wy = cy + rx;
+                        let ux = (center.0 + wx).clamp(0.0, wm1);
+                        let uy = (center.1 + wy).clamp(0.0, hm1);
+                        // (ux, uy ≥ 0: truncation is the floor)
+                        let jx = (ux as usize).min(w - 2);
+                        let jy = (uy as usize).min(h - 2);
+                        let (fx, fy) = (ux - jx as f64, uy - jy as f64);
+                        let i0 = jy * w + jx;
+                        for (m, a) in acc.iter_mut().enumerate().take(n_img) {
+                            let base = m * plane + i0;
+                            let r0 = &data[base..base + 2];
+                            let r1 = &data[base + w..base + w + 2];
+                            let (m00, m01) = (r0[0] as f64, r0[1] as f64);
+                            let (m10, m11) = (r1[0] as f64, r1[1] as f64);
+                            let top = m00 + fx * (m01 - m00);
+                            let bot = m10 + fx * (m11 - m10);
+                            a[0] += top + fy * (bot - top);
+                            if any_d {
+                                let gx = (1.0 - fy) * (m01 - m00) + fy * (m11 - m10);
+                                let gy = bot - top;
+                                a[1] += gx;
+                                a[2] += gy;
+                                a[3] += gx * wx;
+                                a[4] += gy * wy;
+                                a[5] += gx * wy;
+                                a[6] += gy * wx;
+                            }
+                        }
+                    }
+                }
+                for (m, a) in acc.iter().enumerate().take(n_img) {
+                    let o = m * n_pl * nx + ix;
+                    out[o] = a[0] * norm;
+                    for (q, &j) in want.iter().enumerate() {
+                        // du/dtx = −Rᵀe_x/s, du/dty = −Rᵀe_y/s, du/ds = −w/s, du/dθ = (w_y, −w_x)
+                        let v = match j {
+                            0 => -(a[1] * c - a[2] * sn) * inv_s,
+                            1 => -(a[1] * sn + a[2] * c) * inv_s,
+                            2 => -(a[3] + a[4]) * inv_s,
+                            _ => a[5] - a[6],
+                        };
+                        out[o + (q + 1) * nx] = v * norm;
+                    }
+                }
+            }
+            out
+        })
+        .collect();
+    let mut res = Array4::<f64>::zeros((n_img, n_pl, ny, nx));
+    for (iy, row) in rows.into_iter().enumerate() {
+        for m in 0..n_img {
+            for q in 0..n_pl {
+                let src = &row[(m * n_pl + q) * nx..(m * n_pl + q + 1) * nx];
+                res.slice_mut(s![m, q, iy, ..])
+                    .iter_mut()
+                    .zip(src)
+                    .for_each(|(a, b)| *a = *b);
+            }
         }
     }
-    Ok((p, d))
+    Ok(res)
 }
 
 #[cfg(test)]
@@ -165,6 +240,54 @@ mod tests {
                 );
             }
         }
+    }
+
+    #[test]
+    fn stack_equals_single_predictions() {
+        let a = image(40, 50);
+        let b = a.mapv(|v| v * v - 0.3);
+        let mut st = ndarray::Array3::<f32>::zeros((2, 40, 50));
+        st.index_axis_mut(Axis(0), 0).assign(&a);
+        st.index_axis_mut(Axis(0), 1).assign(&b);
+        let pose = Pose {
+            tx: 7.2,
+            ty: 6.1,
+            s: 0.45,
+            theta: -0.3,
+        };
+        let bx = (2, 1, 11, 9);
+        let out = area_predict_stack(
+            st.view(),
+            pose,
+            (24.5, 19.0),
+            bx,
+            3,
+            [false, true, true, false],
+        )
+        .unwrap();
+        assert_eq!(out.dim(), (2, 3, 9, 11));
+        for (m, img) in [a, b].iter().enumerate() {
+            let (p, d) = area_predict(img.view(), pose, (24.5, 19.0), bx, 3).unwrap();
+            let close = |x: f64, y: f64| (x - y).abs() <= 1e-12 * (1.0 + y.abs());
+            for (x, y) in out.slice(s![m, 0, .., ..]).iter().zip(p.iter()) {
+                assert!(close(*x, *y));
+            }
+            for (q, j) in [1usize, 2].iter().enumerate() {
+                let dj = d.index_axis(Axis(0), *j);
+                for (x, y) in out.slice(s![m, q + 1, .., ..]).iter().zip(dj.iter()) {
+                    assert!(close(*x, *y));
+                }
+            }
+        }
+        assert!(area_predict_stack(
+            ndarray::Array3::<f32>::zeros((9, 4, 4)).view(),
+            pose,
+            (1.0, 1.0),
+            bx,
+            2,
+            [true; 4]
+        )
+        .is_err());
     }
 
     #[test]
