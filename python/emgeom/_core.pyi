@@ -18,6 +18,7 @@ def warp_affine_f32(
     order: int,
     fill: float | None = None,
     n_threads: int | None = None,
+    check_limit: float | None = None,
 ) -> NDArray[np.float32]: ...
 def warp_affine_f64(
     images: NDArray[np.float64],
@@ -26,6 +27,7 @@ def warp_affine_f64(
     order: int,
     fill: float | None = None,
     n_threads: int | None = None,
+    check_limit: float | None = None,
 ) -> NDArray[np.float64]: ...
 
 # --- common (rust/bindings/common.rs) -------------------------------------------------------

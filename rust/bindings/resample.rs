@@ -1,7 +1,7 @@
 //! Shims for `emgeom_kernels::warp` (affine resampling of images and stacks).
 
 use emgeom_kernels::parallel::with_threads;
-use emgeom_kernels::warp::{self, Affine, Fill, Interpolation};
+use emgeom_kernels::warp::{self, Affine, Fill, Interpolation, WarpOptions};
 use numpy::{PyArray3, PyArrayMethods, PyReadonlyArray2, PyReadonlyArray3};
 use pyo3::prelude::*;
 
@@ -24,9 +24,11 @@ fn to_affine(a: &PyReadonlyArray2<'_, f64>) -> PyResult<Affine> {
 macro_rules! warp_stack_fn {
     ($name:ident, $t:ty) => {
         /// Warp a `(n, y, x)` stack: `out[k, y, x] = image[k](A · (x, y, 1))`.
-        /// `fill=None` fills outside samples with each image's mean.
+        /// `fill=None` fills outside samples with each image's mean. `check_limit`: every
+        /// input pixel must be finite with `|v| <= check_limit` (checked inside the warp's
+        /// parallel pass; a failure raises an `image:` error).
         #[pyfunction]
-        #[pyo3(signature = (images, affine, output_shape, order, fill=None, n_threads=None))]
+        #[pyo3(signature = (images, affine, output_shape, order, fill=None, n_threads=None, check_limit=None))]
         fn $name<'py>(
             py: Python<'py>,
             images: PyReadonlyArray3<'py, $t>,
@@ -35,6 +37,7 @@ macro_rules! warp_stack_fn {
             order: u32,
             fill: Option<f64>,
             n_threads: Option<usize>,
+            check_limit: Option<f64>,
         ) -> PyResult<Bound<'py, PyArray3<$t>>> {
             let a = to_affine(&affine)?;
             let src = images.as_array();
@@ -50,8 +53,12 @@ macro_rules! warp_stack_fn {
                 let view = rw.as_array_mut();
                 run_detached(py, move || {
                     let interp = Interpolation::from_order(order)?;
+                    let opts = WarpOptions {
+                        check_limit,
+                        ..WarpOptions::default()
+                    };
                     with_threads(n_threads, || {
-                        warp::warp_affine_stack(src, &a, interp, fill, view)
+                        warp::warp_affine_stack_with(src, &a, interp, fill, view, &opts)
                     })?
                 })?;
             }

@@ -1,8 +1,13 @@
 //! Ad-hoc timing of the warp kernel without Python: `cargo run --release --example warp_timing`.
 //!
 //! Issue 2's case: a 4096² float32 image corrected for anisotropic magnification about its
-//! centre, fill = image mean. Prints the best of several runs on all cores and on one thread.
-use emgeom_kernels::warp::{mean, warp_affine, Fill, Interpolation};
+//! centre, fill = image mean. Prints the best of several runs on all cores and on one thread,
+//! then (issue 16) the anisomag case with `fill = 0` on every instruction set, with and without
+//! streaming stores and the fused source check, into a reused and into a freshly allocated
+//! output (what Python does), next to the memory floors (a fresh copy, a copy into a reused
+//! buffer). Optional arguments: image size (default 4096) and `quick` (skip the first table).
+use emgeom_kernels::warp::{mean, warp_affine, warp_affine_with, Fill, Interpolation, WarpOptions};
+use emgeom_kernels::Isa;
 use ndarray::Array2;
 use std::time::Instant;
 
@@ -66,6 +71,41 @@ fn main() {
         std::hint::black_box(mean(src.view()));
     });
     println!("mean: {t:.1} ms wall, {c:.1} ms CPU");
+    let (t, c) = best_ms(reps, || {
+        std::hint::black_box(src.clone());
+    });
+    println!("floor: fresh copy {t:.2} ms wall ({c:.1} ms CPU)");
+    let mut dst = Array2::<f32>::zeros((n, n));
+    let (t, c) = best_ms(reps, || dst.assign(&src));
+    println!("floor: copy into a reused buffer {t:.2} ms wall ({c:.1} ms CPU)");
+    for isa in Isa::available() {
+        for interp in [Interpolation::Linear, Interpolation::Cubic] {
+            for (stream, check) in [(false, false), (true, false), (true, true)] {
+                let opts = WarpOptions {
+                    isa,
+                    stream: Some(stream),
+                    check_limit: check.then_some(1e30),
+                };
+                let f = Fill::Value(0.0);
+                let mut reuse =
+                    || warp_affine_with(src.view(), &a, interp, f, out.view_mut(), &opts).unwrap();
+                let (r, rc) = best_ms(reps, &mut reuse);
+                let (fr, frc) = best_ms(reps, || {
+                    let mut o = Array2::<f32>::zeros((n, n));
+                    warp_affine_with(src.view(), &a, interp, f, o.view_mut(), &opts).unwrap();
+                    std::hint::black_box(o);
+                });
+                println!(
+                    "fill0 {} {interp:?} stream={stream} check={check}: reused out {r:.2} ms \
+                     ({rc:.1} CPU), fresh out {fr:.2} ms ({frc:.1} CPU)",
+                    isa.name()
+                );
+            }
+        }
+    }
+    if std::env::args().nth(2).as_deref() == Some("quick") {
+        return;
+    }
     // A sub-pixel translation walks the source row by row (the prefetch-friendly best case).
     let shift = [[1.0, 0.0, 0.3], [0.0, 1.0, 0.6]];
     let c2 = n as f64 / 2.0;
