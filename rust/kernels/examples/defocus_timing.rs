@@ -29,7 +29,10 @@ fn main() {
     let coeffs: Vec<f64> = (0..4 * nt).map(|i| (i % 7) as f64 * 0.1 + 0.05).collect();
     let mut out = vec![0.0f32; n * nt];
     let src = vec![1.0f32; n * nt];
-    println!("{n} particles x {nt} tilts, f32 ({} MB)", (n * nt * 4) >> 20);
+    println!(
+        "{n} particles x {nt} tilts, f32 ({} MB)",
+        (n * nt * 4) >> 20
+    );
     for isa in Isa::available() {
         let mut run = || particle_defocus_with(&pos, &coeffs, nt, &mut out, isa).unwrap();
         let all = best_ms(10, &mut run);

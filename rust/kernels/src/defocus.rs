@@ -93,7 +93,10 @@ pub const MAX_POSITION_A: f64 = 1e9;
 #[inline]
 fn first_bad_row(p: &[f64]) -> Option<usize> {
     // a branch-free count vectorises; the slow search only runs when something is wrong
-    let bad = p.iter().filter(|v| v.is_nan() || v.abs() > MAX_POSITION_A).count();
+    let bad = p
+        .iter()
+        .filter(|v| v.is_nan() || v.abs() > MAX_POSITION_A)
+        .count();
     if bad == 0 {
         None
     } else {

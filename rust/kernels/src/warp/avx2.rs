@@ -169,6 +169,89 @@ unsafe fn rows8(p: *const f32, i: &[i32; 8]) -> [__m256; 4] {
     ]
 }
 
+/// Positions of 8 pixels: floors (i32) and fractions (f32).
+type Pos8 = (__m256i, __m256i, __m256, __m256);
+
+/// One interpolation kind's 8-pixel step, for the shared interior loop [`interior`].
+trait Stencil8 {
+    /// Stencil rows above `floor(sy)` and rows prefetched.
+    const LO: isize;
+    const ROWS: usize;
+    /// Smallest image side the stencil needs.
+    const MIN_SIDE: usize;
+    /// Interpolate 8 pixels into `o` (exactly 8 long).
+    ///
+    /// # Safety
+    /// `base` points to the `nx·ny` (both >= `MIN_SIDE`) source pixels; AVX2 and FMA present.
+    unsafe fn px8(base: *const f32, nx: usize, ny: usize, pos: Pos8, o: &mut [f32]);
+}
+
+struct Bilinear8;
+struct Keys8;
+
+impl Stencil8 for Bilinear8 {
+    const LO: isize = 0;
+    const ROWS: usize = 2;
+    const MIN_SIDE: usize = 2;
+    #[inline(always)]
+    unsafe fn px8(base: *const f32, nx: usize, ny: usize, pos: Pos8, o: &mut [f32]) {
+        // SAFETY: forwarded contract.
+        unsafe { linear8(base, nx, ny, pos, o) }
+    }
+}
+
+impl Stencil8 for Keys8 {
+    const LO: isize = 1;
+    const ROWS: usize = 4;
+    const MIN_SIDE: usize = 4;
+    #[inline(always)]
+    unsafe fn px8(base: *const f32, nx: usize, ny: usize, pos: Pos8, o: &mut [f32]) {
+        // SAFETY: forwarded contract.
+        unsafe { cubic8(base, nx, ny, pos, o) }
+    }
+}
+
+/// The interior loop shared by both kinds: 2 groups of 8 pixels per exact f64 anchor (offsets
+/// 0..8 and 8..16), prefetching ahead; returns the number of pixels written (a multiple of 8).
+///
+/// # Safety
+/// AVX2 and FMA present (inlined into the `#[target_feature]` entry points below).
+#[inline(always)]
+unsafe fn interior<S: Stencil8>(
+    src: &Source<'_, f32>,
+    map: &RowMap,
+    x_start: usize,
+    out: &mut [f32],
+) -> usize {
+    let (nx, ny) = (src.nx, src.ny);
+    if nx < S::MIN_SIDE || ny < S::MIN_SIDE {
+        return 0;
+    }
+    let base = src.data.as_ptr();
+    let (kx, ky) = (steps(map.ax, 0.0), steps(map.ay, 0.0));
+    let (kx8, ky8) = (steps(map.ax, 8.0), steps(map.ay, 8.0));
+    let done = out.len() / 8 * 8;
+    let mut xf = x_start as f64;
+    let mut pairs = out[..done].chunks_exact_mut(16);
+    for o in &mut pairs {
+        super::interior::prefetch_ahead(src.data, nx, map, xf, S::LO, S::ROWS);
+        let anc = anchor(map, xf);
+        let (lo, hi) = o.split_at_mut(8);
+        // SAFETY (both calls): `lo`, `hi` hold 8 f32 each; the image is at least MIN_SIDE.
+        unsafe {
+            S::px8(base, nx, ny, lanes(anc, kx, ky), lo);
+            S::px8(base, nx, ny, lanes(anc, kx8, ky8), hi);
+        }
+        xf += 16.0;
+    }
+    let rest = pairs.into_remainder();
+    if !rest.is_empty() {
+        // SAFETY: `rest` holds exactly 8 f32 (done is a multiple of 8).
+        unsafe { S::px8(base, nx, ny, positions(map, xf, kx, ky), rest) };
+    }
+    done
+}
+
 /// Bilinear interior loop; returns the number of pixels written (a multiple of 8).
 ///
 /// # Safety
@@ -180,31 +263,23 @@ pub(super) unsafe fn linear_f32(
     x_start: usize,
     out: &mut [f32],
 ) -> usize {
-    let (nx, ny) = (src.nx, src.ny);
-    let base = src.data.as_ptr();
-    // Two groups of 8 pixels per f64 anchor (offsets 0..8 and 8..16).
-    let (kx, ky) = (steps(map.ax, 0.0), steps(map.ay, 0.0));
-    let (kx8, ky8) = (steps(map.ax, 8.0), steps(map.ay, 8.0));
-    let done = out.len() / 8 * 8;
-    let mut xf = x_start as f64;
-    let mut pairs = out[..done].chunks_exact_mut(16);
-    for o in &mut pairs {
-        super::interior::prefetch_ahead(src.data, nx, map, xf, 0, 2);
-        let anc = anchor(map, xf);
-        let (lo, hi) = o.split_at_mut(8);
-        // SAFETY (both calls): `lo`, `hi` hold 8 f32 each; see `linear8`.
-        unsafe {
-            linear8(base, nx, ny, lanes(anc, kx, ky), lo);
-            linear8(base, nx, ny, lanes(anc, kx8, ky8), hi);
-        }
-        xf += 16.0;
-    }
-    let rest = pairs.into_remainder();
-    if !rest.is_empty() {
-        // SAFETY: `rest` holds exactly 8 f32 (done is a multiple of 8).
-        unsafe { linear8(base, nx, ny, positions(map, xf, kx, ky), rest) };
-    }
-    done
+    // SAFETY: AVX2 + FMA by this function's contract.
+    unsafe { interior::<Bilinear8>(src, map, x_start, out) }
+}
+
+/// Keys-cubic interior loop; returns the number of pixels written (a multiple of 8).
+///
+/// # Safety
+/// The CPU must support AVX2 and FMA (the caller's effective `Isa`).
+#[target_feature(enable = "avx2,fma")]
+pub(super) unsafe fn cubic_f32(
+    src: &Source<'_, f32>,
+    map: &RowMap,
+    x_start: usize,
+    out: &mut [f32],
+) -> usize {
+    // SAFETY: AVX2 + FMA by this function's contract.
+    unsafe { interior::<Keys8>(src, map, x_start, out) }
 }
 
 /// Bilinear interpolation of 8 output pixels `o` (exactly 8 long) at the given positions
@@ -285,47 +360,6 @@ pub(super) unsafe fn keys8(t: __m256) -> [__m256; 4] {
         _mm256_fmadd_ps(_mm256_set1_ps(2.0), t2, _mm256_mul_ps(h, t)),
     );
     [w0, w1, w2, w3]
-}
-
-/// Keys-cubic interior loop; returns the number of pixels written (a multiple of 8).
-///
-/// # Safety
-/// The CPU must support AVX2 and FMA (the caller's effective `Isa`).
-#[target_feature(enable = "avx2,fma")]
-pub(super) unsafe fn cubic_f32(
-    src: &Source<'_, f32>,
-    map: &RowMap,
-    x_start: usize,
-    out: &mut [f32],
-) -> usize {
-    let (nx, ny) = (src.nx, src.ny);
-    if nx < 4 || ny < 4 {
-        return 0;
-    }
-    let base = src.data.as_ptr();
-    // Two groups of 8 pixels per f64 anchor (offsets 0..8 and 8..16).
-    let (kx, ky) = (steps(map.ax, 0.0), steps(map.ay, 0.0));
-    let (kx8, ky8) = (steps(map.ax, 8.0), steps(map.ay, 8.0));
-    let done = out.len() / 8 * 8;
-    let mut xf = x_start as f64;
-    let mut pairs = out[..done].chunks_exact_mut(16);
-    for o in &mut pairs {
-        super::interior::prefetch_ahead(src.data, nx, map, xf, 1, 4);
-        let anc = anchor(map, xf);
-        let (lo, hi) = o.split_at_mut(8);
-        // SAFETY (both calls): `lo`, `hi` hold 8 f32 each; see `cubic8`.
-        unsafe {
-            cubic8(base, nx, ny, lanes(anc, kx, ky), lo);
-            cubic8(base, nx, ny, lanes(anc, kx8, ky8), hi);
-        }
-        xf += 16.0;
-    }
-    let rest = pairs.into_remainder();
-    if !rest.is_empty() {
-        // SAFETY: `rest` holds exactly 8 f32 (done is a multiple of 8).
-        unsafe { cubic8(base, nx, ny, positions(map, xf, kx, ky), rest) };
-    }
-    done
 }
 
 /// Keys-cubic interpolation of 8 output pixels `o` (exactly 8 long) at the given positions

@@ -39,6 +39,7 @@
 use ndarray::{ArrayView2, ArrayView3, ArrayViewMut2, ArrayViewMut3, Axis};
 use num_traits::Float;
 use rayon::prelude::*;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use crate::{Isa, KernelError};
 
@@ -59,6 +60,13 @@ pub use crate::interp::keys_kernel;
 pub trait Sample: Float + Send + Sync + 'static + std::iter::Sum {
     fn of_f64(v: f64) -> Self;
     fn as_f64(self) -> f64;
+    /// Whether any value of `s` is NaN, infinite or beyond `±limit` (`limit` finite, >= 0).
+    /// f32 and f64 compare the bits of `|v|` as integers (NaN and inf sort above every finite
+    /// value), a branch-free loop that vectorises.
+    #[inline(always)]
+    fn any_outside(s: &[Self], limit: Self) -> bool {
+        s.iter().any(|v| v.is_nan() || v.abs() > limit)
+    }
 }
 
 impl Sample for f32 {
@@ -70,6 +78,23 @@ impl Sample for f32 {
     fn as_f64(self) -> f64 {
         self as f64
     }
+    #[inline(always)]
+    fn any_outside(s: &[f32], limit: f32) -> bool {
+        // |v| as a non-negative i32; NaN/inf bits exceed every finite limit's.
+        let lim = limit.to_bits() as i32;
+        let mut acc = [0i32; 8];
+        let mut chunks = s.chunks_exact(8);
+        for c in &mut chunks {
+            for (a, v) in acc.iter_mut().zip(c) {
+                *a |= -i32::from((v.to_bits() & 0x7fff_ffff) as i32 > lim);
+            }
+        }
+        acc.iter().any(|&a| a != 0)
+            || chunks
+                .remainder()
+                .iter()
+                .any(|v| (v.to_bits() & 0x7fff_ffff) as i32 > lim)
+    }
 }
 
 impl Sample for f64 {
@@ -80,6 +105,22 @@ impl Sample for f64 {
     #[inline(always)]
     fn as_f64(self) -> f64 {
         self
+    }
+    #[inline(always)]
+    fn any_outside(s: &[f64], limit: f64) -> bool {
+        let lim = limit.to_bits() as i64;
+        let mut acc = [0i64; 4];
+        let mut chunks = s.chunks_exact(4);
+        for c in &mut chunks {
+            for (a, v) in acc.iter_mut().zip(c) {
+                *a |= -i64::from((v.to_bits() & 0x7fff_ffff_ffff_ffff) as i64 > lim);
+            }
+        }
+        acc.iter().any(|&a| a != 0)
+            || chunks
+                .remainder()
+                .iter()
+                .any(|v| (v.to_bits() & 0x7fff_ffff_ffff_ffff) as i64 > lim)
     }
 }
 
@@ -121,25 +162,26 @@ pub type Affine = [[f64; 3]; 2];
 /// Positions this far outside `[0, n-1]` still count as inside (absorbs rounding in `A`).
 const EDGE_TOLERANCE: f64 = 1e-6;
 
-/// Arithmetic mean of an image, accumulated in f64 (chunks in parallel, 8 partial sums each so
-/// the additions pipeline and vectorise instead of forming one long dependency chain).
+/// Arithmetic mean of an image, accumulated in f64: each row summed with [`sum_f64`] (rows in
+/// parallel), the row sums added in row order. The result does not depend on the thread count,
+/// and it is the mean the warp's fused pass computes for [`Fill::Mean`] (bit for bit).
 pub fn mean<T: Sample>(img: ArrayView2<T>) -> f64 {
     let n = img.len();
     if n == 0 {
         return 0.0;
     }
-    let total: f64 = match img.as_slice_memory_order() {
-        Some(data) => data.par_chunks(1 << 16).map(sum_f64).sum(),
+    let sums: Vec<f64> = match img.as_slice() {
+        Some(data) => data.par_chunks(img.ncols()).map(sum_f64).collect(),
         None => img
             .axis_iter(Axis(0))
             .into_par_iter()
             .map(|row| match row.as_slice() {
                 Some(s) => sum_f64(s),
-                None => row.iter().map(|v| v.as_f64()).sum::<f64>(),
+                None => sum_f64(&row.to_vec()),
             })
-            .sum(),
+            .collect(),
     };
-    total / n as f64
+    sums.iter().sum::<f64>() / n as f64
 }
 
 /// Sum in f64 with 8 independent accumulators.
@@ -168,13 +210,12 @@ pub struct WarpOptions {
     /// separate validation pass over the whole image.
     pub check_limit: Option<f64>,
     /// Write the output with non-temporal (streaming) stores, through a cache-resident row
-    /// buffer: saves the read-for-ownership of every output cache line when the output does
-    /// not fit the caches. `None`: when the call's output is at least [`STREAM_MIN_BYTES`].
-    pub stream: Option<bool>,
+    /// buffer (saves the read-for-ownership of every output cache line). Off by default: on
+    /// the 4096² anisomag case (`examples/warp_timing.rs`, AMD EPYC KVM guest, 2 vCPU) it
+    /// saved nothing into a reused output and cost ~10–15 % CPU into fresh huge pages (what a
+    /// numpy output is).
+    pub stream: bool,
 }
-
-/// Outputs (per call) from this size on are written with streaming stores by default.
-pub const STREAM_MIN_BYTES: usize = 16 << 20;
 
 fn check_affine(affine: &Affine) -> Result<(), KernelError> {
     if affine.iter().flatten().all(|v| v.is_finite()) {
@@ -185,6 +226,37 @@ fn check_affine(affine: &Affine) -> Result<(), KernelError> {
             "all six entries must be finite",
         ))
     }
+}
+
+/// One source row for the fused pass: whether any value fails the check (if any) and the
+/// row's [`sum_f64`] (if wanted).
+#[inline(always)]
+fn scan<T: Sample>(line: &[T], limit: Option<T>, sum: bool) -> (bool, f64) {
+    let outside = limit.is_some_and(|l| T::any_outside(line, l));
+    (outside, if sum { sum_f64(line) } else { 0.0 })
+}
+
+/// [`scan`] compiled for AVX2 (8 f32 lanes instead of SSE2's 4).
+///
+/// # Safety
+/// The CPU must support AVX2.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2")]
+unsafe fn scan_avx2<T: Sample>(line: &[T], limit: Option<T>, sum: bool) -> (bool, f64) {
+    scan(line, limit, sum)
+}
+
+/// [`scan`] on `isa` (already effective). Bit-identical on every instruction set: the sums are
+/// the same sequence of f64 additions (no FMA), only wider.
+#[inline]
+fn scan_row<T: Sample>(isa: Isa, line: &[T], limit: Option<T>, sum: bool) -> (bool, f64) {
+    #[cfg(target_arch = "x86_64")]
+    if isa == Isa::Avx2Fma {
+        // SAFETY: the caller's effective Isa::Avx2Fma means the CPU has AVX2.
+        return unsafe { scan_avx2(line, limit, sum) };
+    }
+    let _ = isa;
+    scan(line, limit, sum)
 }
 
 /// Number of values in `s` that are NaN, infinite or beyond `±limit`.
@@ -268,7 +340,7 @@ fn warp_row<T: Sample, K: Kind>(
     fill: T,
     row: &mut [T],
     isa: Isa,
-) {
+) -> (usize, usize) {
     let [[a00, a01, a02], [a10, a11, a12]] = *affine;
     let yf = y as f64;
     let map = RowMap {
@@ -281,26 +353,41 @@ fn warp_row<T: Sample, K: Kind>(
     };
     let x_max = (src.nx - 1) as f64;
     let y_max = (src.ny - 1) as f64;
-    let edge = |x: usize| -> T {
+    let edge = |x: usize| -> Option<T> {
         let (sx, sy) = map.at(x as f64);
         if sx >= -EDGE_TOLERANCE
             && sy >= -EDGE_TOLERANCE
             && sx <= x_max + EDGE_TOLERANCE
             && sy <= y_max + EDGE_TOLERANCE
         {
-            K::sample_edge(src, sx.clamp(0.0, x_max), sy.clamp(0.0, y_max))
+            Some(K::sample_edge(
+                src,
+                sx.clamp(0.0, x_max),
+                sy.clamp(0.0, y_max),
+            ))
         } else {
-            fill
+            None
         }
+    };
+    // The inside columns [i0, i1): positions are monotone in x, so the columns whose position
+    // lies inside the image (an intersection of two intervals per axis) form one interval.
+    let width = row.len();
+    let (mut i0, mut i1) = (width, 0);
+    let mut edge_at = |x: usize, o: &mut T| match edge(x) {
+        Some(v) => {
+            *o = v;
+            i0 = i0.min(x);
+            i1 = x + 1;
+        }
+        None => *o = fill,
     };
     let hx = x_max - K::HI_MARGIN;
     let hy = y_max - K::HI_MARGIN;
-    let width = row.len();
     let (xs, xe) = interior_range(&map, K::LO, hx, hy, width);
     let (left, rest) = row.split_at_mut(xs);
     let (mid, right) = rest.split_at_mut(xe - xs);
     for (x, o) in left.iter_mut().enumerate() {
-        *o = edge(x);
+        edge_at(x, o);
     }
     // Within the interior: SIMD on the sub-range that keeps SIMD_MARGIN from its bounds, the
     // exact scalar loop on the rest. The SIMD loops' f32 lane offsets (up to 15·|a|) keep
@@ -328,8 +415,13 @@ fn warp_row<T: Sample, K: Kind>(
     }
     K::interior(src, &map, from, &mut mid[from - xs..]);
     for (x, o) in right.iter_mut().enumerate() {
-        *o = edge(xe + x);
+        edge_at(xe + x, o);
     }
+    if xe > xs {
+        i0 = i0.min(xs);
+        i1 = i1.max(xe);
+    }
+    (i0, i1.max(i0))
 }
 
 /// What the row driver does besides warping.
@@ -341,20 +433,33 @@ struct RowJob<T> {
     stream: bool,
 }
 
-/// Warp every row in parallel; returns the number of source values that failed the check.
+/// Warp every row in parallel with `fill` (`None`: the source mean, [`Fill::Mean`]); returns
+/// the number of source values that failed the check.
+///
+/// One parallel pass does everything that reads the source: output row `y` also scans source
+/// rows `[y·ny/h, (y+1)·ny/h)` (every source row exactly once over the whole output, and for
+/// maps near the identity rows this task has just read, still in cache) for the check and, for
+/// [`Fill::Mean`], their sums. With [`Fill::Mean`] the outside columns (`[0, i0)` and
+/// `[i1, w)` of each row: the inside columns form one interval) are written in a second pass
+/// over those columns only, once the mean is known — no separate pass over the source.
 fn warp_rows_kind<T: Sample, K: Kind>(
     src: &Source<'_, T>,
     affine: &Affine,
-    fill: T,
-    out: ArrayViewMut2<T>,
+    fill: Option<T>,
+    mut out: ArrayViewMut2<T>,
     job: RowJob<T>,
 ) -> usize {
-    let mut out = out;
     let height = out.nrows();
     let width = out.ncols().max(1);
     // Rows per task: enough work per task (~64k pixels) to amortise scheduling.
     let min_rows = (65536 / width).max(1);
-    out.axis_iter_mut(Axis(0))
+    let row_sums: Vec<AtomicU64> = if fill.is_none() {
+        (0..src.ny).map(|_| AtomicU64::new(0)).collect()
+    } else {
+        Vec::new()
+    };
+    let rows: Vec<(usize, usize, usize)> = out
+        .axis_iter_mut(Axis(0))
         .into_par_iter()
         .enumerate()
         .with_min_len(min_rows)
@@ -362,34 +467,58 @@ fn warp_rows_kind<T: Sample, K: Kind>(
             let row = row
                 .as_slice_mut()
                 .expect("rows of a C-contiguous array are contiguous");
-            if job.stream {
+            let f = fill.unwrap_or_else(T::zero);
+            let (i0, i1) = if job.stream {
                 // Compute into a cache-resident row, then stream it out.
                 stage.resize(row.len(), T::zero());
-                warp_row::<T, K>(src, affine, y, fill, stage, job.isa);
+                let inside = warp_row::<T, K>(src, affine, y, f, stage, job.isa);
                 stream_copy(stage, row);
+                inside
             } else {
-                warp_row::<T, K>(src, affine, y, fill, row, job.isa);
-            }
-            // Output row y checks source rows [y·ny/h, (y+1)·ny/h): every source row exactly
-            // once over the whole output, and (for maps near the identity) rows this task has
-            // just read, still in cache.
-            match job.check_limit {
-                Some(limit) => {
-                    let r0 = y * src.ny / height;
-                    let r1 = (y + 1) * src.ny / height;
-                    count_outside(&src.data[r0 * src.nx..r1 * src.nx], limit)
+                warp_row::<T, K>(src, affine, y, f, row, job.isa)
+            };
+            let (r0, r1) = (y * src.ny / height, (y + 1) * src.ny / height);
+            let mut bad = 0;
+            let lines = src.data[r0 * src.nx..r1 * src.nx].chunks_exact(src.nx);
+            for (r, line) in (r0..r1).zip(lines) {
+                let (outside, sum) = scan_row(job.isa, line, job.check_limit, fill.is_none());
+                if outside {
+                    bad += job.check_limit.map_or(0, |l| count_outside(line, l));
                 }
-                None => 0,
+                if fill.is_none() {
+                    row_sums[r].store(sum.to_bits(), Ordering::Relaxed);
+                }
             }
+            (bad, i0, i1)
         })
-        .sum()
+        .collect();
+    if fill.is_none() {
+        // Row sums in row order, as `mean` adds them.
+        let total: f64 = row_sums
+            .iter()
+            .map(|s| f64::from_bits(s.load(Ordering::Relaxed)))
+            .sum();
+        let m = T::of_f64(total / (src.nx * src.ny) as f64);
+        out.axis_iter_mut(Axis(0))
+            .into_par_iter()
+            .zip(rows.par_iter())
+            .with_min_len(min_rows)
+            .for_each(|(mut row, &(_, i0, i1))| {
+                let row = row
+                    .as_slice_mut()
+                    .expect("rows of a C-contiguous array are contiguous");
+                row[..i0].fill(m);
+                row[i1..].fill(m);
+            });
+    }
+    rows.iter().map(|r| r.0).sum()
 }
 
 fn warp_rows<T: Sample>(
     src: &Source<'_, T>,
     affine: &Affine,
     interp: Interpolation,
-    fill: T,
+    fill: Option<T>,
     out: ArrayViewMut2<T>,
     job: RowJob<T>,
 ) -> usize {
@@ -427,16 +556,13 @@ pub fn warp_affine_with<T: Sample>(
         }
     }
     let fill = match fill {
-        Fill::Value(v) => T::of_f64(v),
-        Fill::Mean => T::of_f64(mean(src.view())),
+        Fill::Value(v) => Some(T::of_f64(v)),
+        Fill::Mean => None, // computed inside the row pass
     };
-    let stream = opts
-        .stream
-        .unwrap_or(out.len() * std::mem::size_of::<T>() >= STREAM_MIN_BYTES);
     let job = RowJob {
         isa: opts.isa.effective(),
         check_limit: opts.check_limit.map(T::of_f64),
-        stream,
+        stream: opts.stream,
     };
     let contiguous = src.as_standard_layout();
     let data = contiguous
@@ -486,8 +612,7 @@ pub fn warp_affine_stack<T: Sample>(
     warp_affine_stack_with(src, affine, interp, fill, out, &WarpOptions::default())
 }
 
-/// [`warp_affine_stack`] with explicit [`WarpOptions`]; `stream: None` decides on the size of
-/// the whole stack's output.
+/// [`warp_affine_stack`] with explicit [`WarpOptions`].
 pub fn warp_affine_stack_with<T: Sample>(
     src: ArrayView3<T>,
     affine: &Affine,
@@ -503,15 +628,8 @@ pub fn warp_affine_stack_with<T: Sample>(
             format!("{}", out.len_of(Axis(0))),
         ));
     }
-    let opts = WarpOptions {
-        stream: Some(
-            opts.stream
-                .unwrap_or(out.len() * std::mem::size_of::<T>() >= STREAM_MIN_BYTES),
-        ),
-        ..*opts
-    };
     src.axis_iter(Axis(0))
         .into_par_iter()
         .zip(out.axis_iter_mut(Axis(0)).into_par_iter())
-        .try_for_each(|(img, o)| warp_affine_with(img, affine, interp, fill, o, &opts))
+        .try_for_each(|(img, o)| warp_affine_with(img, affine, interp, fill, o, opts))
 }

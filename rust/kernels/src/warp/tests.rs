@@ -261,10 +261,7 @@ fn scalar_fast_path_is_bit_identical_to_the_general_path() {
                 for isa in Isa::available() {
                     for stream in [false, true] {
                         let mut out2 = Array2::from_elem(shape, f64::NAN);
-                        let opts = WarpOptions {
-                            stream: Some(stream),
-                            ..on(isa)
-                        };
+                        let opts = WarpOptions { stream, ..on(isa) };
                         warp_affine_with(
                             img.view(),
                             &a,
@@ -314,6 +311,20 @@ fn every_isa_matches_the_general_path_and_scalar() {
                 .unwrap();
                 // The scalar path is the general path, bit for bit.
                 assert_eq!(scalar, want, "{ny}x{nx} {a:?} {interp:?}");
+                // Fill::Mean (outside columns written after the fused pass) = the general path
+                // filled with `mean`, bit for bit, streamed or not, for taller and shorter
+                // outputs than the source (the fused row sums cover every source row once).
+                for (shape_m, stream) in [(shape, false), ((ny / 2 + 1, nx + 3), true)] {
+                    let m = mean(img.view()) as f32;
+                    let mut got = Array2::from_elem(shape_m, f32::NAN);
+                    let opts = WarpOptions {
+                        stream,
+                        ..on(Isa::Scalar)
+                    };
+                    warp_affine_with(img.view(), &a, interp, Fill::Mean, got.view_mut(), &opts)
+                        .unwrap();
+                    assert_eq!(got, general(&img, &a, interp, m, shape_m), "mean {a:?}");
+                }
                 for isa in Isa::available() {
                     let mut out = Array2::from_elem(shape, f32::NAN);
                     warp_affine_with(
