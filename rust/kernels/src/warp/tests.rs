@@ -3,6 +3,7 @@
 
 use super::interior::{interior_range, RowMap};
 use super::scalar::{Cubic, Kind, Linear, Source};
+use super::ScanPlan;
 use super::*;
 use crate::interp::keys_weights;
 use ndarray::Array2;
@@ -433,6 +434,36 @@ fn avx2_keys8_matches_interp_keys_weights() {
                     want[j]
                 );
             }
+        }
+    }
+}
+
+#[test]
+fn scan_plan_partitions_the_source_rows() {
+    let mut rng = Rng(11);
+    for _ in 0..500 {
+        let a: Affine = [
+            [
+                rng.uniform(-2.0, 2.0),
+                rng.uniform(-2.0, 2.0),
+                rng.uniform(-50.0, 50.0),
+            ],
+            [
+                rng.uniform(-0.5, 0.5),
+                rng.uniform(-3.0, 3.0),
+                rng.uniform(-80.0, 80.0),
+            ],
+        ];
+        let (w, h, ny) = (
+            1 + (rng.next() * 90.0) as usize,
+            1 + (rng.next() * 90.0) as usize,
+            1 + (rng.next() * 90.0) as usize,
+        );
+        let plan = ScanPlan::new(&a, 1.0, w, h, ny);
+        assert_eq!(plan.start(0), 0);
+        assert_eq!(plan.start(h), ny);
+        for y in 0..h {
+            assert!(plan.start(y) <= plan.start(y + 1), "{a:?} {y}");
         }
     }
 }
