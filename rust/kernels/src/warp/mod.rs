@@ -69,6 +69,27 @@ pub trait Sample: Float + Send + Sync + 'static + std::iter::Sum {
     }
 }
 
+/// [`Sample::any_outside`] for a float type: `|v|`'s bits (sign cleared) as a non-negative
+/// signed integer, compared with the limit's (NaN and inf bits exceed every finite limit's), OR-ed
+/// into `lanes` accumulators so the loop vectorises.
+macro_rules! any_outside_by_bits {
+    ($t:ty, $int:ty, $mask:expr, $lanes:expr) => {
+        #[inline(always)]
+        fn any_outside(s: &[$t], limit: $t) -> bool {
+            let lim = limit.to_bits() as $int;
+            let above = |v: &$t| (v.to_bits() & $mask) as $int > lim;
+            let mut acc = [0 as $int; $lanes];
+            let mut chunks = s.chunks_exact($lanes);
+            for c in &mut chunks {
+                for (a, v) in acc.iter_mut().zip(c) {
+                    *a |= -<$int>::from(above(v));
+                }
+            }
+            acc.iter().any(|&a| a != 0) || chunks.remainder().iter().any(above)
+        }
+    };
+}
+
 impl Sample for f32 {
     #[inline(always)]
     fn of_f64(v: f64) -> Self {
@@ -78,23 +99,7 @@ impl Sample for f32 {
     fn as_f64(self) -> f64 {
         self as f64
     }
-    #[inline(always)]
-    fn any_outside(s: &[f32], limit: f32) -> bool {
-        // |v| as a non-negative i32; NaN/inf bits exceed every finite limit's.
-        let lim = limit.to_bits() as i32;
-        let mut acc = [0i32; 8];
-        let mut chunks = s.chunks_exact(8);
-        for c in &mut chunks {
-            for (a, v) in acc.iter_mut().zip(c) {
-                *a |= -i32::from((v.to_bits() & 0x7fff_ffff) as i32 > lim);
-            }
-        }
-        acc.iter().any(|&a| a != 0)
-            || chunks
-                .remainder()
-                .iter()
-                .any(|v| (v.to_bits() & 0x7fff_ffff) as i32 > lim)
-    }
+    any_outside_by_bits!(f32, i32, 0x7fff_ffff, 8);
 }
 
 impl Sample for f64 {
@@ -106,22 +111,7 @@ impl Sample for f64 {
     fn as_f64(self) -> f64 {
         self
     }
-    #[inline(always)]
-    fn any_outside(s: &[f64], limit: f64) -> bool {
-        let lim = limit.to_bits() as i64;
-        let mut acc = [0i64; 4];
-        let mut chunks = s.chunks_exact(4);
-        for c in &mut chunks {
-            for (a, v) in acc.iter_mut().zip(c) {
-                *a |= -i64::from((v.to_bits() & 0x7fff_ffff_ffff_ffff) as i64 > lim);
-            }
-        }
-        acc.iter().any(|&a| a != 0)
-            || chunks
-                .remainder()
-                .iter()
-                .any(|v| (v.to_bits() & 0x7fff_ffff_ffff_ffff) as i64 > lim)
-    }
+    any_outside_by_bits!(f64, i64, 0x7fff_ffff_ffff_ffff, 4);
 }
 
 /// Interpolation kernel.

@@ -595,3 +595,39 @@ fn stack_is_each_image_warped_with_its_own_mean() {
     )
     .is_err());
 }
+
+#[test]
+fn any_outside_by_bits_matches_the_float_comparison() {
+    fn naive<T: Sample>(s: &[T], limit: T) -> bool {
+        s.iter().any(|v| v.is_nan() || v.abs() > limit)
+    }
+    let specials32 = [
+        0.0f32,
+        -0.0,
+        1e-45,
+        -1e-45,
+        3.0,
+        -3.0,
+        3.0000002,
+        -3.0000002,
+        f32::NAN,
+        -f32::NAN,
+        f32::INFINITY,
+        f32::NEG_INFINITY,
+        f32::MAX,
+    ];
+    let specials64: Vec<f64> = specials32.iter().map(|&v| v as f64).collect();
+    for len in [1usize, 7, 8, 9, 17] {
+        for k in 0..specials32.len() {
+            // One special value among ordinary ones, at every lane and in the remainder.
+            for at in 0..len {
+                let mut a = vec![1.5f32; len];
+                a[at] = specials32[k];
+                assert_eq!(f32::any_outside(&a, 3.0), naive(&a, 3.0f32), "{a:?}");
+                let mut b = vec![1.5f64; len];
+                b[at] = specials64[k];
+                assert_eq!(f64::any_outside(&b, 3.0), naive(&b, 3.0f64), "{b:?}");
+            }
+        }
+    }
+}
