@@ -3,7 +3,14 @@
 Anisotropic-magnification correction of a 4096² float32 cryo-like image about its centre,
 ``A = [D | c − D·c]``, fill = image mean, groups ``warp-bilinear`` and ``warp-bicubic``; plus a
 stack of 64 × 512² images (groups ``warp-stack-bilinear`` / ``warp-stack-bicubic``) against a
-Python loop over ``cv2.warpAffine``.
+Python loop over ``cv2.warpAffine``. OpenCV is timed on its own (the fill value given); the fill
+value (``img.mean(dtype=float64)``, what emgeom computes with ``fill=None``) is timed separately
+in the same group.
+
+Issue 16's goal, groups ``anisomag-bilinear`` / ``anisomag-bicubic``: the public correction
+``emgeom.anisomag.correct(img, D, order, fill=0.0)`` (validation included) against
+``cv2.warpAffine`` with ``BORDER_CONSTANT`` value 0 (the same work) and a fresh 64 MB
+``img.copy()`` (the memory floor), each timed in blocks of ``BLOCK`` calls.
 
 OpenCV is called as ``cv2.warpAffine(img, A, (nx, ny), flags=INTER_* | WARP_INVERSE_MAP,
 borderMode=BORDER_CONSTANT, borderValue=mean)``: the same sampling map (output → input), pixel
@@ -20,7 +27,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from emgeom import reference, resample
+from emgeom import anisomag, reference, resample
 
 cv2 = pytest.importorskip("cv2")
 
@@ -28,6 +35,8 @@ N_FULL, N_SMALL = 4096, 1024
 D = np.array([[1.0058, 0.0101], [0.0093, 0.9956]])
 STACK_FULL, STACK_SMALL = (64, 512, 512), (8, 512, 512)
 FLAGS = {1: cv2.INTER_LINEAR, 3: cv2.INTER_CUBIC}
+#: Calls per timed block in the anisomag groups, and blocks (rounds) per contender.
+BLOCK, ROUNDS = 5, 7
 
 
 def _cryo_like(rng: np.random.Generator, shape: tuple[int, ...]) -> np.ndarray:
@@ -136,11 +145,11 @@ def test_emgeom_warp(benchmark, image, order: int) -> None:
 
 @pytest.mark.parametrize("order", [1, 3], ids=["bilinear", "bicubic"])
 def test_cv2_warp(benchmark, image, order: int) -> None:
-    img, a, _ = image
+    img, a, m = image
     benchmark.group = f"warp-{'bilinear' if order == 1 else 'bicubic'}"
     benchmark.extra_info["threads"] = cv2.getNumThreads()
-    # Each contender computes the fill (image mean) itself, as emgeom does with fill=None.
-    out = benchmark(lambda: _cv2_warp(img, a, order, float(img.mean(dtype=np.float64))))
+    # The peer alone, given the fill value; its mean is timed in test_fill_mean.
+    out = benchmark(_cv2_warp, img, a, order, m)
     assert out.shape == img.shape and out.dtype == np.float32
     if order == 1:
         _check_vs_emgeom_bilinear(out, img, a)
@@ -150,6 +159,64 @@ def test_cv2_warp(benchmark, image, order: int) -> None:
         inner = (slice(64, -64), slice(64, -64))
         rel = np.std(out[inner] - ours[inner]) / np.std(ours[inner])
         assert rel < 0.1, rel
+
+
+@pytest.mark.parametrize("order", [1, 3], ids=["bilinear", "bicubic"])
+def test_fill_mean(benchmark, image, order: int) -> None:
+    """The fill value OpenCV would need for emgeom's ``fill=None`` (numpy, one thread)."""
+    img, _, m = image
+    benchmark.group = f"warp-{'bilinear' if order == 1 else 'bicubic'}"
+    got = benchmark(lambda: float(img.mean(dtype=np.float64)))
+    assert abs(got - m) <= 1e-9 * max(1.0, abs(m))
+
+
+# --- issue 16: the public correction with fill=0 vs OpenCV's constant border and a copy -----------
+
+
+def _blocks(benchmark, fn, *args, **kwargs):  # type: ignore[no-untyped-def]
+    """Time ``fn(*args)`` in blocks of BLOCK calls (one round = one block; ms per call reported)."""
+    small = benchmark.disabled
+    return benchmark.pedantic(
+        fn,
+        args=args,
+        kwargs=kwargs,
+        rounds=1 if small else ROUNDS,
+        iterations=1 if small else BLOCK,
+        warmup_rounds=0 if small else 1,
+    )
+
+
+@pytest.mark.parametrize("order", [1, 3], ids=["bilinear", "bicubic"])
+def test_emgeom_correct_fill0(benchmark, image, order: int) -> None:
+    img, a, _ = image
+    benchmark.group = f"anisomag-{'bilinear' if order == 1 else 'bicubic'}"
+    out = _blocks(benchmark, anisomag.correct, img, D, order, fill=0.0)
+    assert out.shape == img.shape and out.dtype == np.float32
+    assert out[0, 0] == 0.0 and out[-1, -1] == 0.0  # corners map outside: the fill
+    want = _reference_crop(img, a, order, 0.0)
+    np.testing.assert_allclose(
+        out[_crop(img.shape[0])], want, rtol=0, atol=2e-5 * np.abs(img).max()
+    )
+
+
+@pytest.mark.parametrize("order", [1, 3], ids=["bilinear", "bicubic"])
+def test_cv2_correct_fill0(benchmark, image, order: int) -> None:
+    img, a, _ = image
+    benchmark.group = f"anisomag-{'bilinear' if order == 1 else 'bicubic'}"
+    benchmark.extra_info["threads"] = cv2.getNumThreads()
+    out = _blocks(benchmark, _cv2_warp, img, a, order, 0.0)
+    assert out.shape == img.shape and out[0, 0] == 0.0
+    if order == 1:
+        _check_vs_emgeom_bilinear(out, img, a)
+
+
+@pytest.mark.parametrize("order", [1, 3], ids=["bilinear", "bicubic"])
+def test_copy_floor(benchmark, image, order: int) -> None:
+    """A fresh copy of the 64 MB image: one read and one write of every pixel (memory floor)."""
+    img, _, _ = image
+    benchmark.group = f"anisomag-{'bilinear' if order == 1 else 'bicubic'}"
+    out = _blocks(benchmark, img.copy)
+    assert out.shape == img.shape and out[7, 9] == img[7, 9]
 
 
 @pytest.mark.parametrize("order", [1, 3], ids=["bilinear", "bicubic"])

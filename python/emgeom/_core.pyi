@@ -75,6 +75,7 @@ def warp_affine(  # type: ignore[overload-overlap]  # NDArray dtypes overlap for
     order: _Order,
     fill: float | None = None,
     n_threads: int | None = None,
+    check_limit: float | None = None,
 ) -> NDArray[np.float32]: ...
 @overload
 def warp_affine(
@@ -85,6 +86,7 @@ def warp_affine(
     order: _Order,
     fill: float | None = None,
     n_threads: int | None = None,
+    check_limit: float | None = None,
 ) -> NDArray[np.float64]: ...
 
 # --- rescale (rust/bindings/rescale.rs) -----------------------------------------------------

@@ -46,6 +46,7 @@ __all__ = [
     "n_threads_arg",
     "real_array",
     "require",
+    "value_limit",
 ]
 
 
@@ -189,6 +190,14 @@ def as_vectors(
     return arr
 
 
+def value_limit(dtype: Any) -> float:
+    """Largest ``|pixel value|`` an image of this float dtype may hold: ``finfo.max / 1024``
+    (headroom for interpolation sums and FFTs). :func:`as_image` refuses larger values; kernels
+    that check the values themselves (``check_limit``) use the same bound.
+    """
+    return float(np.finfo(dtype).max) / 1024
+
+
 def as_image(
     value: Any,
     name: str = "image",
@@ -245,7 +254,7 @@ def as_image_range(
     if not (np.isfinite(lo) and np.isfinite(hi)):
         bad = int(np.count_nonzero(~np.isfinite(out)))
         raise InvalidValueError(f"{name}: {bad} pixel(s) are NaN or inf; expected finite values")
-    limit = float(np.finfo(out.dtype).max) / 1024  # headroom for interpolation sums and FFTs
+    limit = value_limit(out.dtype)
     if max(-float(lo), float(hi)) > limit:
         raise InvalidValueError(
             f"{name}: pixel values up to {max(-float(lo), float(hi)):.3g} would overflow "

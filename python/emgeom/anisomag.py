@@ -473,7 +473,11 @@ def image_center(shape: tuple[int, ...]) -> tuple[float, float]:
 def _resample(
     image: Any, matrix: NDArray[np.float64], order: int, fill: float | None, n_threads: Any
 ) -> NDArray[Any]:
-    img = as_image(image, "image")
+    # An array of the right dimensionality goes to warp_affine as is: it validates (and
+    # converts) the image itself, float32/float64 inside the kernel's parallel pass; the
+    # centre needs only the shape. Anything else is converted here first.
+    fits = isinstance(image, np.ndarray) and image.ndim in (2, 3)
+    img = image if fits else as_image(image, "image")
     affine = resample.affine_about_center(matrix, image_center(img.shape))
     # order, fill and n_threads are validated by warp_affine
     return resample.warp_affine(img, affine, order=order, fill=fill, n_threads=n_threads)

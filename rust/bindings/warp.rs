@@ -1,6 +1,6 @@
 //! Shims for `emgeom_kernels::warp` (affine resampling of images and stacks).
 
-use emgeom_kernels::warp::{self, Affine, Fill, Interpolation, Sample};
+use emgeom_kernels::warp::{self, Affine, Fill, Interpolation, Sample, WarpOptions};
 use numpy::{Element, PyArray3, PyArrayMethods, PyReadonlyArray2, PyReadonlyArray3};
 use pyo3::prelude::*;
 
@@ -12,6 +12,7 @@ fn warp_into<'py, T: Sample + Element>(
     a: Affine,
     output_shape: (usize, usize),
     mode: (Interpolation, Fill),
+    opts: WarpOptions,
     n_threads: Option<usize>,
 ) -> PyResult<Bound<'py, PyAny>> {
     let py = images.py();
@@ -26,7 +27,7 @@ fn warp_into<'py, T: Sample + Element>(
         let mut rw = out.readwrite();
         let view = rw.as_array_mut();
         run_parallel(py, n_threads, move || {
-            warp::warp_affine_stack(src, &a, mode.0, mode.1, view)
+            warp::warp_affine_stack_with(src, &a, mode.0, mode.1, view, &opts)
         })?;
     }
     Ok(out.into_any())
@@ -34,9 +35,10 @@ fn warp_into<'py, T: Sample + Element>(
 
 /// Warp a `(n, y, x)` stack (float32 or float64; the output has the input's dtype):
 /// `out[k, y, x] = images[k](A · (x, y, 1))`. `fill=None` fills outside samples with each
-/// image's mean.
+/// image's mean. `check_limit`: every input pixel must be finite with `|v| <= check_limit`
+/// (checked inside the warp's parallel pass; a failure raises an `image:` error).
 #[pyfunction]
-#[pyo3(signature = (images, affine, *, output_shape, order, fill=None, n_threads=None))]
+#[pyo3(signature = (images, affine, *, output_shape, order, fill=None, n_threads=None, check_limit=None))]
 fn warp_affine<'py>(
     py: Python<'py>,
     images: Stack<'py>,
@@ -45,13 +47,18 @@ fn warp_affine<'py>(
     order: u32,
     fill: Option<f64>,
     n_threads: Option<usize>,
+    check_limit: Option<f64>,
 ) -> PyResult<Bound<'py, PyAny>> {
     let a = affine_of(affine.as_array(), "affine").map_err(|e| kernel_error(py, e))?;
     let interp = Interpolation::from_order(order).map_err(|e| kernel_error(py, e))?;
     let mode = (interp, fill.map_or(Fill::Mean, Fill::Value));
+    let opts = WarpOptions {
+        check_limit,
+        ..WarpOptions::default()
+    };
     match images {
-        Stack::F32(x) => warp_into(x, a, output_shape, mode, n_threads),
-        Stack::F64(x) => warp_into(x, a, output_shape, mode, n_threads),
+        Stack::F32(x) => warp_into(x, a, output_shape, mode, opts, n_threads),
+        Stack::F64(x) => warp_into(x, a, output_shape, mode, opts, n_threads),
     }
 }
 

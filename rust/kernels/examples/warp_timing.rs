@@ -1,8 +1,13 @@
 //! Ad-hoc timing of the warp kernel without Python: `cargo run --release --example warp_timing`.
 //!
 //! Issue 2's case: a 4096² float32 image corrected for anisotropic magnification about its
-//! centre, fill = image mean. Prints the best of several runs on all cores and on one thread.
-use emgeom_kernels::warp::{mean, warp_affine, Fill, Interpolation};
+//! centre, fill = image mean. Prints the best of several runs on all cores and on one thread,
+//! then (issue 16) the anisomag case with `fill = 0` on every instruction set, with and without
+//! streaming stores and the fused source check, into a reused and into a freshly allocated
+//! output (what Python does), next to the memory floors (a fresh copy, a copy into a reused
+//! buffer). Optional arguments: image size (default 4096) and `quick` (skip the first table).
+use emgeom_kernels::warp::{mean, warp_affine, warp_affine_with, Fill, Interpolation, WarpOptions};
+use emgeom_kernels::Isa;
 use ndarray::Array2;
 use std::time::Instant;
 
@@ -22,6 +27,30 @@ fn cpu_seconds() -> f64 {
         }
     }
     ns as f64 * 1e-9
+}
+
+extern "C" {
+    // glibc (linked by std anyway): to give a fresh buffer transparent huge pages, as numpy
+    // does for large arrays (MADV_HUGEPAGE = 14).
+    fn madvise(addr: *mut std::ffi::c_void, len: usize, advice: i32) -> i32;
+}
+
+/// Run `f` on a freshly mapped `n × n` f32 buffer with huge pages requested (what a numpy
+/// output is), then free it.
+fn with_fresh_thp(n: usize, f: impl FnOnce(ndarray::ArrayViewMut2<f32>)) {
+    let layout = std::alloc::Layout::from_size_align(n * n * 4, 2 << 20).unwrap();
+    // SAFETY: non-zero size; the buffer is only written through the view (the kernel writes
+    // every element), then freed with the same layout.
+    unsafe {
+        let p = std::alloc::alloc(layout);
+        assert!(!p.is_null());
+        madvise(p.cast(), layout.size(), 14);
+        f(ndarray::ArrayViewMut2::from_shape_ptr(
+            (n, n),
+            p.cast::<f32>(),
+        ));
+        std::alloc::dealloc(p, layout);
+    }
 }
 
 /// Best (wall ms, CPU ms) of `reps` runs after one warm-up.
@@ -66,6 +95,45 @@ fn main() {
         std::hint::black_box(mean(src.view()));
     });
     println!("mean: {t:.1} ms wall, {c:.1} ms CPU");
+    let (t, c) = best_ms(reps, || {
+        std::hint::black_box(src.clone());
+    });
+    println!("floor: fresh copy {t:.2} ms wall ({c:.1} ms CPU)");
+    let (t, c) = best_ms(reps, || {
+        with_fresh_thp(n, |mut o| o.assign(&src));
+    });
+    println!("floor: copy into fresh huge pages (numpy-like) {t:.2} ms wall ({c:.1} ms CPU)");
+    let mut dst = Array2::<f32>::zeros((n, n));
+    let (t, c) = best_ms(reps, || dst.assign(&src));
+    println!("floor: copy into a reused buffer {t:.2} ms wall ({c:.1} ms CPU)");
+    for isa in Isa::available() {
+        for interp in [Interpolation::Linear, Interpolation::Cubic] {
+            for (stream, check) in [(false, false), (true, false), (false, true)] {
+                let opts = WarpOptions {
+                    isa,
+                    stream,
+                    check_limit: check.then_some(1e30),
+                };
+                let f = Fill::Value(0.0);
+                let mut reuse =
+                    || warp_affine_with(src.view(), &a, interp, f, out.view_mut(), &opts).unwrap();
+                let (r, rc) = best_ms(reps, &mut reuse);
+                let (fr, frc) = best_ms(reps, || {
+                    with_fresh_thp(n, |o| {
+                        warp_affine_with(src.view(), &a, interp, f, o, &opts).unwrap()
+                    });
+                });
+                println!(
+                    "fill0 {} {interp:?} stream={stream} check={check}: reused out {r:.2} ms \
+                     ({rc:.1} CPU), fresh out {fr:.2} ms ({frc:.1} CPU)",
+                    isa.name()
+                );
+            }
+        }
+    }
+    if std::env::args().nth(2).as_deref() == Some("quick") {
+        return;
+    }
     // A sub-pixel translation walks the source row by row (the prefetch-friendly best case).
     let shift = [[1.0, 0.0, 0.3], [0.0, 1.0, 0.6]];
     let c2 = n as f64 / 2.0;

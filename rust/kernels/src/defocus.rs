@@ -27,7 +27,7 @@
 // `usize::is_multiple_of` needs Rust 1.87; the crate's MSRV is 1.85
 #![allow(unknown_lints, clippy::manual_is_multiple_of)]
 
-use crate::KernelError;
+use crate::{Isa, KernelError};
 use rayon::prelude::*;
 
 /// Output element types of the kernel (`f32`, `f64`).
@@ -93,12 +93,15 @@ pub const MAX_POSITION_A: f64 = 1e9;
 #[inline]
 fn first_bad_row(p: &[f64]) -> Option<usize> {
     // a branch-free count vectorises; the slow search only runs when something is wrong
-    let bad = p.iter().filter(|v| !(v.abs() <= MAX_POSITION_A)).count();
+    let bad = p
+        .iter()
+        .filter(|v| v.is_nan() || v.abs() > MAX_POSITION_A)
+        .count();
     if bad == 0 {
         None
     } else {
         p.iter()
-            .position(|v| !(v.abs() <= MAX_POSITION_A))
+            .position(|v| v.is_nan() || v.abs() > MAX_POSITION_A)
             .map(|i| i / 3)
     }
 }
@@ -439,12 +442,26 @@ mod x86 {
 /// Every position must be finite and within ±[`MAX_POSITION_A`]; otherwise the error names the
 /// first bad row and `out` is left partly written.
 ///
-/// Runs on the current rayon pool (wrap in [`crate::parallel::with_threads`]).
+/// Runs on the current rayon pool (wrap in [`crate::parallel::with_threads`]) and on the
+/// detected instruction set ([`particle_defocus_with`] chooses it).
 pub fn particle_defocus<T: Kernel>(
     positions: &[f64],
     coeffs: &[f64],
     n_tilts: usize,
     out: &mut [T],
+) -> Result<(), KernelError> {
+    particle_defocus_with(positions, coeffs, n_tilts, out, Isa::detect())
+}
+
+/// [`particle_defocus`] on the instruction set `isa` (made [`Isa::effective`] first). Every
+/// path evaluates `((b + cx·x) + cy·y) + cz·z` in the same order without FMA, so the results
+/// are bit-identical on every instruction set.
+pub fn particle_defocus_with<T: Kernel>(
+    positions: &[f64],
+    coeffs: &[f64],
+    n_tilts: usize,
+    out: &mut [T],
+    isa: Isa,
 ) -> Result<(), KernelError> {
     if n_tilts == 0 {
         return Err(KernelError::value("coeffs", "need at least one tilt"));
@@ -464,10 +481,8 @@ pub fn particle_defocus<T: Kernel>(
     }
     let s = soa::<T>(coeffs);
     let stream = std::mem::size_of_val(out) >= STREAM_MIN_BYTES;
-    #[cfg(target_arch = "x86_64")]
-    let avx2 = std::is_x86_feature_detected!("avx2");
-    #[cfg(not(target_arch = "x86_64"))]
-    let avx2 = false;
+    // Isa::Avx2Fma implies AVX2 (all these paths need), once made effective.
+    let avx2 = isa.effective() == Isa::Avx2Fma;
     // f32, >= 8 tilts, large output: per-phase lane tables for the direct streaming path
     #[cfg(target_arch = "x86_64")]
     let tables = if avx2 && stream && n_tilts >= 8 {
@@ -487,7 +502,7 @@ pub fn particle_defocus<T: Kernel>(
             #[cfg(target_arch = "x86_64")]
             {
                 if avx2 {
-                    // SAFETY: AVX2 presence was checked at run time just above.
+                    // SAFETY: `avx2` is true only for an effective Isa::Avx2Fma: the CPU has AVX2.
                     unsafe {
                         if let Some(tab) = &tables {
                             if let Some((sf, of)) = T::f32_parts(&s, o) {
@@ -684,61 +699,36 @@ mod tests {
         }
     }
 
-    /// Timing breakdown (run with `cargo test --release -p emgeom-kernels timing -- --ignored
-    /// --nocapture`): full kernel vs compute-only vs streaming-copy-only, one thread.
+    /// Every instruction set gives the scalar path's bits, on the streaming (large output),
+    /// direct and plain paths, f32 and f64. (Timings: `examples/defocus_timing.rs`.)
     #[test]
-    #[ignore]
-    fn timing_breakdown() {
-        let (n, nt) = (1_000_000usize, 41usize);
-        let pos: Vec<f64> = (0..3 * n).map(|i| (i % 9973) as f64 - 4986.0).collect();
-        let coeffs: Vec<f64> = (0..4 * nt).map(|i| (i % 7) as f64 * 0.1 + 0.05).collect();
-        let mut out = vec![0.0f32; n * nt];
-        let s = soa::<f32>(&coeffs);
-        let time = |f: &mut dyn FnMut()| {
-            let mut best = f64::MAX;
-            for _ in 0..10 {
-                let t0 = std::time::Instant::now();
-                f();
-                best = best.min(t0.elapsed().as_secs_f64() * 1e3);
+    fn every_isa_is_bit_identical_to_scalar() {
+        for (nt, n) in [(41usize, 60_000usize), (5, 500_000), (41, 300), (3, 10)] {
+            let pos: Vec<f64> = (0..3 * n)
+                .map(|i| ((i * 7919) % 10007) as f64 - 5003.5)
+                .collect();
+            let coeffs: Vec<f64> = (0..4 * nt)
+                .map(|i| {
+                    if i % 4 == 3 {
+                        21234.5
+                    } else {
+                        ((i * 31) % 17) as f64 / 17.0 - 0.5
+                    }
+                })
+                .collect();
+            let mut want32 = vec![0.0f32; n * nt];
+            let mut want64 = vec![0.0f64; n * nt];
+            particle_defocus_with(&pos, &coeffs, nt, &mut want32, Isa::Scalar).unwrap();
+            particle_defocus_with(&pos, &coeffs, nt, &mut want64, Isa::Scalar).unwrap();
+            for isa in Isa::available() {
+                let mut got32 = vec![0.0f32; n * nt];
+                let mut got64 = vec![0.0f64; n * nt];
+                particle_defocus_with(&pos, &coeffs, nt, &mut got32, isa).unwrap();
+                particle_defocus_with(&pos, &coeffs, nt, &mut got64, isa).unwrap();
+                assert!(got32 == want32, "{isa:?} nt={nt} n={n} f32");
+                assert!(got64 == want64, "{isa:?} nt={nt} n={n} f64");
             }
-            best
-        };
-        let one = crate::parallel::with_threads(Some(1), || {
-            time(&mut || particle_defocus(&pos, &coeffs, nt, &mut out).unwrap())
-        })
-        .unwrap();
-        let rows = STAGE_ELEMS / nt;
-        let mut stage = vec![0.0f32; rows * nt + 8];
-        let compute = time(&mut || {
-            for p in pos.chunks(3 * rows) {
-                unsafe { x86::rows_f32_avx2(&s, p, &mut stage, nt) };
-            }
-        });
-        let copy = time(&mut || {
-            for o in out.chunks_mut(rows * nt) {
-                let l = o.len();
-                unsafe { x86::stream_copy(&stage[..l], o) };
-            }
-        });
-        let fill = time(&mut || out.iter_mut().for_each(|v| *v = 1.0));
-        let memcpy = time(&mut || {
-            for o in out.chunks_mut(rows * nt) {
-                let l = o.len();
-                o.copy_from_slice(&stage[..l]);
-            }
-        });
-        let repmovsb = time(&mut || {
-            for o in out.chunks_mut(rows * nt) {
-                let l = o.len();
-                unsafe {
-                    std::arch::asm!("rep movsb", inout("rcx") l * 4 => _, inout("rsi") stage.as_ptr() => _, inout("rdi") o.as_mut_ptr() => _, options(nostack, preserves_flags));
-                }
-            }
-        });
-        let tab = x86::phase_tables(&s, nt);
-        let direct = time(&mut || unsafe { x86::block_direct_f32(&s, &tab, &pos, &mut out, nt) });
-        println!("direct-NT {direct:.2}");
-        println!("full 1thr {one:.2} ms, compute-only {compute:.2}, stream-copy-only {copy:.2}, plain fill {fill:.2}, memcpy {memcpy:.2}, rep movsb {repmovsb:.2}");
+        }
     }
 
     #[test]

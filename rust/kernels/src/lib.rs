@@ -14,6 +14,7 @@ pub mod error;
 pub mod parallel;
 pub mod warp;
 pub mod fft;
+pub mod interp;
 pub mod rescale;
 pub mod xcorr;
 pub mod crossmag;

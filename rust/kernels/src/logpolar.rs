@@ -28,6 +28,7 @@ use ndarray::{Array2, ArrayView2, Axis};
 use rayon::prelude::*;
 
 use crate::fft;
+use crate::interp::keys_weights;
 use crate::KernelError;
 
 /// Interpolation order of the log-polar samplers.
@@ -97,19 +98,6 @@ impl Grid {
             .map(|j| self.r_min * (lr * j as f64 / (n - 1) as f64).exp())
             .collect()
     }
-}
-
-/// Keys cubic weights (a = −0.5) for fractional offset `t ∈ [0, 1)` at offsets −1, 0, 1, 2.
-#[inline(always)]
-fn keys(t: f32) -> [f32; 4] {
-    let t2 = t * t;
-    let t3 = t2 * t;
-    [
-        -0.5 * t3 + t2 - 0.5 * t,
-        1.5 * t3 - 2.5 * t2 + 1.0,
-        -1.5 * t3 + 2.0 * t2 + 0.5 * t,
-        0.5 * t3 - 0.5 * t2,
-    ]
 }
 
 /// Zero-padded read access to a 2-D field stored row-major in a contiguous slice.
@@ -248,8 +236,8 @@ fn interp<F: Field>(f: &F, x: f64, y: f64, order: Order) -> f32 {
             top + (bot - top) * ty
         }
         Order::Cubic => {
-            let wx = keys(tx);
-            let wy = keys(ty);
+            let wx = keys_weights(tx);
+            let wy = keys_weights(ty);
             let mut acc = 0.0f32;
             if let Some(r) = f.rows(ix, iy, 2) {
                 let x0 = (ix - 1) as usize;

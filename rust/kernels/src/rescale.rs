@@ -116,19 +116,8 @@ pub fn area_taps(n_in: usize, n_out: usize, f: f64) -> Result<Taps, KernelError>
     }))
 }
 
-/// Lanczos-3 kernel `sinc(t)·sinc(t/3)` for `|t| < 3`.
-#[inline]
-pub fn lanczos3(t: f64) -> f64 {
-    let t = t.abs();
-    if t < 1e-12 {
-        1.0
-    } else if t >= 3.0 {
-        0.0
-    } else {
-        let pt = std::f64::consts::PI * t;
-        3.0 * pt.sin() * (pt / 3.0).sin() / (pt * pt)
-    }
-}
+/// The Lanczos-3 kernel, defined once in [`crate::interp`] (re-exported at its old path).
+pub use crate::interp::lanczos3;
 
 /// Lanczos-3 taps; the kernel is stretched by `1/f` when shrinking (antialiasing).
 pub fn lanczos3_taps(n_in: usize, n_out: usize, f: f64) -> Result<Taps, KernelError> {
