@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -106,6 +107,88 @@ def simulate_tilt_series(
     ndarray, shape (T, ny, nx), float32
         Electron counts per pixel.
     """
+    params = _validate_simulation(
+        geometry,
+        shape=shape,
+        pixel_size_a=pixel_size_a,
+        voltage_kv=voltage_kv,
+        cs_mm=cs_mm,
+        amplitude_contrast=amplitude_contrast,
+        dose_e_per_a2=dose_e_per_a2,
+        snr=snr,
+        b_factor_a2=b_factor_a2,
+        astigmatism_a=astigmatism_a,
+        astigmatism_deg=astigmatism_deg,
+        defocus_step_a=defocus_step_a,
+    )
+    rng = np.random.default_rng(None if seed is None else as_int(seed, "seed", low=0))
+    shot_noise = as_bool(noise, "noise")
+    ny, nx = params.ny, params.nx
+    ctf = _CtfFilter.build(params)
+    grads = defocus_gradients(geometry)
+    xs = ((np.arange(nx) - nx / 2) * params.pixel_size_a).astype(np.float32)
+    ys = ((np.arange(ny) - ny / 2) * params.pixel_size_a).astype(np.float32)
+    n0 = params.dose * params.pixel_size_a * params.pixel_size_a
+    # white phase with spectral density P = snr / (4·dose): per-pixel std sqrt(P)/px
+    sigma = math.sqrt(params.snr / (4 * params.dose)) / params.pixel_size_a
+    out = np.empty((geometry.n_tilts, ny, nx), dtype=np.float32)
+    for t in range(geometry.n_tilts):
+        dfield = _defocus_field(geometry, t, grads[t], xs, ys)
+        lo, hi = float(dfield.min()), float(dfield.max())
+        if lo <= 0:
+            raise InvalidValueError(
+                f"geometry: tilt {t} reaches defocus {lo:.0f} Å <= 0 across the image "
+                "(overfocus is not simulated): increase defocus_a or reduce the image size"
+            )
+        white = rng.normal(0.0, sigma, (ny, nx)).astype(np.float32)
+        spec = (np.fft.rfft2(white) * ctf.envelope2).astype(np.complex64)
+        contrast = _varying_ctf_contrast(ctf, spec, dfield, lo, hi, params.defocus_step_a, t)
+        mean = n0 * np.clip(1.0 + contrast, 0.0, None)
+        if not np.isfinite(mean).all():
+            raise InvalidValueError(
+                f"the parameters give non-finite intensities in tilt {t}; check the defocus, "
+                "pixel size and CTF parameters"
+            )
+        out[t] = rng.poisson(mean) if shot_noise else mean
+    return out
+
+
+@dataclass(frozen=True)
+class _SimParams:
+    """The validated scalar arguments of :func:`simulate_tilt_series` (Å, radians, e⁻/Å²)."""
+
+    ny: int
+    nx: int
+    pixel_size_a: float
+    wavelength_a: float
+    cs_a: float
+    amplitude_contrast: float
+    dose: float
+    snr: float
+    b_factor_a2: float
+    astigmatism_a: float
+    astigmatism_rad: float
+    defocus_step_a: float
+
+
+def _validate_simulation(
+    geometry: TiltGeometry,
+    *,
+    shape: Sequence[int],
+    pixel_size_a: float | None,
+    voltage_kv: float,
+    cs_mm: float,
+    amplitude_contrast: float,
+    dose_e_per_a2: float,
+    snr: float,
+    b_factor_a2: float,
+    astigmatism_a: float,
+    astigmatism_deg: float,
+    defocus_step_a: float,
+) -> _SimParams:
+    """Check the arguments of :func:`simulate_tilt_series` (all but ``seed`` and ``noise``) and
+    bound the allocation before anything is made.
+    """
     if not isinstance(geometry, TiltGeometry):
         raise InvalidTypeError(f"geometry: expected a TiltGeometry, got {describe(geometry)}")
     ny, nx = as_shape2(shape, "shape")
@@ -117,15 +200,25 @@ def simulate_tilt_series(
     if px_in is None:
         raise InvalidValueError("pixel_size_a: required (the geometry has none)")
     px = as_float(px_in, "pixel_size_a", positive=True)
-    lam = electron_wavelength_a(as_float(voltage_kv, "voltage_kv", low=1.0, high=1e5))
-    cs_a = as_float(cs_mm, "cs_mm", nonnegative=True, high=1e4) * 1e7
-    amp = as_float(amplitude_contrast, "amplitude_contrast", nonnegative=True, high=0.99)
-    dose = as_float(dose_e_per_a2, "dose_e_per_a2", positive=True, high=1e6)
-    snr_v = as_float(snr, "snr", nonnegative=True, high=1e6)
-    b = as_float(b_factor_a2, "b_factor_a2", nonnegative=True, high=1e6)
-    ast = as_float(astigmatism_a, "astigmatism_a", low=-1e6, high=1e6)
-    ast_ang = math.radians(as_float(astigmatism_deg, "astigmatism_deg", low=-360.0, high=360.0))
-    step = as_float(defocus_step_a, "defocus_step_a", positive=True)
+    params = _SimParams(
+        ny=ny,
+        nx=nx,
+        pixel_size_a=px,
+        wavelength_a=electron_wavelength_a(as_float(voltage_kv, "voltage_kv", low=1.0, high=1e5)),
+        cs_a=as_float(cs_mm, "cs_mm", nonnegative=True, high=1e4) * 1e7,
+        amplitude_contrast=as_float(
+            amplitude_contrast, "amplitude_contrast", nonnegative=True, high=0.99
+        ),
+        dose=as_float(dose_e_per_a2, "dose_e_per_a2", positive=True, high=1e6),
+        snr=as_float(snr, "snr", nonnegative=True, high=1e6),
+        b_factor_a2=as_float(b_factor_a2, "b_factor_a2", nonnegative=True, high=1e6),
+        astigmatism_a=as_float(astigmatism_a, "astigmatism_a", low=-1e6, high=1e6),
+        astigmatism_rad=math.radians(
+            as_float(astigmatism_deg, "astigmatism_deg", low=-360.0, high=360.0)
+        ),
+        defocus_step_a=as_float(defocus_step_a, "defocus_step_a", positive=True),
+    )
+    dose = params.dose
     if dose * px * px > 1e9:
         raise InvalidValueError(
             f"dose_e_per_a2: {dose:g} e/Å² at {px:g} Å/px gives {dose * px * px:.3g} electrons "
@@ -135,82 +228,99 @@ def simulate_tilt_series(
         raise InvalidValueError(
             "geometry: defocus_a must be positive (underfocus, Å) in every tilt to simulate"
         )
-    rng = np.random.default_rng(None if seed is None else as_int(seed, "seed", low=0))
-    as_bool(noise, "noise")
-    fy = np.fft.fftfreq(ny, d=px)[:, None]
-    fx = np.fft.rfftfreq(nx, d=px)[None, :]
-    s2 = fx**2 + fy**2
-    phi = np.arctan2(np.broadcast_to(fy, s2.shape), np.broadcast_to(fx, s2.shape))
-    env = np.exp(-b * s2 / 4)
-    # CTF = −(√(1−A²)·sin χ + A·cos χ) = −sin(χ + asin A); χ = a·Δf + c (astigmatism in a)
-    a_coef = (np.pi * lam * s2).astype(np.float32)
-    c_base = -0.5 * np.pi * cs_a * lam**3 * s2**2 + math.asin(amp)
-    ast_term = np.pi * lam * s2 * 0.5 * ast * np.cos(2 * (phi - ast_ang))
-    c_coef = (c_base + ast_term).astype(np.float32)
-    grads = defocus_gradients(geometry)
-    xs = ((np.arange(nx) - nx / 2) * px).astype(np.float32)
-    ys = ((np.arange(ny) - ny / 2) * px).astype(np.float32)
-    n0 = dose * px * px
-    # white phase with spectral density P = snr / (4·dose): per-pixel std sqrt(P)/px
-    sigma = math.sqrt(snr_v / (4 * dose)) / px
-    out = np.empty((geometry.n_tilts, ny, nx), dtype=np.float32)
+    return params
 
-    def filtered(spec: NDArray[np.complex64], df: float) -> NDArray[np.float32]:
-        ctf = -np.sin(a_coef * np.float32(df) + c_coef)
-        return np.asarray(np.fft.irfft2(spec * ctf, s=(ny, nx)), dtype=np.float32)
 
-    for t in range(geometry.n_tilts):
-        gx, gy = grads[t]
-        sx, sy = geometry.shifts_a[t]
-        dfield = (
-            np.float32(geometry.defocus_a[t])
-            + np.float32(gx) * (xs[None, :] - np.float32(sx))
-            + np.float32(gy) * (ys[:, None] - np.float32(sy))
+@dataclass(frozen=True)
+class _CtfFilter:
+    """``CTF(k; Δf)·2·exp(−B·k²/4)`` on the ``rfft2`` grid, as ``−sin(a·Δf + c)`` with the
+    astigmatism folded into ``c``.
+    """
+
+    shape: tuple[int, int]
+    a_coef: NDArray[np.float32]
+    c_coef: NDArray[np.float32]
+    envelope2: NDArray[np.float32]
+
+    @classmethod
+    def build(cls, p: _SimParams) -> _CtfFilter:
+        fy = np.fft.fftfreq(p.ny, d=p.pixel_size_a)[:, None]
+        fx = np.fft.rfftfreq(p.nx, d=p.pixel_size_a)[None, :]
+        s2 = fx**2 + fy**2
+        phi = np.arctan2(np.broadcast_to(fy, s2.shape), np.broadcast_to(fx, s2.shape))
+        env = np.exp(-p.b_factor_a2 * s2 / 4)
+        # CTF = −(√(1−A²)·sin χ + A·cos χ) = −sin(χ + asin A); χ = a·Δf + c (astigmatism in a)
+        lam = p.wavelength_a
+        a_coef = (np.pi * lam * s2).astype(np.float32)
+        c_base = -0.5 * np.pi * p.cs_a * lam**3 * s2**2 + math.asin(p.amplitude_contrast)
+        ast_term = np.pi * lam * s2 * 0.5 * p.astigmatism_a * np.cos(2 * (phi - p.astigmatism_rad))
+        c_coef = (c_base + ast_term).astype(np.float32)
+        return cls((p.ny, p.nx), a_coef, c_coef, (env * 2.0).astype(np.float32))
+
+    def filtered(self, spec: NDArray[np.complex64], df: float) -> NDArray[np.float32]:
+        """The real image of the spectrum ``spec`` through the CTF at defocus ``df`` (Å)."""
+        ctf = -np.sin(self.a_coef * np.float32(df) + self.c_coef)
+        return np.asarray(np.fft.irfft2(spec * ctf, s=self.shape), dtype=np.float32)
+
+
+def _defocus_field(
+    geometry: TiltGeometry,
+    t: int,
+    grad: NDArray[np.float64],
+    xs: NDArray[np.float32],
+    ys: NDArray[np.float32],
+) -> NDArray[np.float32]:
+    """Defocus (Å, float32, ``(ny, nx)``) of tilt ``t`` at every pixel: ``Δf0 + G·(q − s)``."""
+    gx, gy = grad
+    sx, sy = geometry.shifts_a[t]
+    return np.asarray(
+        np.float32(geometry.defocus_a[t])
+        + np.float32(gx) * (xs[None, :] - np.float32(sx))
+        + np.float32(gy) * (ys[:, None] - np.float32(sy)),
+        dtype=np.float32,
+    )
+
+
+def _varying_ctf_contrast(
+    ctf: _CtfFilter,
+    spec: NDArray[np.complex64],
+    dfield: NDArray[np.float32],
+    lo: float,
+    hi: float,
+    step: float,
+    t: int,
+) -> NDArray[np.float32]:
+    """The contrast of ``spec`` through a CTF whose defocus varies as ``dfield`` (Å, range
+    ``lo``..``hi``): linear interpolation between images filtered at levels ``<= step`` apart.
+    """
+    ny, nx = ctf.shape
+    levels = (hi - lo) / step  # may be inf for a tiny step: checked before ceil()
+    if levels > _MAX_DEFOCUS_LEVELS:
+        raise InvalidValueError(
+            f"defocus_step_a: {step:g} Å gives {levels:.3g} defocus levels (one FFT each) "
+            f"across the {hi - lo:.0f} Å range of tilt {t}; expected at most "
+            f"{_MAX_DEFOCUS_LEVELS}"
         )
-        lo, hi = float(dfield.min()), float(dfield.max())
-        if lo <= 0:
-            raise InvalidValueError(
-                f"geometry: tilt {t} reaches defocus {lo:.0f} Å <= 0 across the image "
-                "(overfocus is not simulated): increase defocus_a or reduce the image size"
-            )
-        white = rng.normal(0.0, sigma, (ny, nx)).astype(np.float32)
-        spec = (np.fft.rfft2(white) * (env * 2.0).astype(np.float32)).astype(np.complex64)
-        levels = (hi - lo) / step  # may be inf for a tiny step: checked before ceil()
-        if levels > _MAX_DEFOCUS_LEVELS:
-            raise InvalidValueError(
-                f"defocus_step_a: {step:g} Å gives {levels:.3g} defocus levels (one FFT each) "
-                f"across the {hi - lo:.0f} Å range of tilt {t}; expected at most "
-                f"{_MAX_DEFOCUS_LEVELS}"
-            )
-        n_lv = max(1, math.ceil(levels))
-        if hi - lo < 1e-3:
-            contrast = filtered(spec, lo)
-        else:
-            # pixel p lies between levels lvl[p] and lvl[p] + 1 (fraction frac[p]); visit the
-            # levels in order keeping only the previous filtered image
-            dl = (hi - lo) / n_lv
-            pos = ((dfield - np.float32(lo)) / np.float32(dl)).ravel()
-            lvl = np.clip(np.floor(pos).astype(np.int64), 0, n_lv - 1)
-            frac = (pos - lvl).astype(np.float32)
-            order = np.argsort(lvl, kind="stable")
-            bounds = np.concatenate([[0], np.cumsum(np.bincount(lvl, minlength=n_lv))])
-            flat = np.empty(ny * nx, dtype=np.float32)
-            prev = filtered(spec, lo).ravel()
-            for j in range(1, n_lv + 1):
-                cur = filtered(spec, lo + j * dl).ravel()
-                idx = order[bounds[j - 1] : bounds[j]]
-                f = frac[idx]
-                flat[idx] = prev[idx] * (1 - f) + cur[idx] * f
-                prev = cur
-            contrast = flat.reshape(ny, nx)
-        mean = n0 * np.clip(1.0 + contrast, 0.0, None)
-        if not np.isfinite(mean).all():
-            raise InvalidValueError(
-                f"the parameters give non-finite intensities in tilt {t}; check the defocus, "
-                "pixel size and CTF parameters"
-            )
-        out[t] = rng.poisson(mean) if noise else mean
-    return out
+    n_lv = max(1, math.ceil(levels))
+    if hi - lo < 1e-3:
+        return ctf.filtered(spec, lo)
+    # pixel p lies between levels lvl[p] and lvl[p] + 1 (fraction frac[p]); visit the
+    # levels in order keeping only the previous filtered image
+    dl = (hi - lo) / n_lv
+    pos = ((dfield - np.float32(lo)) / np.float32(dl)).ravel()
+    lvl = np.clip(np.floor(pos).astype(np.int64), 0, n_lv - 1)
+    frac = (pos - lvl).astype(np.float32)
+    order = np.argsort(lvl, kind="stable")
+    bounds = np.concatenate([[0], np.cumsum(np.bincount(lvl, minlength=n_lv))])
+    flat = np.empty(ny * nx, dtype=np.float32)
+    prev = ctf.filtered(spec, lo).ravel()
+    for j in range(1, n_lv + 1):
+        cur = ctf.filtered(spec, lo + j * dl).ravel()
+        idx = order[bounds[j - 1] : bounds[j]]
+        f = frac[idx]
+        flat[idx] = prev[idx] * (1 - f) + cur[idx] * f
+        prev = cur
+    return flat.reshape(ny, nx)
 
 
 def random_geometry(

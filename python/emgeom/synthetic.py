@@ -238,6 +238,31 @@ def make_specimen(
     carbon_texture = as_float(carbon_texture, "carbon_texture", low=-1e6, high=1e6)
     ice_gradient = as_float(ice_gradient, "ice_gradient", low=-1e6, high=1e6)
     as_bool(grid_bar, "grid_bar")
+    centers = _hole_centers(rng, holes, (ny, nx), radius, px, hole_pitch_a)
+    inside = _hole_mask(centers, radius, (ny, nx))
+    img = _film_and_ice(rng, inside, carbon, carbon_texture, ice_gradient)
+    _add_blobs(img, rng, px, n_particles, sigma_a / px, particle_amplitude, n_contamination)
+    if grid_bar:
+        w = max(4, nx // 12)
+        img[:, :w] += np.float32(-2.0)
+    return Specimen(
+        image=np.ascontiguousarray(img, dtype=np.float32),
+        pixel_a=px,
+        hole_centers=np.array(centers, dtype=np.float64).reshape(-1, 2),
+        hole_radius_px=radius,
+    )
+
+
+def _hole_centers(
+    rng: np.random.Generator,
+    holes: str,
+    shape: tuple[int, int],
+    radius: float,
+    px: float,
+    hole_pitch_a: float | None,
+) -> list[tuple[float, float]]:
+    """Hole centres ``(x, y)`` (master px) of the ``holes`` layout (see :func:`make_specimen`)."""
+    ny, nx = shape
     centers: list[tuple[float, float]] = []
     if holes == "edge":
         ang = rng.uniform(0, 2 * math.pi)
@@ -261,6 +286,14 @@ def make_specimen(
         for cy in np.arange(oy - pitch, ny + pitch, pitch):
             for cx in np.arange(ox - pitch, nx + pitch, pitch):
                 centers.append((float(cx), float(cy)))
+    return centers
+
+
+def _hole_mask(
+    centers: list[tuple[float, float]], radius: float, shape: tuple[int, int]
+) -> NDArray[np.float32]:
+    """1 inside the holes, 0 on the film, with a 1 px soft edge (``(ny, nx)`` float32)."""
+    ny, nx = shape
     inside = np.zeros((ny, nx), dtype=np.float32)
     for cx, cy in centers:
         # soft-edged disk (1 px ramp), computed in its bounding box only
@@ -273,6 +306,18 @@ def make_specimen(
         r = np.sqrt(bx[None, :] ** 2 + by[:, None] ** 2)
         disk = np.clip(np.float32(radius + 1.0) - r, 0.0, 1.0)
         np.maximum(inside[y0:y1, x0:x1], disk, out=inside[y0:y1, x0:x1])
+    return inside
+
+
+def _film_and_ice(
+    rng: np.random.Generator,
+    inside: NDArray[np.float32],
+    carbon: float,
+    carbon_texture: float,
+    ice_gradient: float,
+) -> NDArray[np.float32]:
+    """Textured carbon film outside the holes, ice (a gradient with gentle variation) inside."""
+    ny, nx = inside.shape
     film = np.float32(carbon) + np.float32(carbon_texture) * _smooth_noise(rng, (ny, nx), 8)
     # ice thickness: gradient plus gentle variation, only inside holes
     gx, gy = rng.normal(size=2)
@@ -281,22 +326,26 @@ def make_specimen(
     ry = (np.arange(ny, dtype=np.float32) - np.float32(ny / 2)) * np.float32(gy / norm)
     ice = np.float32(-ice_gradient) * (rx[None, :] + ry[:, None])
     ice -= np.float32(0.02) * _smooth_noise(rng, (ny, nx), 64)
-    img = film + inside * (ice - film)
-    sig = sigma_a / px
-    for x, y in zip(rng.uniform(0, nx, n_particles), rng.uniform(0, ny, n_particles), strict=True):
-        _stamp(img, float(x), float(y), sig, "gauss", particle_amplitude)
+    return np.asarray(film + inside * (ice - film), dtype=np.float32)
+
+
+def _add_blobs(
+    img: NDArray[np.float32],
+    rng: np.random.Generator,
+    px: float,
+    n_particles: int,
+    particle_sigma_px: float,
+    particle_amplitude: float,
+    n_contamination: int,
+) -> None:
+    """Add Gaussian particles and dark contamination disks (radius 150–600 Å) in place."""
+    ny, nx = img.shape
+    xs, ys = rng.uniform(0, nx, n_particles), rng.uniform(0, ny, n_particles)
+    for x, y in zip(xs, ys, strict=True):
+        _stamp(img, float(x), float(y), particle_sigma_px, "gauss", particle_amplitude)
     for _ in range(n_contamination):
         r = rng.uniform(150.0, 600.0) / px
         _stamp(img, rng.uniform(0, nx), rng.uniform(0, ny), r, "disk", -rng.uniform(0.4, 1.0))
-    if grid_bar:
-        w = max(4, nx // 12)
-        img[:, :w] += np.float32(-2.0)
-    return Specimen(
-        image=np.ascontiguousarray(img, dtype=np.float32),
-        pixel_a=px,
-        hole_centers=np.array(centers, dtype=np.float64).reshape(-1, 2),
-        hole_radius_px=radius,
-    )
 
 
 def acquire(

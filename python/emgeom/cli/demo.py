@@ -22,13 +22,17 @@ import time
 from contextlib import redirect_stdout
 from importlib import resources
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import numpy as np
 import typer
+from numpy.typing import NDArray
 
 from emgeom.errors import EmgeomError, OutputExistsError
 from emgeom.io._atomic import atomic_output, file_error
+
+if TYPE_CHECKING:  # the demo imports its workflows when it runs (fast CLI start)
+    from emgeom.synthetic import Acquisition
 
 #: The question that started emgeom (cryoSPARC forum thread 12204).
 FORUM_M = [-0.00571369, -0.00932393, -0.01013075, 0.00451204]
@@ -161,10 +165,22 @@ def _ellipse_figure(am: Any, path: Path) -> bool:
 
 
 def _crossmag_demo(output: Path, lines: list[str]) -> None:
-    from emgeom import crossmag, resample, synthetic
     from emgeom.io.mrc import read_mrc
 
     lines.append("== 2. Cross-magnification alignment ==")
+    _view_record_demo(output, lines)
+    micrograph = read_mrc(sample_path("micrograph_crop.mrc")).data.astype(np.float32)
+    _similarity_demo(micrograph, lines)
+    _masked_ncc_demo(micrograph, lines)
+    lines.append("")
+
+
+def _view_record_pair() -> tuple[Acquisition, Acquisition, NDArray[np.float64]]:
+    """A synthetic 32 Å/px View and a 4 Å/px Record (rotated 12°) of one specimen, and the
+    true affine ``[x_view, y_view] = truth @ [x_rec, y_rec, 1]``.
+    """
+    from emgeom import synthetic
+
     specimen = synthetic.make_specimen((2048, 2048), pixel_a=4.0, seed=3, holes="edge")
     view = synthetic.acquire(specimen, pixel_a=32.0, shape=(256, 256), noise_sigma=0.3, seed=1)
     truth_center = (1210.3, 880.7)  # master pixels
@@ -177,7 +193,16 @@ def _crossmag_demo(output: Path, lines: list[str]) -> None:
         noise_sigma=1.5,
         seed=2,
     )
-    truth = synthetic.affine_between(view, record)
+    return view, record, synthetic.affine_between(view, record)
+
+
+def _view_record_demo(output: Path, lines: list[str]) -> None:
+    """Align the synthetic Record to the View with a right and a wrong calibration, then
+    against pure noise; draw the overlay of the last alignment.
+    """
+    from emgeom import crossmag
+
+    view, record, truth = _view_record_pair()
     true_center = truth @ np.array([511.5, 383.5, 1.0])
     true_scale = float(np.hypot(truth[0, 0], truth[1, 0]))
     true_rot = float(np.degrees(np.arctan2(truth[1, 0], truth[0, 0])))
@@ -221,8 +246,11 @@ def _crossmag_demo(output: Path, lines: list[str]) -> None:
         _plot(res, view.image, output / "crossmag_overlay.png", True)
         lines.append("  figure: crossmag_overlay.png")
 
-    # unknown rotation and scale on the real micrograph
-    micrograph = read_mrc(sample_path("micrograph_crop.mrc")).data.astype(np.float32)
+
+def _similarity_demo(micrograph: NDArray[np.float32], lines: list[str]) -> None:
+    """Unknown rotation and scale (Fourier–Mellin) on the real micrograph."""
+    from emgeom import crossmag, resample, synthetic
+
     theta, s = 30.0, 1.2  # moving = reference region rotated and magnified
     c = np.array([255.5, 255.5])
     lin = (1 / s) * synthetic.rotation_matrix(theta)
@@ -241,7 +269,13 @@ def _crossmag_demo(output: Path, lines: list[str]) -> None:
         f"(true {c[0] + 20:.1f}, {c[1] - 15:.1f}); {ms:.0f} ms",
     ]
 
-    # masked NCC: a saturated stripe in the reference and a dead band in the moving crop
+
+def _masked_ncc_demo(micrograph: NDArray[np.float32], lines: list[str]) -> None:
+    """Masked NCC on the real micrograph: a saturated stripe in the reference and a dead band
+    in the moving crop, both masked, against plain filtered cross-correlation.
+    """
+    from emgeom import crossmag
+
     d = (23, -14)  # reference(x) = moving(x − d)
     ref = micrograph[100:400, 100:400].copy()
     mov = micrograph[100 + d[1] : 340 + d[1], 100 + d[0] : 340 + d[0]].copy()
@@ -255,13 +289,12 @@ def _crossmag_demo(output: Path, lines: list[str]) -> None:
     t0 = time.perf_counter()
     masked = crossmag.masked_correlate(ref, mov, reference_mask=m_ref, moving_mask=m_mov)
     ms = 1e3 * (time.perf_counter() - t0)
-    lines += [
+    lines.append(
         f"  masked NCC on the real micrograph (saturated stripe + dead band, both masked): shift "
         f"({masked.shift[0]:.2f}, {masked.shift[1]:.2f}) px (true {d[0]}, {d[1]}), NCC "
         f"{masked.peaks[0].value:.3f}; {ms:.0f} ms — plain filtered xcorr says "
-        f"({plain.shift[0]:.1f}, {plain.shift[1]:.1f})",
-        "",
-    ]
+        f"({plain.shift[0]:.1f}, {plain.shift[1]:.1f})"
+    )
 
 
 # --------------------------------------------------------------------------- 3. tilt
