@@ -86,6 +86,36 @@ def filter_arg(filter: Sequence[float] | None) -> tuple[float, float, float, flo
     return (f0, f1, f2, f3)
 
 
+def imod_filter(
+    s: NDArray[np.float64], sigma1: float, sigma2: float, radius1: float, radius2: float
+) -> NDArray[np.float64]:
+    """The IMOD filter ``(sigma1, sigma2, radius1, radius2)`` evaluated at the frequencies ``s``
+    (cycles/pixel): IMOD ``libcfshr/filtxcorr.c : XCorrSetCTFnoScl``, the filter that the Rust
+    correlation applies (``xcorr::FilterParams::value``). For the statistics of the filtered
+    noise (:func:`emgeom.crossmag._search.noise_corr_area`); the numpy oracle of the kernel is
+    :func:`emgeom.reference.crossmag.imod_filter`.
+    """
+    s = np.asarray(s, dtype=np.float64)
+    if abs(sigma1) <= 1e-6 and abs(sigma2) <= 1e-6:
+        return np.ones_like(s)
+    r1p, r1n = (radius1, 0.0) if radius1 >= 0 else (0.0, -radius1)
+    beta = -0.5 / sigma2**2 if abs(sigma2) > 1e-6 else 0.0
+    alpha = -0.5 / sigma1**2 if abs(sigma1) > 1e-6 else 0.0
+    v = np.where(
+        s < r1p,
+        np.exp(beta * (s - r1p) ** 2),
+        np.where(s > radius2, np.exp(beta * (s - radius2) ** 2), 1.0),
+    )
+    if sigma2 < -1e-6:
+        v = 1 - v  # a high-pass instead of a low-pass edge
+    if sigma1 > 1e-6:
+        v = v * np.where(s < r1n, 0.0, 1 - np.exp(alpha * (s - r1n) ** 2))
+    elif sigma1 < -1e-6:
+        delmax = (-1 / alpha) * math.exp(-1)  # (the maximum of s²·exp(α s²))
+        v = v * s**2 * np.exp(alpha * s**2) / delmax
+    return np.where(v < 1e-6, 0.0, v)
+
+
 def correlate(
     reference: ArrayLike,
     moving: ArrayLike,

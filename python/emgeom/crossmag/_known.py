@@ -53,7 +53,7 @@ Pipeline (design §8.3; all heavy steps in Rust with the GIL released)
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import replace
 
 import numpy as np
@@ -177,10 +177,59 @@ def align(
         Bad arguments (non-positive pixel sizes, the moving image coarser than the reference,
         unknown method/direction, a search circle outside the reference).
     """
-    ref, _ = as_unit_image(reference, "reference")  # (the moving one: once shrunk)
-    # A float32 C-contiguous moving image skips as_image's separate NaN/inf pass (7 ms at
-    # 4096²): the shrink below reads every pixel and raises for non-finite ones; the paths that
-    # do not shrink (direction "up", ratio near 1, "constant" images) validate it explicitly.
+    a, refine = _known_input(
+        reference,
+        moving,
+        reference_pixel_a,
+        moving_pixel_a,
+        rotation_deg,
+        expected_center,
+        max_shift_a,
+        scale_search,
+        rotation_search_deg,
+        direction,
+        method,
+        n_threads,
+        filter,
+        correlation_size,
+        n_peaks,
+        taper_fraction,
+        return_map,
+        refine,
+    )
+    s = a.p_m / a.p_r
+    if _is_blank(a.ref):
+        return not_found(a.ref_shape, a.mov_shape, a.p_r, a.p_m, s, a.theta0, a.ec)
+    if _is_blank(a.mov):
+        a.check_mov()  # an inf pixel also makes an image look "constant"
+        return not_found(a.ref_shape, a.mov_shape, a.p_r, a.p_m, s, a.theta0, a.ec)
+    if direction == "up":
+        a.check_mov()
+        return _align_up(a, refine)
+    res = KnownSearch(a).run()
+    if res.n_evaluations == 0:  # constant content: nothing to refine
+        return res
+    return _ml_refine(res, a.ref, a.mov, s, a.theta0, a.ss, a.rs, a.threads, refine)
+
+
+def _is_blank(img: NDArray[np.float32]) -> bool:
+    """A constant image: checked on a strided sample first (cheap), then on the whole image
+    (the search checks the shrunk images again: content below the correlation sampling is
+    invisible to it anyway).
+    """
+    return is_constant(img[:: max(1, img.shape[0] // 256), :: max(1, img.shape[1] // 256)]) and (
+        is_constant(img)
+    )
+
+
+def _moving_image(moving: ArrayLike) -> tuple[NDArray[np.float32], Callable[[], None]]:
+    """The moving image as float32 and the check of its values that the fast path defers.
+
+    A float32 C-contiguous moving image skips as_image's separate NaN/inf pass (7 ms at
+    4096²): the shrink in the search reads every pixel and raises for non-finite ones; the
+    paths that do not shrink (direction "up", ratio near 1, "constant" images) call the
+    returned check explicitly.
+    """
     mov_fast = (
         isinstance(moving, np.ndarray)
         and moving.ndim == 2
@@ -198,6 +247,64 @@ def align(
         if mov_fast:
             as_image(moving, "moving", allow_stack=False, dtype=np.float32)
 
+    return mov, check_mov
+
+
+def _search_radius(
+    max_shift_a: float | None,
+    ec: NDArray[np.float64],
+    ref_shape: tuple[int, int],
+    mov_shape: tuple[int, int],
+    p_r: float,
+    p_m: float,
+) -> float | None:
+    """The search radius in reference pixels (``None``: the whole reference), bounded, and
+    checked to reach the reference.
+    """
+    ny_r, nx_r = ref_shape
+    r_px = (
+        None if max_shift_a is None else as_float(max_shift_a, "max_shift_a", positive=True) / p_r
+    )
+    if r_px is not None:
+        # every size below follows from the radius: a circle larger than the reference plus
+        # the moving footprint searches the same positions as that bound (a radius of 1e12 Å
+        # once binned the reference by 2e9 and aborted allocating 3.9 GB)
+        r_px = min(r_px, float(nx_r + ny_r) + (mov_shape[0] + mov_shape[1]) * p_m / p_r)
+    if r_px is not None and (
+        ec[0] + r_px < -0.5
+        or ec[1] + r_px < -0.5
+        or ec[0] - r_px > nx_r - 0.5
+        or ec[1] - r_px > ny_r - 0.5
+    ):
+        raise InvalidValueError(
+            "expected_center/max_shift_a: the search circle does not touch the reference image"
+        )
+    return r_px
+
+
+def _known_input(
+    reference: ArrayLike,
+    moving: ArrayLike,
+    reference_pixel_a: float,
+    moving_pixel_a: float,
+    rotation_deg: float,
+    expected_center: ArrayLike | None,
+    max_shift_a: float | None,
+    scale_search: float,
+    rotation_search_deg: float,
+    direction: str,
+    method: str,
+    n_threads: int | None,
+    filter: Sequence[float] | None,
+    correlation_size: int,
+    n_peaks: int,
+    taper_fraction: float,
+    return_map: bool,
+    refine: bool,
+) -> tuple[KnownInput, bool]:
+    """The validated arguments of :func:`align` (errors name the argument) and ``refine``."""
+    ref, _ = as_unit_image(reference, "reference")  # (the moving one: once shrunk)
+    mov, check_mov = _moving_image(moving)
     p_r = as_float(reference_pixel_a, "reference_pixel_a", positive=True)
     p_m = as_float(moving_pixel_a, "moving_pixel_a", positive=True)
     theta0 = as_float(rotation_deg, "rotation_deg")
@@ -226,88 +333,33 @@ def align(
             f"moving_pixel_a ({p_m} Å) is coarser than reference_pixel_a ({p_r} Å): the "
             "reference must be the lower-magnification image (swap the images)"
         )
-    ny_r, nx_r = ref.shape
     c_ref = center_of(ref.shape)
     ec = c_ref if expected_center is None else as_matrix(expected_center, "expected_center", (2,))
-    r_px = (
-        None if max_shift_a is None else as_float(max_shift_a, "max_shift_a", positive=True) / p_r
-    )
-    if r_px is not None:
-        # every size below follows from the radius: a circle larger than the reference plus
-        # the moving footprint searches the same positions as that bound (a radius of 1e12 Å
-        # once binned the reference by 2e9 and aborted allocating 3.9 GB)
-        r_px = min(r_px, float(nx_r + ny_r) + (mov.shape[0] + mov.shape[1]) * p_m / p_r)
-    if r_px is not None and (
-        ec[0] + r_px < -0.5
-        or ec[1] + r_px < -0.5
-        or ec[0] - r_px > nx_r - 0.5
-        or ec[1] - r_px > ny_r - 0.5
-    ):
-        raise InvalidValueError(
-            "expected_center/max_shift_a: the search circle does not touch the reference image"
-        )
-    ref_shape = (int(ny_r), int(nx_r))
+    ref_shape = (int(ref.shape[0]), int(ref.shape[1]))
     mov_shape = (int(mov.shape[0]), int(mov.shape[1]))
-    # constant images: checked on a strided sample here (cheap), and again on the shrunk
-    # images below (content below the correlation sampling is invisible to it anyway)
-    if is_constant(ref[:: max(1, ref.shape[0] // 256), :: max(1, ref.shape[1] // 256)]) and (
-        is_constant(ref)
-    ):
-        return not_found(ref_shape, mov_shape, p_r, p_m, s, theta0, ec)
-    if is_constant(mov[:: max(1, mov.shape[0] // 256), :: max(1, mov.shape[1] // 256)]) and (
-        is_constant(mov)
-    ):
-        check_mov()  # an inf pixel also makes an image look "constant"
-        return not_found(ref_shape, mov_shape, p_r, p_m, s, theta0, ec)
-
-    if direction == "up":
-        check_mov()
-        return _align_up(
-            ref,
-            mov,
-            p_r,
-            p_m,
-            theta0,
-            ec,
-            r_px,
-            ss,
-            rs,
-            method,
-            threads,
-            filt,
-            csize,
-            npk,
-            tf,
-            return_map,
-            refine,
-        )
-
-    res = KnownSearch(
-        KnownInput(
-            ref=ref,
-            mov=mov,
-            p_r=p_r,
-            p_m=p_m,
-            theta0=theta0,
-            ec=ec,
-            r_px=r_px,
-            ss=ss,
-            rs=rs,
-            method=method,
-            threads=threads,
-            filt=filt,
-            csize=csize,
-            npk=npk,
-            tf=tf,
-            return_map=bool(return_map),
-            ref_shape=ref_shape,
-            mov_shape=mov_shape,
-            check_mov=check_mov,
-        )
-    ).run()
-    if res.n_evaluations == 0:  # constant content: nothing to refine
-        return res
-    return _ml_refine(res, ref, mov, s, theta0, ss, rs, threads, refine)
+    r_px = _search_radius(max_shift_a, ec, ref_shape, mov_shape, p_r, p_m)
+    a = KnownInput(
+        ref=ref,
+        mov=mov,
+        p_r=p_r,
+        p_m=p_m,
+        theta0=theta0,
+        ec=ec,
+        r_px=r_px,
+        ss=ss,
+        rs=rs,
+        method=method,
+        threads=threads,
+        filt=filt,
+        csize=csize,
+        npk=npk,
+        tf=tf,
+        return_map=bool(return_map),
+        ref_shape=ref_shape,
+        mov_shape=mov_shape,
+        check_mov=check_mov,
+    )
+    return a, refine
 
 
 def _footprint_overlap(
@@ -349,25 +401,7 @@ def _footprint_overlap(
     return float((w * inside).sum() / total) if total > 0 else 0.0
 
 
-def _align_up(
-    ref: NDArray[np.float32],
-    mov: NDArray[np.float32],
-    p_r: float,
-    p_m: float,
-    theta0: float,
-    ec: NDArray[np.float64],
-    r_px: float | None,
-    ss: float,
-    rs: float,
-    method: str,
-    threads: int | None,
-    filt: tuple[float, float, float, float],
-    csize: int,
-    npk: int,
-    tf: float,
-    return_map: bool,
-    refine: bool,
-) -> AlignmentResult:
+def _align_up(inp: KnownInput, refine: bool) -> AlignmentResult:
     """``direction="up"`` (SerialEM's Realign to Item scaled-map round, ``ProcessImage.cpp :
     AlignBetweenMagnifications`` interpUp): a reference extract around ``ec`` is enlarged and
     rotated (Keys bicubic) into a frame aligned with the moving image's axes at pixel size
@@ -377,6 +411,8 @@ def _align_up(
     high-frequency part is scaled by ``p_c/p_r`` (SerialEM's ``hiFreqScale``): the enlarged
     reference has no information beyond its own Nyquist.
     """
+    ref, mov, p_r, p_m, theta0, ec = inp.ref, inp.mov, inp.p_r, inp.p_m, inp.theta0, inp.ec
+    r_px, ss, rs, threads, csize, tf = inp.r_px, inp.ss, inp.rs, inp.threads, inp.csize, inp.tf
     ny_m, nx_m = mov.shape
     half_mov = 0.5 * math.hypot(nx_m, ny_m) * p_m  # Å, any rotation
     reach = (r_px * p_r if r_px is not None else 0.5 * max(ref.shape) * p_r) + half_mov
@@ -388,7 +424,7 @@ def _align_up(
     q_c = np.array([(n_out - 1) / 2, (n_out - 1) / 2])
     warp = np.hstack([lin, (ec - lin @ q_c)[:, None]])  # extract pixel q -> reference pixel
     extract = warp_affine(ref.astype(np.float32), warp, (n_out, n_out), order=3, n_threads=threads)
-    f1, f2, r1, r2 = filt
+    f1, f2, r1, r2 = inp.filt
     kf = min(1.0, k)
     filt_up = (f1, f2 * kf, r1, r2 * kf)
     sub = align(
@@ -402,13 +438,13 @@ def _align_up(
         scale_search=ss,
         rotation_search_deg=rs,
         direction="down",
-        method=method,
+        method=inp.method,
         n_threads=threads,
         filter=filt_up,
         correlation_size=csize,
-        n_peaks=npk,
+        n_peaks=inp.npk,
         taper_fraction=tf,
-        return_map=return_map,
+        return_map=inp.return_map,
     )
     a = np.hstack([lin @ sub.affine[:, :2], (lin @ sub.affine[:, 2] + warp[:, 2])[:, None]])
     # The extract's pixels outside the reference image are filler, but the sub-alignment

@@ -233,21 +233,7 @@ def _refine_at(
         return None
     cx, cy = float(qx[mask].mean()), float(qy[mask].mean())
     half = max(1.0, 0.5 * max(box[2], box[3]))
-    free = [0, 1]
-    priors: dict[int, Prior] = {}
-    if scale_prior is not None and scale_prior[1] > 0:
-        free.append(2)
-        nom = scale_prior[0] * f
-        bnd = (scale_bound if scale_bound is not None else 2 * scale_prior[1]) * nom
-        priors[2] = Prior(nom, scale_prior[1] * nom, bnd)
-    if rotation_prior_deg is not None and rotation_prior_deg[1] > 0:
-        free.append(3)
-        rb = rotation_bound_deg if rotation_bound_deg is not None else 2 * rotation_prior_deg[1]
-        priors[3] = Prior(
-            math.radians(rotation_prior_deg[0]),
-            math.radians(rotation_prior_deg[1]),
-            math.radians(rb),
-        )
+    free, priors = _priors(scale_prior, rotation_prior_deg, scale_bound, rotation_bound_deg, f)
     pb = Problem(
         fine=fine_b,
         coarse=np.asarray(coarse[y0 : y1 + 1, x0 : x1 + 1], dtype=np.float64),
@@ -270,6 +256,34 @@ def _refine_at(
         pb.hp_sigma = max(_HP_MIN, _HP_FRAC * math.sqrt(n_pix))
         pb.coarse_hp = pb.highpass(pb.coarse)
     return _solve(pb, np.array([t0[0], t0[1], sb0, th0]), sig_fine)
+
+
+def _priors(
+    scale_prior: tuple[float, float] | None,
+    rotation_prior_deg: tuple[float, float] | None,
+    scale_bound: float | None,
+    rotation_bound_deg: float | None,
+    f: int,
+) -> tuple[list[int], dict[int, Prior]]:
+    """The free parameters (indices into ``(x, y, scale, rotation)``) and the priors of the
+    free scale (in coarse px per ``f``-binned fine px) and rotation (radians).
+    """
+    free = [0, 1]
+    priors: dict[int, Prior] = {}
+    if scale_prior is not None and scale_prior[1] > 0:
+        free.append(2)
+        nom = scale_prior[0] * f
+        bnd = (scale_bound if scale_bound is not None else 2 * scale_prior[1]) * nom
+        priors[2] = Prior(nom, scale_prior[1] * nom, bnd)
+    if rotation_prior_deg is not None and rotation_prior_deg[1] > 0:
+        free.append(3)
+        rb = rotation_bound_deg if rotation_bound_deg is not None else 2 * rotation_prior_deg[1]
+        priors[3] = Prior(
+            math.radians(rotation_prior_deg[0]),
+            math.radians(rotation_prior_deg[1]),
+            math.radians(rb),
+        )
+    return free, priors
 
 
 def _solve(pb: Problem, geo: NDArray[np.float64], sig_fine: float) -> Refined:

@@ -14,7 +14,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from emgeom import _core
-from emgeom.crossmag._correlate import correlation_setup
+from emgeom.crossmag._correlate import correlation_setup, imod_filter
 from emgeom.crossmag._geometry import (
     OVERLAP_POWER,
     center_of,
@@ -340,8 +340,6 @@ def noise_corr_area(filt: tuple[float, float, float, float]) -> float:
     """ρ = N²·ΣH⁴/(ΣH²)²: the correlation area (px²) of white noise filtered by the IMOD filter,
     so that the CCC of unrelated filtered noise over n pixels has variance ≈ ρ/n.
     """
-    from emgeom.reference.crossmag import imod_filter
-
     n = 128
     f = np.fft.fftfreq(n)
     h = imod_filter(np.sqrt(f[:, None] ** 2 + f[None, :] ** 2), *filt)
