@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 
 from emgeom import _core, crossmag
+from emgeom.crossmag import _correlate
 from emgeom.reference import crossmag as ref
 
 
@@ -125,3 +126,14 @@ def test_correlate_is_deterministic_and_thread_count_independent():
         r1.correlation_map, r2.correlation_map, atol=1e-5 * np.abs(r1.correlation_map).max()
     )
     assert r1.shift == pytest.approx(r2.shift)
+
+
+@pytest.mark.parametrize(
+    "filt",
+    [(0.05, 0.05, 0.0, 0.25), (0.0, 0.03, 0.0, 0.4), (0.1, 0.0, 0.1, 0.35), (0.0, 0.0, 0.0, 0.0)],
+)
+def test_production_imod_filter_equals_the_oracle(filt):
+    """crossmag._correlate.imod_filter (the noise-correlation area of the search thresholds) is
+    the production copy of the oracle's filter; they must agree."""
+    s = np.linspace(0.0, 0.75, 301)
+    np.testing.assert_array_equal(_correlate.imod_filter(s, *filt), ref.imod_filter(s, *filt))

@@ -11,9 +11,11 @@ on a lower-magnification one of the same area.
 
 Module layout (dependencies point one way, leaves first): ``_geometry`` (rotation, centres,
 parabola, sizes, unit scaling) → ``_result`` (:class:`AlignmentResult`), ``_confidence``,
-``_correlate`` → ``_search`` (coarse search machinery), ``_refine`` (the shared
-maximum-likelihood refinement) → ``_known`` (:func:`align`), ``_similarity``, ``_ncc``. No module
-imports this ``__init__``.
+``_correlate`` → ``_search``/``_stages`` (coarse search machinery), ``_refine`` with
+``_refine_model`` and ``_refine_stats`` (the shared maximum-likelihood refinement) → ``_known``
+(:func:`align`); ``_similarity_sampling``, ``_similarity_result``, ``_fourier_mellin`` and
+``_similarity_pose`` → ``_similarity_stages`` → ``_similarity`` (:func:`find_similarity`);
+``_ncc``. No module imports this ``__init__``.
 """
 
 from __future__ import annotations
