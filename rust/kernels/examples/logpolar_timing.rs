@@ -6,7 +6,7 @@
 //! on every available instruction set. The sides are timed in interleaved blocks of calls;
 //! prints the median time per call. `LP_N` (size), `LP_ORDER` (1 or 3) and `LP_ISA`
 //! (`scalar`, `avx2_fma`) select a case (for profiling).
-use emgeom_kernels::logpolar::{log_polar_half_spectrum_on, Grid, Order};
+use emgeom_kernels::logpolar::{log_polar_half_spectrum_on, log_polar_image_on, Grid, Order};
 use emgeom_kernels::parallel::with_threads;
 use emgeom_kernels::Isa;
 use ndarray::Array2;
@@ -32,6 +32,19 @@ fn main() {
         r_min: 1.0 / n as f64,
         r_max: 0.5,
     };
+    // LP_IMAGE=1: the full-circle log-polar of an n² image (n angles × n/2 radii, radius 1 to
+    // n/2), as `log_polar` in the bench
+    let image = std::env::var_os("LP_IMAGE").is_some();
+    let full = Array2::from_shape_fn((n, n), |(y, x)| {
+        1.0 + ((y * 31 + x * 17) % 97) as f32
+            / (1.0 + (x.abs_diff(n / 2) + y.abs_diff(n / 2)) as f32)
+    });
+    let gi = Grid {
+        n_angle: n,
+        n_radius: n / 2,
+        r_min: 1.0,
+        r_max: n as f64 / 2.0,
+    };
     let (blocks, per) = (11, 4);
     for threads in [None, Some(1)] {
         let orders = match std::env::var("LP_ORDER").as_deref() {
@@ -52,8 +65,13 @@ fn main() {
                     for (i, &isa) in isas.iter().enumerate() {
                         let t = Instant::now();
                         for _ in 0..per {
-                            let r =
-                                log_polar_half_spectrum_on(mag.view(), n, &g, order, false, isa);
+                            let r = if image {
+                                // the full-circle case of the bench: the centred spectrum
+                                let c = (n as f64 / 2.0, n as f64 / 2.0);
+                                log_polar_image_on(full.view(), c, &gi, order, isa)
+                            } else {
+                                log_polar_half_spectrum_on(mag.view(), n, &g, order, false, isa)
+                            };
                             std::hint::black_box(r.unwrap());
                         }
                         if b > 0 {
@@ -66,7 +84,8 @@ fn main() {
             .unwrap();
             for (i, isa) in isas.iter().enumerate() {
                 println!(
-                    "half spectrum {n}² {order:?} threads {threads:?} {}: {:.2} ms",
+                    "{} {n}² {order:?} threads {threads:?} {}: {:.2} ms",
+                    if image { "image" } else { "half spectrum" },
                     isa.name(),
                     median(wall[i].clone())
                 );
