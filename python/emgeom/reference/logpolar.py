@@ -12,9 +12,6 @@ from typing import Any
 import numpy as np
 from numpy.typing import NDArray
 
-# the padded size the Rust side uses (fft::nice_size)
-from emgeom.crossmag._geometry import nice_size as _nice
-
 __all__ = [
     "apodize",
     "keys_weights",
@@ -24,6 +21,21 @@ __all__ = [
     "spectrum_log_polar",
     "tukey",
 ]
+
+
+def _nice(n: int) -> int:
+    """The padded size the Rust side uses (``fft::nice_size``): the smallest ``m ≥ n`` of the
+    form ``2^a·3^b·5^c`` that is even (or 1), found by listing those numbers.
+    """
+    top = 2 * max(int(n), 1)  # a power of two in [n, 2n) exists, so the answer is below 2n
+    smooth = sorted(
+        2**a * 3**b * 5**c
+        for a in range(top.bit_length() + 1)
+        for b in range(int(math.log(top, 3)) + 2)
+        for c in range(int(math.log(top, 5)) + 2)
+        if 2**a * 3**b * 5**c <= top
+    )
+    return next(m for m in smooth if m >= n and (m == 1 or m % 2 == 0))
 
 
 def _grid(

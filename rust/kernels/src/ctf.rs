@@ -19,15 +19,11 @@
 //! A numpy reference of both lives in `python/emgeom/reference/ctf.py`.
 
 use std::f64::consts::PI;
-use std::sync::Arc;
 
 use ndarray::{Array2, ArrayView2};
 use rayon::prelude::*;
-use realfft::{RealFftPlanner, RealToComplex};
-use rustfft::num_complex::Complex32;
-use rustfft::{Fft, FftPlanner};
 
-use crate::KernelError;
+use crate::{fft, KernelError};
 
 /// Tiling of an image.
 #[derive(Clone, Copy, Debug)]
@@ -130,21 +126,10 @@ pub fn tile_profiles(
         }
     }
     // cosine taper over 1/8 of the tile on each edge
-    let edge = (n / 8).max(1);
-    let win: Vec<f32> = (0..n)
-        .map(|i| {
-            let d = i.min(n - 1 - i);
-            if d >= edge {
-                1.0
-            } else {
-                (0.5 - 0.5 * (PI * (d as f64 + 0.5) / edge as f64).cos()) as f32
-            }
-        })
-        .collect();
-    let mut rp = RealFftPlanner::<f32>::new();
-    let r2c: Arc<dyn RealToComplex<f32>> = rp.plan_fft_forward(n);
-    let mut cp = FftPlanner::<f32>::new();
-    let col: Arc<dyn Fft<f32>> = cp.plan_fft_forward(n);
+    let win = crate::window::taper_1d_f32(n, (n / 8).max(1) as f64);
+    // the shared, cached 2-D plan of crate::fft: each tile is transformed on the calling
+    // thread (the tiles run in parallel), into the transposed (nc, n) layout spec[kx, ky]
+    let plan = fft::plan(n, n)?;
     let origins = tile_origins(ny, nx, n, t.step);
     let nt = origins.len();
     let mut profiles = Array2::<f32>::zeros((nt, t.n_bins));
@@ -158,17 +143,8 @@ pub fn tile_profiles(
         .par_chunks_mut(t.n_bins)
         .zip(origins.par_iter())
         .for_each_init(
-            || {
-                (
-                    vec![0.0f32; n],
-                    vec![Complex32::new(0.0, 0.0); n * nc],
-                    r2c.make_scratch_vec(),
-                    vec![Complex32::new(0.0, 0.0); col.get_inplace_scratch_len()],
-                    vec![Complex32::new(0.0, 0.0); n],
-                    vec![0.0f64; t.n_bins],
-                )
-            },
-            |(row, spec, rscr, cscr, colbuf, acc), (out, &(y0, x0))| {
+            || vec![0.0f64; t.n_bins],
+            |acc, (out, &(y0, x0))| {
                 // tile mean (so the taper does not create a DC/low-frequency artefact)
                 let mut mean = 0.0f64;
                 for y in 0..n {
@@ -177,24 +153,23 @@ pub fn tile_profiles(
                     }
                 }
                 let mean = (mean / (n * n) as f64) as f32;
-                for y in 0..n {
-                    for x in 0..n {
-                        row[x] = (image[[y0 + y, x0 + x]] - mean) * win[x] * win[y];
-                    }
-                    let _ = r2c.process_with_scratch(row, &mut spec[y * nc..(y + 1) * nc], rscr);
-                }
+                let spec = plan.prepare_with(
+                    |y, row| {
+                        for x in 0..n {
+                            row[x] = (image[[y0 + y, x0 + x]] - mean) * win[x] * win[y];
+                        }
+                        true
+                    },
+                    false,
+                );
                 for a in acc.iter_mut() {
                     *a = 0.0;
                 }
                 for kx in 0..nc {
-                    for ky in 0..n {
-                        colbuf[ky] = spec[ky * nc + kx];
-                    }
-                    col.process_with_scratch(colbuf, cscr);
-                    for ky in 0..n {
+                    for (ky, v) in spec[kx * n..(kx + 1) * n].iter().enumerate() {
                         let b = bin_of[ky * nc + kx];
                         if b != u32::MAX {
-                            acc[b as usize] += colbuf[ky].norm_sqr() as f64;
+                            acc[b as usize] += v.norm_sqr() as f64;
                         }
                     }
                 }

@@ -201,6 +201,55 @@ impl<T: Copy + Default + Send + 'static> Pool<T> {
     }
 }
 
+impl<T: Copy + Default + Send + 'static> Pool<T> {
+    /// A buffer of exactly `len` elements that goes back to this pool when dropped (contents
+    /// unspecified when reused, as [`take`](Self::take)).
+    pub fn lease(&'static self, len: usize) -> PoolBuf<T> {
+        PoolBuf {
+            v: self.take(len),
+            pool: self,
+        }
+    }
+}
+
+/// A pooled buffer (RAII): derefs to its `Vec`, returns itself to its [`Pool`] on drop;
+/// [`into_vec`](Self::into_vec) keeps it instead (e.g. for an array handed to the caller).
+pub struct PoolBuf<T: Copy + Default + Send + 'static> {
+    v: Vec<T>,
+    pool: &'static Pool<T>,
+}
+
+impl<T: Copy + Default + Send + 'static> PoolBuf<T> {
+    /// Wrap `v` so that it goes to `pool` when dropped.
+    pub fn new(v: Vec<T>, pool: &'static Pool<T>) -> Self {
+        PoolBuf { v, pool }
+    }
+
+    /// The buffer, no longer returned to the pool.
+    pub fn into_vec(mut self) -> Vec<T> {
+        std::mem::take(&mut self.v)
+    }
+}
+
+impl<T: Copy + Default + Send + 'static> std::ops::Deref for PoolBuf<T> {
+    type Target = Vec<T>;
+    fn deref(&self) -> &Vec<T> {
+        &self.v
+    }
+}
+
+impl<T: Copy + Default + Send + 'static> std::ops::DerefMut for PoolBuf<T> {
+    fn deref_mut(&mut self) -> &mut Vec<T> {
+        &mut self.v
+    }
+}
+
+impl<T: Copy + Default + Send + 'static> Drop for PoolBuf<T> {
+    fn drop(&mut self) {
+        self.pool.give(std::mem::take(&mut self.v));
+    }
+}
+
 impl<T: Copy + Default + Send + 'static> Default for Pool<T> {
     fn default() -> Self {
         Self::new()
@@ -264,7 +313,7 @@ impl Plan2 {
         F: Fn(usize, &mut [f32]) -> bool + Sync,
     {
         let (ny, nx, nxc) = (self.ny, self.nx, self.nxc);
-        let mut rows = POOL_C32.take(ny * nxc);
+        let mut rows = POOL_C32.lease(ny * nxc);
         let r2c = &self.r2c;
         let per = if parallel {
             (ny / (8 * rayon::current_num_threads()).max(1)).clamp(1, 64)
@@ -294,8 +343,31 @@ impl Plan2 {
             }
             col.process_with_scratch(chunk, &mut scratch[..scratch_len]);
         });
-        POOL_C32.give(rows);
         spec
+    }
+
+    /// [`forward_with`](Self::forward_with) into a pooled buffer: the spectrum of one side of
+    /// a correlation, prepared once for [`correlate_with`](Self::correlate_with).
+    pub fn prepare_with<F>(&self, fill: F, parallel: bool) -> PoolBuf<C32>
+    where
+        F: Fn(usize, &mut [f32]) -> bool + Sync,
+    {
+        PoolBuf::new(self.forward_with(fill, parallel), &POOL_C32)
+    }
+
+    /// The correlation step: `cross(kx0, block)` forms a block of (up to 16) frequency rows
+    /// `kx0..` of the cross-power spectrum in `work` (typically from a spectrum prepared once
+    /// with [`prepare_with`](Self::prepare_with) and the block of the other side it finds in
+    /// `work`), the inverse column transforms run while the block is in cache, then the row
+    /// transforms. Returns the `(ny, nx)` map, row-major, normalised as
+    /// [`inverse`](Self::inverse); `work` (length `(nx/2+1)·ny`) is consumed as scratch.
+    pub fn correlate_with<F>(&self, work: &mut [C32], cross: F, parallel: bool) -> Vec<f32>
+    where
+        F: Fn(usize, &mut [C32]) + Sync,
+    {
+        self.inverse_columns_with(work, cross, parallel);
+        let mut rows = POOL_C32.lease(work.len());
+        self.inverse_rows(work, &mut rows, parallel)
     }
 
     /// Inverse of [`forward`](Self::forward) (normalised by `1/(ny·nx)`); consumes the spectrum.
@@ -321,12 +393,8 @@ impl Plan2 {
         } else {
             spec.as_standard_layout().iter().copied().collect()
         };
-        let mut spec = spec;
-        self.inverse_columns_with(&mut spec, |_, _| {}, parallel);
-        let mut rows = POOL_C32.take(self.ny * self.nxc);
-        let out = self.inverse_rows(&spec, &mut rows, parallel);
-        POOL_C32.give(rows);
-        POOL_C32.give(spec);
+        let mut spec = PoolBuf::new(spec, &POOL_C32);
+        let out = self.correlate_with(&mut spec, |_, _| {}, parallel);
         Array2::from_shape_vec((self.ny, self.nx), out)
             .map_err(|e| KernelError::value("fft", e.to_string()))
     }
@@ -534,64 +602,66 @@ mod tests {
     }
 
     #[test]
+    fn leased_buffers_go_back_on_drop() {
+        static POOL: Pool<f32> = Pool::new();
+        let b = POOL.lease(100);
+        let ptr = b.as_ptr();
+        assert_eq!(b.len(), 100);
+        drop(b);
+        let c = POOL.lease(50); // the dropped buffer, reused
+        assert_eq!((c.len(), c.as_ptr()), (50, ptr));
+        let v = c.into_vec(); // kept: not returned
+        assert_eq!(POOL.bufs.lock().unwrap().len(), 0);
+        POOL.give(v);
+        assert_eq!(POOL.bufs.lock().unwrap().len(), 1);
+    }
+
+    #[test]
+    fn correlate_with_is_the_circular_correlation() {
+        let (ny, nx) = (12usize, 10usize);
+        let a = Array2::from_shape_fn((ny, nx), |(y, x)| ((y * 7 + x * 3) % 5) as f32 - 1.5);
+        let b = Array2::from_shape_fn((ny, nx), |(y, x)| ((y * 2 + x * 5) % 7) as f32 * 0.3);
+        let p = plan(ny, nx).unwrap();
+        let row = |img: &Array2<f32>| {
+            let img = img.clone();
+            move |y: usize, buf: &mut [f32]| {
+                buf.copy_from_slice(img.row(y).as_slice().unwrap());
+                true
+            }
+        };
+        let prep = p.prepare_with(row(&b), true);
+        let mut work = p.prepare_with(row(&a), false);
+        let map = p.correlate_with(
+            &mut work,
+            |kx0, block| {
+                let off = kx0 * ny;
+                let len = block.len();
+                for (w, q) in block.iter_mut().zip(&prep[off..off + len]) {
+                    *w *= q.conj();
+                }
+            },
+            true,
+        );
+        // c[d] = Σ_x a[x + d] b[x] (circular)
+        for dy in 0..ny {
+            for dx in 0..nx {
+                let mut e = 0.0f64;
+                for y in 0..ny {
+                    for x in 0..nx {
+                        e += a[[(y + dy) % ny, (x + dx) % nx]] as f64 * b[[y, x]] as f64;
+                    }
+                }
+                assert!((map[dy * nx + dx] as f64 - e).abs() < 1e-3, "{dy} {dx}");
+            }
+        }
+    }
+
+    #[test]
     fn nice_sizes() {
         assert_eq!(nice_size(1), 1);
         assert_eq!(nice_size(7), 8);
         assert_eq!(nice_size(1229), 1250);
         assert_eq!(nice_size(1024), 1024);
         assert_eq!(nice_size(11), 12);
-    }
-}
-
-#[cfg(test)]
-mod timing {
-    use super::*;
-    use ndarray::Axis;
-
-    /// `cargo test --release -p emgeom-kernels fft_timing -- --ignored --nocapture`
-    #[test]
-    #[ignore]
-    fn fft_timing() {
-        let n = 2048;
-        let img = Array2::from_shape_fn((n, n), |(y, x)| ((y * 31 + x * 17) % 97) as f32);
-        let p = plan(n, n).unwrap();
-        let _ = p.forward(img.view()).unwrap();
-        for _ in 0..3 {
-            let t = std::time::Instant::now();
-            let f = p.forward(img.view()).unwrap();
-            let t1 = t.elapsed();
-            let t = std::time::Instant::now();
-            let _ = p.inverse(f).unwrap();
-            eprintln!("forward {:?} inverse {:?}", t1, t.elapsed());
-        }
-        // phases of forward(): rows, transpose, columns
-        let nxc = n / 2 + 1;
-        let mut rows = vec![C32::new(0.0, 0.0); n * nxc];
-        let r2c = &p.r2c;
-        for _ in 0..2 {
-            let t = std::time::Instant::now();
-            rows.par_chunks_mut(nxc)
-                .zip(img.axis_iter(Axis(0)).into_par_iter())
-                .for_each_init(
-                    || (vec![0.0f32; n], r2c.make_scratch_vec()),
-                    |(buf, scratch), (out, row)| {
-                        buf.copy_from_slice(row.as_slice().unwrap());
-                        let _ = r2c.process_with_scratch(buf, out, scratch);
-                    },
-                );
-            eprintln!("rows {:?}", t.elapsed());
-        }
-        let mut buf = vec![C32::new(1.0, 0.0); n * (n / 2 + 1)];
-        let mut out = vec![C32::new(0.0, 0.0); n * (n / 2 + 1)];
-        for _ in 0..3 {
-            let t = std::time::Instant::now();
-            transpose_opt(&buf, n, n / 2 + 1, &mut out, true);
-            eprintln!("transpose {:?}", t.elapsed());
-        }
-        let col = &p.col_fwd;
-        let mut scratch = vec![C32::new(0.0, 0.0); col.get_inplace_scratch_len()];
-        let t = std::time::Instant::now();
-        col.process_with_scratch(&mut buf, &mut scratch);
-        eprintln!("columns single thread {:?}", t.elapsed());
     }
 }

@@ -9,20 +9,21 @@
 //! axis, `x` = column = fast axis); coordinates and vectors are `(x, y[, z])`; pixel centres sit
 //! on integer indices.
 
-pub mod defocus;
-pub mod error;
-pub mod parallel;
-pub mod warp;
-pub mod fft;
-pub mod interp;
-pub mod rescale;
-pub mod xcorr;
 pub mod crossmag;
 pub mod crossmag_refine;
 pub mod ctf;
+pub mod defocus;
+pub mod error;
+pub mod fft;
+pub mod interp;
 pub mod logpolar;
 pub mod ncc;
+pub mod parallel;
+pub mod rescale;
 pub mod simd;
+pub mod warp;
+pub mod window;
+pub mod xcorr;
 
 pub use error::KernelError;
 pub use simd::Isa;

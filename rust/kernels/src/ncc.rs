@@ -53,7 +53,7 @@
 use ndarray::{Array2, ArrayView2};
 use rayon::prelude::*;
 
-use crate::fft::{self, C32, POOL_C32, POOL_F32};
+use crate::fft::{self, PoolBuf, C32, POOL_C32, POOL_F32};
 use crate::xcorr::{peak_offset, MapStats};
 use crate::KernelError;
 
@@ -279,11 +279,10 @@ fn transform(
 }
 
 /// Circular correlation `IFFT(X · conj(Y))` of two transposed half-spectra (pooled buffers).
-fn correlate_spectra(plan: &fft::Plan2, x: &[C32], y: &[C32]) -> Vec<f32> {
-    let len = x.len();
-    let mut buf = POOL_C32.take(len);
-    plan.inverse_columns_with(
-        &mut buf,
+fn correlate_spectra(plan: &fft::Plan2, x: &[C32], y: &[C32]) -> PoolBuf<f32> {
+    let mut work = POOL_C32.lease(x.len());
+    let map = plan.correlate_with(
+        &mut work,
         |kx0, chunk| {
             let off = kx0 * plan.ny;
             let n = chunk.len();
@@ -293,11 +292,7 @@ fn correlate_spectra(plan: &fft::Plan2, x: &[C32], y: &[C32]) -> Vec<f32> {
         },
         true,
     );
-    let mut rows = POOL_C32.take(len);
-    let out = plan.inverse_rows(&buf, &mut rows, true);
-    POOL_C32.give(rows);
-    POOL_C32.give(buf);
-    out
+    PoolBuf::new(map, &POOL_F32)
 }
 
 /// Masked NCC of `a` (reference) and `b` (moving) for every displacement of the "full" mode.
@@ -351,8 +346,8 @@ pub fn masked_ncc(
     // of that other side over the overlap, taken from f64 integral images (exact, no
     // transform): one mask → 7 transforms, no mask → 3.
     let (box_a, box_b) = (sma.is_none(), smb.is_none());
-    let tr_a = |power| transform(&plan, sa, sma, (nya, nxa), &pa, power);
-    let tr_b = |power| transform(&plan, sb, smb, (nyb, nxb), &pb, power);
+    let tr_a = |power| PoolBuf::new(transform(&plan, sa, sma, (nya, nxa), &pa, power), &POOL_C32);
+    let tr_b = |power| PoolBuf::new(transform(&plan, sb, smb, (nyb, nxb), &pb, power), &POOL_C32);
     let a0 = (!box_a).then(|| tr_a(0));
     let b0 = (!box_b).then(|| tr_b(0));
     let a1 = tr_a(1);
@@ -360,27 +355,14 @@ pub fn masked_ncc(
     let m_sab = correlate_spectra(&plan, &a1, &b1);
     let m_sa = b0.as_ref().map(|b0| correlate_spectra(&plan, &a1, b0));
     let m_sb = a0.as_ref().map(|a0| correlate_spectra(&plan, a0, &b1));
-    POOL_C32.give(a1);
-    POOL_C32.give(b1);
+    drop((a1, b1));
     let m_o = match (&a0, &b0) {
         (Some(a0), Some(b0)) => Some(correlate_spectra(&plan, a0, b0)),
         _ => None,
     };
-    let m_saa = b0.as_ref().map(|b0| {
-        let a2 = tr_a(2);
-        let m = correlate_spectra(&plan, &a2, b0);
-        POOL_C32.give(a2);
-        m
-    });
-    let m_sbb = a0.as_ref().map(|a0| {
-        let b2 = tr_b(2);
-        let m = correlate_spectra(&plan, a0, &b2);
-        POOL_C32.give(b2);
-        m
-    });
-    for s in [a0, b0].into_iter().flatten() {
-        POOL_C32.give(s);
-    }
+    let m_saa = b0.as_ref().map(|b0| correlate_spectra(&plan, &tr_a(2), b0));
+    let m_sbb = a0.as_ref().map(|a0| correlate_spectra(&plan, a0, &tr_b(2)));
+    drop((a0, b0));
     let ia = box_b.then(|| Integral::new(sa, sma, (nya, nxa), &pa));
     let ib = box_a.then(|| Integral::new(sb, smb, (nyb, nxb), &pb));
 
@@ -404,7 +386,7 @@ pub fn masked_ncc(
     {
         let ns = ncc.as_slice_mut().expect("contiguous");
         let os = ovl.as_slice_mut().expect("contiguous");
-        let at = |m: &Option<Vec<f32>>, k: usize| m.as_ref().map_or(0.0, |m| m[k] as f64);
+        let at = |m: &Option<PoolBuf<f32>>, k: usize| m.as_ref().map_or(0.0, |m| m[k] as f64);
         rows = ns
             .par_chunks_mut(fx)
             .zip(os.par_chunks_mut(fx))
@@ -472,10 +454,6 @@ pub fn masked_ncc(
         cnt += c;
     }
     let stats = MapStats::from_sums(st1, st2, cnt);
-    POOL_F32.give(m_sab);
-    for m in [m_o, m_sa, m_sb, m_saa, m_sbb].into_iter().flatten() {
-        POOL_F32.give(m);
-    }
     Ok(MaskedNcc {
         ncc,
         overlap: ovl,
@@ -781,38 +759,5 @@ mod tests {
         let (r1, r2) = (run(1), run(3));
         assert_eq!(r1.ncc, r2.ncc);
         assert_eq!(r1.overlap, r2.overlap);
-    }
-}
-
-#[cfg(test)]
-mod timing {
-    use super::*;
-
-    /// `cargo test --release -p emgeom-kernels ncc_timing -- --ignored --nocapture`
-    #[test]
-    #[ignore]
-    fn ncc_timing() {
-        let n = 1024;
-        let a = Array2::from_shape_fn((n, n), |(y, x)| ((y * 31 + x * 17) % 97) as f32);
-        let b = a.slice(ndarray::s![100..900, 50..1000]).to_owned();
-        let mut ma = Array2::<f32>::ones((n, n));
-        ma.slice_mut(ndarray::s![300..500, 300..600]).fill(0.0);
-        let mut mb = Array2::<f32>::ones(b.dim());
-        mb.slice_mut(ndarray::s![..100, ..100]).fill(0.0);
-        let cases = [
-            ("no mask", None, None),
-            ("reference mask", Some(ma.view()), None),
-            ("both masks", Some(ma.view()), Some(mb.view())),
-        ];
-        for (name, m1, m2) in cases {
-            for _ in 0..3 {
-                let t = std::time::Instant::now();
-                let r = masked_ncc(a.view(), m1, b.view(), m2, 0.3).unwrap();
-                let t1 = t.elapsed();
-                let t = std::time::Instant::now();
-                let _ = ncc_peaks(&r, 5, 3.0);
-                eprintln!("{name}: ncc {:?} peaks {:?}", t1, t.elapsed());
-            }
-        }
     }
 }

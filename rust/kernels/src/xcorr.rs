@@ -26,7 +26,7 @@ use std::sync::{Arc, Mutex, OnceLock};
 use ndarray::{Array2, ArrayView2, Axis};
 use rayon::prelude::*;
 
-use crate::fft::{self, signed_freq, C32};
+use crate::fft::{self, signed_freq, PoolBuf, C32};
 use crate::KernelError;
 
 /// IMOD filter parameters (cycles/pixel).
@@ -182,83 +182,8 @@ pub fn apply_filter(spec: &mut Array2<C32>, ny: usize, nx: usize, f: &FilterPara
         });
 }
 
-/// Cosine ramp weight at distance `t` (pixels, measured from the outer edge of the data, the
-/// first pixel centre being at 0.5) over a taper of `width` pixels: 0 outside, 1 inside.
-#[inline]
-pub fn ramp(t: f64, width: f64) -> f64 {
-    if t <= 0.0 {
-        0.0
-    } else if width <= 0.0 || t >= width {
-        1.0
-    } else {
-        0.5 * (1.0 - (std::f64::consts::PI * t / width).cos())
-    }
-}
-
-/// 1-D taper weights of `n` samples with a cosine ramp of `width` pixels at both ends.
-pub fn taper_1d(n: usize, width: f64) -> Vec<f64> {
-    (0..n)
-        .map(|i| {
-            let d = (i as f64 + 0.5).min(n as f64 - i as f64 - 0.5);
-            ramp(d, width)
-        })
-        .collect()
-}
-
-/// Separable taper weights (`wy`, `wx`, ramps of `taper` px) and the weighted mean `μ_w` of a
-/// contiguous `(ny, nx)` image.
-fn taper_weights(data: &[f32], ny: usize, nx: usize, taper: f64) -> (Vec<f32>, Vec<f32>, f32) {
-    let wy: Vec<f32> = taper_1d(ny, taper).into_iter().map(|v| v as f32).collect();
-    let wx: Vec<f32> = taper_1d(nx, taper).into_iter().map(|v| v as f32).collect();
-    // Σ wx is the same for every row; Σ wx·v uses 8 independent f64 lanes (no serial
-    // dependency chain: this pass runs at memory speed)
-    let a: f64 = wx.iter().map(|&w| w as f64).sum();
-    let (sw, swv) = data
-        .par_chunks(nx)
-        .zip(wy.par_iter())
-        .with_min_len(16)
-        .map(|(row, &w_y)| {
-            let mut lanes = [0.0f64; 8];
-            let (rc, wc) = (row.chunks_exact(8), wx.chunks_exact(8));
-            let (rr, wr) = (rc.remainder(), wc.remainder());
-            for (r8, w8) in rc.zip(wc) {
-                for k in 0..8 {
-                    lanes[k] += (w8[k] * r8[k]) as f64;
-                }
-            }
-            let mut b: f64 = lanes.iter().sum();
-            for (v, &w_x) in rr.iter().zip(wr.iter()) {
-                b += (w_x * *v) as f64;
-            }
-            (w_y as f64 * a, w_y as f64 * b)
-        })
-        .reduce(|| (0.0, 0.0), |p, q| (p.0 + q.0, p.1 + q.1));
-    let mu = if sw > 0.0 { (swv / sw) as f32 } else { 0.0 };
-    (wy, wx, mu)
-}
-
-/// Row `y` of the tapered, mean-removed image placed at the origin of a wider zero frame:
-/// writes `buf` (frame width) and returns `false` when the row is outside the image.
-#[inline]
-fn taper_row(
-    data: &[f32],
-    ny: usize,
-    nx: usize,
-    (wy, wx, mu): (&[f32], &[f32], f32),
-    y: usize,
-    buf: &mut [f32],
-) -> bool {
-    if y >= ny {
-        return false;
-    }
-    let w_y = wy[y];
-    let row = &data[y * nx..(y + 1) * nx];
-    for ((o, v), &w_x) in buf[..nx].iter_mut().zip(row.iter()).zip(wx.iter()) {
-        *o = w_y * w_x * (*v - mu);
-    }
-    buf[nx..].fill(0.0);
-    true
-}
+use crate::window::SeparableTaper;
+pub use crate::window::{ramp, taper_1d};
 
 /// `w·(img − μ_w)` with the separable taper `w` (ramps of `taper` px) and `μ_w` the weighted mean,
 /// written into the top-left corner of a zero `(py, px)` frame.
@@ -279,14 +204,14 @@ pub fn taper_pad(
     let data = contiguous
         .as_slice()
         .expect("standard layout is contiguous");
-    let (wy, wx, mu) = taper_weights(data, ny, nx, taper);
+    let w = SeparableTaper::new(data, ny, nx, taper);
     let mut out = vec![0.0f32; pad.0 * pad.1];
     out.par_chunks_mut(pad.1)
         .take(ny)
         .enumerate()
         .with_min_len(16)
         .for_each(|(y, orow)| {
-            taper_row(data, ny, nx, (&wy, &wx, mu), y, orow);
+            w.row(data, y, orow);
         });
     Array2::from_shape_vec(pad, out).map_err(|e| KernelError::value("pad", e.to_string()))
 }
@@ -708,14 +633,11 @@ pub fn correlate_translation(
         let data = contiguous
             .as_slice()
             .expect("standard layout is contiguous");
-        let (wy, wx, mu) = taper_weights(data, ny, nx, taper);
-        plan.forward_with(
-            |y, buf| taper_row(data, ny, nx, (&wy, &wx, mu), y, buf),
-            true,
-        )
+        let w = SeparableTaper::new(data, ny, nx, taper);
+        plan.forward_with(|y, buf| w.row(data, y, buf), true)
     };
-    let mut fa = transform(a);
-    let mut fb = transform(b);
+    let mut fa = PoolBuf::new(transform(a), &fft::POOL_C32);
+    let fb = PoolBuf::new(transform(b), &fft::POOL_C32);
     let (ea, eb) = if method == Method::XCorr {
         let va = ArrayView2::from_shape((nxc, py), &fa[..]).expect("spectrum shape");
         let vb = ArrayView2::from_shape((nxc, py), &fb[..]).expect("spectrum shape");
@@ -736,9 +658,9 @@ pub fn correlate_translation(
     let tsl = table
         .as_ref()
         .map(|t| t.as_slice().expect("contiguous table"));
-    {
+    let map = {
         let fbs = &fb[..];
-        plan.inverse_columns_with(
+        plan.correlate_with(
             &mut fa,
             |kx0, chunk| {
                 for (k, grow) in chunk.chunks_mut(py).enumerate() {
@@ -778,12 +700,9 @@ pub fn correlate_translation(
                 }
             },
             true,
-        );
-    }
-    // `fb` is spare now: it becomes the transpose buffer of the row pass
-    let map = plan.inverse_rows(&fa, &mut fb, true);
-    fft::POOL_C32.give(fa);
-    fft::POOL_C32.give(fb);
+        )
+    };
+    drop((fa, fb));
     let map = Array2::from_shape_vec((py, px), map)
         .map_err(|e| KernelError::value("fft", e.to_string()))?;
     // search in the wrapped frame, zero displacement at the centre (a roll, not a copy)
@@ -904,126 +823,5 @@ mod tests {
         assert_eq!((p[1].ix, p[1].iy), (20, 20));
         assert!(p[0].x > 5.0 && p[0].x < 5.5);
         assert_eq!(st.count, 1024);
-    }
-}
-
-#[cfg(test)]
-mod timing {
-    use super::*;
-
-    /// `cargo test --release -p emgeom-kernels xcorr_timing -- --ignored --nocapture`
-    #[test]
-    #[ignore]
-    fn xcorr_timing() {
-        let n = 2048;
-        let a = Array2::from_shape_fn((n, n), |(y, x)| ((y * 31 + x * 17) % 97) as f32);
-        let f = FilterParams::NONE;
-        for _ in 0..2 {
-            let t = std::time::Instant::now();
-            let ta = taper_pad(a.view(), 0.0, (n, n)).unwrap();
-            let t1 = t.elapsed();
-            let plan = fft::plan(n, n).unwrap();
-            let t = std::time::Instant::now();
-            let fa = plan.forward(ta.view()).unwrap();
-            let t2 = t.elapsed();
-            let t = std::time::Instant::now();
-            let e = filtered_energy(fa.view(), n, n, &f);
-            let t3 = t.elapsed();
-            let t = std::time::Instant::now();
-            let g = cross_power(&fa, &fa, n, n, &f, Method::Phase);
-            let t4 = t.elapsed();
-            let t = std::time::Instant::now();
-            let m = plan.inverse(g).unwrap();
-            let t5 = t.elapsed();
-            let t = std::time::Instant::now();
-            let (p, _) = find_peaks(m.view(), 1, 3.0, &Allowed::all(n, n));
-            let t6 = t.elapsed();
-            let t = std::time::Instant::now();
-            let (x1, x2) = rayon::join(
-                || plan.forward_opt(ta.view(), false),
-                || plan.forward_opt(ta.view(), false),
-            );
-            let _ = (x1.unwrap(), x2.unwrap());
-            eprintln!("two sequential forwards in join {:?}", t.elapsed());
-            let t = std::time::Instant::now();
-            let _ = plan.forward_opt(ta.view(), false).unwrap();
-            eprintln!("one sequential forward {:?}", t.elapsed());
-            let t = std::time::Instant::now();
-            let _ = correlate_translation(
-                a.view(),
-                a.view(),
-                (n, n),
-                0.0,
-                &f,
-                Method::Phase,
-                1,
-                3.0,
-                -1.0,
-                false,
-            )
-            .unwrap();
-            eprintln!("taper {t1:?} fwd {t2:?} energy {t3:?} xpow {t4:?} inv {t5:?} peaks {t6:?} total {:?} {e} {}", t.elapsed(), p.len());
-        }
-    }
-}
-
-#[cfg(test)]
-mod phase_timing {
-    use super::*;
-
-    /// `cargo test --release -p emgeom-kernels xcorr_phases -- --ignored --nocapture`
-    #[test]
-    #[ignore]
-    fn xcorr_phases() {
-        let n = 2048;
-        let a = Array2::from_shape_fn((n, n), |(y, x)| ((y * 31 + x * 17) % 97) as f32);
-        for threads in [Some(1), Some(2)] {
-            crate::parallel::with_threads(threads, || {
-                let plan = fft::plan(n, n).unwrap();
-                for _ in 0..3 {
-                    let data = a.as_slice().unwrap();
-                    let t = std::time::Instant::now();
-                    let (wy, wx, mu) = taper_weights(data, n, n, 0.0);
-                    let t1 = t.elapsed();
-                    let t = std::time::Instant::now();
-                    let mut fa = plan.forward_with(
-                        |y, buf| taper_row(data, n, n, (&wy, &wx, mu), y, buf),
-                        true,
-                    );
-                    let t2 = t.elapsed();
-                    let fb = fa.clone();
-                    let t = std::time::Instant::now();
-                    plan.inverse_columns_with(&mut fa, |_, _| {}, true);
-                    let t3 = t.elapsed();
-                    let mut spare = fb;
-                    let t = std::time::Instant::now();
-                    let m = plan.inverse_rows(&fa, &mut spare, true);
-                    let t4 = t.elapsed();
-                    let m = Array2::from_shape_vec((n, n), m).unwrap();
-                    let t = std::time::Instant::now();
-                    let _ = find_peaks_rolled(m.view(), 1, 3.0, &Allowed::all(n, n), (n / 2, n / 2));
-                    let t5 = t.elapsed();
-                    let t = std::time::Instant::now();
-                    let _ = correlate_translation(
-                        a.view(),
-                        a.view(),
-                        (n, n),
-                        0.0,
-                        &FilterParams::NONE,
-                        Method::Phase,
-                        1,
-                        3.0,
-                        -1.0,
-                        false,
-                    )
-                    .unwrap();
-                    eprintln!(
-                        "{threads:?} mean {t1:?} fwd {t2:?} invcols {t3:?} invrows {t4:?} peaks {t5:?} total {:?}",
-                        t.elapsed()
-                    );
-                }
-            })
-            .unwrap();
-        }
     }
 }
