@@ -59,7 +59,7 @@ def scene(request):
 
 
 def _imod_filter_grid(shape, filt=crossmag.DEFAULT_FILTER):
-    from emgeom.reference.crossmag import imod_filter
+    from emgeom.reference.xcorr import imod_filter
 
     fy = np.fft.fftfreq(shape[0])[:, None]
     fx = np.fft.rfftfreq(shape[1])[None, :]

@@ -9,7 +9,7 @@ import pytest
 from emgeom import _core
 from emgeom import synthetic as syn
 from emgeom.crossmag import _refine
-from emgeom.reference.crossmag import area_predict
+from emgeom.reference.crossmag_refine import area_predict
 from tests import _crossmag_data as D
 
 

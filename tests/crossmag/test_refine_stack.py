@@ -9,7 +9,7 @@ import pytest
 
 from emgeom import _core
 from emgeom.crossmag import _refine_stats
-from emgeom.reference.crossmag import area_predict
+from emgeom.reference.crossmag_refine import area_predict
 
 
 def _pose(p):

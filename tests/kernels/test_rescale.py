@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from emgeom.errors import InvalidTypeError, InvalidValueError
-from emgeom.reference import crossmag as ref
+from emgeom.reference import rescale as ref
 from emgeom.resample import rescale
 
 

@@ -93,7 +93,7 @@ def imod_filter(
     (cycles/pixel): IMOD ``libcfshr/filtxcorr.c : XCorrSetCTFnoScl``, the filter that the Rust
     correlation applies (``xcorr::FilterParams::value``). For the statistics of the filtered
     noise (:func:`emgeom.crossmag._search.noise_corr_area`); the numpy oracle of the kernel is
-    :func:`emgeom.reference.crossmag.imod_filter`.
+    :func:`emgeom.reference.xcorr.imod_filter`.
     """
     s = np.asarray(s, dtype=np.float64)
     if abs(sigma1) <= 1e-6 and abs(sigma2) <= 1e-6:

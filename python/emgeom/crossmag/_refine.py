@@ -10,7 +10,7 @@ an integer factor when a footprint spans more than 3 of its pixels, bilinear bet
 centres), ``u = c_f + R(θ)ᵀ (q + o − t) / s``. The coarse image is modelled as
 ``r(q) = g·P(q) + b₀ + b₁·x̃ + b₂·ỹ + noise`` (gain, offset and a plane background; x̃, ỹ the
 normalised coordinates of ``q``). Kernel: Rust ``crossmag_refine::area_predict`` (GIL
-released); numpy reference :func:`emgeom.reference.crossmag.area_predict`.
+released); numpy reference :func:`emgeom.reference.crossmag_refine.area_predict`.
 
 Errors in variables
 -------------------
