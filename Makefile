@@ -54,7 +54,7 @@ lint: install
 	$(PY) -m mypy
 	$(PY) -c "import emgeom._core"
 	$(PY) -m mypy.stubtest emgeom._core
-	rustfmt --check --edition 2021 rust/bindings/lib.rs
+	cargo fmt --all -- --check
 
 pytest: install
 	$(PY) -m pytest -q --benchmark-disable

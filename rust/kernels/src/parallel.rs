@@ -27,7 +27,10 @@ where
 {
     match n_threads {
         None => Ok(f()),
-        Some(0) => Err(KernelError::value("n_threads", "must be >= 1 (or None for all cores)")),
+        Some(0) => Err(KernelError::value(
+            "n_threads",
+            "must be >= 1 (or None for all cores)",
+        )),
         Some(n) if n > MAX_THREADS => Err(KernelError::value(
             "n_threads",
             format!("must be <= {MAX_THREADS}, got {n}"),

@@ -55,7 +55,10 @@ impl Isa {
 
     /// The instruction sets this CPU supports, scalar first: what tests loop over.
     pub fn available() -> Vec<Isa> {
-        Isa::ALL.into_iter().filter(|isa| isa.is_supported()).collect()
+        Isa::ALL
+            .into_iter()
+            .filter(|isa| isa.is_supported())
+            .collect()
     }
 
     /// A short lowercase name (`"scalar"`, `"avx2_fma"`), for messages and benchmarks.
