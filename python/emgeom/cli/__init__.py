@@ -29,17 +29,16 @@ from typing import Annotated, Any
 
 import typer
 
+from emgeom import __version__
+from emgeom._validate import as_float
+from emgeom.cli import anisomag, crossmag, demo, merge, serialem, tilt
 from emgeom.errors import EmgeomError, InternalError
+from emgeom.io._atomic import file_error, stale_temp_files
 
 __all__ = ["app", "main"]
 
-#: sub-command name -> module in this package that defines ``app``
-SUBCOMMANDS = {
-    "anisomag": "emgeom.cli.anisomag",
-    "tilt": "emgeom.cli.tilt",
-    "crossmag": "emgeom.cli.crossmag",
-    "serialem": "emgeom.cli.serialem",
-}
+#: sub-command name -> its module in this package (each defines ``app``)
+SUBCOMMANDS = {"anisomag": anisomag, "tilt": tilt, "crossmag": crossmag, "serialem": serialem}
 
 app = typer.Typer(
     name="emgeom",
@@ -65,19 +64,10 @@ def _root(
 
 
 for _name, _module in SUBCOMMANDS.items():
-    try:
-        _mod = importlib.import_module(_module)
-    except ModuleNotFoundError as _exc:  # capability not built yet in this checkout
-        if _exc.name != _module:
-            raise
-        continue
-    app.add_typer(_mod.app, name=_name)
+    app.add_typer(_module.app, name=_name)
 
-from emgeom.cli import demo as _demo  # noqa: E402
-from emgeom.cli import merge as _merge  # noqa: E402
-
-app.command("demo")(_demo.demo)
-app.command("merge")(_merge.merge)
+app.command("demo")(demo.demo)
+app.command("merge")(merge.merge)
 
 
 @app.command("clean-temp")
@@ -89,9 +79,6 @@ def clean_temp(
     dry_run: Annotated[bool, typer.Option("--dry-run", help="List, do not delete.")] = False,
 ) -> None:
     """Remove the hidden temporary files (.NAME.emgeom-XXXXXXXX.tmp) a killed write left."""
-    from emgeom._validate import as_float
-    from emgeom.io._atomic import file_error, stale_temp_files
-
     age = as_float(min_age, "--min-age", nonnegative=True)
     files = stale_temp_files(folder, min_age_s=age)
     total = 0
@@ -112,8 +99,6 @@ def clean_temp(
 @app.command("version")
 def version() -> None:
     """Print the emgeom version."""
-    from emgeom import __version__
-
     typer.echo(__version__)
 
 

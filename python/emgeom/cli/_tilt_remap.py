@@ -7,7 +7,17 @@ from typing import Any
 
 import numpy as np
 
+from emgeom._validate import require
 from emgeom.errors import InvalidValueError
+from emgeom.io._atomic import atomic_output
+from emgeom.io.particles import FORMAT_FRAMES, guess_format, read_particles, write_particles
+from emgeom.tilt import Reconstruction
+from emgeom.tilt._remap import (
+    orientations_from_voxels,
+    orientations_to_voxels,
+    particles_to_voxels,
+    voxels_to_particles,
+)
 
 __all__ = [
     "SPEC_HELP",
@@ -92,8 +102,6 @@ class _Spec:
 
 def reconstruction(spec: str, option: str) -> Any:
     """A :class:`~emgeom.tilt.Reconstruction` from ``PROGRAM:FILE[,FILE][,key=value]``."""
-    from emgeom.tilt import Reconstruction
-
     sp = _Spec(spec, option)
     path = sp.files[0]
     if sp.program == "relion5":
@@ -160,9 +168,6 @@ def source_picks(
     src: Any,
 ) -> tuple[Any, Any, Any]:
     """The particle table (one tomogram), its voxels in ``src`` and orientations."""
-    from emgeom.io.particles import read_particles
-    from emgeom.tilt._remap import orientations_to_voxels, particles_to_voxels
-
     table = read_particles(picks, picks_format, coords_angpix=coords_angpix)
     several = table.tomo_names is not None and len(set(table.tomo_names)) > 1
     if tomo is None and several:
@@ -185,9 +190,6 @@ def write_remapped(
     out: Path, out_format: str | None, table: Any, tgt: Any, r: Any, force: bool
 ) -> str:
     """Write the mapped picks in the output's format (by name); returns the format."""
-    from emgeom.io.particles import FORMAT_FRAMES, guess_format, write_particles
-    from emgeom.tilt._remap import orientations_from_voxels, voxels_to_particles
-
     form = (out_format or guess_format(out)).lower()
     form = "relion5" if form == "relion" else form
     if form == "relion5" and out_format is None and tgt.program != "relion5":
@@ -214,9 +216,6 @@ def write_remapped(
 
 def remap_plot(path: Path, src: Any, tgt: Any, vox: Any, r: Any, force: bool) -> None:
     """Picks projected on the most tilted paired tilt: source model vs target model."""
-    from emgeom._validate import require
-    from emgeom.io._atomic import atomic_output
-
     require("matplotlib", "plot")
     import matplotlib
 

@@ -15,6 +15,10 @@ from emgeom._validate import as_float
 from emgeom.anisomag import AnisoMag, convert, correct, distort
 from emgeom.cli._common import echo_json
 from emgeom.errors import InvalidValueError, LossyConversionWarning
+from emgeom.io._atomic import check_output
+from emgeom.io.cryosparc import read_cryosparc_anisomag
+from emgeom.io.mrc import read_mrc, write_mrc
+from emgeom.io.relion_optics import read_relion_optics
 
 app = typer.Typer(
     help="Anisotropic magnification: convert between programs, explain, correct images.",
@@ -173,12 +177,8 @@ def _load_anisomag(
         )
     if cs is not None or star is not None:
         if cs is not None:
-            from emgeom.io.cryosparc import read_cryosparc_anisomag
-
             table = read_cryosparc_anisomag(cs)
         else:
-            from emgeom.io.relion_optics import read_relion_optics
-
             assert star is not None
             table = read_relion_optics(star)
         if group is None:
@@ -211,9 +211,6 @@ def correct_cmd(
     force: Annotated[bool, typer.Option("--force", help="Overwrite the output.")] = False,
 ) -> None:
     """Correct (or, with --distort, apply) anisotropic magnification on an MRC file."""
-    from emgeom.io._atomic import check_output
-    from emgeom.io.mrc import read_mrc, write_mrc
-
     check_output(output_mrc, force)
     am = _load_anisomag(source, values, cs, star, group)
     if flip_y:

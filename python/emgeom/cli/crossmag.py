@@ -9,8 +9,14 @@ from typing import Annotated, Any, Literal, overload
 import numpy as np
 import typer
 
+from emgeom import crossmag
+from emgeom._validate import as_float, as_int, require
 from emgeom.cli._common import echo_json, to_jsonable
-from emgeom.errors import FileFormatError, InvalidValueError
+from emgeom.errors import EmgeomError, FileFormatError, InvalidValueError
+from emgeom.io._atomic import atomic_output, check_output
+from emgeom.io._text import read_table
+from emgeom.io.mdoc import read_mdoc
+from emgeom.io.mrc import read_mrc
 
 app = typer.Typer(
     help="Cross-magnification alignment with known magnifications (SerialEM-style).",
@@ -22,8 +28,6 @@ def _mdoc_pixel(path: Path) -> float | None:
     """``PixelSpacing`` (Å) from SerialEM's ``<image>.mdoc`` next to the image, if present
     (the header's, else the first section's; read by :func:`emgeom.io.mdoc.read_mdoc`).
     """
-    from emgeom.io.mdoc import read_mdoc
-
     mdoc = path.with_name(path.name + ".mdoc")
     if not mdoc.exists():
         return None
@@ -41,8 +45,6 @@ def _load(
 def _load(
     path: Path, pixel: float | None, what: str, *, required: bool = True
 ) -> tuple[np.ndarray, float | None]:
-    from emgeom.io.mrc import read_mrc
-
     img = read_mrc(path)
     data = img.data
     if data.ndim == 3:
@@ -135,9 +137,6 @@ def _print_human(res: Any, ref_path: Path, mov_path: Path) -> None:
 
 
 def _plot(res: Any, ref: np.ndarray, path: Path, force: bool) -> None:
-    from emgeom._validate import require
-    from emgeom.io._atomic import atomic_output
-
     require("matplotlib", "plot")
     import matplotlib
 
@@ -236,8 +235,6 @@ def align_cmd(
     ] = (0.5, 2.0),
 ) -> None:
     """Align MOVING (higher mag) onto REFERENCE (lower mag); print where it lies."""
-    from emgeom import crossmag
-
     res: crossmag.AlignmentResult
     if unknown_rotation:
         ref, p_r_opt = _load(reference, ref_pixel, "--ref-pixel", required=False)
@@ -341,8 +338,6 @@ def _opt(row: dict[str, str], name: str, where: str) -> float | None:
     """The number in column ``name`` of a pairs row (None if absent or blank), validated; the
     error names the file, line and column.
     """
-    from emgeom._validate import as_float
-
     v = (row.get(name) or "").strip()
     if not v:
         return None
@@ -355,8 +350,6 @@ def _opt(row: dict[str, str], name: str, where: str) -> float | None:
 
 def _pairs(path: Path) -> list[tuple[int, dict[str, Any]]]:
     """Read and check the whole pairs table before anything is aligned."""
-    from emgeom.io._text import read_table
-
     _, rows = read_table(path, ("reference", "moving"), "pairs table (CSV/TSV)")
     out = []
     for line, row in rows:
@@ -414,11 +407,6 @@ def batch_cmd(
     The table, the options and --out are checked before the first pair is aligned; a pair that
     fails (unreadable image, no pixel size, ...) gets an "error" field and the others go on.
     """
-    from emgeom import crossmag
-    from emgeom._validate import as_float, as_int
-    from emgeom.errors import EmgeomError
-    from emgeom.io._atomic import atomic_output, check_output
-
     i_shard, n_shard = _parse_shard(shard)
     n_threads = None if threads is None else as_int(threads, "--threads", low=1, high=1024)
     as_float(scale_search, "--scale-search", low=0.0, high=0.5)

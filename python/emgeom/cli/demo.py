@@ -28,8 +28,16 @@ import numpy as np
 import typer
 from numpy.typing import NDArray
 
+from emgeom import crossmag, resample, simulate, synthetic, tilt
+from emgeom.anisomag import AnisoMag, correct, distort
+from emgeom.cli.anisomag import print_report, report
+from emgeom.cli.crossmag import _plot
 from emgeom.errors import EmgeomError, OutputExistsError
 from emgeom.io._atomic import atomic_output, file_error
+from emgeom.io.aretomo import aretomo3_hand, read_ctf_txt
+from emgeom.io.mrc import read_mrc, write_mrc
+from emgeom.resample import warp_affine
+from emgeom.serialem import MapFrame, read_nav, realign
 
 if TYPE_CHECKING:  # the demo imports its workflows when it runs (fast CLI start)
     from emgeom.synthetic import Acquisition
@@ -83,10 +91,6 @@ def _matplotlib() -> Any:
 
 
 def _anisomag_demo(output: Path, lines: list[str]) -> None:
-    from emgeom.anisomag import AnisoMag, correct, distort
-    from emgeom.cli.anisomag import print_report, report
-    from emgeom.io.mrc import read_mrc, write_mrc
-
     am = AnisoMag.from_cryosparc(FORUM_M)
     info = report(am, source="cryosparc", logged_determinant=FORUM_DETERMINANT)
     info["answer"] = am.to_motioncor().as_args()
@@ -165,8 +169,6 @@ def _ellipse_figure(am: Any, path: Path) -> bool:
 
 
 def _crossmag_demo(output: Path, lines: list[str]) -> None:
-    from emgeom.io.mrc import read_mrc
-
     lines.append("== 2. Cross-magnification alignment ==")
     _view_record_demo(output, lines)
     micrograph = read_mrc(sample_path("micrograph_crop.mrc")).data.astype(np.float32)
@@ -179,8 +181,6 @@ def _view_record_pair() -> tuple[Acquisition, Acquisition, NDArray[np.float64]]:
     """A synthetic 32 Å/px View and a 4 Å/px Record (rotated 12°) of one specimen, and the
     true affine ``[x_view, y_view] = truth @ [x_rec, y_rec, 1]``.
     """
-    from emgeom import synthetic
-
     specimen = synthetic.make_specimen((2048, 2048), pixel_a=4.0, seed=3, holes="edge")
     view = synthetic.acquire(specimen, pixel_a=32.0, shape=(256, 256), noise_sigma=0.3, seed=1)
     truth_center = (1210.3, 880.7)  # master pixels
@@ -200,8 +200,6 @@ def _view_record_demo(output: Path, lines: list[str]) -> None:
     """Align the synthetic Record to the View with a right and a wrong calibration, then
     against pure noise; draw the overlay of the last alignment.
     """
-    from emgeom import crossmag
-
     view, record, truth = _view_record_pair()
     true_center = truth @ np.array([511.5, 383.5, 1.0])
     true_scale = float(np.hypot(truth[0, 0], truth[1, 0]))
@@ -241,16 +239,12 @@ def _view_record_demo(output: Path, lines: list[str]) -> None:
     )
     plt = _matplotlib()
     if plt is not None:
-        from emgeom.cli.crossmag import _plot
-
         _plot(res, view.image, output / "crossmag_overlay.png", True)
         lines.append("  figure: crossmag_overlay.png")
 
 
 def _similarity_demo(micrograph: NDArray[np.float32], lines: list[str]) -> None:
     """Unknown rotation and scale (Fourier–Mellin) on the real micrograph."""
-    from emgeom import crossmag, resample, synthetic
-
     theta, s = 30.0, 1.2  # moving = reference region rotated and magnified
     c = np.array([255.5, 255.5])
     lin = (1 / s) * synthetic.rotation_matrix(theta)
@@ -274,8 +268,6 @@ def _masked_ncc_demo(micrograph: NDArray[np.float32], lines: list[str]) -> None:
     """Masked NCC on the real micrograph: a saturated stripe in the reference and a dead band
     in the moving crop, both masked, against plain filtered cross-correlation.
     """
-    from emgeom import crossmag
-
     d = (23, -14)  # reference(x) = moving(x − d)
     ref = micrograph[100:400, 100:400].copy()
     mov = micrograph[100 + d[1] : 340 + d[1], 100 + d[0] : 340 + d[0]].copy()
@@ -301,9 +293,6 @@ def _masked_ncc_demo(micrograph: NDArray[np.float32], lines: list[str]) -> None:
 
 
 def _tilt_demo(output: Path, lines: list[str]) -> None:
-    from emgeom import simulate, tilt
-    from emgeom.io.aretomo import aretomo3_hand, read_ctf_txt
-
     lines.append("== 3. Tilt-series geometry and defocus handedness ==")
     star = sample_path("tilt", "Position_16_3_relion5_tomograms.star")
     g = tilt.read_relion(star, tomo_name="24jul16a_Position_16_3.tomostar")
@@ -369,10 +358,6 @@ def _flags(g: Any, hand: int) -> str:
 
 def _serialem_demo(output: Path, lines: list[str]) -> None:
     """Realign to Item on the bundled real Navigator map item (synthetic image content)."""
-    from emgeom import synthetic
-    from emgeom.resample import warp_affine
-    from emgeom.serialem import MapFrame, read_nav, realign
-
     item = read_nav(sample_path("serialem", "nav.nav"))["17-1-A"]
     sx, sy, _ = item.stage_xyz_um
     # a specimen on the stage: 0.3 µm per master pixel around the map

@@ -14,6 +14,8 @@ import typer
 
 from emgeom.cli._common import echo_json
 from emgeom.errors import InvalidValueError
+from emgeom.io.ctffind5 import read_ctffind5_tilt_series
+from emgeom.tilt import audit, audit_dataset, check_hand, load_source, read_subtilt_star
 
 app = typer.Typer(
     help="Defocus handedness: check it from the data, audit it across programs' files.",
@@ -94,8 +96,6 @@ def check_hand_cmd(
     json_out: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
 ) -> None:
     """Decide the defocus handedness of one tilt series from measured defocus."""
-    from emgeom.tilt import check_hand, load_source, read_subtilt_star
-
     sources = [x for x in (images, subtilt, ctffind5) if x is not None]
     if len(sources) != 1:
         raise InvalidValueError("give exactly one of --images, --subtilt, --ctffind5")
@@ -109,8 +109,6 @@ def check_hand_cmd(
             raise InvalidValueError("geometry: a tilt-geometry file is required")
         geo = load_source(geometry, tomo_name=tomo, pixel_size_a=pixel_size).geometry
         if ctffind5 is not None:
-            from emgeom.io.ctffind5 import read_ctffind5_tilt_series
-
             kw["ctffind5"] = read_ctffind5_tilt_series(ctffind5)
     if images is not None:
         with _progress_bar("CTF tiles") as prog:
@@ -168,8 +166,6 @@ def audit_cmd(
     json_out: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
 ) -> None:
     """Do these files agree on per-particle defocus? Which flag to change if not."""
-    from emgeom.tilt import audit, audit_dataset, load_source
-
     if len(files) == 1:
         res = audit_dataset(files[0], axis_tolerance_deg=axis_tolerance)
         if json_out:

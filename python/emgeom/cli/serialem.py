@@ -11,6 +11,12 @@ import typer
 
 from emgeom.cli._common import echo_json
 from emgeom.errors import EmgeomWarning, InvalidValueError, MissingDependencyError
+from emgeom.io._atomic import atomic_output, check_output
+from emgeom.io.mdoc import read_mdoc
+from emgeom.io.montage import Montage, read_montage
+from emgeom.io.mrc import read_mrc
+from emgeom.io.serialem_nav import read_nav, write_nav
+from emgeom.serialem import MapFrame, map_path, realign
 
 app = typer.Typer(
     help="SerialEM Navigator geometry: list items, stage <-> map pixel, realign a new image.",
@@ -19,8 +25,6 @@ app = typer.Typer(
 
 
 def _nav(path: Path) -> Any:
-    from emgeom.io.serialem_nav import read_nav
-
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always", EmgeomWarning)
         nav = read_nav(path)
@@ -78,8 +82,6 @@ def items_cmd(
 
 
 def _frame(item: Any, map_shape: str | None) -> Any:
-    from emgeom.serialem import MapFrame
-
     shape = None
     if map_shape is not None:
         r, c = _pair(map_shape, "--map-shape")
@@ -143,15 +145,11 @@ def _pyplot() -> Any:
 
 
 def _save(fig: Any, path: Path, force: bool) -> None:
-    from emgeom.io._atomic import atomic_output
-
     with atomic_output(path, force=force) as tmp:
         fig.savefig(tmp, format=path.suffix.lstrip(".") or "png", dpi=110)
 
 
 def _plot_where(nav: Any, frame: Any, st: Any, path: Path, force: bool) -> None:
-    from emgeom.io._atomic import check_output
-
     check_output(path, force)
     plt = _pyplot()
     fig, ax = plt.subplots(figsize=(6, 6))
@@ -171,9 +169,6 @@ def _plot_where(nav: Any, frame: Any, st: Any, path: Path, force: bool) -> None:
 
 
 def _load_image(path: Path, pixel: float | None, what: str) -> tuple[Any, float]:
-    from emgeom.io.mdoc import read_mdoc
-    from emgeom.io.mrc import read_mrc
-
     img = read_mrc(path)
     data = img.data if img.data.ndim == 2 else img.data[0]
     px = pixel or img.pixel_size_a
@@ -188,10 +183,6 @@ def _load_image(path: Path, pixel: float | None, what: str) -> tuple[Any, float]
 
 
 def _load_map(nav_path: Path, item: Any, map_file: Path | None) -> Any:
-    from emgeom.io.montage import read_montage
-    from emgeom.io.mrc import read_mrc
-    from emgeom.serialem import map_path
-
     path = str(map_file) if map_file is not None else map_path(item, nav_path)
     sec = item.map_section or 0
     if item.map_montage:
@@ -270,10 +261,6 @@ def realign_cmd(
     threads: Annotated[int | None, typer.Option(help="Worker threads.")] = None,
 ) -> None:
     """Realign IMAGE to a map item of NAV (SerialEM's Realign to Item); print the stage error."""
-    from emgeom.io._atomic import check_output
-    from emgeom.io.serialem_nav import write_nav
-    from emgeom.serialem import realign
-
     for p in (out, plot):
         if p is not None:
             check_output(p, force)
@@ -324,9 +311,6 @@ def realign_cmd(
 
 
 def _plot_realign(item: Any, the_map: Any, res: Any, path: Path, force: bool) -> None:
-    from emgeom.io.montage import Montage
-    from emgeom.serialem import MapFrame
-
     plt = _pyplot()
     if isinstance(the_map, Montage):
         img = the_map.assemble(max(1, round((item.map_binning or 1) / (item.mont_binning or 1))))

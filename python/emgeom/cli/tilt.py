@@ -8,7 +8,9 @@ from typing import Annotated, Any
 import numpy as np
 import typer
 
-from emgeom.cli._common import echo_json
+from emgeom import tilt
+from emgeom.cli import hand as _hand
+from emgeom.cli._common import echo_json, to_jsonable
 from emgeom.cli._tilt_remap import (
     SPEC_HELP,
     reconstruction,
@@ -17,7 +19,12 @@ from emgeom.cli._tilt_remap import (
     target_report,
     write_remapped,
 )
-from emgeom.errors import InvalidValueError
+from emgeom.errors import InvalidValueError, OutputExistsError
+from emgeom.io._atomic import atomic_output
+from emgeom.io.portal import read_portal_alignment
+from emgeom.io.relion_tomo import add_particle_defocus, read_relion_tomograms
+from emgeom.io.star import write_star
+from emgeom.tilt._remap import remap
 
 app = typer.Typer(
     help="Tilt-series geometry: per-particle defocus, convert Warp/RELION/IMOD/AreTomo, "
@@ -59,8 +66,6 @@ def _read(
     axis_fixed: bool,
 ) -> dict[str, Any]:
     """Read ``path`` as ``fmt``; returns name → TiltGeometry."""
-    from emgeom import tilt
-
     fmt = fmt.lower()
     if fmt == "warp":
         return {path.stem: tilt.read_warp(path)}
@@ -84,8 +89,6 @@ def _read(
             )
         }
     if fmt == "portal":
-        from emgeom.io.portal import read_portal_alignment
-
         g, _facts = read_portal_alignment(path, pixel_size_a=pixel_size_a)
         return {path.stem: g}
     raise InvalidValueError(f"--from: expected one of {_FORMATS}, got {fmt!r}")
@@ -209,8 +212,6 @@ def convert(
     The canonical hand is carried over: e.g. Warp AreAnglesInverted=False becomes RELION
     rlnTomoHand +1 (WarpTools' own export writes -1; see docs/conventions.md).
     """
-    from emgeom import tilt
-
     fmt = from_ or _detect(source)
     geoms = _read(
         fmt,
@@ -252,9 +253,6 @@ def convert(
     elif target == "json":
         import json
 
-        from emgeom.cli._common import to_jsonable
-        from emgeom.io._atomic import atomic_output
-
         with atomic_output(output, force=force) as tmp:
             tmp.write_text(json.dumps(to_jsonable(g.summary()), indent=2))
     else:
@@ -271,9 +269,6 @@ def defocus_cmd(
     force: Annotated[bool, typer.Option("--force", help="Overwrite the output.")] = False,
 ) -> None:
     """Add per-tilt defocus (_emgeomTiltDefocusU/V, Å, lists in tilt order) to a particle star."""
-    from emgeom.io.relion_tomo import add_particle_defocus, read_relion_tomograms
-    from emgeom.io.star import write_star
-
     geoms = read_relion_tomograms(relion, project_dir=project_dir)
     blocks = add_particle_defocus(particles, geoms)
     write_star(output, blocks, force=force)
@@ -290,7 +285,6 @@ def defocus_cmd(
 
 
 # Handedness checks and audits (issue 5): `emgeom tilt check-hand`, `emgeom tilt audit`.
-from emgeom.cli import hand as _hand  # noqa: E402
 
 app.command("check-hand")(_hand.check_hand_cmd)
 app.command("audit")(_hand.audit_cmd)
@@ -341,9 +335,6 @@ def remap_cmd(
     share the alignment; otherwise the rms left by the fitted frame transform.
     """
     import warnings
-
-    from emgeom.errors import OutputExistsError
-    from emgeom.tilt._remap import remap
 
     to = to or []
     output = output or []
