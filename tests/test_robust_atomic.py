@@ -14,8 +14,8 @@ import pytest
 
 from emgeom.cli import main
 from emgeom.errors import EmgeomFileError, FileFormatError, InvalidTypeError
-from emgeom.io import _atomic
-from emgeom.io._atomic import atomic_output, stale_temp_files
+from emgeom.io import atomic
+from emgeom.io.atomic import atomic_output, stale_temp_files
 from emgeom.io.mrc import read_mrc, write_mrc
 
 
@@ -72,7 +72,7 @@ def test_temp_file_creation_failure_is_wrapped(tmp_path, monkeypatch) -> None:  
     def read_only(*args, **kwargs):  # type: ignore[no-untyped-def]
         raise OSError(errno.EROFS, "Read-only file system")
 
-    monkeypatch.setattr(_atomic.os, "open", read_only)
+    monkeypatch.setattr(atomic.os, "open", read_only)
     with pytest.raises(EmgeomFileError, match=r"x\.mrc: cannot write \(Read-only"):
         write_mrc(tmp_path / "x.mrc", np.ones((4, 4), np.float32))
 
@@ -147,7 +147,7 @@ def test_clean_temp_removes_only_stale_emgeom_temp_files(tmp_path, capsys) -> No
 
 def test_temp_name_matches_the_clean_temp_pattern(tmp_path) -> None:  # type: ignore[no-untyped-def]
     with atomic_output(tmp_path / "x.mrc") as tmp:
-        assert _atomic.TEMP_PATTERN.match(tmp.name), tmp.name
+        assert atomic.TEMP_PATTERN.match(tmp.name), tmp.name
         tmp.write_text("x")
 
 
@@ -202,7 +202,7 @@ def test_tilt_writers_into_unwritable_folder(tmp_path, monkeypatch, writer) -> N
     def read_only(*args, **kwargs):  # type: ignore[no-untyped-def]
         raise OSError(errno.EROFS, "Read-only file system")
 
-    monkeypatch.setattr(_atomic.os, "open", read_only)
+    monkeypatch.setattr(atomic.os, "open", read_only)
     with pytest.raises(EmgeomFileError, match=r"out\.x: cannot write \(Read-only") as info:
         write(_tilt_geometry(), tmp_path / "out.x")
     assert isinstance(info.value, OSError)

@@ -78,7 +78,7 @@ def test_sigterm_removes_the_temporary_file(tmp_path, monkeypatch, capsys) -> No
     import os
     import signal
 
-    from emgeom.io._atomic import atomic_output
+    from emgeom.io.atomic import atomic_output
 
     dest = tmp_path / "out.txt"
 

@@ -349,7 +349,7 @@ READERS: dict[str, tuple[Callable[[Path], Any], str, Callable[[], bytes], bool]]
 
 
 # ---------------------------------------------------------------------------- encodings
-# UTF-16 is decoded only where the producing program writes it (io/_text.py): Warp (.settings,
+# UTF-16 is decoded only where the producing program writes it (io/text.py): Warp (.settings,
 # like its XML) on Windows; refused with the iconv fix elsewhere (IMOD, SerialEM, the portal's
 # and copick's JSON, which RFC 8259 requires to be UTF-8).
 ENCODING_CASES = {

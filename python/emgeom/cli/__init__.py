@@ -33,7 +33,7 @@ from emgeom import __version__
 from emgeom._validate import as_float
 from emgeom.cli import anisomag, crossmag, demo, merge, serialem, tilt
 from emgeom.errors import EmgeomError, InternalError
-from emgeom.io._atomic import file_error, stale_temp_files
+from emgeom.io.atomic import file_error, stale_temp_files
 
 __all__ = ["app", "main"]
 

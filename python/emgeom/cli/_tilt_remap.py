@@ -9,10 +9,10 @@ import numpy as np
 
 from emgeom._validate import require
 from emgeom.errors import InvalidValueError
-from emgeom.io._atomic import atomic_output
+from emgeom.io.atomic import atomic_output
 from emgeom.io.particles import FORMAT_FRAMES, guess_format, read_particles, write_particles
-from emgeom.tilt import Reconstruction
-from emgeom.tilt._remap import (
+from emgeom.tilt import (
+    Reconstruction,
     orientations_from_voxels,
     orientations_to_voxels,
     particles_to_voxels,

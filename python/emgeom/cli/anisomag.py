@@ -15,7 +15,7 @@ from emgeom._validate import as_float
 from emgeom.anisomag import AnisoMag, convert, correct, distort
 from emgeom.cli._common import echo_json
 from emgeom.errors import InvalidValueError, LossyConversionWarning
-from emgeom.io._atomic import check_output
+from emgeom.io.atomic import check_output
 from emgeom.io.cryosparc import read_cryosparc_anisomag
 from emgeom.io.mrc import read_mrc, write_mrc
 from emgeom.io.relion_optics import read_relion_optics

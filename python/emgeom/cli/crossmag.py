@@ -13,10 +13,10 @@ from emgeom import crossmag
 from emgeom._validate import as_float, as_int, require
 from emgeom.cli._common import echo_json, to_jsonable
 from emgeom.errors import EmgeomError, FileFormatError, InvalidValueError
-from emgeom.io._atomic import atomic_output, check_output
-from emgeom.io._text import read_table
+from emgeom.io.atomic import atomic_output, check_output
 from emgeom.io.mdoc import read_mdoc
 from emgeom.io.mrc import read_mrc
+from emgeom.io.text import read_table
 
 app = typer.Typer(
     help="Cross-magnification alignment with known magnifications (SerialEM-style).",

@@ -33,8 +33,8 @@ from emgeom.anisomag import AnisoMag, correct, distort
 from emgeom.cli.anisomag import print_report, report
 from emgeom.cli.crossmag import _plot
 from emgeom.errors import EmgeomError, OutputExistsError
-from emgeom.io._atomic import atomic_output, file_error
 from emgeom.io.aretomo import aretomo3_hand, read_ctf_txt
+from emgeom.io.atomic import atomic_output, file_error
 from emgeom.io.mrc import read_mrc, write_mrc
 from emgeom.resample import warp_affine
 from emgeom.serialem import MapFrame, read_nav, realign

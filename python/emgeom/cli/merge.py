@@ -13,8 +13,8 @@ from typing import Annotated, Any
 import typer
 
 from emgeom.errors import FileFormatError, InvalidValueError
-from emgeom.io._atomic import atomic_output, check_output
-from emgeom.io._text import read_text
+from emgeom.io.atomic import atomic_output, check_output
+from emgeom.io.text import read_text
 
 __all__ = ["merge", "merge_files"]
 

@@ -11,7 +11,7 @@ import typer
 
 from emgeom.cli._common import echo_json
 from emgeom.errors import EmgeomWarning, InvalidValueError, MissingDependencyError
-from emgeom.io._atomic import atomic_output, check_output
+from emgeom.io.atomic import atomic_output, check_output
 from emgeom.io.mdoc import read_mdoc
 from emgeom.io.montage import Montage, read_montage
 from emgeom.io.mrc import read_mrc

@@ -20,11 +20,11 @@ from emgeom.cli._tilt_remap import (
     write_remapped,
 )
 from emgeom.errors import InvalidValueError, OutputExistsError
-from emgeom.io._atomic import atomic_output
+from emgeom.io.atomic import atomic_output
 from emgeom.io.portal import read_portal_alignment
 from emgeom.io.relion_tomo import add_particle_defocus, read_relion_tomograms
 from emgeom.io.star import write_star
-from emgeom.tilt._remap import remap
+from emgeom.tilt import remap
 
 app = typer.Typer(
     help="Tilt-series geometry: per-particle defocus, convert Warp/RELION/IMOD/AreTomo, "

@@ -25,8 +25,8 @@ from emgeom.errors import (
 )
 from emgeom.io import star as _star
 from emgeom.io._frames import is_frame
-from emgeom.io._text import as_path, from_file, parse_float, parse_int
 from emgeom.io.star import Block, read_star
+from emgeom.io.text import as_path, from_file, parse_float, parse_int
 from emgeom.model.geometry import (
     TiltGeometry,
     angles_from_matrices,

@@ -20,8 +20,8 @@ from emgeom.errors import (
 )
 from emgeom.io._frames import frame
 from emgeom.io._relion_read import _PROJ, _check_image_shape, _relion4_centres
-from emgeom.io._text import as_path
 from emgeom.io.star import check_token, write_star
+from emgeom.io.text import as_path
 from emgeom.model.geometry import (
     TiltGeometry,
     rotation_matrices,

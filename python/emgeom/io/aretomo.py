@@ -23,7 +23,7 @@ from numpy.typing import NDArray
 from emgeom._validate import as_float
 from emgeom.conventions.tilt import aretomo3_hand
 from emgeom.errors import FileFormatError, InvalidValueError
-from emgeom.io._text import as_path, from_file, parse_int, parse_row, read_text
+from emgeom.io.text import as_path, from_file, parse_int, parse_row, read_text
 from emgeom.model.fields import as_hand
 from emgeom.model.geometry import TiltGeometry
 

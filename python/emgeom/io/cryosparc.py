@@ -19,7 +19,7 @@ from numpy.typing import NDArray
 from emgeom._validate import require
 from emgeom.anisomag import AnisoMag
 from emgeom.errors import EmgeomFileError, EmgeomWarning, FileFormatError, InvalidValueError
-from emgeom.io._atomic import file_error
+from emgeom.io.atomic import file_error
 
 __all__ = ["read_cryosparc_anisomag"]
 

@@ -35,7 +35,7 @@ from numpy.typing import NDArray
 
 from emgeom._validate import describe
 from emgeom.errors import EmgeomFileError, FileFormatError, InvalidTypeError, InvalidValueError
-from emgeom.io._text import as_path, decode_text, read_bytes
+from emgeom.io.text import as_path, decode_text, read_bytes
 
 __all__ = ["Ctffind5Tilt", "read_ctffind5_tilt", "read_ctffind5_tilt_series"]
 

@@ -41,7 +41,7 @@ from numpy.typing import NDArray
 
 from emgeom._validate import as_float
 from emgeom.errors import FileFormatError, InvalidValueError
-from emgeom.io._text import as_path, from_file, parse_row, read_text
+from emgeom.io.text import as_path, from_file, parse_row, read_text
 from emgeom.model.geometry import TiltGeometry
 
 __all__ = ["read_ctfplotter_defocus", "read_imod", "read_tlt", "read_xf"]

@@ -14,7 +14,7 @@ import os
 from typing import Any
 
 from emgeom.errors import FileFormatError
-from emgeom.io._text import parse_float, read_text
+from emgeom.io.text import parse_float, read_text
 
 __all__ = ["TILT_COM_NUMBERS", "read_tilt_com"]
 

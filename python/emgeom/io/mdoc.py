@@ -28,7 +28,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from emgeom.errors import EmgeomFileError, FileFormatError
-from emgeom.io._text import as_path, decode_text, read_bytes, refuse_utf16
+from emgeom.io.text import as_path, decode_text, read_bytes, refuse_utf16
 
 __all__ = [
     "AutodocSection",
@@ -159,7 +159,7 @@ def read_autodoc_text(value: Any, name: str, what: str) -> tuple[Path, str, str]
     """``(path, text, encoding)`` of a SerialEM autodoc file (``.mdoc``, ``.nav``).
 
     SerialEM writes these as 8-bit text in the Windows code page, never UTF-16: UTF-16
-    and binary files are refused (:func:`emgeom.io._text.decode_text`); bytes that are not
+    and binary files are refused (:func:`emgeom.io.text.decode_text`); bytes that are not
     UTF-8 (a ``µ`` or ``Å`` typed into a note) are read as Latin-1, which keeps every byte for
     a byte-identical rewrite.
     """

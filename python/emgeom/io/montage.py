@@ -38,9 +38,9 @@ from emgeom._validate import (
     describe,
 )
 from emgeom.errors import EmgeomFileError, FileFormatError, InvalidValueError
-from emgeom.io._atomic import file_error
-from emgeom.io._text import as_path, read_bytes
+from emgeom.io.atomic import file_error
 from emgeom.io.mdoc import Mdoc, read_mdoc
+from emgeom.io.text import as_path, read_bytes
 
 __all__ = ["Montage", "read_montage"]
 

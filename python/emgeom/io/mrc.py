@@ -12,7 +12,7 @@ from numpy.typing import NDArray
 
 from emgeom._validate import as_float, as_image
 from emgeom.errors import EmgeomFileError, FileFormatError, InvalidTypeError, InvalidValueError
-from emgeom.io._atomic import atomic_output, file_error, force_arg
+from emgeom.io.atomic import atomic_output, file_error, force_arg
 
 __all__ = ["MrcImage", "read_mrc", "write_mrc"]
 

@@ -49,9 +49,11 @@ from emgeom.errors import (
     InvalidValueError,
     UnknownConventionError,
 )
-from emgeom.io._atomic import atomic_output, file_error
 from emgeom.io._frames import frame, is_frame, pandas, starfile
-from emgeom.io._text import (
+from emgeom.io.atomic import atomic_output, file_error
+from emgeom.io.portal import read_portal_annotations, write_portal_annotations
+from emgeom.io.star import check_token, read_star
+from emgeom.io.text import (
     as_path,
     decode_text,
     parse_float,
@@ -61,8 +63,6 @@ from emgeom.io._text import (
     read_json,
     record_float,
 )
-from emgeom.io.portal import read_portal_annotations, write_portal_annotations
-from emgeom.io.star import check_token, read_star
 from emgeom.model.rotation import (
     as_rotation_matrices,
     matrices_from_relion,

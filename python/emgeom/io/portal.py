@@ -30,8 +30,8 @@ from numpy.typing import NDArray
 
 from emgeom._validate import as_vectors, real_array
 from emgeom.errors import FileFormatError, InvalidValueError
-from emgeom.io._atomic import atomic_output
-from emgeom.io._text import (
+from emgeom.io.atomic import atomic_output
+from emgeom.io.text import (
     from_file,
     parse_float,
     parse_int,

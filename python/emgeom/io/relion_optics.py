@@ -16,8 +16,8 @@ import numpy as np
 
 from emgeom.anisomag import AnisoMag
 from emgeom.errors import FileFormatError, InvalidTypeError, InvalidValueError
-from emgeom.io._atomic import atomic_output
 from emgeom.io._frames import starfile
+from emgeom.io.atomic import atomic_output
 from emgeom.io.star import read_star
 
 __all__ = ["MAGMAT_COLUMNS", "read_relion_optics", "write_relion_optics"]

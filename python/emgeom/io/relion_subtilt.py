@@ -19,8 +19,8 @@ from numpy.typing import NDArray
 from emgeom._validate import as_float
 from emgeom.errors import FileFormatError, InvalidValueError, LossyConversionWarning
 from emgeom.io._frames import is_frame
-from emgeom.io._text import from_file
 from emgeom.io.star import floats, has, read_star, strings
+from emgeom.io.text import from_file
 from emgeom.model.geometry import TiltGeometry
 from emgeom.model.hand_samples import HandSamples
 from emgeom.model.rotation import matrices_from_relion

@@ -25,9 +25,9 @@ from numpy.typing import NDArray
 
 from emgeom._validate import as_float, as_matrix
 from emgeom.errors import EmgeomWarning, FileFormatError, InvalidValueError
-from emgeom.io._atomic import atomic_output
-from emgeom.io._text import parse_int
+from emgeom.io.atomic import atomic_output
 from emgeom.io.mdoc import AutodocSection, parse_autodoc, read_autodoc_text, section_floats
+from emgeom.io.text import parse_int
 
 __all__ = ["NavItem", "Navigator", "NotSerialEMWarning", "read_nav", "write_nav"]
 

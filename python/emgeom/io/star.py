@@ -4,11 +4,11 @@ dependency).
 ``starfile`` parses and writes; this module adds what the readers and writers of ``emgeom.io``
 need around it:
 
-- reading: path checks and encoding (:mod:`emgeom.io._text`), every parser failure as a
+- reading: path checks and encoding (:mod:`emgeom.io.text`), every parser failure as a
   :class:`~emgeom.errors.FileFormatError` naming the file, names kept as strings (starfile
   would turn a tomogram called ``001`` into the integer 1), and typed column access
   (:func:`floats`, :func:`strings`) naming file, block and column;
-- writing: atomic, no clobber without ``force`` (:mod:`emgeom.io._atomic`), values that cannot
+- writing: atomic, no clobber without ``force`` (:mod:`emgeom.io.atomic`), values that cannot
   round-trip refused (:func:`check_token`), numbers formatted by the caller (exact where it
   matters, e.g. the pixel size RELION-4 translations are in).
 
@@ -27,9 +27,9 @@ import numpy as np
 from numpy.typing import NDArray
 
 from emgeom.errors import FileFormatError, InvalidValueError
-from emgeom.io._atomic import atomic_output, file_error
 from emgeom.io._frames import is_frame, pandas, starfile
-from emgeom.io._text import as_path, parse_float, read_bytes, refuse_utf16
+from emgeom.io.atomic import atomic_output, file_error
+from emgeom.io.text import as_path, parse_float, read_bytes, refuse_utf16
 
 if TYPE_CHECKING:
     import pandas as pd

@@ -16,7 +16,7 @@ import numpy as np
 
 from emgeom._validate import as_float, as_int, describe
 from emgeom.errors import FileFormatError, InvalidTypeError, InvalidValueError
-from emgeom.io._text import parse_int
+from emgeom.io.text import parse_int
 from emgeom.io.warp_xml import UM_TO_A, parse_warp_xml
 from emgeom.model.hand_samples import HandSamples
 

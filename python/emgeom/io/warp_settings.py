@@ -11,7 +11,7 @@ from __future__ import annotations
 import os
 
 from emgeom.errors import FileFormatError
-from emgeom.io._text import parse_float
+from emgeom.io.text import parse_float
 from emgeom.io.warp_xml import parse_warp_xml
 
 __all__ = ["read_warp_settings"]

@@ -32,8 +32,8 @@ from emgeom.errors import (
     InvalidValueError,
     LossyConversionWarning,
 )
-from emgeom.io._atomic import atomic_output
-from emgeom.io._text import as_path, from_file, parse_float, parse_int, read_text
+from emgeom.io.atomic import atomic_output
+from emgeom.io.text import as_path, from_file, parse_float, parse_int, read_text
 from emgeom.model.geometry import TiltGeometry
 
 __all__ = ["UM_TO_A", "parse_warp_xml", "read_warp", "to_warp"]

@@ -51,8 +51,8 @@ from emgeom.errors import (
     InvalidTypeError,
     InvalidValueError,
 )
-from emgeom.io._text import as_path
 from emgeom.io.serialem_nav import NavItem
+from emgeom.io.text import as_path
 
 __all__ = ["MapFrame"]
 

@@ -23,7 +23,7 @@ from numpy.typing import NDArray
 
 from emgeom._validate import require
 from emgeom.errors import InvalidValueError
-from emgeom.io._atomic import atomic_output
+from emgeom.io.atomic import atomic_output
 from emgeom.model.geometry import TiltGeometry
 from emgeom.model.hand_samples import predicted_slopes
 

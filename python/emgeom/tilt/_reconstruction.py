@@ -56,13 +56,13 @@ from emgeom.errors import (
     InvalidValueError,
     UnknownConventionError,
 )
-from emgeom.io._atomic import file_error
-from emgeom.io._text import as_path, read_bytes
 from emgeom.io.aretomo import read_aln, read_aretomo
+from emgeom.io.atomic import file_error
 from emgeom.io.imod import read_imod
 from emgeom.io.imod_tilt_com import read_tilt_com
 from emgeom.io.portal import read_portal_alignment, read_portal_tomograms
 from emgeom.io.relion_tomo import read_relion
+from emgeom.io.text import as_path, read_bytes
 from emgeom.io.warp_settings import read_warp_settings
 from emgeom.io.warp_xml import read_warp
 from emgeom.model.geometry import TiltGeometry

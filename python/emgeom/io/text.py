@@ -34,7 +34,7 @@ from numpy.typing import NDArray
 
 from emgeom._validate import describe
 from emgeom.errors import EmgeomFileError, FileFormatError, InvalidTypeError, InvalidValueError
-from emgeom.io._atomic import file_error
+from emgeom.io.atomic import file_error
 
 __all__ = [
     "MAX_TEXT_BYTES",
