@@ -9,8 +9,7 @@
 //! neighbourhood is loaded and transposed (AVX2 gathers measured ~10 cycles each here, slower).
 //! Indices are clamped to the interior first, so every load is in bounds even if the caller's
 //! interior guarantee were wrong.
-use super::interior::RowMap;
-use super::scalar::Source;
+use super::interior::{RowMap, Source};
 use std::arch::x86_64::*;
 
 /// Every pixel index fits the i32 lane offsets and the image is at least 2 × 2. (Whether the

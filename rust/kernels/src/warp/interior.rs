@@ -3,6 +3,14 @@
 //! [`RowMap`] is the one place a position is computed (a multiply, then an add: never a fused
 //! multiply-add), so every loop agrees on which pixels are interior.
 
+/// The source image: `ny` rows of `nx` pixels, row-major (its sampling methods are in
+/// `scalar.rs`; the AVX2 loops read it too).
+pub(super) struct Source<'a, T> {
+    pub(super) data: &'a [T],
+    pub(super) nx: usize,
+    pub(super) ny: usize,
+}
+
 /// The sampling positions of one output row: `sx = ax·x + bx`, `sy = ay·x + by`.
 ///
 /// Every code path evaluates them with exactly this arithmetic (a multiply, then an add; never a

@@ -50,8 +50,9 @@ mod scalar;
 #[cfg(test)]
 mod tests;
 
+use interior::Source;
 use interior::{interior_range, RowMap, SIMD_MARGIN, SIMD_MAX_STEP};
-use scalar::{Cubic, Kind, Linear, Source};
+use scalar::{Cubic, Kind, Linear};
 
 /// The Keys kernel, now defined once in [`crate::interp`] (re-exported at its old path).
 pub use crate::interp::keys_kernel;

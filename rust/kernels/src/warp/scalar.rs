@@ -1,17 +1,10 @@
 //! Portable (scalar) sampling: the general edge path and the branch-free interior loops,
 //! monomorphised per interpolation kind. The weights come from [`crate::interp`].
 
-use super::interior::{prefetch_ahead, RowMap};
+use super::interior::{prefetch_ahead, RowMap, Source};
 use super::Sample;
 use crate::interp::{keys_weights, lerp};
 use crate::Isa;
-
-/// The source image: `ny` rows of `nx` pixels, row-major.
-pub(super) struct Source<'a, T> {
-    pub(super) data: &'a [T],
-    pub(super) nx: usize,
-    pub(super) ny: usize,
-}
 
 impl<T: Sample> Source<'_, T> {
     #[inline(always)]

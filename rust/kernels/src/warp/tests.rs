@@ -1,8 +1,9 @@
 //! Every path on every instruction set of [`Isa::available`], compared with the per-pixel
 //! general path and with [`Isa::Scalar`].
 
+use super::interior::Source;
 use super::interior::{interior_range, RowMap};
-use super::scalar::{Cubic, Kind, Linear, Source};
+use super::scalar::{Cubic, Kind, Linear};
 use super::ScanPlan;
 use super::*;
 use crate::interp::keys_weights;
