@@ -88,8 +88,10 @@ def structured():
 
 def test_scale_is_unbiased_under_noise_fast(structured):
     """Errors-in-variables: noisy moving images (σ 0.5–2× the image σ), ×4 pairs. Ordinary
-    least squares reads the scale ~1 % low here; the refinement's median is within ±0.3 %."""
-    e = _pairs(structured, 11, 10)
+    least squares reads the scale ~1 % low here; the refinement's median is within ±0.3 %.
+    (20 pairs: the median |error| of 10 moves by ~0.15 % with one pair; measured with the
+    restart at the prior: median −0.14 %, median |error| 0.48 %.)"""
+    e = _pairs(structured, 11, 20)
     assert abs(np.median(e[:, 0])) < 0.003, e[:, 0]
     assert np.median(np.abs(e[:, 0])) < 0.006
     assert np.percentile(np.abs(np.hypot(e[:, 2], e[:, 3])), 90) < 0.6

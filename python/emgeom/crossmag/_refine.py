@@ -82,6 +82,10 @@ _HP_MIN = 3.0
 _HP_FRAC = 0.12
 #: Largest number of coarse pixels refined (beyond, the coarse image is binned).
 _MAX_PIXELS = 16384
+#: Restart the fit at the calibration prior's centre (:func:`_restart_at_prior`), unless the
+#: converged scale and rotation are within ``_RESTART_MIN`` prior σ of it.
+_RESTART = True
+_RESTART_MIN = 0.05
 
 
 @dataclass(frozen=True)
@@ -339,7 +343,39 @@ def _solve(pb: Problem, geo: NDArray[np.float64], sig_fine: float) -> Refined:
             if acv[_ACF_LAG, _ACF_LAG] > 0
             else 1.0
         )
+    if converged and _RESTART and pb.priors:
+        geo, st = _restart_at_prior(pb, geo, st, hs, a_var, rho)
     return _finish(pb, geo, st, a_var, rho, converged, sig_fine)
+
+
+def _restart_at_prior(
+    pb: Problem,
+    geo: NDArray[np.float64],
+    st: dict[str, Any],
+    hs: NDArray[np.float64],
+    a_var: float,
+    rho: float,
+) -> tuple[NDArray[np.float64], dict[str, Any]]:
+    """A second start at the calibration (scale and rotation at the prior's centre, the
+    converged centre) minimised with the final noise model; the lower criterion (prior
+    included, both under the same noise model and residual correlation) wins.
+
+    The rough criterion of a noisy pair has shallow local minima in scale: started from the
+    search's grid point the fit can stop ~1–3 % from the truth, several σ away (measured on
+    real-micrograph ×4/×6 pairs, seed 301: the second start lowered the criterion in most
+    pairs and halved the scale p90 with the exact calibration).
+    """
+    if all(abs(geo[i] - pr.value) < _RESTART_MIN * pr.sigma for i, pr in pb.priors.items()):
+        return geo, st  # (already at the prior's centre: the same start)
+    val, _ = profile(pb, geo, a_var, rho)
+    g2 = geo.copy()
+    for i, pr in pb.priors.items():
+        g2[i] = pr.value
+    geo2, st2, conv2 = _lm_round(pb, g2, hs, a_var, rho)
+    val2, _ = profile(pb, geo2, a_var, rho)
+    if conv2 and val2 < val:
+        return geo2, st2
+    return geo, st
 
 
 def _gradient(
