@@ -59,7 +59,54 @@ pub fn area_predict_stack(
     k: usize,
     derivs: [bool; 4],
 ) -> Result<Array4<f64>, KernelError> {
+    check_area_args(images.dim(), pose, center, box_, k)?;
     let (n_img, h, w) = images.dim();
+    let (x0, y0, nx, ny) = box_;
+    let std = images.as_standard_layout();
+    let smp = Sampling::new(
+        std.as_slice().expect("standard layout"),
+        (n_img, h, w),
+        pose,
+        center,
+        k,
+    );
+    let want: Vec<usize> = (0..4).filter(|&j| derivs[j]).collect();
+    let any_d = !want.is_empty();
+    let n_pl = 1 + want.len();
+    let col = smp.column_terms(x0, nx);
+    // one row of the box per task: n_img × n_pl rows of nx values
+    let rows: Vec<Vec<f64>> = (0..ny)
+        .into_par_iter()
+        .map(|iy| {
+            let mut out = vec![0.0; n_img * n_pl * nx];
+            let row = smp.row_terms((y0 + iy as i64) as f64);
+            // per image: Σ value, Σ gx, Σ gy, Σ gx·wx, Σ gy·wy, Σ gx·wy, Σ gy·wx
+            let mut acc = [[0.0f64; 7]; MAX_STACK];
+            for ix in 0..nx {
+                for a in acc.iter_mut().take(n_img) {
+                    *a = [0.0; 7];
+                }
+                smp.accumulate(&mut acc, &row, &col[ix * k..(ix + 1) * k], any_d);
+                for (m, a) in acc.iter().enumerate().take(n_img) {
+                    smp.write_planes(&mut out[m * n_pl * nx + ix..], a, &want, nx);
+                }
+            }
+            out
+        })
+        .collect();
+    Ok(assemble_rows(rows, (n_img, n_pl, ny, nx)))
+}
+
+/// Bounds on the arguments of [`area_predict_stack`] (images `(n, h, w)`), checked before any
+/// allocation.
+fn check_area_args(
+    dim: (usize, usize, usize),
+    pose: Pose,
+    center: (f64, f64),
+    box_: (i64, i64, usize, usize),
+    k: usize,
+) -> Result<(), KernelError> {
+    let (n_img, h, w) = dim;
     if n_img == 0 || n_img > MAX_STACK {
         return Err(KernelError::value(
             "images",
@@ -84,108 +131,159 @@ pub fn area_predict_stack(
             format!("must be in 1..={MAX_K}, got {k}"),
         ));
     }
-    let (x0, y0, nx, ny) = box_;
+    let (_, _, nx, ny) = box_;
     if nx == 0 || ny == 0 || nx.checked_mul(ny).is_none_or(|n| n > MAX_BOX_PIXELS) {
         return Err(KernelError::value(
             "box",
             format!("must have 1..={MAX_BOX_PIXELS} pixels, got {nx} x {ny}"),
         ));
     }
-    let std = images.as_standard_layout();
-    let data: &[f32] = std.as_slice().expect("standard layout");
-    let plane = h * w;
-    let (c, sn) = (pose.theta.cos(), pose.theta.sin());
-    let inv_s = 1.0 / pose.s;
-    let offs: Vec<f64> = (0..k).map(|i| (i as f64 + 0.5) / k as f64 - 0.5).collect();
-    let norm = 1.0 / (k * k) as f64;
-    let (wm1, hm1) = ((w - 1) as f64, (h - 1) as f64);
-    let want: Vec<usize> = (0..4).filter(|&j| derivs[j]).collect();
-    let any_d = !want.is_empty();
-    let n_pl = 1 + want.len();
-    // w = R(θ)ᵀ (q + o − t) / s splits into a column part (x of the sample) and a row part
-    // (y of the sample): wx = c·vx/s + sn·vy/s, wy = −sn·vx/s + c·vy/s
-    let col: Vec<(f64, f64)> = (0..nx)
-        .flat_map(|ix| {
-            let qx = (x0 + ix as i64) as f64;
-            offs.iter()
-                .map(move |ox| {
-                    let vx = qx + ox - pose.tx;
-                    (c * vx * inv_s, -sn * vx * inv_s)
-                })
-                .collect::<Vec<_>>()
-        })
-        .collect();
-    // one row of the box per task: n_img × n_pl rows of nx values
-    let rows: Vec<Vec<f64>> = (0..ny)
-        .into_par_iter()
-        .map(|iy| {
-            let mut out = vec![0.0; n_img * n_pl * nx];
-            let qy = (y0 + iy as i64) as f64;
-            let row: Vec<(f64, f64)> = offs
-                .iter()
-                .map(|oy| {
-                    let vy = qy + oy - pose.ty;
-                    (sn * vy * inv_s, c * vy * inv_s)
-                })
-                .collect();
-            // per image: Σ value, Σ gx, Σ gy, Σ gx·wx, Σ gy·wy, Σ gx·wy, Σ gy·wx
-            let mut acc = [[0.0f64; 7]; MAX_STACK];
-            for ix in 0..nx {
-                for a in acc.iter_mut().take(n_img) {
-                    *a = [0.0; 7];
-                }
-                let cols = &col[ix * k..(ix + 1) * k];
-                for &(ry, rx) in &row {
-                    for &(cx, cy) in cols {
-                        let wx = cx + ry;
-                        let wy = cy + rx;
-                        let ux = (center.0 + wx).clamp(0.0, wm1);
-                        let uy = (center.1 + wy).clamp(0.0, hm1);
-                        // (ux, uy ≥ 0: truncation is the floor)
-                        let jx = (ux as usize).min(w - 2);
-                        let jy = (uy as usize).min(h - 2);
-                        let (fx, fy) = (ux - jx as f64, uy - jy as f64);
-                        let i0 = jy * w + jx;
-                        for (m, a) in acc.iter_mut().enumerate().take(n_img) {
-                            let base = m * plane + i0;
-                            let r0 = &data[base..base + 2];
-                            let r1 = &data[base + w..base + w + 2];
-                            let (m00, m01) = (r0[0] as f64, r0[1] as f64);
-                            let (m10, m11) = (r1[0] as f64, r1[1] as f64);
-                            let top = m00 + fx * (m01 - m00);
-                            let bot = m10 + fx * (m11 - m10);
-                            a[0] += top + fy * (bot - top);
-                            if any_d {
-                                let gx = (1.0 - fy) * (m01 - m00) + fy * (m11 - m10);
-                                let gy = bot - top;
-                                a[1] += gx;
-                                a[2] += gy;
-                                a[3] += gx * wx;
-                                a[4] += gy * wy;
-                                a[5] += gx * wy;
-                                a[6] += gy * wx;
-                            }
-                        }
-                    }
-                }
-                for (m, a) in acc.iter().enumerate().take(n_img) {
-                    let o = m * n_pl * nx + ix;
-                    out[o] = a[0] * norm;
-                    for (q, &j) in want.iter().enumerate() {
-                        // du/dtx = −Rᵀe_x/s, du/dty = −Rᵀe_y/s, du/ds = −w/s, du/dθ = (w_y, −w_x)
-                        let v = match j {
-                            0 => -(a[1] * c - a[2] * sn) * inv_s,
-                            1 => -(a[1] * sn + a[2] * c) * inv_s,
-                            2 => -(a[3] + a[4]) * inv_s,
-                            _ => a[5] - a[6],
-                        };
-                        out[o + (q + 1) * nx] = v * norm;
+    Ok(())
+}
+
+/// The sampling geometry of one pose: the images `(n, h, w)` (contiguous), the footprint
+/// offsets and the rotation/scale that maps a coarse sample into the fine images.
+struct Sampling<'a> {
+    data: &'a [f32],
+    n_img: usize,
+    h: usize,
+    w: usize,
+    pose: Pose,
+    center: (f64, f64),
+    /// cos θ, sin θ, 1/s.
+    c: f64,
+    sn: f64,
+    inv_s: f64,
+    /// Sample offsets on a centred grid in `[−½, ½]` (k of them) and 1/k².
+    offs: Vec<f64>,
+    norm: f64,
+}
+
+impl<'a> Sampling<'a> {
+    fn new(
+        data: &'a [f32],
+        (n_img, h, w): (usize, usize, usize),
+        pose: Pose,
+        center: (f64, f64),
+        k: usize,
+    ) -> Self {
+        Sampling {
+            data,
+            n_img,
+            h,
+            w,
+            pose,
+            center,
+            c: pose.theta.cos(),
+            sn: pose.theta.sin(),
+            inv_s: 1.0 / pose.s,
+            offs: (0..k).map(|i| (i as f64 + 0.5) / k as f64 - 0.5).collect(),
+            norm: 1.0 / (k * k) as f64,
+        }
+    }
+
+    /// w = R(θ)ᵀ (q + o − t) / s splits into a column part (x of the sample) and a row part
+    /// (y of the sample): wx = c·vx/s + sn·vy/s, wy = −sn·vx/s + c·vy/s. The column parts
+    /// `(c·vx/s, −sn·vx/s)` of the `k` samples of each of the `nx` box columns from `x0`.
+    fn column_terms(&self, x0: i64, nx: usize) -> Vec<(f64, f64)> {
+        let (c, sn, inv_s, tx) = (self.c, self.sn, self.inv_s, self.pose.tx);
+        (0..nx)
+            .flat_map(|ix| {
+                let qx = (x0 + ix as i64) as f64;
+                self.offs
+                    .iter()
+                    .map(move |ox| {
+                        let vx = qx + ox - tx;
+                        (c * vx * inv_s, -sn * vx * inv_s)
+                    })
+                    .collect::<Vec<_>>()
+            })
+            .collect()
+    }
+
+    /// The row parts `(sn·vy/s, c·vy/s)` of the `k` samples of the box row at `qy`.
+    fn row_terms(&self, qy: f64) -> Vec<(f64, f64)> {
+        self.offs
+            .iter()
+            .map(|oy| {
+                let vy = qy + oy - self.pose.ty;
+                (self.sn * vy * self.inv_s, self.c * vy * self.inv_s)
+            })
+            .collect()
+    }
+
+    /// Accumulate the `k × k` samples of one box pixel (its row and column parts) into `acc`
+    /// (per image: Σ value, and with `any_d` Σ gx, Σ gy, Σ gx·wx, Σ gy·wy, Σ gx·wy, Σ gy·wx),
+    /// bilinear between the fine pixel centres, samples clamped to the image.
+    #[inline]
+    fn accumulate(
+        &self,
+        acc: &mut [[f64; 7]; MAX_STACK],
+        row: &[(f64, f64)],
+        cols: &[(f64, f64)],
+        any_d: bool,
+    ) {
+        let (h, w) = (self.h, self.w);
+        let plane = h * w;
+        let (wm1, hm1) = ((w - 1) as f64, (h - 1) as f64);
+        let data = self.data;
+        for &(ry, rx) in row {
+            for &(cx, cy) in cols {
+                let wx = cx + ry;
+                let wy = cy + rx;
+                let ux = (self.center.0 + wx).clamp(0.0, wm1);
+                let uy = (self.center.1 + wy).clamp(0.0, hm1);
+                // (ux, uy ≥ 0: truncation is the floor)
+                let jx = (ux as usize).min(w - 2);
+                let jy = (uy as usize).min(h - 2);
+                let (fx, fy) = (ux - jx as f64, uy - jy as f64);
+                let i0 = jy * w + jx;
+                for (m, a) in acc.iter_mut().enumerate().take(self.n_img) {
+                    let base = m * plane + i0;
+                    let r0 = &data[base..base + 2];
+                    let r1 = &data[base + w..base + w + 2];
+                    let (m00, m01) = (r0[0] as f64, r0[1] as f64);
+                    let (m10, m11) = (r1[0] as f64, r1[1] as f64);
+                    let top = m00 + fx * (m01 - m00);
+                    let bot = m10 + fx * (m11 - m10);
+                    a[0] += top + fy * (bot - top);
+                    if any_d {
+                        let gx = (1.0 - fy) * (m01 - m00) + fy * (m11 - m10);
+                        let gy = bot - top;
+                        a[1] += gx;
+                        a[2] += gy;
+                        a[3] += gx * wx;
+                        a[4] += gy * wy;
+                        a[5] += gx * wy;
+                        a[6] += gy * wx;
                     }
                 }
             }
-            out
-        })
-        .collect();
+        }
+    }
+
+    /// One pixel's prediction and wanted derivatives from its sums `a`: `out[0]` the
+    /// prediction, `out[(q + 1)·nx]` the derivative `want[q]`.
+    #[inline]
+    fn write_planes(&self, out: &mut [f64], a: &[f64; 7], want: &[usize], nx: usize) {
+        let (c, sn, inv_s, norm) = (self.c, self.sn, self.inv_s, self.norm);
+        out[0] = a[0] * norm;
+        for (q, &j) in want.iter().enumerate() {
+            // du/dtx = −Rᵀe_x/s, du/dty = −Rᵀe_y/s, du/ds = −w/s, du/dθ = (w_y, −w_x)
+            let v = match j {
+                0 => -(a[1] * c - a[2] * sn) * inv_s,
+                1 => -(a[1] * sn + a[2] * c) * inv_s,
+                2 => -(a[3] + a[4]) * inv_s,
+                _ => a[5] - a[6],
+            };
+            out[(q + 1) * nx] = v * norm;
+        }
+    }
+}
+
+/// The per-row outputs (`n_img × n_pl` rows of `nx` values each) into `(n_img, n_pl, ny, nx)`.
+fn assemble_rows(rows: Vec<Vec<f64>>, dim: (usize, usize, usize, usize)) -> Array4<f64> {
+    let (n_img, n_pl, ny, nx) = dim;
     let mut res = Array4::<f64>::zeros((n_img, n_pl, ny, nx));
     for (iy, row) in rows.into_iter().enumerate() {
         for m in 0..n_img {
@@ -198,7 +296,7 @@ pub fn area_predict_stack(
             }
         }
     }
-    Ok(res)
+    res
 }
 
 #[cfg(test)]
