@@ -55,17 +55,8 @@ fn tile_origins(ny: usize, nx: usize, tile: usize, step: usize) -> Vec<(usize, u
     v
 }
 
-/// Radial profiles of tile power spectra.
-///
-/// Returns `(profiles, centres, counts)`: `profiles` is `(n_tiles, n_bins)` (mean power per
-/// bin, tiles in row-major order of their origins), `centres` is `(n_tiles, 2)` tile centres
-/// `(x, y)` in pixels relative to the image centre `(nx/2, ny/2)`, `counts` the Fourier pixels
-/// per bin (same for every tile).
-pub fn tile_profiles(
-    image: ArrayView2<f32>,
-    t: Tiling,
-) -> Result<(Array2<f32>, Array2<f64>, Vec<u32>), KernelError> {
-    let (ny, nx) = image.dim();
+/// Checks the tiling against the `(ny, nx)` image.
+fn check_tiling(t: &Tiling, ny: usize, nx: usize) -> Result<(), KernelError> {
     if t.tile < 16 || t.tile % 2 != 0 {
         return Err(KernelError::value(
             "tile",
@@ -97,9 +88,14 @@ pub fn tile_profiles(
             ),
         ));
     }
+    Ok(())
+}
+
+/// Bin index of every half-spectrum pixel of a tile (`kx` in `0..tile/2 + 1`, `ky` in
+/// `0..tile`, at `ky·nc + kx`; `u32::MAX` = unused) and the pixel count of every bin.
+fn spectrum_bins(t: &Tiling) -> (Vec<u32>, Vec<u32>) {
     let n = t.tile;
     let nc = n / 2 + 1;
-    // bin index of every half-spectrum pixel (kx in 0..nc, ky in 0..n); u32::MAX = unused
     let mut bin_of = vec![u32::MAX; n * nc];
     let mut counts = vec![0u32; t.n_bins];
     let s_nyq = 0.25f64;
@@ -125,18 +121,108 @@ pub fn tile_profiles(
             }
         }
     }
+    (bin_of, counts)
+}
+
+/// What every tile's profile shares: the tile size, taper, plan and bins.
+struct TileSpectra<'a> {
+    n: usize,
+    /// 1-D cosine taper (the 2-D window is its outer product).
+    win: &'a [f32],
+    plan: &'a fft::Plan2,
+    bin_of: &'a [u32],
+    /// `1 / count` of every bin (0 for an empty bin).
+    inv_counts: &'a [f64],
+}
+
+impl TileSpectra<'_> {
+    /// Mean power per bin of the tapered, mean-removed tile at `(y0, x0)` into `out` (`acc`:
+    /// an f64 scratch of one value per bin).
+    fn profile(
+        &self,
+        image: &ArrayView2<f32>,
+        (y0, x0): (usize, usize),
+        acc: &mut [f64],
+        out: &mut [f32],
+    ) {
+        let (n, win) = (self.n, self.win);
+        let nc = n / 2 + 1;
+        // tile mean (so the taper does not create a DC/low-frequency artefact)
+        let mut mean = 0.0f64;
+        for y in 0..n {
+            for x in 0..n {
+                mean += image[[y0 + y, x0 + x]] as f64;
+            }
+        }
+        let mean = (mean / (n * n) as f64) as f32;
+        let spec = self.plan.prepare_with(
+            |y, row| {
+                for x in 0..n {
+                    row[x] = (image[[y0 + y, x0 + x]] - mean) * win[x] * win[y];
+                }
+                true
+            },
+            false,
+        );
+        for a in acc.iter_mut() {
+            *a = 0.0;
+        }
+        for kx in 0..nc {
+            for (ky, v) in spec[kx * n..(kx + 1) * n].iter().enumerate() {
+                let b = self.bin_of[ky * nc + kx];
+                if b != u32::MAX {
+                    acc[b as usize] += v.norm_sqr() as f64;
+                }
+            }
+        }
+        for (o, (a, ic)) in out.iter_mut().zip(acc.iter().zip(self.inv_counts.iter())) {
+            *o = (*a * *ic) as f32;
+        }
+    }
+}
+
+/// Tile centres `(x, y)` relative to the image centre `(nx/2, ny/2)`, one row per origin.
+fn tile_centres(origins: &[(usize, usize)], n: usize, ny: usize, nx: usize) -> Array2<f64> {
+    let mut centres = Array2::<f64>::zeros((origins.len(), 2));
+    for (i, &(y0, x0)) in origins.iter().enumerate() {
+        centres[[i, 0]] = x0 as f64 + n as f64 / 2.0 - nx as f64 / 2.0;
+        centres[[i, 1]] = y0 as f64 + n as f64 / 2.0 - ny as f64 / 2.0;
+    }
+    centres
+}
+
+/// Radial profiles of tile power spectra.
+///
+/// Returns `(profiles, centres, counts)`: `profiles` is `(n_tiles, n_bins)` (mean power per
+/// bin, tiles in row-major order of their origins), `centres` is `(n_tiles, 2)` tile centres
+/// `(x, y)` in pixels relative to the image centre `(nx/2, ny/2)`, `counts` the Fourier pixels
+/// per bin (same for every tile).
+pub fn tile_profiles(
+    image: ArrayView2<f32>,
+    t: Tiling,
+) -> Result<(Array2<f32>, Array2<f64>, Vec<u32>), KernelError> {
+    let (ny, nx) = image.dim();
+    check_tiling(&t, ny, nx)?;
+    let n = t.tile;
+    let (bin_of, counts) = spectrum_bins(&t);
     // cosine taper over 1/8 of the tile on each edge
     let win = crate::window::taper_1d_f32(n, (n / 8).max(1) as f64);
     // the shared, cached 2-D plan of crate::fft: each tile is transformed on the calling
     // thread (the tiles run in parallel), into the transposed (nc, n) layout spec[kx, ky]
     let plan = fft::plan(n, n)?;
     let origins = tile_origins(ny, nx, n, t.step);
-    let nt = origins.len();
-    let mut profiles = Array2::<f32>::zeros((nt, t.n_bins));
+    let mut profiles = Array2::<f32>::zeros((origins.len(), t.n_bins));
     let inv_counts: Vec<f64> = counts
         .iter()
         .map(|&c| if c > 0 { 1.0 / c as f64 } else { 0.0 })
         .collect();
+    let spectra = TileSpectra {
+        n,
+        win: &win,
+        plan: &plan,
+        bin_of: &bin_of,
+        inv_counts: &inv_counts,
+    };
     profiles
         .as_slice_mut()
         .ok_or_else(|| KernelError::value("profiles", "internal layout"))?
@@ -144,46 +230,9 @@ pub fn tile_profiles(
         .zip(origins.par_iter())
         .for_each_init(
             || vec![0.0f64; t.n_bins],
-            |acc, (out, &(y0, x0))| {
-                // tile mean (so the taper does not create a DC/low-frequency artefact)
-                let mut mean = 0.0f64;
-                for y in 0..n {
-                    for x in 0..n {
-                        mean += image[[y0 + y, x0 + x]] as f64;
-                    }
-                }
-                let mean = (mean / (n * n) as f64) as f32;
-                let spec = plan.prepare_with(
-                    |y, row| {
-                        for x in 0..n {
-                            row[x] = (image[[y0 + y, x0 + x]] - mean) * win[x] * win[y];
-                        }
-                        true
-                    },
-                    false,
-                );
-                for a in acc.iter_mut() {
-                    *a = 0.0;
-                }
-                for kx in 0..nc {
-                    for (ky, v) in spec[kx * n..(kx + 1) * n].iter().enumerate() {
-                        let b = bin_of[ky * nc + kx];
-                        if b != u32::MAX {
-                            acc[b as usize] += v.norm_sqr() as f64;
-                        }
-                    }
-                }
-                for (o, (a, ic)) in out.iter_mut().zip(acc.iter().zip(inv_counts.iter())) {
-                    *o = (*a * *ic) as f32;
-                }
-            },
+            |acc, (out, &origin)| spectra.profile(&image, origin, acc, out),
         );
-    let mut centres = Array2::<f64>::zeros((nt, 2));
-    for (i, &(y0, x0)) in origins.iter().enumerate() {
-        centres[[i, 0]] = x0 as f64 + n as f64 / 2.0 - nx as f64 / 2.0;
-        centres[[i, 1]] = y0 as f64 + n as f64 / 2.0 - ny as f64 / 2.0;
-    }
-    Ok((profiles, centres, counts))
+    Ok((profiles, tile_centres(&origins, n, ny, nx), counts))
 }
 
 /// Optics of the CTF model (Å units).
