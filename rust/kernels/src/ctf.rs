@@ -324,18 +324,14 @@ fn score(flat: &[f64], j0: usize, j1: usize, s_per_bin: f64, o: &Optics, df: f64
     cov / (vx * vy).sqrt()
 }
 
-/// Best defocus (Å) and its correlation score for every profile.
-///
-/// `profiles` is `(n, n_bins)` with bins uniform in `s = k²`, bin `j` centred at
-/// `(j + ½)·s_per_bin` Å⁻²; one [`Search`] per profile; `df_step` is the grid step (Å).
-pub fn fit_defocus_1d(
-    profiles: ArrayView2<f32>,
+/// Checks the arguments of [`fit_defocus_1d`] for `n` profiles.
+fn check_fit_args(
+    n: usize,
     s_per_bin: f64,
-    optics: Optics,
+    optics: &Optics,
     searches: &[Search],
     df_step: f64,
-) -> Result<(Vec<f64>, Vec<f64>), KernelError> {
-    let (n, nb) = profiles.dim();
+) -> Result<(), KernelError> {
     if searches.len() != n {
         return Err(KernelError::shape(
             "searches",
@@ -371,55 +367,105 @@ pub fn fit_defocus_1d(
             ));
         }
     }
+    Ok(())
+}
+
+/// Flattened profile `i` and its fit range `[j0, j1)` of bins, or `None` when the range holds
+/// fewer than 4 bins or the flattened profile is not finite.
+fn flat_fit_range(
+    profiles: &ArrayView2<f32>,
+    i: usize,
+    s_per_bin: f64,
+    optics: &Optics,
+    s: &Search,
+) -> Option<(Vec<f64>, usize, usize)> {
+    let nb = profiles.dim().1;
+    let row: Vec<f32> = profiles.row(i).to_vec();
+    let flat = flatten_profile(&row, s_per_bin, optics.wavelength_a, s.df_ref);
+    let j0 = ((s.s_lo / s_per_bin).ceil() as usize).min(nb);
+    let j1 = ((s.s_hi / s_per_bin).floor() as usize).min(nb);
+    if j1 < j0 + 4 || !flat.iter().all(|v| v.is_finite()) {
+        return None;
+    }
+    Some((flat, j0, j1))
+}
+
+/// Best defocus of one profile: the grid `df_min, df_min + df_step, …` (up to `df_max`), then
+/// a golden-section refinement in `[best − step, best + step]`, kept only if it scores at least
+/// as well. Returns `(defocus, score)`.
+fn fit_one(score_at: impl Fn(f64) -> f64, s: &Search, df_step: f64) -> (f64, f64) {
+    let steps = ((s.df_max - s.df_min) / df_step).ceil() as usize + 1;
+    let (mut best, mut best_df) = (f64::NEG_INFINITY, s.df_min);
+    for k in 0..steps {
+        let df = (s.df_min + k as f64 * df_step).min(s.df_max);
+        let c = score_at(df);
+        if c > best {
+            best = c;
+            best_df = df;
+        }
+    }
+    let (df, sc) = golden_max(&score_at, best_df - df_step, best_df + df_step);
+    if sc >= best {
+        (df, sc)
+    } else {
+        (best_df, best)
+    }
+}
+
+/// Golden-section search (30 iterations) for the maximum of `f` in `[a, b]`: `(x, f(x))`.
+fn golden_max(f: impl Fn(f64) -> f64, mut a: f64, mut b: f64) -> (f64, f64) {
+    let g = 0.5 * (5f64.sqrt() - 1.0);
+    let mut c = b - g * (b - a);
+    let mut d = a + g * (b - a);
+    let mut fc = f(c);
+    let mut fd = f(d);
+    for _ in 0..30 {
+        if fc > fd {
+            b = d;
+            d = c;
+            fd = fc;
+            c = b - g * (b - a);
+            fc = f(c);
+        } else {
+            a = c;
+            c = d;
+            fc = fd;
+            d = a + g * (b - a);
+            fd = f(d);
+        }
+    }
+    if fc > fd {
+        (c, fc)
+    } else {
+        (d, fd)
+    }
+}
+
+/// Best defocus (Å) and its correlation score for every profile.
+///
+/// `profiles` is `(n, n_bins)` with bins uniform in `s = k²`, bin `j` centred at
+/// `(j + ½)·s_per_bin` Å⁻²; one [`Search`] per profile; `df_step` is the grid step (Å).
+pub fn fit_defocus_1d(
+    profiles: ArrayView2<f32>,
+    s_per_bin: f64,
+    optics: Optics,
+    searches: &[Search],
+    df_step: f64,
+) -> Result<(Vec<f64>, Vec<f64>), KernelError> {
+    let n = profiles.dim().0;
+    check_fit_args(n, s_per_bin, &optics, searches, df_step)?;
     let res: Vec<(f64, f64)> = (0..n)
         .into_par_iter()
         .map(|i| {
             let s = searches[i];
-            let row: Vec<f32> = profiles.row(i).to_vec();
-            let flat = flatten_profile(&row, s_per_bin, optics.wavelength_a, s.df_ref);
-            let j0 = ((s.s_lo / s_per_bin).ceil() as usize).min(nb);
-            let j1 = ((s.s_hi / s_per_bin).floor() as usize).min(nb);
-            if j1 < j0 + 4 || !flat.iter().all(|v| v.is_finite()) {
+            let Some((flat, j0, j1)) = flat_fit_range(&profiles, i, s_per_bin, &optics, &s) else {
                 return (f64::NAN, 0.0);
-            }
-            let steps = ((s.df_max - s.df_min) / df_step).ceil() as usize + 1;
-            let (mut best, mut best_df) = (f64::NEG_INFINITY, s.df_min);
-            for k in 0..steps {
-                let df = (s.df_min + k as f64 * df_step).min(s.df_max);
-                let c = score(&flat, j0, j1, s_per_bin, &optics, df);
-                if c > best {
-                    best = c;
-                    best_df = df;
-                }
-            }
-            // golden-section refinement in [best - step, best + step]
-            let (mut a, mut b) = (best_df - df_step, best_df + df_step);
-            let g = 0.5 * (5f64.sqrt() - 1.0);
-            let mut c = b - g * (b - a);
-            let mut d = a + g * (b - a);
-            let mut fc = score(&flat, j0, j1, s_per_bin, &optics, c);
-            let mut fd = score(&flat, j0, j1, s_per_bin, &optics, d);
-            for _ in 0..30 {
-                if fc > fd {
-                    b = d;
-                    d = c;
-                    fd = fc;
-                    c = b - g * (b - a);
-                    fc = score(&flat, j0, j1, s_per_bin, &optics, c);
-                } else {
-                    a = c;
-                    c = d;
-                    fc = fd;
-                    d = a + g * (b - a);
-                    fd = score(&flat, j0, j1, s_per_bin, &optics, d);
-                }
-            }
-            let (df, sc) = if fc > fd { (c, fc) } else { (d, fd) };
-            if sc >= best {
-                (df, sc)
-            } else {
-                (best_df, best)
-            }
+            };
+            fit_one(
+                |df| score(&flat, j0, j1, s_per_bin, &optics, df),
+                &s,
+                df_step,
+            )
         })
         .collect();
     Ok(res.into_iter().unzip())
@@ -438,7 +484,7 @@ pub fn score_curves(
     df_step: f64,
     n_steps: usize,
 ) -> Result<Array2<f64>, KernelError> {
-    let (n, nb) = profiles.dim();
+    let n = profiles.dim().0;
     if searches.len() != n || df_start.len() != n {
         return Err(KernelError::shape(
             "searches/df_start",
@@ -475,13 +521,9 @@ pub fn score_curves(
         .enumerate()
         .for_each(|(i, row)| {
             let s = searches[i];
-            let prof: Vec<f32> = profiles.row(i).to_vec();
-            let flat = flatten_profile(&prof, s_per_bin, optics.wavelength_a, s.df_ref);
-            let j0 = ((s.s_lo / s_per_bin).ceil() as usize).min(nb);
-            let j1 = ((s.s_hi / s_per_bin).floor() as usize).min(nb);
-            if j1 < j0 + 4 || !flat.iter().all(|v| v.is_finite()) {
+            let Some((flat, j0, j1)) = flat_fit_range(&profiles, i, s_per_bin, &optics, &s) else {
                 return;
-            }
+            };
             for (k, o) in row.iter_mut().enumerate() {
                 let df = df_start[i] + k as f64 * df_step;
                 *o = if df > 0.0 {
