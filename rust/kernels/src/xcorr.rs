@@ -704,6 +704,138 @@ fn filtered_energy(spec: ArrayView2<C32>, ny: usize, nx: usize, f: &FilterParams
         / (ny as f64 * nx as f64)
 }
 
+/// Checks that `pad` holds both (non-empty) images.
+fn check_pad(a: (usize, usize), b: (usize, usize), pad: (usize, usize)) -> Result<(), KernelError> {
+    let (py, px) = pad;
+    for (name, (ny, nx)) in [("reference", a), ("moving", b)] {
+        if ny == 0 || nx == 0 || py < ny || px < nx {
+            return Err(KernelError::shape(
+                "pad",
+                format!(">= non-empty {name} ({ny}, {nx})"),
+                format!("{pad:?}"),
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// Half-spectrum (transposed, pooled) of `img` tapered (`taper` px ramps, weighted mean
+/// removed) at the origin of the plan's frame. Taper, mean removal and padding are fused into
+/// the row pass of the forward transform (no padded frame).
+fn tapered_spectrum(plan: &fft::Plan2, img: ArrayView2<f32>, taper: f64) -> PoolBuf<C32> {
+    let (ny, nx) = img.dim();
+    let contiguous = img.as_standard_layout();
+    let data = contiguous
+        .as_slice()
+        .expect("standard layout is contiguous");
+    let w = SeparableTaper::new(data, ny, nx, taper);
+    PoolBuf::new(
+        plan.forward_with(|y, buf| w.row(data, y, buf), true),
+        &fft::POOL_C32,
+    )
+}
+
+/// One `kx` row of the cross-power spectrum, in place: `grow ← A·conj(B)` (phase-normalised
+/// for [`Method::Phase`]), times the filter row if any (same arithmetic as [`cross_power`]).
+#[inline]
+fn cross_power_row(method: Method, grow: &mut [C32], brow: &[C32], trow: Option<&[f32]>) {
+    let py = grow.len();
+    if method == Method::Phase {
+        for ky in 0..py {
+            let v = grow[ky] * brow[ky].conj();
+            // |v| in f64 (no overflow, no libm hypot call): vectorises
+            let (re, im) = (v.re as f64, v.im as f64);
+            let m = (re * re + im * im).sqrt();
+            let mut u = if m > 1e-30 {
+                let r = 1.0 / m;
+                C32::new((re * r) as f32, (im * r) as f32)
+            } else {
+                C32::new(0.0, 0.0)
+            };
+            if let Some(t) = trow {
+                u *= t[ky];
+            }
+            grow[ky] = u;
+        }
+    } else {
+        for ky in 0..py {
+            let mut v = grow[ky] * brow[ky].conj();
+            if let Some(t) = trow {
+                v *= t[ky];
+            }
+            grow[ky] = v;
+        }
+    }
+}
+
+/// The correlation map `(py, px)` (zero displacement at index (0, 0)) of the spectra `fa`
+/// (overwritten) and `fb`: the cross-power spectrum is formed in place in `fa`, block by
+/// block, right before the block's inverse column transforms.
+fn correlation_map(
+    plan: &fft::Plan2,
+    fa: &mut [C32],
+    fb: &[C32],
+    f: &FilterParams,
+    method: Method,
+) -> Result<Array2<f32>, KernelError> {
+    let (py, px) = (plan.ny, plan.nx);
+    let table = if f.is_identity() {
+        None
+    } else {
+        Some(filter_table(py, px, f, 1.0))
+    };
+    let tsl = table
+        .as_ref()
+        .map(|t| t.as_slice().expect("contiguous table"));
+    let map = plan.correlate_with(
+        fa,
+        |kx0, chunk| {
+            for (k, grow) in chunk.chunks_mut(py).enumerate() {
+                let kx = kx0 + k;
+                let brow = &fb[kx * py..(kx + 1) * py];
+                let trow = tsl.map(|t| &t[kx * py..(kx + 1) * py]);
+                cross_power_row(method, grow, brow, trow);
+            }
+            if kx0 == 0 && method == Method::Phase {
+                // the images are zero-mean: the DC term carries only rounding noise
+                chunk[0] = C32::new(0.0, 0.0);
+            }
+        },
+        true,
+    );
+    Array2::from_shape_vec((py, px), map).map_err(|e| KernelError::value("fft", e.to_string()))
+}
+
+/// Peaks of the map as signed displacements: searched in the wrapped frame, zero displacement
+/// at the centre (a roll, not a copy), within `max_shift` of it if ≥ 0.
+fn displacement_peaks(
+    map: ArrayView2<f32>,
+    n_peaks: usize,
+    min_sep: f64,
+    max_shift: f64,
+) -> (Vec<Peak>, MapStats) {
+    let (py, px) = map.dim();
+    let (cy, cx) = (py / 2, px / 2);
+    let mut allowed = Allowed::all(py, px);
+    if max_shift >= 0.0 {
+        allowed.cx = cx as f64;
+        allowed.cy = cy as f64;
+        allowed.radius = max_shift;
+    }
+    let (mut peaks, stats) = find_peaks_rolled(
+        map,
+        n_peaks,
+        min_sep,
+        &allowed,
+        ((py - cy) % py, (px - cx) % px),
+    );
+    for p in peaks.iter_mut() {
+        p.x -= cx as f64;
+        p.y -= cy as f64;
+    }
+    (peaks, stats)
+}
+
 /// Translation between `a` and `b` (any shapes): both tapered (`taper` px cosine ramp, weighted
 /// mean removed) into a common `pad` frame at the origin, correlated with `method` and filter
 /// `f`; top `n_peaks` peaks at least `min_sep` apart (and within `max_shift` of zero if ≥ 0).
@@ -721,35 +853,16 @@ pub fn correlate_translation(
     return_map: bool,
 ) -> Result<Translation, KernelError> {
     f.check()?;
+    check_pad(a.dim(), b.dim(), pad)?;
     let (py, px) = pad;
-    for (name, (ny, nx)) in [("reference", a.dim()), ("moving", b.dim())] {
-        if ny == 0 || nx == 0 || py < ny || px < nx {
-            return Err(KernelError::shape(
-                "pad",
-                format!(">= non-empty {name} ({ny}, {nx})"),
-                format!("{pad:?}"),
-            ));
-        }
-    }
     let plan = fft::plan(py, px)?;
-    let nxc = plan.nxc;
-    // taper, mean removal and padding are fused into the row pass of the forward transforms
-    // (no padded frames); the transforms run one after the other, each parallel inside
-    // (measured faster than two sequential transforms side by side on 2 cores)
-    let transform = |img: ArrayView2<f32>| -> Vec<C32> {
-        let (ny, nx) = img.dim();
-        let contiguous = img.as_standard_layout();
-        let data = contiguous
-            .as_slice()
-            .expect("standard layout is contiguous");
-        let w = SeparableTaper::new(data, ny, nx, taper);
-        plan.forward_with(|y, buf| w.row(data, y, buf), true)
-    };
-    let mut fa = PoolBuf::new(transform(a), &fft::POOL_C32);
-    let fb = PoolBuf::new(transform(b), &fft::POOL_C32);
+    // the transforms run one after the other, each parallel inside (measured faster than two
+    // sequential transforms side by side on 2 cores)
+    let mut fa = tapered_spectrum(&plan, a, taper);
+    let fb = tapered_spectrum(&plan, b, taper);
     let (ea, eb) = if method == Method::XCorr {
-        let va = ArrayView2::from_shape((nxc, py), &fa[..]).expect("spectrum shape");
-        let vb = ArrayView2::from_shape((nxc, py), &fb[..]).expect("spectrum shape");
+        let va = ArrayView2::from_shape((plan.nxc, py), &fa[..]).expect("spectrum shape");
+        let vb = ArrayView2::from_shape((plan.nxc, py), &fb[..]).expect("spectrum shape");
         rayon::join(
             || filtered_energy(va, py, px, f),
             || filtered_energy(vb, py, px, f),
@@ -757,82 +870,10 @@ pub fn correlate_translation(
     } else {
         (0.0, 0.0)
     };
-    // cross-power spectrum formed in place in `fa`, block by block, right before the block's
-    // inverse column transforms (same arithmetic as [`cross_power`])
-    let table = if f.is_identity() {
-        None
-    } else {
-        Some(filter_table(py, px, f, 1.0))
-    };
-    let tsl = table
-        .as_ref()
-        .map(|t| t.as_slice().expect("contiguous table"));
-    let map = {
-        let fbs = &fb[..];
-        plan.correlate_with(
-            &mut fa,
-            |kx0, chunk| {
-                for (k, grow) in chunk.chunks_mut(py).enumerate() {
-                    let kx = kx0 + k;
-                    let brow = &fbs[kx * py..(kx + 1) * py];
-                    let trow = tsl.map(|t| &t[kx * py..(kx + 1) * py]);
-                    if method == Method::Phase {
-                        for ky in 0..py {
-                            let v = grow[ky] * brow[ky].conj();
-                            // |v| in f64 (no overflow, no libm hypot call): vectorises
-                            let (re, im) = (v.re as f64, v.im as f64);
-                            let m = (re * re + im * im).sqrt();
-                            let mut u = if m > 1e-30 {
-                                let r = 1.0 / m;
-                                C32::new((re * r) as f32, (im * r) as f32)
-                            } else {
-                                C32::new(0.0, 0.0)
-                            };
-                            if let Some(t) = trow {
-                                u *= t[ky];
-                            }
-                            grow[ky] = u;
-                        }
-                    } else {
-                        for ky in 0..py {
-                            let mut v = grow[ky] * brow[ky].conj();
-                            if let Some(t) = trow {
-                                v *= t[ky];
-                            }
-                            grow[ky] = v;
-                        }
-                    }
-                }
-                if kx0 == 0 && method == Method::Phase {
-                    // the images are zero-mean: the DC term carries only rounding noise
-                    chunk[0] = C32::new(0.0, 0.0);
-                }
-            },
-            true,
-        )
-    };
+    let map = correlation_map(&plan, &mut fa, &fb, f, method);
     drop((fa, fb));
-    let map = Array2::from_shape_vec((py, px), map)
-        .map_err(|e| KernelError::value("fft", e.to_string()))?;
-    // search in the wrapped frame, zero displacement at the centre (a roll, not a copy)
-    let (cy, cx) = (py / 2, px / 2);
-    let mut allowed = Allowed::all(py, px);
-    if max_shift >= 0.0 {
-        allowed.cx = cx as f64;
-        allowed.cy = cy as f64;
-        allowed.radius = max_shift;
-    }
-    let (mut peaks, stats) = find_peaks_rolled(
-        map.view(),
-        n_peaks,
-        min_sep,
-        &allowed,
-        ((py - cy) % py, (px - cx) % px),
-    );
-    for p in peaks.iter_mut() {
-        p.x -= cx as f64;
-        p.y -= cy as f64;
-    }
+    let map = map?;
+    let (peaks, stats) = displacement_peaks(map.view(), n_peaks, min_sep, max_shift);
     let norm = if method == Method::XCorr && ea > 0.0 && eb > 0.0 {
         1.0 / (ea * eb).sqrt()
     } else {
