@@ -55,17 +55,8 @@ fn tile_origins(ny: usize, nx: usize, tile: usize, step: usize) -> Vec<(usize, u
     v
 }
 
-/// Radial profiles of tile power spectra.
-///
-/// Returns `(profiles, centres, counts)`: `profiles` is `(n_tiles, n_bins)` (mean power per
-/// bin, tiles in row-major order of their origins), `centres` is `(n_tiles, 2)` tile centres
-/// `(x, y)` in pixels relative to the image centre `(nx/2, ny/2)`, `counts` the Fourier pixels
-/// per bin (same for every tile).
-pub fn tile_profiles(
-    image: ArrayView2<f32>,
-    t: Tiling,
-) -> Result<(Array2<f32>, Array2<f64>, Vec<u32>), KernelError> {
-    let (ny, nx) = image.dim();
+/// Checks the tiling against the `(ny, nx)` image.
+fn check_tiling(t: &Tiling, ny: usize, nx: usize) -> Result<(), KernelError> {
     if t.tile < 16 || t.tile % 2 != 0 {
         return Err(KernelError::value(
             "tile",
@@ -97,9 +88,14 @@ pub fn tile_profiles(
             ),
         ));
     }
+    Ok(())
+}
+
+/// Bin index of every half-spectrum pixel of a tile (`kx` in `0..tile/2 + 1`, `ky` in
+/// `0..tile`, at `ky·nc + kx`; `u32::MAX` = unused) and the pixel count of every bin.
+fn spectrum_bins(t: &Tiling) -> (Vec<u32>, Vec<u32>) {
     let n = t.tile;
     let nc = n / 2 + 1;
-    // bin index of every half-spectrum pixel (kx in 0..nc, ky in 0..n); u32::MAX = unused
     let mut bin_of = vec![u32::MAX; n * nc];
     let mut counts = vec![0u32; t.n_bins];
     let s_nyq = 0.25f64;
@@ -125,18 +121,108 @@ pub fn tile_profiles(
             }
         }
     }
+    (bin_of, counts)
+}
+
+/// What every tile's profile shares: the tile size, taper, plan and bins.
+struct TileSpectra<'a> {
+    n: usize,
+    /// 1-D cosine taper (the 2-D window is its outer product).
+    win: &'a [f32],
+    plan: &'a fft::Plan2,
+    bin_of: &'a [u32],
+    /// `1 / count` of every bin (0 for an empty bin).
+    inv_counts: &'a [f64],
+}
+
+impl TileSpectra<'_> {
+    /// Mean power per bin of the tapered, mean-removed tile at `(y0, x0)` into `out` (`acc`:
+    /// an f64 scratch of one value per bin).
+    fn profile(
+        &self,
+        image: &ArrayView2<f32>,
+        (y0, x0): (usize, usize),
+        acc: &mut [f64],
+        out: &mut [f32],
+    ) {
+        let (n, win) = (self.n, self.win);
+        let nc = n / 2 + 1;
+        // tile mean (so the taper does not create a DC/low-frequency artefact)
+        let mut mean = 0.0f64;
+        for y in 0..n {
+            for x in 0..n {
+                mean += image[[y0 + y, x0 + x]] as f64;
+            }
+        }
+        let mean = (mean / (n * n) as f64) as f32;
+        let spec = self.plan.prepare_with(
+            |y, row| {
+                for x in 0..n {
+                    row[x] = (image[[y0 + y, x0 + x]] - mean) * win[x] * win[y];
+                }
+                true
+            },
+            false,
+        );
+        for a in acc.iter_mut() {
+            *a = 0.0;
+        }
+        for kx in 0..nc {
+            for (ky, v) in spec[kx * n..(kx + 1) * n].iter().enumerate() {
+                let b = self.bin_of[ky * nc + kx];
+                if b != u32::MAX {
+                    acc[b as usize] += v.norm_sqr() as f64;
+                }
+            }
+        }
+        for (o, (a, ic)) in out.iter_mut().zip(acc.iter().zip(self.inv_counts.iter())) {
+            *o = (*a * *ic) as f32;
+        }
+    }
+}
+
+/// Tile centres `(x, y)` relative to the image centre `(nx/2, ny/2)`, one row per origin.
+fn tile_centres(origins: &[(usize, usize)], n: usize, ny: usize, nx: usize) -> Array2<f64> {
+    let mut centres = Array2::<f64>::zeros((origins.len(), 2));
+    for (i, &(y0, x0)) in origins.iter().enumerate() {
+        centres[[i, 0]] = x0 as f64 + n as f64 / 2.0 - nx as f64 / 2.0;
+        centres[[i, 1]] = y0 as f64 + n as f64 / 2.0 - ny as f64 / 2.0;
+    }
+    centres
+}
+
+/// Radial profiles of tile power spectra.
+///
+/// Returns `(profiles, centres, counts)`: `profiles` is `(n_tiles, n_bins)` (mean power per
+/// bin, tiles in row-major order of their origins), `centres` is `(n_tiles, 2)` tile centres
+/// `(x, y)` in pixels relative to the image centre `(nx/2, ny/2)`, `counts` the Fourier pixels
+/// per bin (same for every tile).
+pub fn tile_profiles(
+    image: ArrayView2<f32>,
+    t: Tiling,
+) -> Result<(Array2<f32>, Array2<f64>, Vec<u32>), KernelError> {
+    let (ny, nx) = image.dim();
+    check_tiling(&t, ny, nx)?;
+    let n = t.tile;
+    let (bin_of, counts) = spectrum_bins(&t);
     // cosine taper over 1/8 of the tile on each edge
     let win = crate::window::taper_1d_f32(n, (n / 8).max(1) as f64);
     // the shared, cached 2-D plan of crate::fft: each tile is transformed on the calling
     // thread (the tiles run in parallel), into the transposed (nc, n) layout spec[kx, ky]
     let plan = fft::plan(n, n)?;
     let origins = tile_origins(ny, nx, n, t.step);
-    let nt = origins.len();
-    let mut profiles = Array2::<f32>::zeros((nt, t.n_bins));
+    let mut profiles = Array2::<f32>::zeros((origins.len(), t.n_bins));
     let inv_counts: Vec<f64> = counts
         .iter()
         .map(|&c| if c > 0 { 1.0 / c as f64 } else { 0.0 })
         .collect();
+    let spectra = TileSpectra {
+        n,
+        win: &win,
+        plan: &plan,
+        bin_of: &bin_of,
+        inv_counts: &inv_counts,
+    };
     profiles
         .as_slice_mut()
         .ok_or_else(|| KernelError::value("profiles", "internal layout"))?
@@ -144,46 +230,9 @@ pub fn tile_profiles(
         .zip(origins.par_iter())
         .for_each_init(
             || vec![0.0f64; t.n_bins],
-            |acc, (out, &(y0, x0))| {
-                // tile mean (so the taper does not create a DC/low-frequency artefact)
-                let mut mean = 0.0f64;
-                for y in 0..n {
-                    for x in 0..n {
-                        mean += image[[y0 + y, x0 + x]] as f64;
-                    }
-                }
-                let mean = (mean / (n * n) as f64) as f32;
-                let spec = plan.prepare_with(
-                    |y, row| {
-                        for x in 0..n {
-                            row[x] = (image[[y0 + y, x0 + x]] - mean) * win[x] * win[y];
-                        }
-                        true
-                    },
-                    false,
-                );
-                for a in acc.iter_mut() {
-                    *a = 0.0;
-                }
-                for kx in 0..nc {
-                    for (ky, v) in spec[kx * n..(kx + 1) * n].iter().enumerate() {
-                        let b = bin_of[ky * nc + kx];
-                        if b != u32::MAX {
-                            acc[b as usize] += v.norm_sqr() as f64;
-                        }
-                    }
-                }
-                for (o, (a, ic)) in out.iter_mut().zip(acc.iter().zip(inv_counts.iter())) {
-                    *o = (*a * *ic) as f32;
-                }
-            },
+            |acc, (out, &origin)| spectra.profile(&image, origin, acc, out),
         );
-    let mut centres = Array2::<f64>::zeros((nt, 2));
-    for (i, &(y0, x0)) in origins.iter().enumerate() {
-        centres[[i, 0]] = x0 as f64 + n as f64 / 2.0 - nx as f64 / 2.0;
-        centres[[i, 1]] = y0 as f64 + n as f64 / 2.0 - ny as f64 / 2.0;
-    }
-    Ok((profiles, centres, counts))
+    Ok((profiles, tile_centres(&origins, n, ny, nx), counts))
 }
 
 /// Optics of the CTF model (Å units).
@@ -275,18 +324,14 @@ fn score(flat: &[f64], j0: usize, j1: usize, s_per_bin: f64, o: &Optics, df: f64
     cov / (vx * vy).sqrt()
 }
 
-/// Best defocus (Å) and its correlation score for every profile.
-///
-/// `profiles` is `(n, n_bins)` with bins uniform in `s = k²`, bin `j` centred at
-/// `(j + ½)·s_per_bin` Å⁻²; one [`Search`] per profile; `df_step` is the grid step (Å).
-pub fn fit_defocus_1d(
-    profiles: ArrayView2<f32>,
+/// Checks the arguments of [`fit_defocus_1d`] for `n` profiles.
+fn check_fit_args(
+    n: usize,
     s_per_bin: f64,
-    optics: Optics,
+    optics: &Optics,
     searches: &[Search],
     df_step: f64,
-) -> Result<(Vec<f64>, Vec<f64>), KernelError> {
-    let (n, nb) = profiles.dim();
+) -> Result<(), KernelError> {
     if searches.len() != n {
         return Err(KernelError::shape(
             "searches",
@@ -322,55 +367,105 @@ pub fn fit_defocus_1d(
             ));
         }
     }
+    Ok(())
+}
+
+/// Flattened profile `i` and its fit range `[j0, j1)` of bins, or `None` when the range holds
+/// fewer than 4 bins or the flattened profile is not finite.
+fn flat_fit_range(
+    profiles: &ArrayView2<f32>,
+    i: usize,
+    s_per_bin: f64,
+    optics: &Optics,
+    s: &Search,
+) -> Option<(Vec<f64>, usize, usize)> {
+    let nb = profiles.dim().1;
+    let row: Vec<f32> = profiles.row(i).to_vec();
+    let flat = flatten_profile(&row, s_per_bin, optics.wavelength_a, s.df_ref);
+    let j0 = ((s.s_lo / s_per_bin).ceil() as usize).min(nb);
+    let j1 = ((s.s_hi / s_per_bin).floor() as usize).min(nb);
+    if j1 < j0 + 4 || !flat.iter().all(|v| v.is_finite()) {
+        return None;
+    }
+    Some((flat, j0, j1))
+}
+
+/// Best defocus of one profile: the grid `df_min, df_min + df_step, …` (up to `df_max`), then
+/// a golden-section refinement in `[best − step, best + step]`, kept only if it scores at least
+/// as well. Returns `(defocus, score)`.
+fn fit_one(score_at: impl Fn(f64) -> f64, s: &Search, df_step: f64) -> (f64, f64) {
+    let steps = ((s.df_max - s.df_min) / df_step).ceil() as usize + 1;
+    let (mut best, mut best_df) = (f64::NEG_INFINITY, s.df_min);
+    for k in 0..steps {
+        let df = (s.df_min + k as f64 * df_step).min(s.df_max);
+        let c = score_at(df);
+        if c > best {
+            best = c;
+            best_df = df;
+        }
+    }
+    let (df, sc) = golden_max(&score_at, best_df - df_step, best_df + df_step);
+    if sc >= best {
+        (df, sc)
+    } else {
+        (best_df, best)
+    }
+}
+
+/// Golden-section search (30 iterations) for the maximum of `f` in `[a, b]`: `(x, f(x))`.
+fn golden_max(f: impl Fn(f64) -> f64, mut a: f64, mut b: f64) -> (f64, f64) {
+    let g = 0.5 * (5f64.sqrt() - 1.0);
+    let mut c = b - g * (b - a);
+    let mut d = a + g * (b - a);
+    let mut fc = f(c);
+    let mut fd = f(d);
+    for _ in 0..30 {
+        if fc > fd {
+            b = d;
+            d = c;
+            fd = fc;
+            c = b - g * (b - a);
+            fc = f(c);
+        } else {
+            a = c;
+            c = d;
+            fc = fd;
+            d = a + g * (b - a);
+            fd = f(d);
+        }
+    }
+    if fc > fd {
+        (c, fc)
+    } else {
+        (d, fd)
+    }
+}
+
+/// Best defocus (Å) and its correlation score for every profile.
+///
+/// `profiles` is `(n, n_bins)` with bins uniform in `s = k²`, bin `j` centred at
+/// `(j + ½)·s_per_bin` Å⁻²; one [`Search`] per profile; `df_step` is the grid step (Å).
+pub fn fit_defocus_1d(
+    profiles: ArrayView2<f32>,
+    s_per_bin: f64,
+    optics: Optics,
+    searches: &[Search],
+    df_step: f64,
+) -> Result<(Vec<f64>, Vec<f64>), KernelError> {
+    let n = profiles.dim().0;
+    check_fit_args(n, s_per_bin, &optics, searches, df_step)?;
     let res: Vec<(f64, f64)> = (0..n)
         .into_par_iter()
         .map(|i| {
             let s = searches[i];
-            let row: Vec<f32> = profiles.row(i).to_vec();
-            let flat = flatten_profile(&row, s_per_bin, optics.wavelength_a, s.df_ref);
-            let j0 = ((s.s_lo / s_per_bin).ceil() as usize).min(nb);
-            let j1 = ((s.s_hi / s_per_bin).floor() as usize).min(nb);
-            if j1 < j0 + 4 || !flat.iter().all(|v| v.is_finite()) {
+            let Some((flat, j0, j1)) = flat_fit_range(&profiles, i, s_per_bin, &optics, &s) else {
                 return (f64::NAN, 0.0);
-            }
-            let steps = ((s.df_max - s.df_min) / df_step).ceil() as usize + 1;
-            let (mut best, mut best_df) = (f64::NEG_INFINITY, s.df_min);
-            for k in 0..steps {
-                let df = (s.df_min + k as f64 * df_step).min(s.df_max);
-                let c = score(&flat, j0, j1, s_per_bin, &optics, df);
-                if c > best {
-                    best = c;
-                    best_df = df;
-                }
-            }
-            // golden-section refinement in [best - step, best + step]
-            let (mut a, mut b) = (best_df - df_step, best_df + df_step);
-            let g = 0.5 * (5f64.sqrt() - 1.0);
-            let mut c = b - g * (b - a);
-            let mut d = a + g * (b - a);
-            let mut fc = score(&flat, j0, j1, s_per_bin, &optics, c);
-            let mut fd = score(&flat, j0, j1, s_per_bin, &optics, d);
-            for _ in 0..30 {
-                if fc > fd {
-                    b = d;
-                    d = c;
-                    fd = fc;
-                    c = b - g * (b - a);
-                    fc = score(&flat, j0, j1, s_per_bin, &optics, c);
-                } else {
-                    a = c;
-                    c = d;
-                    fc = fd;
-                    d = a + g * (b - a);
-                    fd = score(&flat, j0, j1, s_per_bin, &optics, d);
-                }
-            }
-            let (df, sc) = if fc > fd { (c, fc) } else { (d, fd) };
-            if sc >= best {
-                (df, sc)
-            } else {
-                (best_df, best)
-            }
+            };
+            fit_one(
+                |df| score(&flat, j0, j1, s_per_bin, &optics, df),
+                &s,
+                df_step,
+            )
         })
         .collect();
     Ok(res.into_iter().unzip())
@@ -389,7 +484,7 @@ pub fn score_curves(
     df_step: f64,
     n_steps: usize,
 ) -> Result<Array2<f64>, KernelError> {
-    let (n, nb) = profiles.dim();
+    let n = profiles.dim().0;
     if searches.len() != n || df_start.len() != n {
         return Err(KernelError::shape(
             "searches/df_start",
@@ -426,13 +521,9 @@ pub fn score_curves(
         .enumerate()
         .for_each(|(i, row)| {
             let s = searches[i];
-            let prof: Vec<f32> = profiles.row(i).to_vec();
-            let flat = flatten_profile(&prof, s_per_bin, optics.wavelength_a, s.df_ref);
-            let j0 = ((s.s_lo / s_per_bin).ceil() as usize).min(nb);
-            let j1 = ((s.s_hi / s_per_bin).floor() as usize).min(nb);
-            if j1 < j0 + 4 || !flat.iter().all(|v| v.is_finite()) {
+            let Some((flat, j0, j1)) = flat_fit_range(&profiles, i, s_per_bin, &optics, &s) else {
                 return;
-            }
+            };
             for (k, o) in row.iter_mut().enumerate() {
                 let df = df_start[i] + k as f64 * df_step;
                 *o = if df > 0.0 {

@@ -295,6 +295,205 @@ fn correlate_spectra(plan: &fft::Plan2, x: &[C32], y: &[C32]) -> PoolBuf<f32> {
     PoolBuf::new(map, &POOL_F32)
 }
 
+/// Checks `min_overlap` and that both images are non-empty.
+fn check_args(da: (usize, usize), db: (usize, usize), min_overlap: f64) -> Result<(), KernelError> {
+    if !(0.0..=1.0).contains(&min_overlap) {
+        return Err(KernelError::value(
+            "min_overlap",
+            format!("expected a number in [0, 1], got {min_overlap}"),
+        ));
+    }
+    if da.0 == 0 || da.1 == 0 || db.0 == 0 || db.1 == 0 {
+        return Err(KernelError::shape(
+            "images",
+            "non-empty (ny, nx) arrays",
+            format!("{da:?} and {db:?}"),
+        ));
+    }
+    Ok(())
+}
+
+/// One side of the correlation: pixels, mask (`None` = all ones), shape and statistics.
+struct Side<'a> {
+    img: &'a [f32],
+    mask: Option<&'a [f32]>,
+    dim: (usize, usize),
+    prep: Prep,
+}
+
+impl Side<'_> {
+    /// Forward transform of `M·ã^power` (pooled).
+    fn transform(&self, plan: &fft::Plan2, power: u32) -> PoolBuf<C32> {
+        let v = transform(plan, self.img, self.mask, self.dim, &self.prep, power);
+        PoolBuf::new(v, &POOL_C32)
+    }
+
+    /// Integral images of the side (for rectangle sums against a box on the other side).
+    fn integral(&self) -> Integral {
+        Integral::new(self.img, self.mask, self.dim, &self.prep)
+    }
+}
+
+/// Correlation maps of the NCC terms: `Σ M_a ã · M_b b̃` always; the mask and squared terms
+/// only where the other side has a mask (a box side's terms are rectangle sums instead).
+struct Terms {
+    sab: PoolBuf<f32>,
+    sa: Option<PoolBuf<f32>>,
+    sb: Option<PoolBuf<f32>>,
+    o: Option<PoolBuf<f32>>,
+    saa: Option<PoolBuf<f32>>,
+    sbb: Option<PoolBuf<f32>>,
+}
+
+/// The FFT terms. With masks on both sides all six are correlations (12 transforms). A side
+/// without mask is a box: every term correlating the other side with it is a rectangle sum of
+/// that other side over the overlap, taken from f64 integral images (exact, no transform):
+/// one mask → 7 transforms, no mask → 3.
+fn correlation_terms(plan: &fft::Plan2, a: &Side, b: &Side) -> Terms {
+    let a0 = a.mask.is_some().then(|| a.transform(plan, 0));
+    let b0 = b.mask.is_some().then(|| b.transform(plan, 0));
+    let a1 = a.transform(plan, 1);
+    let b1 = b.transform(plan, 1);
+    let sab = correlate_spectra(plan, &a1, &b1);
+    let sa = b0.as_ref().map(|b0| correlate_spectra(plan, &a1, b0));
+    let sb = a0.as_ref().map(|a0| correlate_spectra(plan, a0, &b1));
+    drop((a1, b1));
+    let o = match (&a0, &b0) {
+        (Some(a0), Some(b0)) => Some(correlate_spectra(plan, a0, b0)),
+        _ => None,
+    };
+    let saa = b0
+        .as_ref()
+        .map(|b0| correlate_spectra(plan, &a.transform(plan, 2), b0));
+    let sbb = a0
+        .as_ref()
+        .map(|a0| correlate_spectra(plan, a0, &b.transform(plan, 2)));
+    Terms {
+        sab,
+        sa,
+        sb,
+        o,
+        saa,
+        sbb,
+    }
+}
+
+/// Validity threshold and variance floors, as if each mask were scaled to a maximum of 1, so
+/// that scaling a mask by a constant changes nothing (NCC itself is invariant to it).
+struct Limits {
+    /// Overlap fraction below which a displacement is invalid.
+    valid_fraction: f64,
+    /// Overlap weight → overlap fraction.
+    frac_scale: f64,
+    /// Local variance floors of `a` and `b`.
+    floor_a: f64,
+    floor_b: f64,
+}
+
+impl Limits {
+    fn new(pa: &Prep, pb: &Prep, min_overlap: f64) -> Self {
+        let (ca, cb) = (pa.max_m, pb.max_m);
+        let inv_cc = 1.0 / (ca * cb);
+        let s_min = (pa.sum_m / ca).min(pb.sum_m / cb);
+        let s_max = (pa.sum_m / ca).max(pb.sum_m / cb);
+        let thr = (min_overlap * s_min).max(MIN_OVERLAP_ABS * s_max) - OVERLAP_TOL * s_max;
+        // local variances carry the weight of both masks: va = ca·cb·va' with va' ≤ τ·E'_a
+        Limits {
+            valid_fraction: thr / s_min,
+            frac_scale: inv_cc / s_min,
+            floor_a: VAR_FLOOR * pa.energy * cb,
+            floor_b: VAR_FLOOR * pb.energy * ca,
+        }
+    }
+}
+
+/// Everything one output row of the NCC map needs.
+struct RowFill<'a> {
+    terms: &'a Terms,
+    /// Integral images of `a` (when `b` is a box) and of `b` (when `a` is).
+    ia: Option<&'a Integral>,
+    ib: Option<&'a Integral>,
+    lim: &'a Limits,
+    pad: (usize, usize),
+    da: (usize, usize),
+    db: (usize, usize),
+}
+
+/// `[Σ₀, Σ₁, Σ₂]` over columns `x0..x1` of a band.
+#[inline]
+fn rect(b: &[[f64; 3]], x0: usize, x1: usize) -> [f64; 3] {
+    let (p, q) = (&b[x1], &b[x0]);
+    [p[0] - q[0], p[1] - q[1], p[2] - q[2]]
+}
+
+/// Value `k` of an optional term map as f64 (0 when absent).
+#[inline]
+fn term_at(m: &Option<PoolBuf<f32>>, k: usize) -> f64 {
+    m.as_ref().map_or(0.0, |m| m[k] as f64)
+}
+
+impl RowFill<'_> {
+    /// Fills NCC row `i` and overlap row `i` (displacement `dy = i − (ny_b − 1)`); returns Σv,
+    /// Σv² and the count over its valid positions.
+    fn fill(&self, i: usize, nrow: &mut [f32], orow: &mut [f32]) -> (f64, f64, usize) {
+        let t = self.terms;
+        let lim = self.lim;
+        let (py, px) = self.pad;
+        let ((nya, nxa), (nyb, nxb)) = (self.da, self.db);
+        let (oy, ox) = (nyb - 1, nxb - 1);
+        let (nyai, nxai, nybi, nxbi) = (nya as isize, nxa as isize, nyb as isize, nxb as isize);
+        let fx = nrow.len();
+        let (mut st1, mut st2, mut cnt) = (0.0f64, 0.0f64, 0usize);
+        let r = ((i + py - oy) % py) * px;
+        // overlap rows in a's coordinates (b's = a's − dy); never empty in full mode
+        let dy = i as isize - oy as isize;
+        let (ya0, ya1) = (dy.max(0), nyai.min(nybi + dy));
+        let (yb0, yb1) = ((ya0 - dy) as usize, (ya1 - dy) as usize);
+        let (ya0, ya1) = (ya0 as usize, ya1 as usize);
+        let band_a = self.ia.map(|t| t.band(ya0, ya1));
+        let band_b = self.ib.map(|t| t.band(yb0, yb1));
+        for j in 0..fx {
+            // stored column of displacement dx = j − ox (circular frame), no modulo
+            let k = if j < ox { r + px - ox + j } else { r + j - ox };
+            let dx = j as isize - ox as isize;
+            let (xa0, xa1) = (dx.max(0), nxai.min(nxbi + dx));
+            let (xb0, xb1) = ((xa0 - dx) as usize, (xa1 - dx) as usize);
+            let (xa0, xa1) = (xa0 as usize, xa1 as usize);
+            let ra = band_a.as_deref().map(|b| rect(b, xa0, xa1));
+            let rb = band_b.as_deref().map(|b| rect(b, xb0, xb1));
+            let o = match (&t.o, ra, rb) {
+                (Some(m), _, _) => m[k] as f64,
+                (None, Some(ra), _) => ra[0],
+                (None, None, Some(rb)) => rb[0],
+                (None, None, None) => unreachable!("a box side gives the overlap"),
+            };
+            let frac = (o * lim.frac_scale) as f32;
+            orow[j] = frac;
+            if (frac as f64) < lim.valid_fraction {
+                nrow[j] = 0.0;
+                continue;
+            }
+            let inv_o = 1.0 / o;
+            let (s1, s11) = ra.map_or((term_at(&t.sa, k), term_at(&t.saa, k)), |t| (t[1], t[2]));
+            let (s2, s22) = rb.map_or((term_at(&t.sb, k), term_at(&t.sbb, k)), |t| (t[1], t[2]));
+            let va = s11 - s1 * s1 * inv_o;
+            let vb = s22 - s2 * s2 * inv_o;
+            let v = if va <= lim.floor_a || vb <= lim.floor_b {
+                0.0
+            } else {
+                // f64 throughout: tiny soft-mask weights make va·vb underflow f32
+                let num = t.sab[k] as f64 - s1 * s2 * inv_o;
+                (num / (va * vb).sqrt()).clamp(-1.0, 1.0) as f32
+            };
+            nrow[j] = v;
+            st1 += v as f64;
+            st2 += v as f64 * v as f64;
+            cnt += 1;
+        }
+        (st1, st2, cnt)
+    }
+}
+
 /// Masked NCC of `a` (reference) and `b` (moving) for every displacement of the "full" mode.
 ///
 /// `ma`, `mb`: optional masks (same shape as their image, values in `[0, 1]`, not all zero;
@@ -307,160 +506,72 @@ pub fn masked_ncc(
     mb: Option<ArrayView2<f32>>,
     min_overlap: f64,
 ) -> Result<MaskedNcc, KernelError> {
-    if !(0.0..=1.0).contains(&min_overlap) {
-        return Err(KernelError::value(
-            "min_overlap",
-            format!("expected a number in [0, 1], got {min_overlap}"),
-        ));
-    }
-    let (nya, nxa) = a.dim();
-    let (nyb, nxb) = b.dim();
-    if nya == 0 || nxa == 0 || nyb == 0 || nxb == 0 {
-        return Err(KernelError::shape(
-            "images",
-            "non-empty (ny, nx) arrays",
-            format!("{:?} and {:?}", a.dim(), b.dim()),
-        ));
-    }
+    let (da, db) = (a.dim(), b.dim());
+    check_args(da, db, min_overlap)?;
     let sa = contiguous(a);
     let sb = contiguous(b);
     let ca = ma.map(contiguous);
     let cb = mb.map(contiguous);
     let sma = ca.as_deref();
     let smb = cb.as_deref();
-    check_mask("reference_mask", (nya, nxa), sma, ma.map(|m| m.dim()))?;
-    check_mask("moving_mask", (nyb, nxb), smb, mb.map(|m| m.dim()))?;
+    check_mask("reference_mask", da, sma, ma.map(|m| m.dim()))?;
+    check_mask("moving_mask", db, smb, mb.map(|m| m.dim()))?;
     // an all-ones mask is the same as no mask (and lets the box sums replace transforms)
     let sma = sma.filter(|m| !m.iter().all(|&v| v == 1.0));
     let smb = smb.filter(|m| !m.iter().all(|&v| v == 1.0));
-    let (sa, sb) = (&sa[..], &sb[..]);
-    let pa = prepare("reference", sa, sma, nya, nxa)?;
-    let pb = prepare("moving", sb, smb, nyb, nxb)?;
+    let side_a = Side {
+        img: &sa[..],
+        mask: sma,
+        dim: da,
+        prep: prepare("reference", &sa[..], sma, da.0, da.1)?,
+    };
+    let side_b = Side {
+        img: &sb[..],
+        mask: smb,
+        dim: db,
+        prep: prepare("moving", &sb[..], smb, db.0, db.1)?,
+    };
 
-    let (fy, fx) = (nya + nyb - 1, nxa + nxb - 1);
+    let (fy, fx) = (da.0 + db.0 - 1, da.1 + db.1 - 1);
     let (py, px) = (fft::nice_size(fy), fft::nice_size(fx));
     let plan = fft::plan(py, px)?;
-
-    // Terms. With masks on both sides all six are FFT correlations (12 transforms). A side
-    // without mask is a box: every term correlating the other side with it is a rectangle sum
-    // of that other side over the overlap, taken from f64 integral images (exact, no
-    // transform): one mask → 7 transforms, no mask → 3.
-    let (box_a, box_b) = (sma.is_none(), smb.is_none());
-    let tr_a = |power| PoolBuf::new(transform(&plan, sa, sma, (nya, nxa), &pa, power), &POOL_C32);
-    let tr_b = |power| PoolBuf::new(transform(&plan, sb, smb, (nyb, nxb), &pb, power), &POOL_C32);
-    let a0 = (!box_a).then(|| tr_a(0));
-    let b0 = (!box_b).then(|| tr_b(0));
-    let a1 = tr_a(1);
-    let b1 = tr_b(1);
-    let m_sab = correlate_spectra(&plan, &a1, &b1);
-    let m_sa = b0.as_ref().map(|b0| correlate_spectra(&plan, &a1, b0));
-    let m_sb = a0.as_ref().map(|a0| correlate_spectra(&plan, a0, &b1));
-    drop((a1, b1));
-    let m_o = match (&a0, &b0) {
-        (Some(a0), Some(b0)) => Some(correlate_spectra(&plan, a0, b0)),
-        _ => None,
+    let terms = correlation_terms(&plan, &side_a, &side_b);
+    let ia = smb.is_none().then(|| side_a.integral());
+    let ib = sma.is_none().then(|| side_b.integral());
+    let lim = Limits::new(&side_a.prep, &side_b.prep, min_overlap);
+    let fill = RowFill {
+        terms: &terms,
+        ia: ia.as_ref(),
+        ib: ib.as_ref(),
+        lim: &lim,
+        pad: (py, px),
+        da,
+        db,
     };
-    let m_saa = b0.as_ref().map(|b0| correlate_spectra(&plan, &tr_a(2), b0));
-    let m_sbb = a0.as_ref().map(|a0| correlate_spectra(&plan, a0, &tr_b(2)));
-    drop((a0, b0));
-    let ia = box_b.then(|| Integral::new(sa, sma, (nya, nxa), &pa));
-    let ib = box_a.then(|| Integral::new(sb, smb, (nyb, nxb), &pb));
-
-    // Overlaps, thresholds and floors as if each mask were scaled to a maximum of 1, so that
-    // scaling a mask by a constant changes nothing (NCC itself is invariant to it).
-    let (ca, cb) = (pa.max_m, pb.max_m);
-    let inv_cc = 1.0 / (ca * cb);
-    let s_min = (pa.sum_m / ca).min(pb.sum_m / cb);
-    let s_max = (pa.sum_m / ca).max(pb.sum_m / cb);
-    let thr = (min_overlap * s_min).max(MIN_OVERLAP_ABS * s_max) - OVERLAP_TOL * s_max;
-    let valid_fraction = thr / s_min;
-    let frac_scale = inv_cc / s_min;
-    // local variances carry the weight of both masks: va = ca·cb·va' with va' ≤ τ·E'_a
-    let (floor_a, floor_b) = (VAR_FLOOR * pa.energy * cb, VAR_FLOOR * pb.energy * ca);
-    let (oy, ox) = (nyb - 1, nxb - 1);
-    let (nyai, nxai, nybi, nxbi) = (nya as isize, nxa as isize, nyb as isize, nxb as isize);
 
     let mut ncc = Array2::<f32>::zeros((fy, fx));
     let mut ovl = Array2::<f32>::zeros((fy, fx));
-    let rows: Vec<(f64, f64, usize)>;
-    {
-        let ns = ncc.as_slice_mut().expect("contiguous");
-        let os = ovl.as_slice_mut().expect("contiguous");
-        let at = |m: &Option<PoolBuf<f32>>, k: usize| m.as_ref().map_or(0.0, |m| m[k] as f64);
-        rows = ns
-            .par_chunks_mut(fx)
-            .zip(os.par_chunks_mut(fx))
-            .enumerate()
-            .map(|(i, (nrow, orow))| {
-                let (mut st1, mut st2, mut cnt) = (0.0f64, 0.0f64, 0usize);
-                let r = ((i + py - oy) % py) * px;
-                // overlap rows in a's coordinates (b's = a's − dy); never empty in full mode
-                let dy = i as isize - oy as isize;
-                let (ya0, ya1) = (dy.max(0), nyai.min(nybi + dy));
-                let (yb0, yb1) = ((ya0 - dy) as usize, (ya1 - dy) as usize);
-                let (ya0, ya1) = (ya0 as usize, ya1 as usize);
-                let band_a = ia.as_ref().map(|t| t.band(ya0, ya1));
-                let band_b = ib.as_ref().map(|t| t.band(yb0, yb1));
-                let rect = |b: &[[f64; 3]], x0: usize, x1: usize| {
-                    let (p, q) = (&b[x1], &b[x0]);
-                    [p[0] - q[0], p[1] - q[1], p[2] - q[2]]
-                };
-                for j in 0..fx {
-                    // stored column of displacement dx = j − ox (circular frame), no modulo
-                    let k = if j < ox { r + px - ox + j } else { r + j - ox };
-                    let dx = j as isize - ox as isize;
-                    let (xa0, xa1) = (dx.max(0), nxai.min(nxbi + dx));
-                    let (xb0, xb1) = ((xa0 - dx) as usize, (xa1 - dx) as usize);
-                    let (xa0, xa1) = (xa0 as usize, xa1 as usize);
-                    let ra = band_a.as_deref().map(|b| rect(b, xa0, xa1));
-                    let rb = band_b.as_deref().map(|b| rect(b, xb0, xb1));
-                    let o = match (&m_o, ra, rb) {
-                        (Some(m), _, _) => m[k] as f64,
-                        (None, Some(ra), _) => ra[0],
-                        (None, None, Some(rb)) => rb[0],
-                        (None, None, None) => unreachable!("a box side gives the overlap"),
-                    };
-                    let frac = (o * frac_scale) as f32;
-                    orow[j] = frac;
-                    if (frac as f64) < valid_fraction {
-                        nrow[j] = 0.0;
-                        continue;
-                    }
-                    let inv_o = 1.0 / o;
-                    let (s1, s11) = ra.map_or((at(&m_sa, k), at(&m_saa, k)), |t| (t[1], t[2]));
-                    let (s2, s22) = rb.map_or((at(&m_sb, k), at(&m_sbb, k)), |t| (t[1], t[2]));
-                    let va = s11 - s1 * s1 * inv_o;
-                    let vb = s22 - s2 * s2 * inv_o;
-                    let v = if va <= floor_a || vb <= floor_b {
-                        0.0
-                    } else {
-                        // f64 throughout: tiny soft-mask weights make va·vb underflow f32
-                        let num = m_sab[k] as f64 - s1 * s2 * inv_o;
-                        (num / (va * vb).sqrt()).clamp(-1.0, 1.0) as f32
-                    };
-                    nrow[j] = v;
-                    st1 += v as f64;
-                    st2 += v as f64 * v as f64;
-                    cnt += 1;
-                }
-                (st1, st2, cnt)
-            })
-            .collect();
-    }
+    let rows: Vec<(f64, f64, usize)> = ncc
+        .as_slice_mut()
+        .expect("contiguous")
+        .par_chunks_mut(fx)
+        .zip(ovl.as_slice_mut().expect("contiguous").par_chunks_mut(fx))
+        .enumerate()
+        .map(|(i, (nrow, orow))| fill.fill(i, nrow, orow))
+        .collect();
     let (mut st1, mut st2, mut cnt) = (0.0f64, 0.0f64, 0usize);
     for (a, b, c) in rows {
         st1 += a;
         st2 += b;
         cnt += c;
     }
-    let stats = MapStats::from_sums(st1, st2, cnt);
     Ok(MaskedNcc {
         ncc,
         overlap: ovl,
-        origin: (oy, ox),
-        valid_fraction,
+        origin: (db.0 - 1, db.1 - 1),
+        valid_fraction: lim.valid_fraction,
         pad: (py, px),
-        stats,
+        stats: MapStats::from_sums(st1, st2, cnt),
     })
 }
 
@@ -479,86 +590,78 @@ pub struct NccPeak {
     pub overlap: f32,
 }
 
-/// Top-`n` local maxima of a [`MaskedNcc`] map among valid positions (strictly above their
-/// valid 8-neighbours, `≥` against the later ones so a plateau gives one maximum; positive
-/// values only), at least `min_sep` pixels apart, highest first; per-axis sub-pixel offsets
-/// ([`crate::xcorr::peak_offset`]) where both axis neighbours are valid. Also the mean and
-/// standard deviation of the map over valid positions.
-pub fn ncc_peaks(res: &MaskedNcc, n: usize, min_sep: f64) -> (Vec<NccPeak>, MapStats) {
-    let (ny, nx) = res.ncc.dim();
-    let map = res.ncc.as_slice().expect("contiguous");
-    let ov = res.overlap.as_slice().expect("contiguous");
-    let vf = res.valid_fraction;
-    let valid = |k: usize| ov[k] as f64 >= vf;
-    // value of a valid neighbour, None when outside the map or invalid
-    let nb = |y: isize, x: isize| -> Option<f32> {
-        if y < 0 || x < 0 || y >= ny as isize || x >= nx as isize {
-            return None;
-        }
-        let k = y as usize * nx + x as usize;
-        valid(k).then(|| map[k])
-    };
-    // Invalid positions hold exactly 0 and a candidate is > 0, so the maximum test can compare
-    // raw map values: an invalid neighbour never beats a candidate.
-    let rows: Vec<Vec<(f32, usize, usize)>> = (0..ny)
-        .into_par_iter()
-        .map(|y| {
-            let row = &map[y * nx..(y + 1) * nx];
-            let up = (y > 0).then(|| &map[(y - 1) * nx..y * nx]);
-            let dn = (y + 1 < ny).then(|| &map[(y + 1) * nx..(y + 2) * nx]);
-            // strict against the "earlier" neighbours, >= against the later ones, so a
-            // plateau gives exactly one maximum
-            let general = |x: usize| -> bool {
-                let v = row[x];
-                if v <= 0.0 || (x > 0 && row[x - 1] >= v) || (x + 1 < nx && row[x + 1] > v) {
-                    return false;
+/// A local maximum test for any position of a row (edges included): strict against the
+/// "earlier" neighbours, `>=` against the later ones, so a plateau gives exactly one maximum.
+#[inline]
+fn is_max_anywhere(row: &[f32], up: Option<&[f32]>, dn: Option<&[f32]>, x: usize) -> bool {
+    let nx = row.len();
+    let v = row[x];
+    if v <= 0.0 || (x > 0 && row[x - 1] >= v) || (x + 1 < nx && row[x + 1] > v) {
+        return false;
+    }
+    let (x0, x1) = (x.saturating_sub(1), (x + 2).min(nx));
+    !(up.is_some_and(|u| u[x0..x1].iter().any(|&w| w >= v))
+        || dn.is_some_and(|d| d[x0..x1].iter().any(|&w| w > v)))
+}
+
+/// Positive local maxima `(v, x, y)` of row `y` of the `(ny, nx)` map. Invalid positions hold
+/// exactly 0 and a candidate is > 0, so the test compares raw map values: an invalid
+/// neighbour never beats a candidate.
+fn row_maxima(map: &[f32], ny: usize, nx: usize, y: usize) -> Vec<(f32, usize, usize)> {
+    let row = &map[y * nx..(y + 1) * nx];
+    let up = (y > 0).then(|| &map[(y - 1) * nx..y * nx]);
+    let dn = (y + 1 < ny).then(|| &map[(y + 1) * nx..(y + 2) * nx]);
+    let mut cands = Vec::new();
+    match (up, dn) {
+        (Some(u), Some(d)) if nx >= 3 => {
+            for x in [0, nx - 1] {
+                if is_max_anywhere(row, up, dn, x) {
+                    cands.push((row[x], x, y));
                 }
-                let (x0, x1) = (x.saturating_sub(1), (x + 2).min(nx));
-                !(up.is_some_and(|u| u[x0..x1].iter().any(|&w| w >= v))
-                    || dn.is_some_and(|d| d[x0..x1].iter().any(|&w| w > v)))
-            };
-            let mut cands = Vec::new();
-            match (up, dn) {
-                (Some(u), Some(d)) if nx >= 3 => {
-                    for x in [0, nx - 1] {
-                        if general(x) {
-                            cands.push((row[x], x, y));
-                        }
-                    }
-                    for x in 1..nx - 1 {
-                        let v = row[x];
-                        // the first tests without short-circuit branches (`&`): each alone is a
-                        // coin flip for the branch predictor, their conjunction is rare
-                        if ((v > 0.0) & (v > row[x - 1]) & (v >= row[x + 1]) & (v > u[x]))
-                            && v >= d[x]
-                            && v > u[x - 1]
-                            && v > u[x + 1]
-                            && v >= d[x - 1]
-                            && v >= d[x + 1]
-                        {
-                            cands.push((v, x, y));
-                        }
-                    }
-                }
-                _ => cands.extend((0..nx).filter(|&x| general(x)).map(|x| (row[x], x, y))),
             }
-            cands
-        })
-        .collect();
-    let mut cands: Vec<(f32, usize, usize)> = rows.into_iter().flatten().collect();
-    // a total order (value, then position): the selection below does not depend on threads
+            for x in 1..nx - 1 {
+                let v = row[x];
+                // the first tests without short-circuit branches (`&`): each alone is a
+                // coin flip for the branch predictor, their conjunction is rare
+                if ((v > 0.0) & (v > row[x - 1]) & (v >= row[x + 1]) & (v > u[x]))
+                    && v >= d[x]
+                    && v > u[x - 1]
+                    && v > u[x + 1]
+                    && v >= d[x - 1]
+                    && v >= d[x + 1]
+                {
+                    cands.push((v, x, y));
+                }
+            }
+        }
+        _ => cands.extend(
+            (0..nx)
+                .filter(|&x| is_max_anywhere(row, up, dn, x))
+                .map(|x| (row[x], x, y)),
+        ),
+    }
+    cands
+}
+
+/// The first `n` of `cands`, highest first (ties by row, then column), each at least `min_sep`
+/// from every higher one. Ranks the top `50·n` (at least 200) and widens 4× until `n` survive
+/// the suppression or every candidate is ranked.
+fn select_separated(
+    mut cands: Vec<(f32, usize, usize)>,
+    n: usize,
+    min_sep: f64,
+) -> Vec<(f32, usize, usize)> {
+    // a total order (value, then position): the selection does not depend on threads
     let order = |a: &(f32, usize, usize), b: &(f32, usize, usize)| {
         b.0.total_cmp(&a.0).then(a.2.cmp(&b.2)).then(a.1.cmp(&b.1))
     };
     let mut keep = (50 * n).max(200);
-    // the peaks, highest first, at least min_sep apart (the survivors of the suppression)
-    let kept: Vec<(f32, usize, usize)> = loop {
+    loop {
         if cands.len() > keep {
             cands.select_nth_unstable_by(keep, order);
         }
         let top = keep.min(cands.len());
         cands[..top].sort_by(order);
-        // enough candidates once min-separation suppression leaves n peaks (checked below)
         let mut kept: Vec<(f32, usize, usize)> = Vec::with_capacity(n);
         for &(v, x, y) in &cands[..top] {
             if kept.len() >= n {
@@ -572,28 +675,60 @@ pub fn ncc_peaks(res: &MaskedNcc, n: usize, min_sep: f64) -> (Vec<NccPeak>, MapS
             }
         }
         if kept.len() >= n || top == cands.len() {
-            break kept;
+            return kept;
         }
         keep *= 4;
-    };
-    let mut peaks: Vec<NccPeak> = Vec::with_capacity(n);
-    for (v, x, y) in kept {
-        let (yi, xi) = (y as isize, x as isize);
-        let off = |m: Option<f32>, p: Option<f32>| match (m, p) {
-            (Some(m), Some(p)) => peak_offset(m as f64, v as f64, p as f64),
-            _ => 0.0,
-        };
-        let cx = off(nb(yi, xi - 1), nb(yi, xi + 1));
-        let cy = off(nb(yi - 1, xi), nb(yi + 1, xi));
-        peaks.push(NccPeak {
-            dx: x as f64 + cx - res.origin.1 as f64,
-            dy: y as f64 + cy - res.origin.0 as f64,
-            ix: x,
-            iy: y,
-            value: v,
-            overlap: ov[y * nx + x],
-        });
     }
+}
+
+/// The peak at map index `(x, y)` of value `v`, with per-axis sub-pixel offsets where both
+/// axis neighbours are valid, as a displacement.
+fn ncc_subpixel_peak(res: &MaskedNcc, v: f32, x: usize, y: usize) -> NccPeak {
+    let (ny, nx) = res.ncc.dim();
+    let map = res.ncc.as_slice().expect("contiguous");
+    let ov = res.overlap.as_slice().expect("contiguous");
+    // value of a valid neighbour, None when outside the map or invalid
+    let nb = |y: isize, x: isize| -> Option<f32> {
+        if y < 0 || x < 0 || y >= ny as isize || x >= nx as isize {
+            return None;
+        }
+        let k = y as usize * nx + x as usize;
+        (ov[k] as f64 >= res.valid_fraction).then(|| map[k])
+    };
+    let (yi, xi) = (y as isize, x as isize);
+    let off = |m: Option<f32>, p: Option<f32>| match (m, p) {
+        (Some(m), Some(p)) => peak_offset(m as f64, v as f64, p as f64),
+        _ => 0.0,
+    };
+    let cx = off(nb(yi, xi - 1), nb(yi, xi + 1));
+    let cy = off(nb(yi - 1, xi), nb(yi + 1, xi));
+    NccPeak {
+        dx: x as f64 + cx - res.origin.1 as f64,
+        dy: y as f64 + cy - res.origin.0 as f64,
+        ix: x,
+        iy: y,
+        value: v,
+        overlap: ov[y * nx + x],
+    }
+}
+
+/// Top-`n` local maxima of a [`MaskedNcc`] map among valid positions (strictly above their
+/// valid 8-neighbours, `≥` against the later ones so a plateau gives one maximum; positive
+/// values only), at least `min_sep` pixels apart, highest first; per-axis sub-pixel offsets
+/// ([`crate::xcorr::peak_offset`]) where both axis neighbours are valid. Also the mean and
+/// standard deviation of the map over valid positions.
+pub fn ncc_peaks(res: &MaskedNcc, n: usize, min_sep: f64) -> (Vec<NccPeak>, MapStats) {
+    let (ny, nx) = res.ncc.dim();
+    let map = res.ncc.as_slice().expect("contiguous");
+    let rows: Vec<Vec<(f32, usize, usize)>> = (0..ny)
+        .into_par_iter()
+        .map(|y| row_maxima(map, ny, nx, y))
+        .collect();
+    let cands: Vec<(f32, usize, usize)> = rows.into_iter().flatten().collect();
+    let peaks = select_separated(cands, n, min_sep)
+        .into_iter()
+        .map(|(v, x, y)| ncc_subpixel_peak(res, v, x, y))
+        .collect();
     (peaks, res.stats)
 }
 

@@ -135,6 +135,135 @@ pub fn lanczos3_taps(n_in: usize, n_out: usize, f: f64) -> Result<Taps, KernelEr
     }))
 }
 
+/// Checks a non-empty image, the output shape against the taps and every tap index.
+fn check_separable_args(
+    (ny, nx): (usize, usize),
+    ty: &Taps,
+    tx: &Taps,
+    out_dim: (usize, usize),
+) -> Result<(), KernelError> {
+    if ny == 0 || nx == 0 {
+        return Err(KernelError::shape(
+            "image",
+            "non-empty (y, x)",
+            format!("({ny}, {nx})"),
+        ));
+    }
+    if out_dim != (ty.n_out, tx.n_out) {
+        return Err(KernelError::shape(
+            "out",
+            format!("({}, {})", ty.n_out, tx.n_out),
+            format!("{out_dim:?}"),
+        ));
+    }
+    if ty.index.iter().any(|&i| i >= ny) || tx.index.iter().any(|&i| i >= nx) {
+        return Err(KernelError::value("taps", "index outside the image"));
+    }
+    Ok(())
+}
+
+/// `acc = Σ w·row(r)` over the `(r, w)` of `taps`, rows of `nx` values in `data`: 4 input rows
+/// at a time (one load/store of the L1-resident row buffer per 4 input rows, same summation
+/// order as one at a time).
+#[inline]
+fn accumulate_rows<T: Sample>(acc: &mut [T], data: &[T], nx: usize, taps: &[(usize, T)]) {
+    let row = |r: usize| &data[r * nx..(r + 1) * nx];
+    acc.iter_mut().for_each(|a| *a = T::zero());
+    for g in taps.chunks(4) {
+        match *g {
+            [(r0, w0), (r1, w1), (r2, w2), (r3, w3)] => {
+                let (s0, s1, s2, s3) = (row(r0), row(r1), row(r2), row(r3));
+                for ((((a, v0), v1), v2), v3) in acc
+                    .iter_mut()
+                    .zip(s0.iter())
+                    .zip(s1.iter())
+                    .zip(s2.iter())
+                    .zip(s3.iter())
+                {
+                    *a = *a + w0 * *v0 + w1 * *v1 + w2 * *v2 + w3 * *v3;
+                }
+            }
+            [(r0, w0), (r1, w1), (r2, w2)] => {
+                let (s0, s1, s2) = (row(r0), row(r1), row(r2));
+                for (((a, v0), v1), v2) in
+                    acc.iter_mut().zip(s0.iter()).zip(s1.iter()).zip(s2.iter())
+                {
+                    *a = *a + w0 * *v0 + w1 * *v1 + w2 * *v2;
+                }
+            }
+            [(r0, w0), (r1, w1)] => {
+                let (s0, s1) = (row(r0), row(r1));
+                for ((a, v0), v1) in acc.iter_mut().zip(s0.iter()).zip(s1.iter()) {
+                    *a = *a + w0 * *v0 + w1 * *v1;
+                }
+            }
+            [(r0, w0)] => {
+                for (a, v0) in acc.iter_mut().zip(row(r0).iter()) {
+                    *a = *a + w0 * *v0;
+                }
+            }
+            _ => {}
+        }
+    }
+}
+
+/// Whether every value of `acc` is finite (independent lanes: v·0 is 0 for finite v, NaN for
+/// NaN/±inf).
+#[inline]
+fn all_finite<T: Sample>(acc: &[T]) -> bool {
+    let mut lanes = [T::zero(); 8];
+    let ch = acc.chunks_exact(8);
+    let rem = ch.remainder();
+    for c in ch {
+        for k in 0..8 {
+            lanes[k] = lanes[k] + c[k] * T::zero();
+        }
+    }
+    lanes.iter().chain(rem.iter()).all(|v| v.is_finite())
+}
+
+/// `orow[i] = Σ_t tx.weight[i, t]·acc[tx.index[i, t]]` (the horizontal pass).
+#[inline]
+fn reduce_row<'o, T: Sample>(acc: &[T], tx: &Taps, orow: impl Iterator<Item = &'o mut T>) {
+    let wx = tx.width;
+    for (i, o) in orow.enumerate() {
+        let mut s = T::zero();
+        let base = i * wx;
+        for t in 0..wx {
+            s = s + T::of_f64(tx.weight[base + t] as f64) * acc[tx.index[base + t]];
+        }
+        *o = s;
+    }
+}
+
+/// Non-finite input pixels in the rows the vertical pass did not vouch for: rows no output row
+/// reads (beyond the last box, or every row when the output is tiny), or every row once a row
+/// buffer was non-finite (finite values may overflow in the sum, which is not an input error).
+fn count_unchecked_non_finite<T: Sample>(
+    data: &[T],
+    (ny, nx): (usize, usize),
+    ty: &Taps,
+    n_bad_rows: usize,
+) -> usize {
+    let mut used = vec![false; ny];
+    for (&i, &w) in ty.index.iter().zip(ty.weight.iter()) {
+        if w != 0.0 {
+            used[i] = true;
+        }
+    }
+    let count_bad = |r: usize| {
+        data[r * nx..(r + 1) * nx]
+            .iter()
+            .filter(|v| !v.is_finite())
+            .count()
+    };
+    (0..ny)
+        .into_par_iter()
+        .filter(|&r| n_bad_rows > 0 || !used[r])
+        .map(count_bad)
+        .sum()
+}
+
 /// Apply separable taps: `out[j, i] = Σ_a Σ_b ty[j,a]·tx[i,b]·src[ty.idx, tx.idx]`.
 pub fn resample_separable<T: Sample>(
     src: ArrayView2<T>,
@@ -143,33 +272,16 @@ pub fn resample_separable<T: Sample>(
     mut out: ArrayViewMut2<T>,
 ) -> Result<(), KernelError> {
     let (ny, nx) = src.dim();
-    if ny == 0 || nx == 0 {
-        return Err(KernelError::shape(
-            "image",
-            "non-empty (y, x)",
-            format!("({ny}, {nx})"),
-        ));
-    }
-    if out.dim() != (ty.n_out, tx.n_out) {
-        return Err(KernelError::shape(
-            "out",
-            format!("({}, {})", ty.n_out, tx.n_out),
-            format!("{:?}", out.dim()),
-        ));
-    }
-    if ty.index.iter().any(|&i| i >= ny) || tx.index.iter().any(|&i| i >= nx) {
-        return Err(KernelError::value("taps", "index outside the image"));
-    }
+    check_separable_args((ny, nx), ty, tx, out.dim())?;
     let contiguous = src.as_standard_layout();
     let data = contiguous
         .as_slice()
         .expect("standard layout is contiguous");
-    let (wy, wx) = (ty.width, tx.width);
+    let wy = ty.width;
     // One streaming pass over the input: for each output row, its input rows are accumulated
-    // (4 at a time: one load/store of the L1-resident row buffer per 4 input rows, same
-    // summation order as one at a time) and the row buffer is then reduced horizontally. The
-    // finiteness of every input pixel is checked on the way (a non-finite pixel with a
-    // non-zero weight makes the row buffer non-finite), so callers need no separate pass.
+    // into a row buffer, which is then reduced horizontally. The finiteness of every input
+    // pixel is checked on the way (a non-finite pixel with a non-zero weight makes the row
+    // buffer non-finite), so callers need no separate pass.
     let n_bad_rows: usize = out
         .axis_iter_mut(Axis(0))
         .into_par_iter()
@@ -185,87 +297,14 @@ pub fn resample_separable<T: Sample>(
                         taps.push((ty.index[j * wy + t], T::of_f64(w as f64)));
                     }
                 }
-                let row = |r: usize| &data[r * nx..(r + 1) * nx];
-                acc.iter_mut().for_each(|a| *a = T::zero());
-                for g in taps.chunks(4) {
-                    match *g {
-                        [(r0, w0), (r1, w1), (r2, w2), (r3, w3)] => {
-                            let (s0, s1, s2, s3) = (row(r0), row(r1), row(r2), row(r3));
-                            for ((((a, v0), v1), v2), v3) in acc
-                                .iter_mut()
-                                .zip(s0.iter())
-                                .zip(s1.iter())
-                                .zip(s2.iter())
-                                .zip(s3.iter())
-                            {
-                                *a = *a + w0 * *v0 + w1 * *v1 + w2 * *v2 + w3 * *v3;
-                            }
-                        }
-                        [(r0, w0), (r1, w1), (r2, w2)] => {
-                            let (s0, s1, s2) = (row(r0), row(r1), row(r2));
-                            for (((a, v0), v1), v2) in
-                                acc.iter_mut().zip(s0.iter()).zip(s1.iter()).zip(s2.iter())
-                            {
-                                *a = *a + w0 * *v0 + w1 * *v1 + w2 * *v2;
-                            }
-                        }
-                        [(r0, w0), (r1, w1)] => {
-                            let (s0, s1) = (row(r0), row(r1));
-                            for ((a, v0), v1) in acc.iter_mut().zip(s0.iter()).zip(s1.iter()) {
-                                *a = *a + w0 * *v0 + w1 * *v1;
-                            }
-                        }
-                        [(r0, w0)] => {
-                            for (a, v0) in acc.iter_mut().zip(row(r0).iter()) {
-                                *a = *a + w0 * *v0;
-                            }
-                        }
-                        _ => {}
-                    }
-                }
-                // finite check with independent lanes
-                let mut lanes = [T::zero(); 8];
-                let ch = acc.chunks_exact(8);
-                let rem = ch.remainder();
-                for c in ch {
-                    for k in 0..8 {
-                        // v·0 is 0 for finite v, NaN for NaN/±inf
-                        lanes[k] = lanes[k] + c[k] * T::zero();
-                    }
-                }
-                let finite = lanes.iter().chain(rem.iter()).all(|v| v.is_finite());
-                for (i, o) in orow.iter_mut().enumerate() {
-                    let mut s = T::zero();
-                    let base = i * wx;
-                    for t in 0..wx {
-                        s = s + T::of_f64(tx.weight[base + t] as f64) * acc[tx.index[base + t]];
-                    }
-                    *o = s;
-                }
+                accumulate_rows(acc, data, nx, taps);
+                let finite = all_finite(acc);
+                reduce_row(acc, tx, orow.iter_mut());
                 usize::from(!finite)
             },
         )
         .sum();
-    // input rows no output row reads (beyond the last box, or every row when the output is
-    // tiny) are checked directly; a non-finite row buffer is re-checked on the input (finite
-    // values may overflow in the sum, which is not an input error)
-    let mut used = vec![false; ny];
-    for (&i, &w) in ty.index.iter().zip(ty.weight.iter()) {
-        if w != 0.0 {
-            used[i] = true;
-        }
-    }
-    let count_bad = |r: usize| {
-        data[r * nx..(r + 1) * nx]
-            .iter()
-            .filter(|v| !v.is_finite())
-            .count()
-    };
-    let bad: usize = (0..ny)
-        .into_par_iter()
-        .filter(|&r| n_bad_rows > 0 || !used[r])
-        .map(count_bad)
-        .sum();
+    let bad = count_unchecked_non_finite(data, (ny, nx), ty, n_bad_rows);
     if bad > 0 {
         return Err(KernelError::value(
             "image",

@@ -378,34 +378,161 @@ pub fn find_peaks(
     find_peaks_rolled(map, n, min_sep, allowed, (0, 0))
 }
 
-/// [`find_peaks`] on the map circularly rolled by `roll = (ry, rx)` without copying it:
-/// logical position `(y, x)` reads stored pixel `((y + ry) mod ny, (x + rx) mod nx)`. Positions,
-/// `allowed` and the results are logical (identical to `find_peaks` on the rolled copy).
-pub fn find_peaks_rolled(
-    map: ArrayView2<f32>,
-    n: usize,
-    min_sep: f64,
-    allowed: &Allowed,
-    roll: (usize, usize),
-) -> (Vec<Peak>, MapStats) {
-    let (ny, nx) = map.dim();
-    if ny == 0 || nx == 0 || n == 0 {
-        return (Vec::new(), MapStats::default());
+/// A contiguous map read through a circular roll: logical `(y, x)` is stored pixel
+/// `((y + ry) mod ny, (x + rx) mod nx)`.
+struct RolledMap<'a> {
+    data: &'a [f32],
+    ny: usize,
+    nx: usize,
+    ry: usize,
+    rx: usize,
+}
+
+impl RolledMap<'_> {
+    /// Value at logical position `(y, x)`.
+    #[inline]
+    fn at(&self, y: usize, x: usize) -> f32 {
+        self.data[((y + self.ry) % self.ny) * self.nx + (x + self.rx) % self.nx]
     }
-    let contiguous = map.as_standard_layout();
-    let data = contiguous
-        .as_slice()
-        .expect("standard layout is contiguous");
-    let (ry, rx) = (roll.0 % ny, roll.1 % nx);
-    let at = |y: usize, x: usize| data[((y + ry) % ny) * nx + (x + rx) % nx];
-    let y0 = allowed.y0.min(ny);
-    let y1 = allowed.y1.min(ny);
-    let keep = (n * 50).max(200);
-    // per worker: candidates, pruning threshold, Σv, Σv², count. A worker keeps only its top
-    // `keep` candidates (any other cannot be among the global top `keep`), so the threshold
-    // rises quickly and most pixels fail the first, well-predicted comparison.
-    type St = (Vec<(f32, usize, usize)>, f32, f64, f64, usize);
-    let prune = |st: &mut St| {
+
+    /// Stored row `sy`.
+    #[inline]
+    fn stored_row(&self, sy: usize) -> &[f32] {
+        &self.data[sy * self.nx..(sy + 1) * self.nx]
+    }
+}
+
+/// Candidates `(value, x, y)` of one fold segment, its pruning threshold, Σv, Σv² and count.
+type ScanState = (Vec<(f32, usize, usize)>, f32, f64, f64, usize);
+
+/// Logical x range `[xa, xb)` of row `y` inside the rectangle and the disk of `allowed`
+/// (`None` when the row misses the disk).
+#[inline]
+fn allowed_span(allowed: &Allowed, y: usize, nx: usize) -> Option<(usize, usize)> {
+    let (mut xa, mut xb) = (allowed.x0.min(nx), allowed.x1.min(nx));
+    if allowed.radius >= 0.0 {
+        let dy = y as f64 - allowed.cy;
+        let h2 = allowed.radius * allowed.radius - dy * dy;
+        if h2 < 0.0 {
+            return None;
+        }
+        let h = h2.sqrt();
+        xa = xa.max((allowed.cx - h).ceil().max(0.0) as usize);
+        xb = xb.min(((allowed.cx + h).floor() + 1.0).max(0.0) as usize);
+    }
+    Some((xa, xb))
+}
+
+/// `(Σv, Σv²)` of `seg` with independent lanes (no serial f64 dependency chain).
+#[inline]
+fn lane_sums(seg: &[f32]) -> (f64, f64) {
+    let (mut l1, mut l2) = ([0.0f64; 4], [0.0f64; 4]);
+    let ch = seg.chunks_exact(4);
+    let rem = ch.remainder();
+    for q in ch {
+        for k in 0..4 {
+            let v = q[k] as f64;
+            l1[k] += v;
+            l2[k] += v * v;
+        }
+    }
+    let (mut a1, mut a2): (f64, f64) = (l1.iter().sum(), l2.iter().sum());
+    for &v in rem {
+        a1 += v as f64;
+        a2 += (v as f64) * (v as f64);
+    }
+    (a1, a2)
+}
+
+/// Pushes the local maxima `(v, x_first + (x − pa), y)` of stored columns `[pa, pb)` of `row`
+/// (neighbour rows `rm` above, `rp` below, columns circular) that reach `thr`.
+#[allow(clippy::too_many_arguments)]
+#[inline]
+fn push_row_maxima(
+    (rm, row, rp): (&[f32], &[f32], &[f32]),
+    pa: usize,
+    pb: usize,
+    x_first: usize,
+    y: usize,
+    thr: f32,
+    cands: &mut Vec<(f32, usize, usize)>,
+) {
+    let nx = row.len();
+    for x in pa..pb {
+        let v = row[x];
+        let xm = if x == 0 { nx - 1 } else { x - 1 };
+        let xp = if x + 1 == nx { 0 } else { x + 1 };
+        // cheap tests first; strict against the "earlier" neighbours, >= against
+        // the later ones, so plateaus give exactly one maximum
+        // the first tests without short-circuit branches (`&`): on
+        // smooth maps `v > row[xm]` alone is a coin flip for the branch
+        // predictor; their conjunction is rarely true
+        if ((v >= thr) & (v > row[xm]) & (v >= row[xp]) & (v > rm[x]))
+            && v >= rp[x]
+            && v > rm[xm]
+            && v > rm[xp]
+            && v >= rp[xm]
+            && v >= rp[xp]
+        {
+            cands.push((v, x_first + (x - pa), y));
+        }
+    }
+}
+
+/// Candidates at or above `thr`, Σv, Σv² and count of logical row `y` inside `allowed`.
+#[inline]
+fn scan_row(
+    map: &RolledMap,
+    allowed: &Allowed,
+    y: usize,
+    thr: f32,
+) -> (Vec<(f32, usize, usize)>, f64, f64, usize) {
+    let mut cands = Vec::new();
+    let (mut s, mut s2, mut c) = (0.0f64, 0.0f64, 0usize);
+    let (ny, nx) = (map.ny, map.nx);
+    let Some((xa, xb)) = allowed_span(allowed, y, nx) else {
+        return (cands, s, s2, c);
+    };
+    if xa >= xb {
+        return (cands, s, s2, c);
+    }
+    let sy = (y + map.ry) % ny;
+    let rows = (
+        map.stored_row((sy + ny - 1) % ny),
+        map.stored_row(sy),
+        map.stored_row((sy + 1) % ny),
+    );
+    // the logical range [xa, xb) is one or two runs of stored columns (the roll keeps
+    // circular neighbours adjacent)
+    let p0 = (xa + map.rx) % nx;
+    let len = xb - xa;
+    let len1 = len.min(nx - p0);
+    let mut scan = |pa: usize, pb: usize, x_first: usize| {
+        let (a1, a2) = lane_sums(&rows.1[pa..pb]);
+        s += a1;
+        s2 += a2;
+        c += pb - pa;
+        push_row_maxima(rows, pa, pb, x_first, y, thr, &mut cands);
+    };
+    scan(p0, p0 + len1, xa);
+    if len1 < len {
+        scan(0, len - len1, xa + len1);
+    }
+    (cands, s, s2, c)
+}
+
+/// Candidates of every allowed row, scanned in parallel, plus the statistics over the allowed
+/// positions. A worker keeps only its top `keep` candidates (any other cannot be among the
+/// global top `keep`), so its threshold rises quickly and most pixels fail the first,
+/// well-predicted comparison.
+fn scan_candidates(
+    map: &RolledMap,
+    allowed: &Allowed,
+    keep: usize,
+) -> (Vec<(f32, usize, usize)>, MapStats) {
+    let y0 = allowed.y0.min(map.ny);
+    let y1 = allowed.y1.min(map.ny);
+    let prune = |st: &mut ScanState| {
         if st.0.len() > 2 * keep {
             st.0.select_nth_unstable_by(keep - 1, |a, b| b.0.total_cmp(&a.0));
             st.0.truncate(keep);
@@ -415,87 +542,13 @@ pub fn find_peaks_rolled(
     // few, long fold segments: each starts with no threshold, and a segment's threshold only
     // rises once it holds 2·keep candidates (on noisy maps a local maximum every few pixels)
     let min_rows = ((y1.saturating_sub(y0)) / (4 * rayon::current_num_threads().max(1))).max(8);
-    let results: Vec<St> = (y0..y1)
+    let results: Vec<ScanState> = (y0..y1)
         .into_par_iter()
         .with_min_len(min_rows)
         .fold(
             || (Vec::new(), f32::NEG_INFINITY, 0.0f64, 0.0f64, 0usize),
-            |mut st: St, y| {
-                let thr = st.1;
-                let (cands, s, s2, c) = (|| {
-                    let mut cands = Vec::new();
-                    let (mut s, mut s2, mut c) = (0.0f64, 0.0f64, 0usize);
-                    // x range of this row inside the rectangle and the disk
-                    let (mut xa, mut xb) = (allowed.x0.min(nx), allowed.x1.min(nx));
-                    if allowed.radius >= 0.0 {
-                        let dy = y as f64 - allowed.cy;
-                        let h2 = allowed.radius * allowed.radius - dy * dy;
-                        if h2 < 0.0 {
-                            return (cands, s, s2, c);
-                        }
-                        let h = h2.sqrt();
-                        xa = xa.max((allowed.cx - h).ceil().max(0.0) as usize);
-                        xb = xb.min(((allowed.cx + h).floor() + 1.0).max(0.0) as usize);
-                    }
-                    if xa >= xb {
-                        return (cands, s, s2, c);
-                    }
-                    let sy = (y + ry) % ny;
-                    let row = &data[sy * nx..(sy + 1) * nx];
-                    let rm = &data[((sy + ny - 1) % ny) * nx..((sy + ny - 1) % ny + 1) * nx];
-                    let rp = &data[((sy + 1) % ny) * nx..((sy + 1) % ny + 1) * nx];
-                    // the logical range [xa, xb) is one or two runs of stored columns (the roll keeps
-                    // circular neighbours adjacent)
-                    let p0 = (xa + rx) % nx;
-                    let len = xb - xa;
-                    let len1 = len.min(nx - p0);
-                    let mut scan = |pa: usize, pb: usize, x_first: usize| {
-                        // statistics with independent lanes (no serial f64 dependency chain)
-                        let seg = &row[pa..pb];
-                        let (mut l1, mut l2) = ([0.0f64; 4], [0.0f64; 4]);
-                        let ch = seg.chunks_exact(4);
-                        let rem = ch.remainder();
-                        for q in ch {
-                            for k in 0..4 {
-                                let v = q[k] as f64;
-                                l1[k] += v;
-                                l2[k] += v * v;
-                            }
-                        }
-                        let (mut a1, mut a2): (f64, f64) = (l1.iter().sum(), l2.iter().sum());
-                        for &v in rem {
-                            a1 += v as f64;
-                            a2 += (v as f64) * (v as f64);
-                        }
-                        s += a1;
-                        s2 += a2;
-                        c += pb - pa;
-                        for x in pa..pb {
-                            let v = row[x];
-                            let xm = if x == 0 { nx - 1 } else { x - 1 };
-                            let xp = if x + 1 == nx { 0 } else { x + 1 };
-                            // cheap tests first; strict against the "earlier" neighbours, >= against
-                            // the later ones, so plateaus give exactly one maximum
-                            // the first tests without short-circuit branches (`&`): on
-                            // smooth maps `v > row[xm]` alone is a coin flip for the branch
-                            // predictor; their conjunction is rarely true
-                            if ((v >= thr) & (v > row[xm]) & (v >= row[xp]) & (v > rm[x]))
-                                && v >= rp[x]
-                                && v > rm[xm]
-                                && v > rm[xp]
-                                && v >= rp[xm]
-                                && v >= rp[xp]
-                            {
-                                cands.push((v, x_first + (x - pa), y));
-                            }
-                        }
-                    };
-                    scan(p0, p0 + len1, xa);
-                    if len1 < len {
-                        scan(0, len - len1, xa + len1);
-                    }
-                    (cands, s, s2, c)
-                })();
+            |mut st: ScanState, y| {
+                let (cands, s, s2, c) = scan_row(map, allowed, y, st.1);
                 st.0.extend(cands);
                 st.2 += s;
                 st.3 += s2;
@@ -513,7 +566,62 @@ pub fn find_peaks_rolled(
         s2 += b;
         c += k;
     }
-    let stats = MapStats::from_sums(s, s2, c);
+    (cands, MapStats::from_sums(s, s2, c))
+}
+
+/// Rise of the parabola through 3 samples above the middle one (0 unless it curves down),
+/// capped at `|y2|`.
+#[inline]
+fn parabola_rise(y1: f64, y2: f64, y3: f64) -> f64 {
+    let d = y1 + y3 - 2.0 * y2;
+    if d < -1e-30 {
+        (-(y1 - y3) * (y1 - y3) / (8.0 * d)).min((y2.abs()).max(1e-30))
+    } else {
+        0.0
+    }
+}
+
+/// The peak at integer logical position `(x, y)` of value `v`, refined per axis.
+fn subpixel_peak(map: &RolledMap, x: usize, y: usize, v: f32) -> Peak {
+    let (ny, nx) = (map.ny, map.nx);
+    let cx = peak_offset(
+        map.at(y, (x + nx - 1) % nx) as f64,
+        v as f64,
+        map.at(y, (x + 1) % nx) as f64,
+    );
+    let cy = peak_offset(
+        map.at((y + ny - 1) % ny, x) as f64,
+        v as f64,
+        map.at((y + 1) % ny, x) as f64,
+    );
+    let (xl, xr) = (
+        map.at(y, (x + nx - 1) % nx) as f64,
+        map.at(y, (x + 1) % nx) as f64,
+    );
+    let (yu, yd) = (
+        map.at((y + ny - 1) % ny, x) as f64,
+        map.at((y + 1) % ny, x) as f64,
+    );
+    let value_interp = v as f64 + parabola_rise(xl, v as f64, xr) + parabola_rise(yu, v as f64, yd);
+    Peak {
+        x: x as f64 + cx,
+        y: y as f64 + cy,
+        ix: x,
+        iy: y,
+        value: v,
+        value_interp,
+    }
+}
+
+/// The top `n` of `cands` (at most `keep` are ranked), highest first (ties by row, then
+/// column), each at least `min_sep` from every higher one, refined to sub-pixel.
+fn pick_separated(
+    map: &RolledMap,
+    mut cands: Vec<(f32, usize, usize)>,
+    keep: usize,
+    n: usize,
+    min_sep: f64,
+) -> Vec<Peak> {
     if cands.len() > keep {
         cands.select_nth_unstable_by(keep, |a, b| b.0.total_cmp(&a.0));
         cands.truncate(keep);
@@ -531,37 +639,38 @@ pub fn find_peaks_rolled(
         }) {
             continue;
         }
-        let cx = peak_offset(
-            at(y, (x + nx - 1) % nx) as f64,
-            v as f64,
-            at(y, (x + 1) % nx) as f64,
-        );
-        let cy = peak_offset(
-            at((y + ny - 1) % ny, x) as f64,
-            v as f64,
-            at((y + 1) % ny, x) as f64,
-        );
-        let rise = |y1: f64, y2: f64, y3: f64| -> f64 {
-            let d = y1 + y3 - 2.0 * y2;
-            if d < -1e-30 {
-                (-(y1 - y3) * (y1 - y3) / (8.0 * d)).min((y2.abs()).max(1e-30))
-            } else {
-                0.0
-            }
-        };
-        let (xl, xr) = (at(y, (x + nx - 1) % nx) as f64, at(y, (x + 1) % nx) as f64);
-        let (yu, yd) = (at((y + ny - 1) % ny, x) as f64, at((y + 1) % ny, x) as f64);
-        let value_interp = v as f64 + rise(xl, v as f64, xr) + rise(yu, v as f64, yd);
-        peaks.push(Peak {
-            x: x as f64 + cx,
-            y: y as f64 + cy,
-            ix: x,
-            iy: y,
-            value: v,
-            value_interp,
-        });
+        peaks.push(subpixel_peak(map, x, y, v));
     }
-    (peaks, stats)
+    peaks
+}
+
+/// [`find_peaks`] on the map circularly rolled by `roll = (ry, rx)` without copying it:
+/// logical position `(y, x)` reads stored pixel `((y + ry) mod ny, (x + rx) mod nx)`. Positions,
+/// `allowed` and the results are logical (identical to `find_peaks` on the rolled copy).
+pub fn find_peaks_rolled(
+    map: ArrayView2<f32>,
+    n: usize,
+    min_sep: f64,
+    allowed: &Allowed,
+    roll: (usize, usize),
+) -> (Vec<Peak>, MapStats) {
+    let (ny, nx) = map.dim();
+    if ny == 0 || nx == 0 || n == 0 {
+        return (Vec::new(), MapStats::default());
+    }
+    let contiguous = map.as_standard_layout();
+    let rolled = RolledMap {
+        data: contiguous
+            .as_slice()
+            .expect("standard layout is contiguous"),
+        ny,
+        nx,
+        ry: roll.0 % ny,
+        rx: roll.1 % nx,
+    };
+    let keep = (n * 50).max(200);
+    let (cands, stats) = scan_candidates(&rolled, allowed, keep);
+    (pick_separated(&rolled, cands, keep, n, min_sep), stats)
 }
 
 /// Result of a translation correlation.
@@ -595,6 +704,138 @@ fn filtered_energy(spec: ArrayView2<C32>, ny: usize, nx: usize, f: &FilterParams
         / (ny as f64 * nx as f64)
 }
 
+/// Checks that `pad` holds both (non-empty) images.
+fn check_pad(a: (usize, usize), b: (usize, usize), pad: (usize, usize)) -> Result<(), KernelError> {
+    let (py, px) = pad;
+    for (name, (ny, nx)) in [("reference", a), ("moving", b)] {
+        if ny == 0 || nx == 0 || py < ny || px < nx {
+            return Err(KernelError::shape(
+                "pad",
+                format!(">= non-empty {name} ({ny}, {nx})"),
+                format!("{pad:?}"),
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// Half-spectrum (transposed, pooled) of `img` tapered (`taper` px ramps, weighted mean
+/// removed) at the origin of the plan's frame. Taper, mean removal and padding are fused into
+/// the row pass of the forward transform (no padded frame).
+fn tapered_spectrum(plan: &fft::Plan2, img: ArrayView2<f32>, taper: f64) -> PoolBuf<C32> {
+    let (ny, nx) = img.dim();
+    let contiguous = img.as_standard_layout();
+    let data = contiguous
+        .as_slice()
+        .expect("standard layout is contiguous");
+    let w = SeparableTaper::new(data, ny, nx, taper);
+    PoolBuf::new(
+        plan.forward_with(|y, buf| w.row(data, y, buf), true),
+        &fft::POOL_C32,
+    )
+}
+
+/// One `kx` row of the cross-power spectrum, in place: `grow ← A·conj(B)` (phase-normalised
+/// for [`Method::Phase`]), times the filter row if any (same arithmetic as [`cross_power`]).
+#[inline]
+fn cross_power_row(method: Method, grow: &mut [C32], brow: &[C32], trow: Option<&[f32]>) {
+    let py = grow.len();
+    if method == Method::Phase {
+        for ky in 0..py {
+            let v = grow[ky] * brow[ky].conj();
+            // |v| in f64 (no overflow, no libm hypot call): vectorises
+            let (re, im) = (v.re as f64, v.im as f64);
+            let m = (re * re + im * im).sqrt();
+            let mut u = if m > 1e-30 {
+                let r = 1.0 / m;
+                C32::new((re * r) as f32, (im * r) as f32)
+            } else {
+                C32::new(0.0, 0.0)
+            };
+            if let Some(t) = trow {
+                u *= t[ky];
+            }
+            grow[ky] = u;
+        }
+    } else {
+        for ky in 0..py {
+            let mut v = grow[ky] * brow[ky].conj();
+            if let Some(t) = trow {
+                v *= t[ky];
+            }
+            grow[ky] = v;
+        }
+    }
+}
+
+/// The correlation map `(py, px)` (zero displacement at index (0, 0)) of the spectra `fa`
+/// (overwritten) and `fb`: the cross-power spectrum is formed in place in `fa`, block by
+/// block, right before the block's inverse column transforms.
+fn correlation_map(
+    plan: &fft::Plan2,
+    fa: &mut [C32],
+    fb: &[C32],
+    f: &FilterParams,
+    method: Method,
+) -> Result<Array2<f32>, KernelError> {
+    let (py, px) = (plan.ny, plan.nx);
+    let table = if f.is_identity() {
+        None
+    } else {
+        Some(filter_table(py, px, f, 1.0))
+    };
+    let tsl = table
+        .as_ref()
+        .map(|t| t.as_slice().expect("contiguous table"));
+    let map = plan.correlate_with(
+        fa,
+        |kx0, chunk| {
+            for (k, grow) in chunk.chunks_mut(py).enumerate() {
+                let kx = kx0 + k;
+                let brow = &fb[kx * py..(kx + 1) * py];
+                let trow = tsl.map(|t| &t[kx * py..(kx + 1) * py]);
+                cross_power_row(method, grow, brow, trow);
+            }
+            if kx0 == 0 && method == Method::Phase {
+                // the images are zero-mean: the DC term carries only rounding noise
+                chunk[0] = C32::new(0.0, 0.0);
+            }
+        },
+        true,
+    );
+    Array2::from_shape_vec((py, px), map).map_err(|e| KernelError::value("fft", e.to_string()))
+}
+
+/// Peaks of the map as signed displacements: searched in the wrapped frame, zero displacement
+/// at the centre (a roll, not a copy), within `max_shift` of it if ≥ 0.
+fn displacement_peaks(
+    map: ArrayView2<f32>,
+    n_peaks: usize,
+    min_sep: f64,
+    max_shift: f64,
+) -> (Vec<Peak>, MapStats) {
+    let (py, px) = map.dim();
+    let (cy, cx) = (py / 2, px / 2);
+    let mut allowed = Allowed::all(py, px);
+    if max_shift >= 0.0 {
+        allowed.cx = cx as f64;
+        allowed.cy = cy as f64;
+        allowed.radius = max_shift;
+    }
+    let (mut peaks, stats) = find_peaks_rolled(
+        map,
+        n_peaks,
+        min_sep,
+        &allowed,
+        ((py - cy) % py, (px - cx) % px),
+    );
+    for p in peaks.iter_mut() {
+        p.x -= cx as f64;
+        p.y -= cy as f64;
+    }
+    (peaks, stats)
+}
+
 /// Translation between `a` and `b` (any shapes): both tapered (`taper` px cosine ramp, weighted
 /// mean removed) into a common `pad` frame at the origin, correlated with `method` and filter
 /// `f`; top `n_peaks` peaks at least `min_sep` apart (and within `max_shift` of zero if ≥ 0).
@@ -612,35 +853,16 @@ pub fn correlate_translation(
     return_map: bool,
 ) -> Result<Translation, KernelError> {
     f.check()?;
+    check_pad(a.dim(), b.dim(), pad)?;
     let (py, px) = pad;
-    for (name, (ny, nx)) in [("reference", a.dim()), ("moving", b.dim())] {
-        if ny == 0 || nx == 0 || py < ny || px < nx {
-            return Err(KernelError::shape(
-                "pad",
-                format!(">= non-empty {name} ({ny}, {nx})"),
-                format!("{pad:?}"),
-            ));
-        }
-    }
     let plan = fft::plan(py, px)?;
-    let nxc = plan.nxc;
-    // taper, mean removal and padding are fused into the row pass of the forward transforms
-    // (no padded frames); the transforms run one after the other, each parallel inside
-    // (measured faster than two sequential transforms side by side on 2 cores)
-    let transform = |img: ArrayView2<f32>| -> Vec<C32> {
-        let (ny, nx) = img.dim();
-        let contiguous = img.as_standard_layout();
-        let data = contiguous
-            .as_slice()
-            .expect("standard layout is contiguous");
-        let w = SeparableTaper::new(data, ny, nx, taper);
-        plan.forward_with(|y, buf| w.row(data, y, buf), true)
-    };
-    let mut fa = PoolBuf::new(transform(a), &fft::POOL_C32);
-    let fb = PoolBuf::new(transform(b), &fft::POOL_C32);
+    // the transforms run one after the other, each parallel inside (measured faster than two
+    // sequential transforms side by side on 2 cores)
+    let mut fa = tapered_spectrum(&plan, a, taper);
+    let fb = tapered_spectrum(&plan, b, taper);
     let (ea, eb) = if method == Method::XCorr {
-        let va = ArrayView2::from_shape((nxc, py), &fa[..]).expect("spectrum shape");
-        let vb = ArrayView2::from_shape((nxc, py), &fb[..]).expect("spectrum shape");
+        let va = ArrayView2::from_shape((plan.nxc, py), &fa[..]).expect("spectrum shape");
+        let vb = ArrayView2::from_shape((plan.nxc, py), &fb[..]).expect("spectrum shape");
         rayon::join(
             || filtered_energy(va, py, px, f),
             || filtered_energy(vb, py, px, f),
@@ -648,82 +870,10 @@ pub fn correlate_translation(
     } else {
         (0.0, 0.0)
     };
-    // cross-power spectrum formed in place in `fa`, block by block, right before the block's
-    // inverse column transforms (same arithmetic as [`cross_power`])
-    let table = if f.is_identity() {
-        None
-    } else {
-        Some(filter_table(py, px, f, 1.0))
-    };
-    let tsl = table
-        .as_ref()
-        .map(|t| t.as_slice().expect("contiguous table"));
-    let map = {
-        let fbs = &fb[..];
-        plan.correlate_with(
-            &mut fa,
-            |kx0, chunk| {
-                for (k, grow) in chunk.chunks_mut(py).enumerate() {
-                    let kx = kx0 + k;
-                    let brow = &fbs[kx * py..(kx + 1) * py];
-                    let trow = tsl.map(|t| &t[kx * py..(kx + 1) * py]);
-                    if method == Method::Phase {
-                        for ky in 0..py {
-                            let v = grow[ky] * brow[ky].conj();
-                            // |v| in f64 (no overflow, no libm hypot call): vectorises
-                            let (re, im) = (v.re as f64, v.im as f64);
-                            let m = (re * re + im * im).sqrt();
-                            let mut u = if m > 1e-30 {
-                                let r = 1.0 / m;
-                                C32::new((re * r) as f32, (im * r) as f32)
-                            } else {
-                                C32::new(0.0, 0.0)
-                            };
-                            if let Some(t) = trow {
-                                u *= t[ky];
-                            }
-                            grow[ky] = u;
-                        }
-                    } else {
-                        for ky in 0..py {
-                            let mut v = grow[ky] * brow[ky].conj();
-                            if let Some(t) = trow {
-                                v *= t[ky];
-                            }
-                            grow[ky] = v;
-                        }
-                    }
-                }
-                if kx0 == 0 && method == Method::Phase {
-                    // the images are zero-mean: the DC term carries only rounding noise
-                    chunk[0] = C32::new(0.0, 0.0);
-                }
-            },
-            true,
-        )
-    };
+    let map = correlation_map(&plan, &mut fa, &fb, f, method);
     drop((fa, fb));
-    let map = Array2::from_shape_vec((py, px), map)
-        .map_err(|e| KernelError::value("fft", e.to_string()))?;
-    // search in the wrapped frame, zero displacement at the centre (a roll, not a copy)
-    let (cy, cx) = (py / 2, px / 2);
-    let mut allowed = Allowed::all(py, px);
-    if max_shift >= 0.0 {
-        allowed.cx = cx as f64;
-        allowed.cy = cy as f64;
-        allowed.radius = max_shift;
-    }
-    let (mut peaks, stats) = find_peaks_rolled(
-        map.view(),
-        n_peaks,
-        min_sep,
-        &allowed,
-        ((py - cy) % py, (px - cx) % px),
-    );
-    for p in peaks.iter_mut() {
-        p.x -= cx as f64;
-        p.y -= cy as f64;
-    }
+    let map = map?;
+    let (peaks, stats) = displacement_peaks(map.view(), n_peaks, min_sep, max_shift);
     let norm = if method == Method::XCorr && ea > 0.0 && eb > 0.0 {
         1.0 / (ea * eb).sqrt()
     } else {
