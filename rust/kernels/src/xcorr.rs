@@ -402,8 +402,10 @@ impl RolledMap<'_> {
     }
 }
 
-/// Candidates `(value, x, y)` of one fold segment, its pruning threshold, Σv, Σv² and count.
-type ScanState = (Vec<(f32, usize, usize)>, f32, f64, f64, usize);
+/// Candidates `(value, x, y)` of one fold segment, its pruning threshold, and each of its rows'
+/// `(y, Σv, Σv², count)` (summed in row order afterwards, so the map statistics do not depend on
+/// where work stealing split the rows).
+type ScanState = (Vec<(f32, usize, usize)>, f32, Vec<(usize, f64, f64, usize)>);
 
 /// Logical x range `[xa, xb)` of row `y` inside the rectangle and the disk of `allowed`
 /// (`None` when the row misses the disk).
@@ -546,22 +548,27 @@ fn scan_candidates(
         .into_par_iter()
         .with_min_len(min_rows)
         .fold(
-            || (Vec::new(), f32::NEG_INFINITY, 0.0f64, 0.0f64, 0usize),
+            || (Vec::new(), f32::NEG_INFINITY, Vec::new()),
             |mut st: ScanState, y| {
                 let (cands, s, s2, c) = scan_row(map, allowed, y, st.1);
                 st.0.extend(cands);
-                st.2 += s;
-                st.3 += s2;
-                st.4 += c;
+                st.2.push((y, s, s2, c));
                 prune(&mut st);
                 st
             },
         )
         .collect();
-    let (mut s, mut s2, mut c) = (0.0, 0.0, 0usize);
+    let mut rows = vec![(0.0f64, 0.0f64, 0usize); y1.saturating_sub(y0)];
     let mut cands = Vec::new();
-    for (cv, _, a, b, k) in results {
+    for (cv, _, sums) in results {
         cands.extend(cv);
+        for (y, a, b, k) in sums {
+            rows[y - y0] = (a, b, k);
+        }
+    }
+    // in row order: the same bits for any thread count or work-stealing split
+    let (mut s, mut s2, mut c) = (0.0, 0.0, 0usize);
+    for (a, b, k) in rows {
         s += a;
         s2 += b;
         c += k;
@@ -937,6 +944,46 @@ mod tests {
         assert!((p.x - 3.4).abs() < 0.2, "{p:?}");
         assert!((p.y + 2.2).abs() < 0.2, "{p:?}");
         assert!(t.normalized[0] > 0.5 && t.normalized[0] <= 1.0001);
+    }
+
+    #[test]
+    fn map_statistics_are_the_same_bits_for_any_thread_count() {
+        // the rows' sums are added in row order, whatever split work stealing chose
+        let a = blob_image(512, 384, 3.4, -2.2);
+        let b = blob_image(512, 384, 0.0, 0.0);
+        let run = |n: usize| {
+            crate::parallel::with_threads(Some(n), || {
+                correlate_translation(
+                    a.view(),
+                    b.view(),
+                    (512, 384),
+                    4.0,
+                    &FilterParams::SERIALEM,
+                    Method::XCorr,
+                    5,
+                    3.0,
+                    -1.0,
+                    false,
+                )
+                .unwrap()
+            })
+            .unwrap()
+        };
+        let one = run(1);
+        for n in [2, 3, 4, 2, 3] {
+            let t = run(n);
+            assert_eq!(
+                t.stats.mean.to_bits(),
+                one.stats.mean.to_bits(),
+                "{n} threads"
+            );
+            assert_eq!(
+                t.stats.std.to_bits(),
+                one.stats.std.to_bits(),
+                "{n} threads"
+            );
+            assert_eq!(t.stats.count, one.stats.count);
+        }
     }
 
     #[test]
