@@ -1,14 +1,19 @@
-//! AVX2 + FMA interior loops for `f32`, 2 × 8 output pixels per iteration. Only entered when the
+//! AVX2 + FMA interior loops for `f32`, 8 output pixels per step. Only entered when the
 //! caller's [`crate::Isa`] is effectively [`crate::Isa::Avx2Fma`] (see `super::scalar`'s
 //! `interior_simd`).
 //!
-//! One position per 16 pixels is computed exactly in f64 (as [`super::RowMap::at`]); the
-//! lanes add f32 offsets to its fraction (see [`positions`]). When the 8 neighbourhoods are
-//! consecutive in memory (same source row, columns `ix0 + k`: the common case for
-//! magnification corrections) they are read with plain vector loads; otherwise each lane's
-//! neighbourhood is loaded and transposed (AVX2 gathers measured ~10 cycles each here, slower).
-//! Indices are clamped to the interior first, so every load is in bounds even if the caller's
-//! interior guarantee were wrong.
+//! Positions are anchored exactly in f64 (as [`super::RowMap::at`]) and the lanes add small f32
+//! offsets to the anchor's fractions. Three paths, tried in order for each group of 8 pixels
+//! ([`interior`]):
+//! 1. [`fast8`]: the 8 neighbourhoods are consecutive in memory (one set of source rows,
+//!    columns `ix0 + k`: ~90 % of the groups of a magnification correction) — plain vector
+//!    loads, fractions from one add, no floors or index arithmetic;
+//! 2. [`step8`]: one column step or one row step inside the group (~10 %) — the lanes past
+//!    the step blend in loads one column (row) further;
+//! 3. the general path ([`linear8`], [`cubic8`]): each lane's neighbourhood loaded and
+//!    transposed (AVX2 gathers measured ~10 cycles each here, slower). Indices are clamped to
+//!    the interior first, so every load is in bounds even if the caller's interior guarantee
+//!    were wrong; the fast paths check their bounds explicitly.
 use super::interior::{RowMap, Source};
 use std::arch::x86_64::*;
 
@@ -19,38 +24,29 @@ pub(super) fn usable(src: &Source<'_, f32>) -> bool {
     src.data.len() <= i32::MAX as usize && src.nx >= 2 && src.ny >= 2
 }
 
-/// Positions of the 8 output pixels `xf .. xf + 8`: (floor sx, floor sy) as i32 and the
-/// fractions as f32. The anchor `xf` is mapped exactly in f64 (as `RowMap::at`) and split
-/// into integer and fraction ([`anchor`]); the lanes add `k·a` (precomputed in `kx`, `ky`;
-/// the loops use k = 0..16 from one anchor) to the f32 fraction ([`lanes`]), which costs at
-/// most ~2e-6·(1 + |a|) px (|frac + k·a| < 16·(1 + |a|), f32 rounding 6e-8 relative) — far
-/// below the 1e-4 px budget and f32 output precision.
-#[inline(always)]
-unsafe fn positions(
-    map: &RowMap,
-    xf: f64,
-    kx: __m256,
-    ky: __m256,
-) -> (__m256i, __m256i, __m256, __m256) {
-    lanes(anchor(map, xf), kx, ky)
+/// The exact f64 position of one output pixel, split into floors and f32 fractions.
+#[derive(Clone, Copy)]
+struct Anchor {
+    ix: i32,
+    iy: i32,
+    fx: f32,
+    fy: f32,
 }
 
-/// Exact f64 position of the output pixel `xf`, split into floors (as broadcast i32) and
-/// fractions (as broadcast f32): the anchor of `lanes`.
-#[inline(always)]
-unsafe fn anchor(map: &RowMap, xf: f64) -> (__m256i, __m256i, __m256, __m256) {
-    let (sx, sy) = map.at(xf);
-    let (flx, fly) = (sx.floor(), sy.floor());
-    // flx, fly are within the image here (the SIMD range is interior), so the truncating
-    // conversions are exact.
-    let ix0 = _mm_cvttsd_si32(_mm_set_sd(flx));
-    let iy0 = _mm_cvttsd_si32(_mm_set_sd(fly));
-    (
-        _mm256_set1_epi32(ix0),
-        _mm256_set1_epi32(iy0),
-        _mm256_set1_ps((sx - flx) as f32),
-        _mm256_set1_ps((sy - fly) as f32),
-    )
+impl Anchor {
+    #[inline(always)]
+    fn at(map: &RowMap, xf: f64) -> Self {
+        let (sx, sy) = map.at(xf);
+        let (flx, fly) = (sx.floor(), sy.floor());
+        // flx, fly are within the image here (the SIMD range is interior), so the saturating
+        // conversions are exact.
+        Self {
+            ix: flx as i32,
+            iy: fly as i32,
+            fx: (sx - flx) as f32,
+            fy: (sy - fly) as f32,
+        }
+    }
 }
 
 /// Positions of 8 pixels at offsets `kx`, `ky` (f32) from an anchor.
@@ -84,21 +80,6 @@ unsafe fn steps(a: f64, f: f64) -> __m256 {
         k(6.0),
         k(7.0),
     )
-}
-
-/// Whether the 8 pixels' neighbourhoods are consecutive in memory: same source row, columns
-/// `ix[0] + k`. Typical of near-identity maps (magnification corrections), where it lets the
-/// loops use plain vector loads instead of assembling each neighbourhood.
-#[inline(always)]
-unsafe fn contiguous(ix: __m256i, iy: __m256i) -> bool {
-    let iota = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);
-    let ix0 = _mm256_permutevar8x32_epi32(ix, _mm256_setzero_si256());
-    let iy0 = _mm256_permutevar8x32_epi32(iy, _mm256_setzero_si256());
-    let same = _mm256_and_si256(
-        _mm256_cmpeq_epi32(ix, _mm256_add_epi32(ix0, iota)),
-        _mm256_cmpeq_epi32(iy, iy0),
-    );
-    _mm256_movemask_epi8(same) == -1
 }
 
 /// Two adjacent f32 at `p + i` as the bits of one u64 (unaligned read).
@@ -183,6 +164,22 @@ trait Stencil8 {
     /// # Safety
     /// `base` points to the `nx·ny` (both >= `MIN_SIDE`) source pixels; AVX2 and FMA present.
     unsafe fn px8(base: *const f32, nx: usize, ny: usize, pos: Pos8, o: &mut [f32]);
+    /// Interpolate 8 pixels whose neighbourhoods are consecutive in memory (the fast paths
+    /// of [`fast8`]): lane k's `ROWS × ROWS` taps start at `p + k` (rows `nx` apart), read
+    /// through `taps` (which may move some lanes by a fixed offset); its fractions are `tx`,
+    /// `ty`.
+    ///
+    /// # Safety
+    /// Every tap `taps` reads (`p + r·nx + k + c`, r, c < ROWS, k < 8, and its offset) is
+    /// inside the source; AVX2 and FMA present.
+    unsafe fn run8<T: Taps>(
+        p: *const f32,
+        nx: usize,
+        taps: &T,
+        tx: __m256,
+        ty: __m256,
+        o: &mut [f32],
+    );
 }
 
 struct Bilinear8;
@@ -197,6 +194,23 @@ impl Stencil8 for Bilinear8 {
         // SAFETY: forwarded contract.
         unsafe { linear8(base, nx, ny, pos, o) }
     }
+    #[inline(always)]
+    unsafe fn run8<T: Taps>(
+        p: *const f32,
+        nx: usize,
+        taps: &T,
+        tx: __m256,
+        ty: __m256,
+        o: &mut [f32],
+    ) {
+        // SAFETY: forwarded contract (taps p + {0, 1} and p + nx + {0, 1} for every lane).
+        let (v00, v01, v10, v11) = unsafe {
+            let q = p.add(nx);
+            (taps.at(p), taps.at(p.add(1)), taps.at(q), taps.at(q.add(1)))
+        };
+        // SAFETY: `o` holds exactly 8 f32 (caller's contract).
+        unsafe { bilinear_store([v00, v01, v10, v11], tx, ty, o) }
+    }
 }
 
 impl Stencil8 for Keys8 {
@@ -208,10 +222,232 @@ impl Stencil8 for Keys8 {
         // SAFETY: forwarded contract.
         unsafe { cubic8(base, nx, ny, pos, o) }
     }
+    #[inline(always)]
+    unsafe fn run8<T: Taps>(
+        p: *const f32,
+        nx: usize,
+        taps: &T,
+        tx: __m256,
+        ty: __m256,
+        o: &mut [f32],
+    ) {
+        // SAFETY: forwarded contract (4 taps from p + r·nx for every lane and row r < 4).
+        let rows = unsafe {
+            [
+                consecutive4(p, taps),
+                consecutive4(p.add(nx), taps),
+                consecutive4(p.add(2 * nx), taps),
+                consecutive4(p.add(3 * nx), taps),
+            ]
+        };
+        // SAFETY: `o` holds exactly 8 f32 (caller's contract).
+        unsafe { cubic_store(rows, keys8(tx), keys8(ty), o) }
+    }
 }
 
-/// The interior loop shared by both kinds: 2 groups of 8 pixels per exact f64 anchor (offsets
-/// 0..8 and 8..16), prefetching ahead; returns the number of pixels written (a multiple of 8).
+/// The 4 taps of 8 pixels whose neighbourhoods start at `p + k`: vector `c` holds `p[k + c]`
+/// (read through `taps`).
+///
+/// # Safety
+/// `p .. p + 11` (and `taps`' offset from them) inside one allocation.
+#[inline(always)]
+unsafe fn consecutive4<T: Taps>(p: *const f32, taps: &T) -> [__m256; 4] {
+    // SAFETY: by the caller's contract.
+    unsafe {
+        [
+            taps.at(p),
+            taps.at(p.add(1)),
+            taps.at(p.add(2)),
+            taps.at(p.add(3)),
+        ]
+    }
+}
+
+/// How [`Stencil8::run8`] reads the 8 lanes of one tap starting at `q`.
+trait Taps {
+    /// # Safety
+    /// `q .. q + 8` (and any offset the implementation adds) inside one allocation.
+    unsafe fn at(&self, q: *const f32) -> __m256;
+}
+
+/// Lane k reads `q[k]`.
+struct Plain;
+
+impl Taps for Plain {
+    #[inline(always)]
+    unsafe fn at(&self, q: *const f32) -> __m256 {
+        // SAFETY: by the caller's contract; loadu has no alignment requirement.
+        unsafe { _mm256_loadu_ps(q) }
+    }
+}
+
+/// Lane k reads `q[k + off]` where `moved` is set, else `q[k]`: the lanes past a column step
+/// (`off = ±1`) or a row step (`off = ±nx`) inside a group.
+struct Moved {
+    off: isize,
+    moved: __m256,
+}
+
+impl Taps for Moved {
+    #[inline(always)]
+    unsafe fn at(&self, q: *const f32) -> __m256 {
+        // SAFETY: by the caller's contract (both q and q + off ranges inside the source).
+        unsafe {
+            _mm256_blendv_ps(
+                _mm256_loadu_ps(q),
+                _mm256_loadu_ps(q.offset(self.off)),
+                self.moved,
+            )
+        }
+    }
+}
+
+/// Whether every lane of `tx` and `ty` is in [0, 1) (sign bit of `t` clear and of `t − 1`
+/// set; −0.0 counts as outside, which only sends a pixel to the general path).
+#[inline(always)]
+unsafe fn in_unit(tx: __m256, ty: __m256) -> bool {
+    let one = _mm256_set1_ps(1.0);
+    let okx = _mm256_andnot_ps(tx, _mm256_sub_ps(tx, one));
+    let oky = _mm256_andnot_ps(ty, _mm256_sub_ps(ty, one));
+    _mm256_movemask_ps(_mm256_and_ps(okx, oky)) == 0xFF
+}
+
+// Groups of 8 taken by each path of `interior` on this thread (fast from the block's anchor,
+// fast from the group's own anchor, `step8`, `Stencil8::px8`): counted only in tests, which
+// check that every path runs.
+#[cfg(test)]
+thread_local! {
+    pub(super) static PATHS: std::cell::Cell<[u64; 4]> = const { std::cell::Cell::new([0; 4]) };
+}
+
+/// Count one group on `path` (tests only; nothing in other builds).
+#[inline(always)]
+fn took(path: usize) {
+    #[cfg(test)]
+    PATHS.with(|p| {
+        let mut c = p.get();
+        c[path] += 1;
+        p.set(c);
+    });
+    #[cfg(not(test))]
+    let _ = path;
+}
+
+/// Output pixels per prefetch in [`interior`], and the longest reach of one exact f64 anchor:
+/// 8 groups of 8.
+const BLOCK: usize = 64;
+
+/// Fractions of a group's 8 lanes relative to its block's anchor: `(j0 + k)·(a − 1, a_y)`.
+type Offsets = (__m256, __m256);
+
+/// The fast path of one group of 8 output pixels whose lanes lie at fractions `d` from the
+/// anchor `a` plus `(j, 0)`, `j` = the group's offset from the anchor in pixels: taken when
+/// every lane's position relative to (`a.ix + j + k`, `a.iy`) has fractions in [0, 1) — the
+/// neighbourhoods are consecutive in one set of source rows, the common case of a
+/// near-identity map. Then the fractions are the anchor's plus `d` (one add each; no floors or
+/// index arithmetic) and the taps are plain vector loads. `d` is small (`|j + k|·|a − 1|`), so
+/// its f32 rounding moves a position by less than 1e-6 px for magnification corrections.
+/// Returns false (writing nothing) otherwise: a row or column step inside the group or since
+/// the anchor, or a neighbourhood touching the border.
+///
+/// # Safety
+/// `src` is (`base`, `nx`, `ny`): `base` points to the `nx·ny` (both >= `MIN_SIDE`) source
+/// pixels; AVX2 and FMA present.
+#[inline(always)]
+unsafe fn fast8<S: Stencil8>(
+    src: (*const f32, usize, usize),
+    a: Anchor,
+    j: usize,
+    d: &Offsets,
+    o: &mut [f32],
+) -> bool {
+    let (base, nx, ny) = src;
+    let tx = _mm256_add_ps(_mm256_set1_ps(a.fx), d.0);
+    let ty = _mm256_add_ps(_mm256_set1_ps(a.fy), d.1);
+    let (c0, r0) = (a.ix as isize + j as isize - S::LO, a.iy as isize - S::LO);
+    let side = S::ROWS as isize;
+    let inside = c0 >= 0 && c0 + 7 + side <= nx as isize && r0 >= 0 && r0 + side <= ny as isize;
+    if !(inside && in_unit(tx, ty)) {
+        return false;
+    }
+    // SAFETY: the taps are columns c0 .. c0 + 7 + ROWS and rows r0 .. r0 + ROWS, inside the
+    // image by `inside`; `o` holds 8 f32.
+    unsafe { S::run8(base.offset(r0 * nx as isize + c0), nx, &Plain, tx, ty, o) };
+    true
+}
+
+/// One group of 8 output pixels anchored at its own first pixel (`a`, fractions `d`: the
+/// `k·(a − 1, a_y)` of lanes k = 0..8) with exactly one column step or one row step inside
+/// it — the usual reason [`fast8`] fails on a magnification correction: the lanes past the
+/// step read their neighbourhoods one column (or row) further, blended in ([`Moved`]), and
+/// use the fraction minus that step. Returns false (writing nothing) for anything else
+/// (both steps in one group, larger steps, a neighbourhood touching the border).
+///
+/// # Safety
+/// As for [`fast8`].
+#[inline(always)]
+unsafe fn step8<S: Stencil8>(
+    src: (*const f32, usize, usize),
+    a: Anchor,
+    d: &Offsets,
+    o: &mut [f32],
+) -> bool {
+    let (base, nx, ny) = src;
+    let tx = _mm256_add_ps(_mm256_set1_ps(a.fx), d.0);
+    let ty = _mm256_add_ps(_mm256_set1_ps(a.fy), d.1);
+    let (flx, fly) = (_mm256_floor_ps(tx), _mm256_floor_ps(ty));
+    let zero = _mm256_setzero_ps();
+    let mx = _mm256_cmp_ps::<_CMP_NEQ_OQ>(flx, zero);
+    let my = _mm256_cmp_ps::<_CMP_NEQ_OQ>(fly, zero);
+    let (sx, sy) = (_mm256_movemask_ps(mx), _mm256_movemask_ps(my));
+    // Exactly one axis steps; `step` is that axis's floor on the moved lanes (all equal, ±1).
+    let (moved, fl, step_px) = match (sx != 0, sy != 0) {
+        (true, false) => (mx, flx, 1isize),
+        (false, true) => (my, fly, nx as isize),
+        _ => return false,
+    };
+    let mut st = [0f32; 8];
+    // SAFETY: 8 f32; storeu has no alignment requirement.
+    unsafe { _mm256_storeu_ps(st.as_mut_ptr(), fl) };
+    let s = st[7];
+    if !(s == 1.0 || s == -1.0)
+        || _mm256_movemask_ps(_mm256_cmp_ps::<_CMP_EQ_OQ>(fl, _mm256_set1_ps(s))) != (sx | sy)
+    {
+        return false;
+    }
+    let off = if s > 0.0 { step_px } else { -step_px };
+    let (c0, r0) = (a.ix as isize - S::LO, a.iy as isize - S::LO);
+    let side = S::ROWS as isize;
+    let (lo_c, hi_c, lo_r, hi_r) = match (step_px == 1, s > 0.0) {
+        (true, true) => (c0, c0 + 8 + side, r0, r0 + side),
+        (true, false) => (c0 - 1, c0 + 7 + side, r0, r0 + side),
+        (false, true) => (c0, c0 + 7 + side, r0, r0 + side + 1),
+        (false, false) => (c0, c0 + 7 + side, r0 - 1, r0 + side),
+    };
+    if lo_c < 0 || hi_c > nx as isize || lo_r < 0 || hi_r > ny as isize {
+        return false;
+    }
+    let taps = Moved { off, moved };
+    // SAFETY: every tap is in columns lo_c .. hi_c and rows lo_r .. hi_r, inside the image;
+    // `o` holds 8 f32.
+    unsafe {
+        S::run8(
+            base.offset(r0 * nx as isize + c0),
+            nx,
+            &taps,
+            _mm256_sub_ps(tx, flx),
+            _mm256_sub_ps(ty, fly),
+            o,
+        )
+    };
+    true
+}
+
+/// The interior loop shared by both kinds: blocks of [`BLOCK`] pixels per prefetch, in groups
+/// of 8. Each group tries [`fast8`] from the current exact f64 anchor (the block's first
+/// pixel); when that fails, the group's own first pixel becomes the anchor and it tries
+/// again, then falls back to [`Stencil8::px8`] (positions from that anchor plus `k·a`).
+/// Returns the number of pixels written (a multiple of 8).
 ///
 /// # Safety
 /// AVX2 and FMA present (inlined into the `#[target_feature]` entry points below).
@@ -226,27 +462,49 @@ unsafe fn interior<S: Stencil8>(
     if nx < S::MIN_SIDE || ny < S::MIN_SIDE {
         return 0;
     }
-    let base = src.data.as_ptr();
-    let (kx, ky) = (steps(map.ax, 0.0), steps(map.ay, 0.0));
-    let (kx8, ky8) = (steps(map.ax, 8.0), steps(map.ay, 8.0));
+    let img = (src.data.as_ptr(), nx, ny);
+    let k = (steps(map.ax, 0.0), steps(map.ay, 0.0));
+    let d: [Offsets; BLOCK / 8] = std::array::from_fn(|g| {
+        let j0 = (8 * g) as f64;
+        (steps(map.ax - 1.0, j0), steps(map.ay, j0))
+    });
     let done = out.len() / 8 * 8;
-    let mut xf = x_start as f64;
-    let mut pairs = out[..done].chunks_exact_mut(16);
-    for o in &mut pairs {
-        super::interior::prefetch_ahead(src.data, nx, map, xf, S::LO, S::ROWS);
-        let anc = anchor(map, xf);
-        let (lo, hi) = o.split_at_mut(8);
-        // SAFETY (both calls): `lo`, `hi` hold 8 f32 each; the image is at least MIN_SIDE.
-        unsafe {
-            S::px8(base, nx, ny, lanes(anc, kx, ky), lo);
-            S::px8(base, nx, ny, lanes(anc, kx8, ky8), hi);
+    let x0 = x_start as f64;
+    // The anchor and its group index (`d[g - ag]` are the offsets of group `g`).
+    let mut a = Anchor::at(map, x0);
+    let mut ag = 0usize;
+    for (g, o8) in out[..done].chunks_exact_mut(8).enumerate() {
+        let xg = x0 + (8 * g) as f64;
+        if g % (BLOCK / 8) == 0 {
+            super::interior::prefetch_ahead(src.data, nx, map, xg, S::LO, S::ROWS, BLOCK / 16);
         }
-        xf += 16.0;
-    }
-    let rest = pairs.into_remainder();
-    if !rest.is_empty() {
-        // SAFETY: `rest` holds exactly 8 f32 (done is a multiple of 8).
-        unsafe { S::px8(base, nx, ny, positions(map, xf, kx, ky), rest) };
+        if g - ag >= BLOCK / 8 {
+            (a, ag) = (Anchor::at(map, xg), g);
+        }
+        // SAFETY (all three): `o8` holds 8 f32; the image is at least MIN_SIDE.
+        if unsafe { fast8::<S>(img, a, 8 * (g - ag), &d[g - ag], o8) } {
+            took(0);
+            continue;
+        }
+        if g != ag {
+            (a, ag) = (Anchor::at(map, xg), g);
+            if unsafe { fast8::<S>(img, a, 0, &d[0], o8) } {
+                took(1);
+                continue;
+            }
+        }
+        if unsafe { step8::<S>(img, a, &d[0], o8) } {
+            took(2);
+            continue;
+        }
+        took(3);
+        let anc = (
+            _mm256_set1_epi32(a.ix),
+            _mm256_set1_epi32(a.iy),
+            _mm256_set1_ps(a.fx),
+            _mm256_set1_ps(a.fy),
+        );
+        unsafe { S::px8(img.0, nx, ny, lanes(anc, k.0, k.1), o8) };
     }
     done
 }
@@ -282,7 +540,7 @@ pub(super) unsafe fn cubic_f32(
 }
 
 /// Bilinear interpolation of 8 output pixels `o` (exactly 8 long) at the given positions
-/// (floors, fractions). Indices are clamped to the interior first, so every load is in
+/// (floors, fractions), each neighbourhood read on its own: the general path of [`interior`]. Indices are clamped to the interior first, so every load is in
 /// bounds whatever the positions.
 ///
 /// # Safety
@@ -301,32 +559,28 @@ unsafe fn linear8(
     let ix = _mm256_min_epi32(_mm256_max_epi32(ix, zero), _mm256_set1_epi32(nx as i32 - 2));
     let iy = _mm256_min_epi32(_mm256_max_epi32(iy, zero), _mm256_set1_epi32(ny as i32 - 2));
     let idx = _mm256_add_epi32(_mm256_mullo_epi32(iy, _mm256_set1_epi32(nx as i32)), ix);
-    let i0 = _mm256_cvtsi256_si32(idx) as isize;
-    let (v00, v01, v10, v11) = if contiguous(ix, iy) {
-        // SAFETY: the 8 neighbourhoods are consecutive (idx = i0 + k), and lane k's
-        // clamped indices keep idx+1, idx+nx, idx+nx+1 inside data, for k = 7 too.
-        unsafe {
-            let p = base.offset(i0);
-            let q = p.add(nx);
-            (
-                _mm256_loadu_ps(p),
-                _mm256_loadu_ps(p.add(1)),
-                _mm256_loadu_ps(q),
-                _mm256_loadu_ps(q.add(1)),
-            )
-        }
-    } else {
-        let mut i = [0i32; 8];
-        // SAFETY: `i` is 8 i32 = 32 bytes; storeu has no alignment requirement.
-        unsafe { _mm256_storeu_si256(i.as_mut_ptr().cast::<__m256i>(), idx) };
-        // SAFETY: 0 <= ix <= nx-2 and 0 <= iy <= ny-2 after the clamps, so for every
-        // lane the pairs at idx, idx+1 and idx+nx, idx+nx+1 are inside data.
-        unsafe {
-            let (t0, t1) = pairs8(base, &i);
-            let (b0, b1) = pairs8(base.add(nx), &i);
-            (t0, t1, b0, b1)
-        }
+    let mut i = [0i32; 8];
+    // SAFETY: `i` is 8 i32 = 32 bytes; storeu has no alignment requirement.
+    unsafe { _mm256_storeu_si256(i.as_mut_ptr().cast::<__m256i>(), idx) };
+    // SAFETY: 0 <= ix <= nx-2 and 0 <= iy <= ny-2 after the clamps, so for every lane the
+    // pairs at idx, idx+1 and idx+nx, idx+nx+1 are inside data.
+    let (v00, v01, v10, v11) = unsafe {
+        let (t0, t1) = pairs8(base, &i);
+        let (b0, b1) = pairs8(base.add(nx), &i);
+        (t0, t1, b0, b1)
     };
+    // SAFETY: `o` holds exactly 8 f32 (caller's contract).
+    unsafe { bilinear_store([v00, v01, v10, v11], fx, fy, o) }
+}
+
+/// Bilinear combination of the taps `[v00, v01, v10, v11]` (row, column) of 8 pixels with
+/// fractions `fx`, `fy`, stored to `o`.
+///
+/// # Safety
+/// `o` holds exactly 8 f32; AVX2 and FMA present.
+#[inline(always)]
+unsafe fn bilinear_store(v: [__m256; 4], fx: __m256, fy: __m256, o: &mut [f32]) {
+    let [v00, v01, v10, v11] = v;
     let top = _mm256_fmadd_ps(_mm256_sub_ps(v01, v00), fx, v00);
     let bottom = _mm256_fmadd_ps(_mm256_sub_ps(v11, v10), fx, v10);
     let v = _mm256_fmadd_ps(_mm256_sub_ps(bottom, top), fy, top);
@@ -334,35 +588,29 @@ unsafe fn linear8(
     unsafe { _mm256_storeu_ps(o.as_mut_ptr(), v) };
 }
 
-/// Keys weights (a = −0.5) for 8 fractions `t`: [`crate::interp::keys_weights`] reordered with
-/// FMAs (tested against it in `super::tests`).
+/// Keys weights (a = −0.5) for 8 fractions `t`: [`crate::interp::keys_weights`] factored
+/// for few multiplies (tested against it in `super::tests`). With `s = 1 − t`:
+/// `w0 = −½·t·s²`, `w3 = −½·t²·s`, `w1 = 1 + t²(1.5t − 2.5)`, `w2 = 1 + s²(1.5s − 2.5)`
+/// (w2 is w1 mirrored). [`cubic_store`] needs only w0, w2, w3 (it uses `Σw = 1`); `w1` is
+/// computed here for the tests and optimised away in the loops.
 #[inline(always)]
 pub(super) unsafe fn keys8(t: __m256) -> [__m256; 4] {
-    let h = _mm256_set1_ps(0.5);
     let one = _mm256_set1_ps(1.0);
+    let (c15, c25) = (_mm256_set1_ps(1.5), _mm256_set1_ps(2.5));
+    let s = _mm256_sub_ps(one, t);
     let t2 = _mm256_mul_ps(t, t);
-    let t3 = _mm256_mul_ps(t2, t);
-    // w0 = -0.5 t³ + t² - 0.5 t
-    let w0 = _mm256_fnmadd_ps(h, _mm256_add_ps(t3, t), t2);
-    // w1 = 1.5 t³ - 2.5 t² + 1
-    let w1 = _mm256_fmadd_ps(
-        _mm256_set1_ps(1.5),
-        t3,
-        _mm256_fnmadd_ps(_mm256_set1_ps(2.5), t2, one),
-    );
-    // w3 = 0.5 t³ - 0.5 t²
-    let w3 = _mm256_mul_ps(h, _mm256_sub_ps(t3, t2));
-    // w2 = 1 - w0 - w1 - w3 would lose accuracy; use the polynomial: -1.5 t³ + 2 t² + 0.5 t
-    let w2 = _mm256_fmadd_ps(
-        _mm256_set1_ps(-1.5),
-        t3,
-        _mm256_fmadd_ps(_mm256_set1_ps(2.0), t2, _mm256_mul_ps(h, t)),
-    );
+    let s2 = _mm256_mul_ps(s, s);
+    // −½·t·s (= −½(t − t²), exact up to one rounding of t − t²)
+    let hts = _mm256_mul_ps(_mm256_set1_ps(-0.5), _mm256_sub_ps(t, t2));
+    let w0 = _mm256_mul_ps(hts, s);
+    let w3 = _mm256_mul_ps(hts, t);
+    let w1 = _mm256_fmadd_ps(t2, _mm256_fmsub_ps(c15, t, c25), one);
+    let w2 = _mm256_fmadd_ps(s2, _mm256_fmsub_ps(c15, s, c25), one);
     [w0, w1, w2, w3]
 }
 
 /// Keys-cubic interpolation of 8 output pixels `o` (exactly 8 long) at the given positions
-/// (floors, fractions). Indices are clamped to the interior first, so every load is in
+/// (floors, fractions), each neighbourhood read on its own: the general path of [`interior`]. Indices are clamped to the interior first, so every load is in
 /// bounds whatever the positions.
 ///
 /// # Safety
@@ -387,37 +635,46 @@ unsafe fn cubic8(
     );
     let wx = keys8(fx);
     let wy = keys8(fy);
-    let i0 = _mm256_cvtsi256_si32(idx) as isize;
-    let fast = contiguous(ix, iy);
     let mut i = [0i32; 8];
-    if !fast {
-        // SAFETY: `i` is 8 i32 = 32 bytes; storeu has no alignment requirement.
-        unsafe { _mm256_storeu_si256(i.as_mut_ptr().cast::<__m256i>(), idx) };
-    }
-    let mut acc = _mm256_setzero_ps();
-    for (r, w_row) in wy.iter().enumerate() {
-        // SAFETY: 1 <= ix <= nx-3 and 1 <= iy <= ny-3 after the clamps, so for every lane
-        // the 4 values from idx + r*nx (r in 0..4) are inside data (len nx*ny); in the
-        // contiguous case lane k's idx is i0 + k.
-        let [c0, c1, c2, c3] = unsafe {
-            if fast {
-                let p = base.offset(i0).add(r * nx);
-                [
-                    _mm256_loadu_ps(p),
-                    _mm256_loadu_ps(p.add(1)),
-                    _mm256_loadu_ps(p.add(2)),
-                    _mm256_loadu_ps(p.add(3)),
-                ]
-            } else {
-                rows8(base.add(r * nx), &i)
-            }
-        };
-        let v = _mm256_mul_ps(wx[0], c0);
-        let v = _mm256_fmadd_ps(wx[1], c1, v);
-        let v = _mm256_fmadd_ps(wx[2], c2, v);
-        let v = _mm256_fmadd_ps(wx[3], c3, v);
-        acc = _mm256_fmadd_ps(*w_row, v, acc);
-    }
+    // SAFETY: `i` is 8 i32 = 32 bytes; storeu has no alignment requirement.
+    unsafe { _mm256_storeu_si256(i.as_mut_ptr().cast::<__m256i>(), idx) };
+    // SAFETY: 1 <= ix <= nx-3 and 1 <= iy <= ny-3 after the clamps, so for every lane the 4
+    // values from idx + r*nx (r in 0..4) are inside data (len nx*ny).
+    let rows = unsafe {
+        [
+            rows8(base, &i),
+            rows8(base.add(nx), &i),
+            rows8(base.add(2 * nx), &i),
+            rows8(base.add(3 * nx), &i),
+        ]
+    };
     // SAFETY: `o` holds exactly 8 f32 (caller's contract).
-    unsafe { _mm256_storeu_ps(o.as_mut_ptr(), acc) };
+    unsafe { cubic_store(rows, wx, wy, o) }
+}
+
+/// Keys-cubic combination of 8 pixels: `rows[r]` holds stencil row r's 4 taps (vector `c`
+/// holds tap `c` of every lane), `wx`, `wy` the weights; stored to `o`.
+///
+/// # Safety
+/// `o` holds exactly 8 f32; AVX2 and FMA present.
+#[inline(always)]
+unsafe fn cubic_store(rows: [[__m256; 4]; 4], wx: [__m256; 4], wy: [__m256; 4], o: &mut [f32]) {
+    // Σw = 1, so Σ w_c·v_c = v1 + w0(v0 − v1) + w2(v2 − v1) + w3(v3 − v1): three FMAs per
+    // row and no w1 (the multiplier pipes are the bottleneck of this loop, the adders idle).
+    #[inline(always)]
+    unsafe fn combine(v: [__m256; 4], w: &[__m256; 4]) -> __m256 {
+        let [v0, v1, v2, v3] = v;
+        let h = _mm256_fmadd_ps(w[0], _mm256_sub_ps(v0, v1), v1);
+        let h = _mm256_fmadd_ps(w[2], _mm256_sub_ps(v2, v1), h);
+        _mm256_fmadd_ps(w[3], _mm256_sub_ps(v3, v1), h)
+    }
+    let [r0, r1, r2, r3] = rows;
+    let h = [
+        combine(r0, &wx),
+        combine(r1, &wx),
+        combine(r2, &wx),
+        combine(r3, &wx),
+    ];
+    // SAFETY: `o` holds exactly 8 f32 (caller's contract).
+    unsafe { _mm256_storeu_ps(o.as_mut_ptr(), combine(h, &wy)) };
 }

@@ -46,8 +46,9 @@ impl RowMap {
 const PREFETCH_AHEAD: f64 = 192.0;
 const PREFETCH_ROWS: f64 = 4.0;
 
-/// Prefetch the `rows` source rows from `floor(sy) - lo` of the stencil of the output pixel
-/// `PREFETCH_AHEAD` columns and `PREFETCH_ROWS` rows ahead of `xf`. Only a cache hint: the
+/// Prefetch `lines` consecutive cache lines of each of the `rows` source rows from
+/// `floor(sy) - lo` of the stencil of the output pixel `PREFETCH_AHEAD` columns and
+/// `PREFETCH_ROWS` rows ahead of `xf`. Only a cache hint: the
 /// address is never dereferenced (prefetches do not fault), so it needs neither clamping nor
 /// saturating casts.
 #[inline(always)]
@@ -58,6 +59,7 @@ pub(super) fn prefetch_ahead<T>(
     xf: f64,
     lo: isize,
     rows: usize,
+    lines: usize,
 ) {
     #[cfg(target_arch = "x86_64")]
     {
@@ -76,14 +78,19 @@ pub(super) fn prefetch_ahead<T>(
             .wrapping_mul(nx as isize)
             .wrapping_add(ix as isize);
         let p = data.as_ptr().wrapping_offset(i);
+        // Cache lines of 64 bytes.
+        let step = 64 / std::mem::size_of::<T>().max(1);
         for r in 0..rows {
-            // SAFETY: _mm_prefetch (SSE, in the x86_64 baseline) has no architectural effect and
-            // never faults, whatever the address; the pointer is not dereferenced.
-            unsafe { _mm_prefetch::<_MM_HINT_T0>(p.wrapping_add(r * nx).cast::<i8>()) };
+            for l in 0..lines {
+                let q = p.wrapping_add(r * nx + l * step);
+                // SAFETY: _mm_prefetch (SSE, in the x86_64 baseline) has no architectural effect
+                // and never faults, whatever the address; the pointer is not dereferenced.
+                unsafe { _mm_prefetch::<_MM_HINT_T0>(q.cast::<i8>()) };
+            }
         }
     }
     #[cfg(not(target_arch = "x86_64"))]
-    let _ = (data, nx, map, xf, lo, rows);
+    let _ = (data, nx, map, xf, lo, rows, lines);
 }
 
 /// `[xs, xe)`: a range of output columns (of `width`) whose positions all satisfy

@@ -92,7 +92,7 @@ impl Kind for Linear {
         let mut xf = x_start as f64;
         for (k, o) in out.iter_mut().enumerate() {
             if k % 16 == 0 {
-                prefetch_ahead(data, nx, map, xf, 0, 2);
+                prefetch_ahead(data, nx, map, xf, 0, 2, 1);
             }
             let (sx, sy) = map.at(xf);
             debug_assert!((0.0..(nx - 1) as f64).contains(&sx));
@@ -156,7 +156,7 @@ impl Kind for Cubic {
         let mut xf = x_start as f64;
         for (k, o) in out.iter_mut().enumerate() {
             if k % 16 == 0 {
-                prefetch_ahead(data, nx, map, xf, 1, 4);
+                prefetch_ahead(data, nx, map, xf, 1, 4, 1);
             }
             let (sx, sy) = map.at(xf);
             debug_assert!((1.0..(nx - 2) as f64).contains(&sx));

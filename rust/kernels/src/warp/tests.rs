@@ -408,6 +408,82 @@ fn simd_loops_run_and_agree_with_the_scalar_interior() {
 
 #[cfg(target_arch = "x86_64")]
 #[test]
+fn avx2_paths_each_run_and_agree_with_the_scalar_interior() {
+    // Magnification-like maps whose rows step one source column (a > 1 and a < 1) or one
+    // source row (a_y of either sign) every ~30-50 pixels: the AVX2 interior must take its
+    // fast path, its re-anchored fast path and its one-step path (`step8`, each direction),
+    // and agree with the exact scalar interior everywhere.
+    if Isa::Avx2Fma.effective() != Isa::Avx2Fma {
+        return; // no AVX2 + FMA on this CPU: nothing to compare
+    }
+    use super::avx2::PATHS;
+    let (ny, nx) = (120, 1100);
+    let mut rng = Rng(5);
+    let img = random_image(&mut rng, ny, nx).mapv(|v| v as f32);
+    let src = Source {
+        data: img.as_slice().unwrap(),
+        nx,
+        ny,
+    };
+    let row = |ax: f64, ay: f64| RowMap {
+        ax,
+        bx: 20.37,
+        ay,
+        by: 50.61,
+        rx: 0.0,
+        ry: 0.0,
+    };
+    for (ax, ay) in [
+        (1.03, 0.0),
+        (0.97, 0.0),
+        (1.0, 0.02),
+        (1.0, -0.02),
+        (1.0058, 0.0093),
+        (0.9956, -0.0101),
+    ] {
+        let map = row(ax, ay);
+        let (mut a, mut b) = (vec![0.0f32; 1000], vec![0.0f32; 1000]);
+        for cubic in [false, true] {
+            PATHS.with(|p| p.set([0; 4]));
+            let done = if cubic {
+                let done = Cubic::interior_simd(Isa::Avx2Fma, &src, &map, 5, &mut a);
+                Cubic::interior(&src, &map, 5 + done, &mut a[done..]);
+                Cubic::interior(&src, &map, 5, &mut b);
+                done
+            } else {
+                let done = Linear::interior_simd(Isa::Avx2Fma, &src, &map, 5, &mut a);
+                Linear::interior(&src, &map, 5 + done, &mut a[done..]);
+                Linear::interior(&src, &map, 5, &mut b);
+                done
+            };
+            assert_eq!(done, 1000);
+            let paths = PATHS.with(|p| p.get());
+            assert_eq!(paths.iter().sum::<u64>(), 125, "{paths:?}");
+            // Most groups are fast; every step of the row is one re-anchored fast group and
+            // at most one one-step group; no group needs the general path on these maps.
+            let steps = (1000.0 * ((ax - 1.0).abs() + ay.abs())) as u64;
+            assert!(paths[0] >= 125 - 2 * steps - 2, "{ax} {ay}: {paths:?}");
+            assert!(
+                paths[1] >= steps / 2 && paths[1] <= steps + 1,
+                "{ax} {ay}: {paths:?}"
+            );
+            assert!(
+                paths[2] >= steps / 8 && paths[2] <= steps + 1,
+                "{ax} {ay}: {paths:?}"
+            );
+            assert_eq!(paths[3], 0, "{ax} {ay}: {paths:?}");
+            let worst = a
+                .iter()
+                .zip(&b)
+                .map(|(p, q)| (p - q).abs())
+                .fold(0.0, f32::max);
+            assert!(worst <= 1e-5, "{ax} {ay} cubic={cubic}: {worst}");
+        }
+    }
+}
+
+#[cfg(target_arch = "x86_64")]
+#[test]
 fn avx2_keys8_matches_interp_keys_weights() {
     if Isa::Avx2Fma.effective() != Isa::Avx2Fma {
         return; // no AVX2 + FMA on this CPU: nothing to compare
