@@ -3,8 +3,8 @@
 
 use super::interior::Source;
 use super::interior::{interior_range, RowMap};
+use super::rows::ScanPlan;
 use super::scalar::{Cubic, Kind, Linear};
-use super::ScanPlan;
 use super::*;
 use crate::interp::keys_weights;
 use ndarray::Array2;

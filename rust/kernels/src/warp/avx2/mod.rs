@@ -2,7 +2,7 @@
 //! caller's [`crate::Isa`] is effectively [`crate::Isa::Avx2Fma`] (see `super::scalar`'s
 //! `interior_simd`).
 //!
-//! Positions are anchored exactly in f64 (as [`super::RowMap::at`]) and the lanes add small f32
+//! Positions are anchored exactly in f64 (as [`super::interior::RowMap::at`]) and the lanes add small f32
 //! offsets to the anchor's fractions. Three paths, tried in order for each group of 8 pixels
 //! ([`interior`]):
 //! 1. [`fast8`]: the 8 neighbourhoods are consecutive in memory (one set of source rows,
