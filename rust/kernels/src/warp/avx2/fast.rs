@@ -106,12 +106,12 @@ pub(super) unsafe fn fast8<S: Stencil8>(
     true
 }
 
-/// One group of 8 output pixels anchored at its own first pixel (`a`, fractions `d`: the
-/// `k·(a − 1, a_y)` of lanes k = 0..8) with exactly one column step or one row step inside
-/// it — the usual reason [`fast8`] fails on a magnification correction: the lanes past the
-/// step read their neighbourhoods one column (or row) further, blended in ([`Moved`]), and
-/// use the fraction minus that step. Returns false (writing nothing) for anything else
-/// (both steps in one group, larger steps, a neighbourhood touching the border).
+/// One group of 8 output pixels at offset `j` from the anchor `a` (fractions `d`, as for
+/// [`fast8`]) with exactly one column step or one row step between the anchor and its last
+/// lane — the usual reason [`fast8`] fails on a magnification correction: the lanes past the
+/// step (possibly all of them) read their neighbourhoods one column (or row) further, blended
+/// in ([`Moved`]), and use the fraction minus that step. Returns false (writing nothing) for
+/// anything else (both steps, two steps, a neighbourhood touching the border).
 ///
 /// # Safety
 /// As for [`fast8`].
@@ -119,6 +119,7 @@ pub(super) unsafe fn fast8<S: Stencil8>(
 pub(super) unsafe fn step8<S: Stencil8>(
     src: (*const f32, usize, usize),
     a: Anchor,
+    j: usize,
     d: &Offsets,
     o: &mut [f32],
 ) -> bool {
@@ -146,7 +147,7 @@ pub(super) unsafe fn step8<S: Stencil8>(
         return false;
     }
     let off = if s > 0.0 { step_px } else { -step_px };
-    let (c0, r0) = (a.ix as isize - S::LO, a.iy as isize - S::LO);
+    let (c0, r0) = (a.ix as isize + j as isize - S::LO, a.iy as isize - S::LO);
     let side = S::ROWS as isize;
     let (lo_c, hi_c, lo_r, hi_r) = match (step_px == 1, s > 0.0) {
         (true, true) => (c0, c0 + 8 + side, r0, r0 + side),

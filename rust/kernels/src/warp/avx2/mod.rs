@@ -170,12 +170,11 @@ impl Stencil8 for Keys8 {
     }
 }
 
-// Groups of 8 taken by each path of `interior` on this thread (fast from the block's anchor,
-// fast from the group's own anchor, `step8`, `Stencil8::px8`): counted only in tests, which
-// check that every path runs.
+// Groups of 8 taken by each path of `interior` on this thread (`fast8`, `step8`,
+// `Stencil8::px8`): counted only in tests, which check that every path runs.
 #[cfg(test)]
 thread_local! {
-    pub(super) static PATHS: std::cell::Cell<[u64; 4]> = const { std::cell::Cell::new([0; 4]) };
+    pub(super) static PATHS: std::cell::Cell<[u64; 3]> = const { std::cell::Cell::new([0; 3]) };
 }
 
 /// Count one group on `path` (tests only; nothing in other builds).
@@ -225,34 +224,41 @@ unsafe fn interior<S: Stencil8>(
     });
     let done = out.len() / 8 * 8;
     let x0 = x_start as f64;
-    // The anchor and its group index (`d[g - ag]` are the offsets of group `g`).
+    // The anchor and its group index (`d[g - ag]` are the offsets of group `g`); `stale`:
+    // a step was passed, so the next group starts a new anchor.
     let mut a = Anchor::at(map, x0);
-    let mut ag = 0usize;
+    let (mut ag, mut stale) = (0usize, false);
     for (g, o8) in out[..done].chunks_exact_mut(8).enumerate() {
         let xg = x0 + (8 * g) as f64;
         if g % (BLOCK / 8) == 0 {
             super::interior::prefetch_ahead(src.data, nx, map, xg, S::LO, S::ROWS, BLOCK / 16);
         }
-        if g - ag >= BLOCK / 8 {
-            (a, ag) = (Anchor::at(map, xg), g);
+        if stale || g - ag >= BLOCK / 8 {
+            (a, ag, stale) = (Anchor::at(map, xg), g, false);
         }
-        // SAFETY (all three): `o8` holds 8 f32; the image is at least MIN_SIDE.
-        if unsafe { fast8::<S>(img, a, 8 * (g - ag), &d[g - ag], o8) } {
+        let (j, dj) = (8 * (g - ag), &d[g - ag]);
+        // SAFETY (all calls): `o8` holds 8 f32; the image is at least MIN_SIDE.
+        if unsafe { fast8::<S>(img, a, j, dj, o8) } {
             took(0);
+            continue;
+        }
+        stale = true;
+        if unsafe { step8::<S>(img, a, j, dj, o8) } {
+            took(1);
             continue;
         }
         if g != ag {
             (a, ag) = (Anchor::at(map, xg), g);
             if unsafe { fast8::<S>(img, a, 0, &d[0], o8) } {
+                took(0);
+                continue;
+            }
+            if unsafe { step8::<S>(img, a, 0, &d[0], o8) } {
                 took(1);
                 continue;
             }
         }
-        if unsafe { step8::<S>(img, a, &d[0], o8) } {
-            took(2);
-            continue;
-        }
-        took(3);
+        took(2);
         let anc = (
             _mm256_set1_epi32(a.ix),
             _mm256_set1_epi32(a.iy),
