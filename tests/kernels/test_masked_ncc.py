@@ -1,4 +1,4 @@
-"""Masked normalised cross-correlation (emgeom.crossmag.masked_correlate, Rust kernel ncc.rs)."""
+"""Masked normalised cross-correlation (emgeom.crossmag.masked_correlate, Rust kernel ncc/)."""
 
 from __future__ import annotations
 
