@@ -106,7 +106,10 @@ pub(super) fn filtered_energy(
     f: &FilterParams,
 ) -> f64 {
     let table = filter_table(ny, nx, f, 1.0);
-    spec.axis_iter(Axis(0))
+    // Row sums in parallel, added in row order: the same bits for any thread count (a parallel
+    // `sum` adds in an order set by work stealing).
+    let rows: Vec<f64> = spec
+        .axis_iter(Axis(0))
         .into_par_iter()
         .zip(table.axis_iter(Axis(0)).into_par_iter())
         .enumerate()
@@ -117,8 +120,8 @@ pub(super) fn filtered_energy(
                 .map(|(v, h)| w * v.norm_sqr() as f64 * *h as f64)
                 .sum::<f64>()
         })
-        .sum::<f64>()
-        / (ny as f64 * nx as f64)
+        .collect();
+    rows.iter().sum::<f64>() / (ny as f64 * nx as f64)
 }
 
 /// Half-spectrum (transposed, pooled) of `img` tapered (`taper` px ramps, weighted mean

@@ -79,6 +79,9 @@ fn map_statistics_are_the_same_bits_for_any_thread_count() {
             "{n} threads"
         );
         assert_eq!(t.stats.count, one.stats.count);
+        // the normalisation's filtered spectrum energy, summed the same way
+        let bits = |v: &[f64]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
+        assert_eq!(bits(&t.normalized), bits(&one.normalized), "{n} threads");
     }
 }
 
