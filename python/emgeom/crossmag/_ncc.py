@@ -5,7 +5,7 @@ The public entry point is :func:`masked_correlate` (re-exported as
 Fourier domain", IEEE Trans. Image Process. 21(5):2706–2718 (2012),
 doi:10.1109/TIP.2011.2181402 — the algorithm of scikit-image's
 ``skimage/registration/_masked_phase_cross_correlation.py : cross_correlate_masked``; kernel in
-``rust/kernels/src/ncc.rs``, numpy reference in :mod:`emgeom.reference.ncc`.
+``rust/kernels/src/ncc/``, numpy reference in :mod:`emgeom.reference.ncc`.
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""Numpy references of ``emgeom_kernels::ctf`` (``rust/kernels/src/ctf.rs``).
+"""Numpy references of ``emgeom_kernels::ctf`` (``rust/kernels/src/ctf/``).
 
 * :func:`tile_profiles` mirrors ``ctf::tile_profiles``: overlapping square tiles (origins
   centred so both margins are equal), mean removed, cosine edge taper over 1/8 of the tile,

@@ -23,7 +23,7 @@ from numpy.typing import NDArray
 
 __all__ = ["MIN_OVERLAP_ABS", "OVERLAP_TOL", "VAR_FLOOR", "masked_ncc_direct", "masked_ncc_fft"]
 
-#: Same constants as ``rust/kernels/src/ncc.rs``.
+#: Same constants as ``rust/kernels/src/ncc/``.
 VAR_FLOOR = 1e-5
 MIN_OVERLAP_ABS = 1e-5
 OVERLAP_TOL = 1e-6

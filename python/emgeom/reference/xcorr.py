@@ -1,4 +1,4 @@
-"""Slow numpy reference of ``rust/kernels/src/xcorr.rs``: the IMOD filter, the edge taper and the
+"""Slow numpy reference of ``rust/kernels/src/xcorr/``: the IMOD filter, the edge taper and the
 filtered translation correlation, with plain FFTs. Obviously correct, not fast.
 """
 

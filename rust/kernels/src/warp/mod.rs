@@ -152,8 +152,8 @@ pub type Affine = [[f64; 3]; 2];
 /// Positions this far outside `[0, n-1]` still count as inside (absorbs rounding in `A`).
 const EDGE_TOLERANCE: f64 = 1e-6;
 
-/// Arithmetic mean of an image, accumulated in f64: each row summed with [`sum_f64`] (rows in
-/// parallel), the row sums added in row order. The result does not depend on the thread count,
+/// Arithmetic mean of an image, accumulated in f64: each row summed with 8 independent f64
+/// accumulators (rows in parallel), the row sums added in row order. The result does not depend on the thread count,
 /// and it is the mean the warp's fused pass computes for [`Fill::Mean`] (bit for bit).
 pub fn mean<T: Sample>(img: ArrayView2<T>) -> f64 {
     let n = img.len();
