@@ -107,7 +107,7 @@ def test_calibration_on_held_out_pairs(micrograph):
     d = np.array([r["d"] for r in rows])
     e, _ = K.ece(conf, right)
     assert e <= 0.05, e  # measured 0.039
-    # measured 1 of 49 found (the goal, ≤ 0.5 %, is not met: a field inside the ice ball)
+    # measured 1 of 49 found (the goal, ≤ 0.5 % of found, is not met)
     assert (found & (d > 2)).sum() <= 1
     assert ((right == 1) & ~found).sum() <= 0.03 * right.sum()  # measured 1 of 48
 
