@@ -120,8 +120,10 @@ def test_scale_unbiased_sweep(micrograph):
 @pytest.mark.slow
 @pytest.mark.realdata
 def test_sigma_coverage_held_out(micrograph):
-    """σ coverage on pairs the inflation factors were not measured on (seed 31): 55–70 %
-    measured; 50–85 % required for each parameter."""
+    """σ coverage on pairs the σ model was not measured on (seed 31; the scale's under-fit
+    factor 1.34 was measured on seed 12): centre x / y 77 / 75 %, scale 82 %, rotation 70 %
+    measured (previous σ, from the fine image's capped Jacobian: 67 / 70, 80, 67 %); 58–85 %
+    required for each parameter."""
     e = _pairs(micrograph, 31, 60)
     for err, sig in (
         (e[:, 0], e[:, 4]),
@@ -130,4 +132,4 @@ def test_sigma_coverage_held_out(micrograph):
         (e[:, 3], e[:, 6]),
     ):
         cover = float(np.mean(np.abs(err) <= sig))
-        assert 0.5 <= cover <= 0.85, cover
+        assert 0.58 <= cover <= 0.85, cover
