@@ -104,3 +104,37 @@ def pair_errors(res, truth: dict) -> tuple[float, float, float]:
     ds = res.scale / truth["scale"] - 1.0
     dr = (res.rotation_deg - truth["rotation_deg"] + 180.0) % 360.0 - 180.0
     return d, float(ds), float(dr)
+
+
+def similarity_pair(
+    img: np.ndarray,
+    scale: float,
+    rot: float,
+    n: int = 320,
+    snr: float | None = None,
+    seed: int = 0,
+    other: np.ndarray | None = None,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """A ``find_similarity`` pair cut from ``img``: reference = the central ``n``² crop;
+    moving = ``img`` (or the unrelated ``other``) sampled through a known similarity (moving
+    px → image px: ``scale·R(rot)`` about the crop centre plus a random shift of ±15 px), Keys
+    bicubic; with ``snr``, white noise of variance σ²(image)/snr on both. Returns
+    ``(reference, moving, truth)`` with ``[x_ref, y_ref] = truth @ [x_mov, y_mov, 1]``.
+    """
+    from emgeom import resample
+
+    rng = np.random.default_rng(seed)
+    ny, nx = img.shape
+    c = np.array([(nx - 1) / 2, (ny - 1) / 2])
+    o = np.round(c - (n - 1) / 2).astype(int)
+    ref = img[o[1] : o[1] + n, o[0] : o[0] + n].copy()
+    lin = scale * syn.rotation_matrix(rot)
+    c_m = np.array([(n - 1) / 2, (n - 1) / 2])
+    t = np.hstack([lin, (c + rng.uniform(-15, 15, 2) - lin @ c_m)[:, None]])
+    mov = resample.warp_affine(img if other is None else other, t, (n, n), order=3)
+    truth = t.copy()
+    truth[:, 2] -= o
+    if snr is not None:
+        ref = ref + rng.normal(0, ref.std() / math.sqrt(snr), ref.shape).astype(np.float32)
+        mov = mov + rng.normal(0, mov.std() / math.sqrt(snr), mov.shape).astype(np.float32)
+    return ref, mov, truth

@@ -14,6 +14,7 @@ import pytest
 from emgeom.crossmag import AlignmentResult, SimilarityResult, find_similarity
 from emgeom.errors import InvalidValueError
 from emgeom.resample import warp_affine
+from tests._crossmag_data import similarity_pair
 from tests.conftest import shared_file
 
 
@@ -48,21 +49,7 @@ def micrograph() -> np.ndarray:
 def _mic_pair(mic, scale, rot, n=320, snr=None, seed=0):
     """Reference = an n×n crop; moving = the micrograph sampled through a known similarity
     (moving px → micrograph px: ``scale·R(rot)`` about the crop centre plus a random shift)."""
-    rng = np.random.default_rng(seed)
-    ny, nx = mic.shape
-    c = np.array([(nx - 1) / 2, (ny - 1) / 2])
-    o = np.round(c - (n - 1) / 2).astype(int)
-    ref = mic[o[1] : o[1] + n, o[0] : o[0] + n].copy()
-    lin = scale * _rot(rot)
-    c_m = np.array([(n - 1) / 2, (n - 1) / 2])
-    t = np.hstack([lin, (c + rng.uniform(-15, 15, 2) - lin @ c_m)[:, None]])
-    mov = warp_affine(mic, t, (n, n), order=3)
-    truth = t.copy()
-    truth[:, 2] -= o
-    if snr is not None:
-        ref = ref + rng.normal(0, ref.std() / math.sqrt(snr), ref.shape).astype(np.float32)
-        mov = mov + rng.normal(0, mov.std() / math.sqrt(snr), mov.shape).astype(np.float32)
-    return ref, mov, truth
+    return similarity_pair(mic, scale, rot, n, snr, seed)
 
 
 @pytest.mark.realdata

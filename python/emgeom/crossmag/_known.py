@@ -46,8 +46,9 @@ Pipeline (design §8.3; all heavy steps in Rust with the GIL released)
    between the two samplings and the calibration as a prior (:mod:`._refine`), which also
    gives ``center_sigma``, ``scale_sigma`` and ``rotation_sigma_deg``.
 7. ``confidence`` = P(centre within 1.5 reference px), a logistic model of the measures
-   (significance, peak ratio, overlap, ``center_sigma``, the search-edge flag) fitted on a
-   generated calibration set (:mod:`._confidence`); ``found = confidence >= 0.5``.
+   (significance, peak ratio, overlap, ``center_sigma``, the search-edge flag, the
+   refinement's prediction CCC and residual correlation area) fitted on a generated
+   calibration set (:mod:`._confidence`); ``found = confidence >= 0.5``.
 """
 
 from __future__ import annotations
@@ -67,7 +68,7 @@ from emgeom._validate import (
     as_matrix,
     n_threads_arg,
 )
-from emgeom.crossmag._confidence import calibrated_confidence, features
+from emgeom.crossmag._confidence import align_features, features, gated_confidence
 from emgeom.crossmag._correlate import DEFAULT_FILTER, filter_arg
 from emgeom.crossmag._geometry import (
     as_unit_image,
@@ -514,27 +515,30 @@ def _ml_refine(
         else None
     )
     tol = 2.0 * max(1, res.binning)
+    # the search's hard ambiguity gates stay on the calibrated probability: a rival peak within
+    # 10 % (periodic hole lattices) or too little overlap is never `found`, whatever the other
+    # measures say (the calibration set has too few lattices to learn it;
+    # tests/crossmag/test_crossmag.py::test_periodic_lattice_needs_expected_center)
+    gates = res.peak_ratio >= _MIN_RATIO and res.overlap >= _MIN_OVERLAP
     if r is None or not r.converged or math.hypot(*(r.center - np.asarray(res.center))) > tol:
-        return replace(
+        out = replace(
             res,
             center_sigma=float(max(1, res.binning)),
             scale_sigma=0.5 * ss,
             rotation_sigma_deg=0.5 * rs,
         )
-    searched = ss > 0 or rs > 0
-    x = features(res.significance, res.peak_ratio, res.overlap, r.center_sigma, r.at_edge, searched)
-    conf_cal = calibrated_confidence(x)
+        # (residual_corr_area 0 tells the calibrated model that the refinement failed; the
+        # search's own `found` is then one more gate)
+        c = gated_confidence(align_features(out), gates and res.found) if enabled else None
+        return out if c is None else replace(out, confidence=c, found=c >= 0.5)
+    m = (res.significance, res.peak_ratio, res.overlap, r.center_sigma, r.at_edge)
+    x = features(*m, r.ccc, r.corr_area, r.scale_sigma > 0)
+    conf_cal = gated_confidence(x, gates)
     if conf_cal is None:  # (no shipped model: the measures' ramps)
         found = bool(res.found and not r.at_edge)
         conf = res.confidence if found else min(res.confidence, 0.49)
     else:
-        # the calibrated probability, with the search's hard ambiguity gates kept: a rival
-        # peak within 10 % (periodic hole lattices) or too little overlap is never `found`,
-        # whatever the other measures say (the calibration set has too few lattices to learn
-        # it; tests/crossmag/test_crossmag.py::test_periodic_lattice_needs_expected_center)
-        gates = res.peak_ratio >= _MIN_RATIO and res.overlap >= _MIN_OVERLAP
-        conf = conf_cal if gates else min(conf_cal, 0.49)
-        found = conf >= 0.5
+        conf, found = conf_cal, conf_cal >= 0.5
     out = make_result(
         r.affine,
         reference_shape=res.reference_shape,
@@ -558,5 +562,7 @@ def _ml_refine(
         center_sigma=r.center_sigma,
         scale_sigma=r.scale_sigma,
         rotation_sigma_deg=r.rotation_sigma_deg,
+        prediction_ccc=r.ccc,
+        residual_corr_area=r.corr_area,
     )
     return out

@@ -43,16 +43,19 @@ class AlignmentResult:
         moving image's centre to the reference image's centre (the sign of SerialEM's alignment
         shift of the lower-mag buffer).
     found : bool
-        ``confidence >= 0.5`` (``align``); False for blank, constant or featureless content,
-        ambiguous or weak peaks, too little overlap, or a scale/rotation optimum on the edge of
-        the searched range; then the geometry is the best guess and must not be used.
+        ``confidence >= 0.5``; False for blank, constant or featureless content, ambiguous or
+        weak peaks (a rival within 10 % is never found), too little overlap, or a
+        scale/rotation optimum on the edge of the searched range; then the geometry is the
+        best guess and must not be used.
     confidence : float
-        ``align``: the probability that ``center`` lies within 1.5 reference pixels of the
-        truth, from a logistic model of the quality measures (significance, peak ratio,
-        overlap, ``center_sigma``, the search-edge flag) fitted on a generated calibration set
-        and shipped with the package (``crossmag/confidence_model.json``; reliability in
-        docs/crossmag.md). ``find_similarity``: the minimum of ramps of its measures, 0.5 at
-        its ``found`` thresholds (not calibrated).
+        The probability that ``center`` lies within 1.5 reference pixels of the truth
+        (``align`` and ``find_similarity``), from small logistic models of the quality
+        measures — for ``align``: significance, peak ratio, overlap, ``center_sigma``, the
+        search-edge flag, ``prediction_ccc`` and ``residual_corr_area`` — fitted on generated
+        calibration pairs and shipped with the package (``crossmag/confidence_model.json``;
+        features, fit and reliability on held-out pairs in docs/crossmag.md). Held below 0.5
+        when a hard gate fails. ``align(refine=False)``: the search's ramps (0.5 at its
+        ``found`` thresholds, not calibrated).
     ccc : float
         Pearson CCC of the filtered images over the overlap at the final peak.
     overlap : float
@@ -95,6 +98,15 @@ class AlignmentResult:
         the calibration (``scale_search=0``).
     rotation_sigma_deg : float
         Standard deviation of ``rotation_deg`` (degrees); 0 when held (``rotation_search_deg=0``).
+    prediction_ccc : float
+        Pearson CCC of the reference with the maximum-likelihood refinement's forward-model
+        prediction of it (the moving image area-integrated at the refined pose) over the
+        footprint; 0 when the refinement did not run. Low for an unrelated moving image even
+        when the filtered ``ccc`` is high.
+    residual_corr_area : float
+        Correlation area (reference px², ≥ 1) of the refinement's residuals: ≈ 1 when what is
+        left is white noise, large when the prediction leaves structure unexplained (a wrong
+        or unrelated match); 0 when the refinement did not run.
     """
 
     affine: NDArray[np.float64]
@@ -122,6 +134,8 @@ class AlignmentResult:
     center_sigma: float = 0.0
     scale_sigma: float = 0.0
     rotation_sigma_deg: float = 0.0
+    prediction_ccc: float = 0.0
+    residual_corr_area: float = 0.0
 
     def transform_points(self, points_mov: ArrayLike) -> NDArray[np.float64]:
         """Map ``(n, 2)`` moving-image pixel positions ``(x, y)`` to reference pixels."""
@@ -152,6 +166,8 @@ class AlignmentResult:
             center_sigma=self.center_sigma / max(self.scale, 1e-300),
             scale_sigma=self.scale_sigma,
             rotation_sigma_deg=self.rotation_sigma_deg,
+            prediction_ccc=self.prediction_ccc,
+            residual_corr_area=self.residual_corr_area,
         )
 
     def image_shift(
@@ -288,6 +304,8 @@ def compose(res_ab: AlignmentResult, res_bc: AlignmentResult) -> AlignmentResult
         center_sigma=math.hypot(res_bc.center_sigma, res_bc.scale * res_ab.center_sigma),
         scale_sigma=math.hypot(res_ab.scale_sigma, res_bc.scale_sigma),
         rotation_sigma_deg=math.hypot(res_ab.rotation_sigma_deg, res_bc.rotation_sigma_deg),
+        prediction_ccc=min(res_ab.prediction_ccc, res_bc.prediction_ccc),
+        residual_corr_area=max(res_ab.residual_corr_area, res_bc.residual_corr_area),
     )
 
 

@@ -32,13 +32,17 @@ Pipeline (design note crossmag.md §8.4; Reddy & Chatterji, IEEE TIP 5(8):1266, 
    ≤ ``refine_size`` px, with both images resampled to the candidate's common pixel size so that
    the filters match. (``crossmag.align``'s residual grid search was tried first: on same-size
    pairs it settled 0.5° away from the truth where a direct CCC check preferred the truth.)
-6. Honesty: ``found`` is False when the refined scale leaves ``scale_range``, when the best
-   candidate is not clearly better than a different pose (``pose_ratio`` < 1.1; a better pose
-   outside ``rotation_range_deg`` counts), when the translation peak is weak
-   (``peak_z`` < 8) or the refined band-passed CCC is low (< 0.2), when the overlap is below
-   25 %, when the refinement does not converge or leaves the candidate, and for images too
-   small (< 32 px at the working sampling) or blank. The thresholds come from a noise sweep on
-   real-micrograph pairs (see the constants).
+6. Honesty: ``confidence`` is P(centre within 1.5 reference px), a logistic model of the
+   measures (refined band-passed CCC, pose ratio, overlap, translation ``peak_z``,
+   ``center_sigma``, the maximum-likelihood refinement's prediction CCC and residual
+   correlation area) fitted on generated similarity pairs (:mod:`._confidence`,
+   docs/crossmag.md), and ``found = confidence >= 0.5``. Hard gates keep ``found`` False
+   (confidence < 0.5) when the refined scale leaves ``scale_range``, when the best candidate
+   is not clearly better than a different pose (``pose_ratio`` < 1.1; a better pose outside
+   ``rotation_range_deg`` counts), when the overlap is below 25 %, when the refinement does
+   not converge or leaves the candidate, and for images too small (< 32 px at the working
+   sampling) or blank. Without the model file the former thresholds apply (``peak_z`` ≥ 8,
+   refined CCC ≥ 0.2, from a noise sweep on real-micrograph pairs) with the measures' ramps.
 """
 
 from __future__ import annotations

@@ -236,16 +236,17 @@ def ml_stage(
     full: NDArray[np.float64],
     converged: bool,
     threads: int | None,
-) -> tuple[NDArray[np.float64], tuple[float, float, float]]:
+) -> tuple[NDArray[np.float64], tuple[float, float, float], tuple[float, float]]:
     """:func:`emgeom.crossmag._refine.refine_pose` with the finer image integrated into the
     coarser one's pixels (the images swap roles when the moving image is the coarser); returns
-    the pose and ``(center_sigma, scale_sigma, rotation_sigma_deg)``. When it cannot run, does
-    not converge or moves more than 2 px, the Gauss–Newton pose stays with a σ of one pixel and
-    the prior's.
+    the pose, ``(center_sigma, scale_sigma, rotation_sigma_deg)`` and the refinement's
+    ``(prediction_ccc, residual_corr_area)``. When it cannot run, does not converge or moves
+    more than 2 px, the Gauss–Newton pose stays with a σ of one pixel and the prior's, and the
+    measures are ``(0, 0)``.
     """
     fallback = (1.0, _ML_PRIOR[0], _ML_PRIOR[1])
     if not converged:
-        return full, fallback
+        return full, fallback, (0.0, 0.0)
     s, _ = scale_rotation_of(full[:, :2])
     swap = s > 1.0
     fine, coarse, a0 = (ref, mov, invert_affine(full)) if swap else (mov, ref, full)
@@ -260,18 +261,20 @@ def ml_stage(
     )
     c0 = a0[:, :2] @ center_of(fine.shape) + a0[:, 2]
     if r is None or not r.converged or math.hypot(*(r.center - c0)) > 2.0:
-        return full, fallback
+        return full, fallback, (0.0, 0.0)
+    measures = (r.ccc, r.corr_area)
     if 1.0 / _NEAR_ONE <= s <= _NEAR_ONE:
         # nearly equal samplings: integration degenerates to interpolation, which smooths one
         # image and not the other (measured: 0.5 % scale error on imreg_dft's binary shapes);
         # the Gauss–Newton pose stays and the refinement gives only its error bars
         s_sig = r.center_sigma * (s if swap else 1.0)
-        return full, (s_sig, r.scale_sigma, r.rotation_sigma_deg)
+        return full, (s_sig, r.scale_sigma, r.rotation_sigma_deg), measures
     if not swap:
-        return r.affine, (r.center_sigma, r.scale_sigma, r.rotation_sigma_deg)
+        return r.affine, (r.center_sigma, r.scale_sigma, r.rotation_sigma_deg), measures
     # (first order: the moving centre's σ in reference px ≈ the reference centre's σ in
     # moving px times the scale)
-    return invert_affine(r.affine), (r.center_sigma * s, r.scale_sigma, r.rotation_sigma_deg)
+    sig3 = (r.center_sigma * s, r.scale_sigma, r.rotation_sigma_deg)
+    return invert_affine(r.affine), sig3, measures
 
 
 def refine_candidate(

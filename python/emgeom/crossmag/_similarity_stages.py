@@ -13,6 +13,7 @@ from dataclasses import dataclass
 import numpy as np
 from numpy.typing import NDArray
 
+from emgeom.crossmag._confidence import calibrated_similarity_confidence, similarity_features
 from emgeom.crossmag._fourier_mellin import (
     TILE_AREA_RATIO,
     FMPeak,
@@ -194,7 +195,7 @@ class SimilaritySearch:
         full, ccc, overlap, converged = refine_candidate(
             a.ref, a.mov, best_full, a.p_r, p_eff, a.rsz, a.threads
         )
-        full, sig3 = ml_stage(a.ref, a.mov, full, converged, a.threads)
+        full, sig3, (p_ccc, area) = ml_stage(a.ref, a.mov, full, converged, a.threads)
         scale, theta = scale_rotation_of(full[:, :2])
         sigma = scale / self.s0
         moved = (
@@ -203,17 +204,25 @@ class SimilaritySearch:
         )
         in_srange = a.srange[0] <= sigma <= a.srange[1]
         rot_ok = a.rrange is None or in_range(theta, a.rrange)
-        found = bool(
+        # hard gates: a pose outside the allowed ranges, a refinement that did not converge or
+        # left the candidate, an ambiguous pose or too little overlap is never `found`
+        gates = bool(
             converged
             and not moved
             and in_srange
             and rot_ok
-            and ccc >= MIN_CCC
-            and best_pose.peak_z >= MIN_Z
             and overlap >= MIN_OVERLAP
             and ratio >= MIN_POSE_RATIO
         )
-        conf = similarity_confidence(ccc, ratio, overlap, best_pose.peak_z)
+        x = similarity_features(ccc, ratio, overlap, best_pose.peak_z, sig3[0], p_ccc, area)
+        conf_cal = calibrated_similarity_confidence(x)
+        if conf_cal is None:  # (no shipped model: the measures' ramps and thresholds)
+            found = gates and ccc >= MIN_CCC and best_pose.peak_z >= MIN_Z
+            conf = similarity_confidence(ccc, ratio, overlap, best_pose.peak_z)
+        else:
+            conf, found = conf_cal, conf_cal >= 0.5
+        if not gates:
+            found, conf = False, min(conf, 0.49)
         if not found:
             conf = min(conf, 0.49)
         res = make_result(
@@ -241,6 +250,8 @@ class SimilaritySearch:
             center_sigma=sig3[0],
             scale_sigma=sig3[1],
             rotation_sigma_deg=sig3[2],
+            prediction_ccc=float(p_ccc),
+            residual_corr_area=float(area),
         )
         assert isinstance(res, SimilarityResult)
         return res
