@@ -54,6 +54,9 @@ def test_align_json_uses_header_pixel_sizes(files, capsys):
     # error bars (issue 12): positive and consistent with the measured error
     assert 0 < out["center_sigma_px"] < 1.0
     assert 0 < out["scale_sigma"] < 0.05 and 0 < out["rotation_sigma_deg"] < 3.0
+    # the refinement's measures behind the calibrated confidence: a right answer predicts the
+    # moving image well and leaves nearly white residuals (area ~1-2; unrelated images 15-35)
+    assert 0.3 < out["prediction_ccc"] <= 1.0 and 0.5 < out["residual_corr_area"] < 5.0
 
 
 def test_align_huge_max_shift_is_bounded(files, capsys):

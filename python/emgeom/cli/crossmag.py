@@ -101,6 +101,8 @@ def _result_fields(res: Any) -> dict[str, Any]:
         "overlap": res.overlap,
         "peak_ratio": res.peak_ratio,
         "peak_z": res.peak_z,
+        "prediction_ccc": res.prediction_ccc,
+        "residual_corr_area": res.residual_corr_area,
         "at_search_edge": res.at_search_edge,
         "reference_pixel_a": res.reference_pixel_a,
         "moving_pixel_a": res.moving_pixel_a,
