@@ -92,8 +92,7 @@ pub(super) unsafe fn fast8<S: Stencil8>(
     o: &mut [f32],
 ) -> bool {
     let (base, nx, ny) = src;
-    let tx = _mm256_add_ps(_mm256_set1_ps(a.fx), d.0);
-    let ty = _mm256_add_ps(_mm256_set1_ps(a.fy), d.1);
+    let (tx, ty) = a.plus(d);
     let (c0, r0) = (a.ix as isize + j as isize - S::LO, a.iy as isize - S::LO);
     let side = S::ROWS as isize;
     let inside = c0 >= 0 && c0 + 7 + side <= nx as isize && r0 >= 0 && r0 + side <= ny as isize;
@@ -124,8 +123,7 @@ pub(super) unsafe fn step8<S: Stencil8>(
     o: &mut [f32],
 ) -> bool {
     let (base, nx, ny) = src;
-    let tx = _mm256_add_ps(_mm256_set1_ps(a.fx), d.0);
-    let ty = _mm256_add_ps(_mm256_set1_ps(a.fy), d.1);
+    let (tx, ty) = a.plus(d);
     let (flx, fly) = (_mm256_floor_ps(tx), _mm256_floor_ps(ty));
     let zero = _mm256_setzero_ps();
     let mx = _mm256_cmp_ps::<_CMP_NEQ_OQ>(flx, zero);

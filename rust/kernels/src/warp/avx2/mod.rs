@@ -56,6 +56,15 @@ impl Anchor {
             fy: (sy - fly) as f32,
         }
     }
+
+    /// The anchor's fractions plus the lane offsets `d` (f32).
+    #[inline(always)]
+    unsafe fn plus(&self, d: &Offsets) -> (__m256, __m256) {
+        (
+            _mm256_add_ps(_mm256_set1_ps(self.fx), d.0),
+            _mm256_add_ps(_mm256_set1_ps(self.fy), d.1),
+        )
+    }
 }
 
 /// `[f·a, (f+1)·a, …, (f+7)·a]` in f32 (`f`: the first offset).
