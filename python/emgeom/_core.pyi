@@ -48,6 +48,7 @@ __all__ = [
     "fm_log_polar",
     "log_polar",
     "log_polar_half_spectrum",
+    "masked_gaussian_highpass",
     "masked_ncc",
     "particle_defocus",
     "project",
@@ -349,6 +350,17 @@ def crossmag_area_predict_stack(
     box_: tuple[int, int, int, int],
     k: int,
     derivs: tuple[bool, bool, bool, bool],
+    n_threads: int | None = None,
+) -> NDArray[np.float64]: ...
+
+# --- highpass (rust/bindings/highpass.rs) ---------------------------------------------------
+
+def masked_gaussian_highpass(
+    stack: NDArray[np.float64],
+    mask: NDArray[np.bool_],
+    *,
+    sigma: float,
+    pad: tuple[int, int],
     n_threads: int | None = None,
 ) -> NDArray[np.float64]: ...
 

@@ -18,6 +18,7 @@ mod crossmag;
 mod crossmag_refine;
 mod ctf;
 mod defocus;
+mod highpass;
 mod logpolar;
 mod ncc;
 mod rescale;
@@ -31,6 +32,7 @@ fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     warp::register(m)?;
     rescale::register(m)?;
     defocus::register(m)?;
+    highpass::register(m)?;
     xcorr::register(m)?;
     crossmag::register(m)?;
     crossmag_refine::register(m)?;

@@ -79,8 +79,6 @@ class Problem:
     threads: int | None
     kap_ref: tuple[float, float, float] = (1.0, 1.0, 0.0)  # (s_ref, κ(s_ref), exponent)
     coarse_hp: NDArray[np.float64] | None = None
-    _hp_kernel: tuple[NDArray[np.float64], tuple[int, int]] | None = None
-    _hp_den: NDArray[np.float64] | None = None
     hp_sigma: float = 0.0  # high-pass: Gaussian σ (coarse px) of the smooth background removed
     h_scale: float = 1.0  # curvature the Gauss–Newton matrix misses (see _rescale_hessian)
     # Σ over the mask of each derivative² of the prediction of unit white noise (start pose)
@@ -92,26 +90,24 @@ class Problem:
     def highpass(self, img: NDArray[np.float64]) -> NDArray[np.float64]:
         """``img`` (one image or a stack ``(n, ny, nx)``) minus its Gaussian-smoothed version
         over the mask (normalised convolution), the smooth background that the model leaves
-        free; identity when ``hp_sigma`` is 0.
+        free; identity when ``hp_sigma`` is 0. The kernel (``emgeom_kernels::highpass``, oracle
+        :mod:`emgeom.reference.highpass`) zero-pads to a fast FFT size beyond the Gaussian's
+        support (no wrap-around).
         """
         if self.hp_sigma <= 0:
             return img
-        if self._hp_kernel is None:
-            ny, nx = self.mask.shape
-            r = math.ceil(3.0 * self.hp_sigma)
-            # zero padding beyond the support (no wrap-around), to a fast FFT size
-            shape = (nice_size(ny + r), nice_size(nx + r))
-            fy = np.fft.fftfreq(shape[0])[:, None]
-            fx = np.fft.rfftfreq(shape[1])[None, :]
-            g = np.exp(-2.0 * math.pi**2 * self.hp_sigma**2 * (fx * fx + fy * fy))
-            self._hp_kernel = (g, shape)
-            den = np.fft.irfft2(np.fft.rfft2(self.mask.astype(np.float64), shape) * g, shape)
-            self._hp_den = np.maximum(den[:ny, :nx], 1e-12)
-        g, shape = self._hp_kernel
         ny, nx = self.mask.shape
-        num = np.fft.irfft2(np.fft.rfft2(np.where(self.mask, img, 0.0), shape) * g, shape)
-        assert self._hp_den is not None
-        return np.where(self.mask, img - num[..., :ny, :nx] / self._hp_den, 0.0)
+        r = math.ceil(3.0 * self.hp_sigma)
+        pad = (nice_size(ny + r), nice_size(nx + r))
+        stack = np.ascontiguousarray(img.reshape(-1, ny, nx), dtype=np.float64)
+        out = _core.masked_gaussian_highpass(
+            stack,
+            np.ascontiguousarray(self.mask, dtype=np.bool_),
+            sigma=self.hp_sigma,
+            pad=pad,
+            n_threads=self.threads,
+        )
+        return out.reshape(img.shape)
 
     def predict_many(
         self, imgs: list[NDArray[np.float32]], geo: NDArray[np.float64], derivs: bool = True

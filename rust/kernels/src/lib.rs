@@ -15,6 +15,7 @@ pub mod ctf;
 pub mod defocus;
 pub mod error;
 pub mod fft;
+pub mod highpass;
 pub mod interp;
 pub mod logpolar;
 pub mod ncc;
