@@ -70,6 +70,28 @@ pub(super) unsafe fn in_unit(tx: __m256, ty: __m256) -> bool {
     _mm256_movemask_ps(_mm256_and_ps(okx, oky)) == 0xFF
 }
 
+/// The top-left tap (column, row) of lane 0 of the group at offset `j` from the anchor `a`.
+#[inline(always)]
+fn corner<S: Stencil8>(a: Anchor, j: usize) -> (isize, isize) {
+    (a.ix as isize + j as isize - S::LO, a.iy as isize - S::LO)
+}
+
+/// Whether the taps of 8 consecutive lanes from the corner `(c0, r0)` — columns
+/// `c0 .. c0 + 7 + ROWS`, rows `r0 .. r0 + ROWS` — widened by `grow` = (left, right, up, down)
+/// pixels lie inside the `nx × ny` image.
+#[inline(always)]
+fn taps_inside<S: Stencil8>(
+    (nx, ny): (usize, usize),
+    (c0, r0): (isize, isize),
+    grow: [isize; 4],
+) -> bool {
+    let side = S::ROWS as isize;
+    c0 - grow[0] >= 0
+        && c0 + 7 + side + grow[1] <= nx as isize
+        && r0 - grow[2] >= 0
+        && r0 + side + grow[3] <= ny as isize
+}
+
 /// The fast path of one group of 8 output pixels whose lanes lie at fractions `d` from the
 /// anchor `a` plus `(j, 0)`, `j` = the group's offset from the anchor in pixels: taken when
 /// every lane's position relative to (`a.ix + j + k`, `a.iy`) has fractions in [0, 1) — the
@@ -93,14 +115,12 @@ pub(super) unsafe fn fast8<S: Stencil8>(
 ) -> bool {
     let (base, nx, ny) = src;
     let (tx, ty) = a.plus(d);
-    let (c0, r0) = (a.ix as isize + j as isize - S::LO, a.iy as isize - S::LO);
-    let side = S::ROWS as isize;
-    let inside = c0 >= 0 && c0 + 7 + side <= nx as isize && r0 >= 0 && r0 + side <= ny as isize;
-    if !(inside && in_unit(tx, ty)) {
+    let (c0, r0) = corner::<S>(a, j);
+    if !(taps_inside::<S>((nx, ny), (c0, r0), [0; 4]) && in_unit(tx, ty)) {
         return false;
     }
-    // SAFETY: the taps are columns c0 .. c0 + 7 + ROWS and rows r0 .. r0 + ROWS, inside the
-    // image by `inside`; `o` holds 8 f32.
+    // SAFETY: the taps (columns c0 .. c0 + 7 + ROWS, rows r0 .. r0 + ROWS) are inside the
+    // image by `taps_inside`; `o` holds 8 f32.
     unsafe { S::run8(base.offset(r0 * nx as isize + c0), nx, &Plain, tx, ty, o) };
     true
 }
@@ -145,19 +165,19 @@ pub(super) unsafe fn step8<S: Stencil8>(
         return false;
     }
     let off = if s > 0.0 { step_px } else { -step_px };
-    let (c0, r0) = (a.ix as isize + j as isize - S::LO, a.iy as isize - S::LO);
-    let side = S::ROWS as isize;
-    let (lo_c, hi_c, lo_r, hi_r) = match (step_px == 1, s > 0.0) {
-        (true, true) => (c0, c0 + 8 + side, r0, r0 + side),
-        (true, false) => (c0 - 1, c0 + 7 + side, r0, r0 + side),
-        (false, true) => (c0, c0 + 7 + side, r0, r0 + side + 1),
-        (false, false) => (c0, c0 + 7 + side, r0 - 1, r0 + side),
+    let (c0, r0) = corner::<S>(a, j);
+    // The moved lanes reach one column (row) further left, right, up or down.
+    let grow = match (step_px == 1, s > 0.0) {
+        (true, true) => [0, 1, 0, 0],
+        (true, false) => [1, 0, 0, 0],
+        (false, true) => [0, 0, 0, 1],
+        (false, false) => [0, 0, 1, 0],
     };
-    if lo_c < 0 || hi_c > nx as isize || lo_r < 0 || hi_r > ny as isize {
+    if !taps_inside::<S>((nx, ny), (c0, r0), grow) {
         return false;
     }
     let taps = Moved { off, moved };
-    // SAFETY: every tap is in columns lo_c .. hi_c and rows lo_r .. hi_r, inside the image;
+    // SAFETY: every tap, moved or not, is inside the image (`taps_inside` with `grow`);
     // `o` holds 8 f32.
     unsafe {
         S::run8(

@@ -87,6 +87,32 @@ pub(super) unsafe fn rows8(p: *const f32, i: &[i32; 8]) -> [__m256; 4] {
     ]
 }
 
+/// Offsets of the top-left corners of 8 lanes' `side × side` neighbourhoods (floors `ix`, `iy`,
+/// `lo` rows and columns above and left of them), the floors first clamped to
+/// `[lo, n − side + lo]` so that every neighbourhood lies inside the `nx × ny` image whatever
+/// the positions.
+#[inline(always)]
+unsafe fn corners(ix: __m256i, iy: __m256i, nx: usize, ny: usize, lo: i32, side: i32) -> [i32; 8] {
+    // (No closure here: it would not inherit the target features.)
+    let lov = _mm256_set1_epi32(lo);
+    let ix = _mm256_min_epi32(
+        _mm256_max_epi32(ix, lov),
+        _mm256_set1_epi32(nx as i32 - side + lo),
+    );
+    let iy = _mm256_min_epi32(
+        _mm256_max_epi32(iy, lov),
+        _mm256_set1_epi32(ny as i32 - side + lo),
+    );
+    let idx = _mm256_add_epi32(
+        _mm256_mullo_epi32(_mm256_sub_epi32(iy, lov), _mm256_set1_epi32(nx as i32)),
+        _mm256_sub_epi32(ix, lov),
+    );
+    let mut i = [0i32; 8];
+    // SAFETY: `i` is 8 i32 = 32 bytes; storeu has no alignment requirement.
+    unsafe { _mm256_storeu_si256(i.as_mut_ptr().cast::<__m256i>(), idx) };
+    i
+}
+
 /// Bilinear interpolation of 8 output pixels `o` (exactly 8 long) at the given positions
 /// (floors, fractions), each neighbourhood read on its own: the general path of
 /// [`super::interior`]. Indices are clamped to the interior first, so every load is in bounds
@@ -104,15 +130,9 @@ pub(super) unsafe fn linear8(
 ) {
     debug_assert_eq!(o.len(), 8);
     let (ix, iy, fx, fy) = pos;
-    let zero = _mm256_setzero_si256();
-    let ix = _mm256_min_epi32(_mm256_max_epi32(ix, zero), _mm256_set1_epi32(nx as i32 - 2));
-    let iy = _mm256_min_epi32(_mm256_max_epi32(iy, zero), _mm256_set1_epi32(ny as i32 - 2));
-    let idx = _mm256_add_epi32(_mm256_mullo_epi32(iy, _mm256_set1_epi32(nx as i32)), ix);
-    let mut i = [0i32; 8];
-    // SAFETY: `i` is 8 i32 = 32 bytes; storeu has no alignment requirement.
-    unsafe { _mm256_storeu_si256(i.as_mut_ptr().cast::<__m256i>(), idx) };
-    // SAFETY: 0 <= ix <= nx-2 and 0 <= iy <= ny-2 after the clamps, so for every lane the
-    // pairs at idx, idx+1 and idx+nx, idx+nx+1 are inside data.
+    let i = corners(ix, iy, nx, ny, 0, 2);
+    // SAFETY: by `corners`, for every lane the pairs at i, i+1 and i+nx, i+nx+1 are inside
+    // data.
     let (v00, v01, v10, v11) = unsafe {
         let (t0, t1) = pairs8(base, &i);
         let (b0, b1) = pairs8(base.add(nx), &i);
@@ -139,21 +159,11 @@ pub(super) unsafe fn cubic8(
 ) {
     debug_assert_eq!(o.len(), 8);
     let (ix, iy, fx, fy) = pos;
-    let one = _mm256_set1_epi32(1);
-    let ix = _mm256_min_epi32(_mm256_max_epi32(ix, one), _mm256_set1_epi32(nx as i32 - 3));
-    let iy = _mm256_min_epi32(_mm256_max_epi32(iy, one), _mm256_set1_epi32(ny as i32 - 3));
-    // Top-left corner of the 4×4 neighbourhood.
-    let idx = _mm256_add_epi32(
-        _mm256_mullo_epi32(_mm256_sub_epi32(iy, one), _mm256_set1_epi32(nx as i32)),
-        _mm256_sub_epi32(ix, one),
-    );
+    let i = corners(ix, iy, nx, ny, 1, 4);
     let wx = keys8(fx);
     let wy = keys8(fy);
-    let mut i = [0i32; 8];
-    // SAFETY: `i` is 8 i32 = 32 bytes; storeu has no alignment requirement.
-    unsafe { _mm256_storeu_si256(i.as_mut_ptr().cast::<__m256i>(), idx) };
-    // SAFETY: 1 <= ix <= nx-3 and 1 <= iy <= ny-3 after the clamps, so for every lane the 4
-    // values from idx + r*nx (r in 0..4) are inside data (len nx*ny).
+    // SAFETY: by `corners`, for every lane the 4 values from i + r*nx (r in 0..4) are inside
+    // data (len nx*ny).
     let rows = unsafe {
         [
             rows8(base, &i),
