@@ -10,6 +10,10 @@ use pyo3::prelude::*;
 use crate::common::{affines_of, kernel_error, run_parallel};
 use crate::xcorr::{AllowedRegion, CorrelationSetup, PeakSearch};
 
+/// One [`PointEval`] per point and the first point's correlation map (when `want_map`), of
+/// [`crossmag_evaluate`].
+type Evaluation<'py> = (Vec<PointEval>, Option<Bound<'py, PyArray2<f32>>>);
+
 /// A prepared reference search region (opaque; see `emgeom_kernels::crossmag::Reference`).
 #[pyclass(frozen, module = "emgeom._core")]
 struct CrossmagReference {
@@ -131,7 +135,7 @@ fn crossmag_evaluate<'py>(
     search: &Bound<'py, PatchSearch>,
     want_map: bool,
     n_threads: Option<usize>,
-) -> PyResult<(Vec<PointEval>, Option<Bound<'py, PyArray2<f32>>>)> {
+) -> PyResult<Evaluation<'py>> {
     let r = Arc::clone(&reference.get().inner);
     let mv = moving.as_array();
     let affs = affines_of(affines.as_array(), "affines").map_err(|e| kernel_error(py, e))?;

@@ -7,6 +7,9 @@ use pyo3::prelude::*;
 
 use crate::common::run_parallel;
 
+/// `(P (ny, nx), dP (4, ny, nx))` of [`crossmag_area_predict`].
+type Prediction<'py> = (Bound<'py, PyArray2<f64>>, Bound<'py, PyArray3<f64>>);
+
 /// Pose of the fine image in the coarse one (`crossmag_refine::Pose`): `(tx, ty)` = where the
 /// fine point `center` lands (coarse px), `s` coarse pixels per fine pixel, `theta_rad` radians.
 #[pyclass(
@@ -62,7 +65,7 @@ fn crossmag_area_predict<'py>(
     box_: (i64, i64, usize, usize),
     k: usize,
     n_threads: Option<usize>,
-) -> PyResult<(Bound<'py, PyArray2<f64>>, Bound<'py, PyArray3<f64>>)> {
+) -> PyResult<Prediction<'py>> {
     let src = fine.as_array();
     let p = pose.kernel();
     let (a, d) = run_parallel(py, n_threads, move || {
@@ -77,7 +80,6 @@ fn crossmag_area_predict<'py>(
 #[pyfunction]
 #[pyo3(signature = (images, pose, *, center, box_, k, derivs, n_threads=None))]
 fn crossmag_area_predict_stack<'py>(
-    py: Python<'py>,
     images: PyReadonlyArray3<'py, f32>,
     pose: PyPose,
     center: (f64, f64),
@@ -86,6 +88,7 @@ fn crossmag_area_predict_stack<'py>(
     derivs: (bool, bool, bool, bool),
     n_threads: Option<usize>,
 ) -> PyResult<Bound<'py, PyArray4<f64>>> {
+    let py = images.py();
     let src = images.as_array();
     let p = pose.kernel();
     let want = [derivs.0, derivs.1, derivs.2, derivs.3];

@@ -14,6 +14,9 @@ type Profiles<'py> = (
     Bound<'py, PyArray1<u32>>,
 );
 
+/// `(defocus_a (n,), score (n,))` of [`ctf_fit_defocus_1d`].
+type DefocusFit<'py> = (Bound<'py, PyArray1<f64>>, Bound<'py, PyArray1<f64>>);
+
 /// Tiling of an image (`ctf::Tiling`): `tile` edge (px, even, ≥ 16), `step` between tile
 /// origins (px), `n_bins` radial bins (uniform in k²), relative astigmatism `astig` and its
 /// angle `astig_angle_rad` (radians from +x towards +y) of the equiphase mapping.
@@ -131,7 +134,7 @@ fn ctf_fit_defocus_1d<'py>(
     profiles: PyReadonlyArray2<'py, f32>,
     search: &Bound<'py, DefocusSearch>,
     n_threads: Option<usize>,
-) -> PyResult<(Bound<'py, PyArray1<f64>>, Bound<'py, PyArray1<f64>>)> {
+) -> PyResult<DefocusFit<'py>> {
     let p = profiles.as_array();
     let s = search.get();
     let (d, sc) = run_parallel(py, n_threads, move || {

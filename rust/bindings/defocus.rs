@@ -14,7 +14,7 @@ fn contiguous<'a, T>(v: Option<&'a [T]>, what: &'static str) -> Result<&'a [T], 
     v.ok_or_else(|| KernelError::value(what, "must be a C-contiguous array"))
 }
 
-fn contiguous_mut<'a, T>(v: Option<&'a mut [T]>) -> Result<&'a mut [T], KernelError> {
+fn contiguous_mut<T>(v: Option<&mut [T]>) -> Result<&mut [T], KernelError> {
     v.ok_or_else(|| KernelError::value("out", "must be a C-contiguous array"))
 }
 

@@ -40,7 +40,6 @@ fn warp_into<'py, T: Sample + Element>(
 #[pyfunction]
 #[pyo3(signature = (images, affine, *, output_shape, order, fill=None, n_threads=None, check_limit=None))]
 fn warp_affine<'py>(
-    py: Python<'py>,
     images: Stack<'py>,
     affine: PyReadonlyArray2<'py, f64>,
     output_shape: (usize, usize),
@@ -49,6 +48,7 @@ fn warp_affine<'py>(
     n_threads: Option<usize>,
     check_limit: Option<f64>,
 ) -> PyResult<Bound<'py, PyAny>> {
+    let py = affine.py();
     let a = affine_of(affine.as_array(), "affine").map_err(|e| kernel_error(py, e))?;
     let interp = Interpolation::from_order(order).map_err(|e| kernel_error(py, e))?;
     let mode = (interp, fill.map_or(Fill::Mean, Fill::Value));
