@@ -55,6 +55,7 @@ lint: install
 	$(PY) -c "import emgeom._core"
 	$(PY) -m mypy.stubtest emgeom._core
 	cargo fmt --all -- --check
+	cargo clippy --workspace --all-targets -- -D warnings
 
 pytest: install
 	$(PY) -m pytest -q --benchmark-disable
