@@ -62,6 +62,27 @@ def test_models_are_shipped_and_monotone():
         assert c1 is not None and c1 >= c0, i
 
 
+def test_error_bar_bound_caps_a_confident_model():
+    # 2-D Gaussian mass within the 1.5 px tolerance at the larger per-axis σ
+    assert C.error_bar_bound(0.0) == 1.0
+    assert C.error_bar_bound(1.5) == pytest.approx(1.0 - np.exp(-0.5), rel=1e-12)
+    assert C.error_bar_bound(0.3) > 0.999_99
+    assert C.error_bar_bound(800.0) < 2e-6
+    assert C.error_bar_bound(float("nan")) == 0.0 == C.error_bar_bound(-1.0)
+    b = np.array([C.error_bar_bound(float(v)) for v in np.geomspace(0.05, 50.0, 40)])
+    assert np.all(np.diff(b) <= 0) and np.all(np.diff(b[b < 0.999]) < 0)
+    # the issue-12 found-but-wrong pattern: search measures a model trusts, a refinement whose
+    # centre σ is 800 px (seed 302 pair 37; the model clips log σ, so it cannot see how large):
+    # capped below `found`; a σ of 0.3 px changes nothing
+    x = C.features(1.9, 18.0, 1.0, 800.0, False, 0.3, 2.7, True)
+    raw = C.calibrated_confidence(x)
+    assert raw is not None and raw > 0.5
+    capped = C.gated_confidence(x, True, 800.0)
+    assert capped is not None and capped < 1e-5
+    assert C.gated_confidence(x, True, 0.3) == pytest.approx(raw, abs=1e-5)
+    assert C.gated_confidence(x, False, 0.3) == pytest.approx(min(raw, 0.49), abs=1e-5)
+
+
 def test_model_file_errors_fall_back_to_none(tmp_path, monkeypatch):
     # a missing file, a model missing from it, or a feature list that does not match: None
     # (align and find_similarity then use the measures' ramps)

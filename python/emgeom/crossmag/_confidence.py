@@ -33,6 +33,7 @@ __all__ = [
     "align_measures",
     "calibrated_confidence",
     "calibrated_similarity_confidence",
+    "error_bar_bound",
     "features",
     "gated_confidence",
     "load_model",
@@ -199,12 +200,37 @@ def calibrated_confidence(x: NDArray[np.float64]) -> float | None:
     return None if m is None else m(x)
 
 
-def gated_confidence(x: NDArray[np.float64], gates: bool) -> float | None:
+def gated_confidence(
+    x: NDArray[np.float64], gates: bool, center_sigma: float | None = None
+) -> float | None:
     """:func:`calibrated_confidence`, held below 0.5 when a hard gate failed (``gates``
-    False); None when the model file is missing.
+    False) and at most :func:`error_bar_bound` of a measured ``center_sigma``; None when the
+    model file is missing.
     """
     c = calibrated_confidence(x)
-    return None if c is None else (c if gates else min(c, 0.49))
+    if c is None:
+        return None
+    if center_sigma is not None:
+        c = min(c, error_bar_bound(center_sigma))
+    return c if gates else min(c, 0.49)
+
+
+def error_bar_bound(center_sigma: float) -> float:
+    """The largest confidence that a centre error bar allows: the probability that a 2-D
+    Gaussian error of ``center_sigma`` (reference px, the larger per-axis σ, taken as
+    isotropic: the smaller bound) falls within :data:`TOLERANCE_PX`, ``1 − exp(−T²/2σ²)``.
+
+    Even the right peak is not placed within the tolerance when its own error bar is wider:
+    the logistic models see ``log_center_sigma`` as one feature among nine and can outweigh
+    it (issue-12 check sets, seeds 300–304: two of four found-but-wrong results had a
+    refinement σ of 800 px and more, at confidence 0.56–0.60). No right answer there has
+    σ above 0.6 px (bound 0.998). 0 for a non-finite or negative σ.
+    """
+    if not math.isfinite(center_sigma) or center_sigma < 0:
+        return 0.0
+    if center_sigma == 0:
+        return 1.0
+    return float(-math.expm1(-0.5 * (TOLERANCE_PX / center_sigma) ** 2))
 
 
 #: Feature names of ``find_similarity``'s model, in the order of its weights.

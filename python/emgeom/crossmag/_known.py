@@ -533,7 +533,7 @@ def _ml_refine(
         return out if c is None else replace(out, confidence=c, found=c >= 0.5)
     m = (res.significance, res.peak_ratio, res.overlap, r.center_sigma, r.at_edge)
     x = features(*m, r.ccc, r.corr_area, r.scale_sigma > 0)
-    conf_cal = gated_confidence(x, gates)
+    conf_cal = gated_confidence(x, gates, r.center_sigma)
     if conf_cal is None:  # (no shipped model: the measures' ramps)
         found = bool(res.found and not r.at_edge)
         conf = res.confidence if found else min(res.confidence, 0.49)

@@ -13,7 +13,11 @@ from dataclasses import dataclass
 import numpy as np
 from numpy.typing import NDArray
 
-from emgeom.crossmag._confidence import calibrated_similarity_confidence, similarity_features
+from emgeom.crossmag._confidence import (
+    calibrated_similarity_confidence,
+    error_bar_bound,
+    similarity_features,
+)
 from emgeom.crossmag._fourier_mellin import (
     TILE_AREA_RATIO,
     FMPeak,
@@ -220,7 +224,9 @@ class SimilaritySearch:
             found = gates and ccc >= MIN_CCC and best_pose.peak_z >= MIN_Z
             conf = similarity_confidence(ccc, ratio, overlap, best_pose.peak_z)
         else:
-            conf, found = conf_cal, conf_cal >= 0.5
+            # (a refinement that ran, area > 0, measured σ; the fallback's 1 px is a stand-in)
+            conf = min(conf_cal, error_bar_bound(sig3[0])) if area > 0 else conf_cal
+            found = conf >= 0.5
         if not gates:
             found, conf = False, min(conf, 0.49)
         if not found:
